@@ -1,0 +1,206 @@
+// Configuration schema (STYLE habit 7): every key has a default and a documented meaning; each role gets one frozen object.
+// Sources, later ones winning: defaults < JSON file (--config) < `--set key=value` flags < role-specific CLI flags.
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../types/errors.js';
+import { parseEndpoint } from '../protocol/endpoint.js';
+import { parseCidr } from '../protocol/ip.js';
+import type { Endpoint } from '../types/net.js';
+
+type Parser<T> = (v: unknown, key: string) => T;
+
+interface Field<T> {
+  readonly doc: string;
+  readonly def: T;
+  readonly parse: Parser<T>;
+}
+
+const str: Parser<string> = (v, k) => {
+  if (typeof v !== 'string') throw new ConfigError(k, 'must be a string');
+  return v;
+};
+const num =
+  (min: number, max: number): Parser<number> =>
+  (v, k) => {
+    const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < min || n > max)
+      throw new ConfigError(k, `must be a number in [${min}, ${max}]`);
+    return n;
+  };
+const bool: Parser<boolean> = (v, k) => {
+  if (v === true || v === 'true' || v === '1') return true;
+  if (v === false || v === 'false' || v === '0') return false;
+  throw new ConfigError(k, 'must be true or false');
+};
+const list =
+  <T>(item: Parser<T>): Parser<T[]> =>
+  (v, k) => {
+    const arr = typeof v === 'string' ? (v.trim() === '' ? [] : v.split(',')) : v;
+    if (!Array.isArray(arr)) throw new ConfigError(k, 'must be a list (JSON array or comma-separated)');
+    return arr.map((x, i) => item(typeof x === 'string' ? x.trim() : x, `${k}[${i}]`));
+  };
+const endpointP: Parser<Endpoint> = (v, k) => {
+  try {
+    return parseEndpoint(str(v, k));
+  } catch (e) {
+    throw new ConfigError(k, (e as Error).message);
+  }
+};
+const cidr =
+  (family: 4 | 6): Parser<string> =>
+  (v, k) => {
+    if (v === '') return '';
+    try {
+      const c = parseCidr(str(v, k));
+      if (c.family !== family) throw new Error(`must be an IPv${family} prefix`);
+      return c.text;
+    } catch (e) {
+      throw new ConfigError(k, (e as Error).message);
+    }
+  };
+/** "0x<40 hex>@addr:port": a peer known by ID (its key is checked against the ID on first contact). */
+export interface PeerRef {
+  readonly id: string;
+  readonly endpoint: Endpoint;
+}
+const peerRef: Parser<PeerRef> = (v, k) => {
+  const s = str(v, k);
+  const at = s.indexOf('@');
+  const id = s.slice(0, at).toLowerCase();
+  if (at < 0 || !/^0x[0-9a-f]{40}$/.test(id)) throw new ConfigError(k, 'must be 0x<40 hex digits>@addr:port');
+  return { id, endpoint: endpointP(s.slice(at + 1), k) };
+};
+const idP: Parser<string> = (v, k) => {
+  const s = str(v, k).toLowerCase();
+  if (!/^0x[0-9a-f]{40}$/.test(s)) throw new ConfigError(k, 'must be an ID: 0x and 40 hex digits');
+  return s;
+};
+
+function f<T>(def: T, parse: Parser<T>, doc: string): Field<T> {
+  return { def, parse, doc };
+}
+
+/** The schema: section → key → field. Defaults are what a single-host deployment needs. */
+export const SCHEMA = {
+  dc: {
+    listen: f('[::]:7100', str, 'UDP address the DC listens on for terminals and peer DCs (dual-stack "[::]:port").'),
+    probePort: f(0, num(0, 65535), 'Second UDP port for NAT-mapping probes; 0 means listen port + 1.'),
+    advertise: f<string[]>([], list(str), 'Addresses other DCs and terminals use to reach this DC ("addr:port"); empty: derived from listen.'),
+    key: f('dc.key', str, 'Identity file (secp256k1 key pair); created on first start. Relative to dataDir.'),
+    dataDir: f('/var/lib/ntm/dc', str, 'Directory of the DC database (SQLite, WAL) and its key.'),
+    virtualV4: f('198.18.0.0/15', cidr(4), 'IPv4 range terminals\' virtual addresses come from (RFC 2544 benchmarking space: not used by home LANs or CGNAT 100.64/10).'),
+    poolV4: f('', cidr(4), 'This DC\'s slice of virtualV4; empty: a /24 chosen from the DC\'s ID. DCs that talk to each other need disjoint slices.'),
+    virtualV6: f('', cidr(6), 'IPv6 prefix of virtual addresses; empty: fd00::/8 + 40 bits of the DC ID, a /48 (RFC 4193 ULA).'),
+    keepaliveS: f(20, num(1, 3600), 'Keep-alive period for terminals behind a NAT (seconds); terminals not behind NAT get none.'),
+    registrationTtlS: f(600, num(10, 86400 * 30), 'A terminal silent this long is considered offline (its address stays reserved).'),
+    freshnessS: f(60, num(1, 3600), 'Largest accepted clock difference of a Node Transaction timestamp (replay/freshness).'),
+    peers: f<PeerRef[]>([], list(peerRef), 'Other DCs: "0xID@addr:port". Node Transactions are replicated to them; directions to their terminals go through them.'),
+    relays: f<PeerRef[]>([], list(peerRef), 'Relay Servers this DC may route through: "0xID@addr:port" (one entry per address family).'),
+    relayQuotaBytes: f(10 * 1024 ** 3, num(0, 2 ** 53), 'Bytes an RS may relay for one tunnel (written into the ticket).'),
+    relayQuotaPackets: f(20_000_000, num(0, 2 ** 53), 'Packets an RS may relay for one tunnel.'),
+    relayTicketS: f(24 * 3600, num(10, 30 * 86400), 'Lifetime of a relay ticket (seconds).'),
+  },
+  rs: {
+    listen: f('[::]:7200', str, 'UDP address the Relay Server listens on (dual-stack).'),
+    key: f('rs.key', str, 'Identity file of the RS; relative to dataDir.'),
+    dataDir: f('/var/lib/ntm/rs', str, 'Directory for the RS key.'),
+    trust: f<string[]>([], list(idP), 'IDs of DCs whose tickets this RS honours (no open relay). Empty: the DCs in reportTo.'),
+    reportTo: f<PeerRef[]>([], list(peerRef), 'DCs this RS reports its load to ("0xID@addr:port").'),
+    reportS: f(5, num(1, 600), 'Load report period (seconds).'),
+    capacityTunnels: f(10_000, num(1, 10_000_000), 'Tunnels this RS accepts; its load is reported as a fraction of it.'),
+    pendingFrames: f(8, num(0, 1024), 'Frames held per tunnel while waiting for the other end to bind.'),
+  },
+  terminal: {
+    dc: f('', str, 'The managing DC: "0xID@addr:port" (also given by an enrollment token).'),
+    key: f('terminal.key', str, 'Identity file of this terminal; relative to dataDir.'),
+    dataDir: f('/var/lib/ntm/terminal', str, 'Directory for the terminal key and state.'),
+    listen: f('[::]:0', str, 'UDP address of the terminal\'s one socket (port 0: any).'),
+    name: f('', str, 'Name to register with the DC (reachable as NAME.ntm by peers of that DC).'),
+    dataplane: f(true, bool, 'Carry IP packets of the virtual address on this host (NFQUEUE + iptables); false: signalling only.'),
+    queueOut: f(7301, num(0, 65535), 'NFQUEUE number for outgoing packets to virtual addresses.'),
+    queueIn: f(7302, num(0, 65535), 'NFQUEUE number for arriving tunnel packets.'),
+    mtu: f(1380, num(576, 9000), 'MTU of the virtual interface (inner packets); TCP MSS is clamped to fit.'),
+    dns: f('127.0.0.1:53', str, 'Where the terminal answers DNS for *.ntm names ("" disables).'),
+    statusSocket: f('', str, 'Unix socket for `ntm status`; empty: dataDir/terminal.sock.'),
+    punchTimeoutMs: f(1500, num(100, 60000), 'How long hole punching may take before the tunnel falls back to the RS.'),
+    requestDeadlineMs: f(10000, num(100, 600000), 'Overall deadline of one signalling request (retransmissions included).'),
+    moveCheckMs: f(1000, num(50, 60000), 'Address-change poll period; netlink events usually notice a move sooner.'),
+    tunnelKeepaliveS: f(15, num(1, 600), 'Keep-alive period inside tunnels that cross a NAT.'),
+  },
+  agent: {
+    dataDir: f('/var/lib/ntm/agent', str, 'Directory of the agent database (pairings, phones, grants, web users).'),
+    lanInterface: f('', str, 'LAN interface of the vCPE (for discovery and rules); empty: autodetect the interface of lanPrefix.'),
+    lanPrefix: f('', str, 'The household LAN prefix(es) ("192.168.1.0/24,fd00:1::/64"); empty: autodetect.'),
+    listen: f('[::]:7300', str, 'UDP address of the agent\'s tunnel socket (all paired appliances share it).'),
+    queueOut: f(7311, num(0, 65535), 'NFQUEUE number for LAN → tunnel packets.'),
+    queueIn: f(7312, num(0, 65535), 'NFQUEUE number for tunnel → LAN packets.'),
+    mtu: f(1380, num(576, 9000), 'Largest inner packet; TCP MSS of appliance flows is clamped to fit.'),
+    web: f('[::]:8080', str, 'Address of the household web UI ("" disables).'),
+    webSocket: f('', str, 'Also serve the web UI on this unix socket (the demo forwards localhost to it).'),
+    allowedHosts: f<string[]>([], list(str), 'Host headers the web UI accepts besides its own addresses and localhost.'),
+    setupCodeFile: f('', str, 'Where the one-time setup code is written on first start; empty: dataDir/setup-code.'),
+    enrollTtlS: f(900, num(30, 7 * 86400), 'Lifetime of a phone enrollment token (seconds).'),
+    mdns: f(true, bool, 'Discover LAN appliances with mDNS through the system\'s Avahi daemon.'),
+  },
+  log: {
+    level: f('info', str, 'Log level: debug, info, warn, error.'),
+  },
+} as const;
+
+type Schema = typeof SCHEMA;
+export type Section = keyof Schema;
+export type SectionConfig<S extends Section> = {
+  readonly [K in keyof Schema[S]]: Schema[S][K] extends Field<infer T> ? T : never;
+};
+
+/** Reads one section: defaults, then the file's values, then `--set section.key=value` overrides. */
+export function loadSection<S extends Section>(
+  section: S,
+  file: Record<string, unknown> | undefined,
+  overrides: Record<string, unknown> = {},
+): Readonly<SectionConfig<S>> {
+  const fields = SCHEMA[section] as Record<string, Field<unknown>>;
+  const fromFile = (file?.[section] ?? {}) as Record<string, unknown>;
+  if (typeof fromFile !== 'object' || Array.isArray(fromFile)) throw new ConfigError(section, 'must be an object');
+  for (const k of Object.keys(fromFile)) {
+    if (!(k in fields)) throw new ConfigError(`${section}.${k}`, 'unknown key');
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, field] of Object.entries(fields)) {
+    const key = `${section}.${k}`;
+    const raw = key in overrides ? overrides[key] : k in fromFile ? fromFile[k] : undefined;
+    out[k] = raw === undefined ? field.def : field.parse(raw, key);
+  }
+  return Object.freeze(out) as SectionConfig<S>;
+}
+
+export function readConfigFile(path: string | undefined): Record<string, unknown> | undefined {
+  if (!path) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError('--config', `cannot read ${path}: ${(e as Error).message}`);
+  }
+  try {
+    const v: unknown = JSON.parse(text);
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('top level must be an object');
+    return v as Record<string, unknown>;
+  } catch (e) {
+    throw new ConfigError('--config', `${path}: ${(e as Error).message}`);
+  }
+}
+
+/** Every key with its default and meaning, for `ntm config`. */
+export function describeSchema(): string {
+  const lines: string[] = [];
+  for (const [section, fields] of Object.entries(SCHEMA)) {
+    lines.push(`[${section}]`);
+    for (const [k, field] of Object.entries(fields as Record<string, Field<unknown>>)) {
+      lines.push(`  ${section}.${k} = ${JSON.stringify(field.def)}`);
+      lines.push(`      ${field.doc}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+export { peerRef as parsePeerRef };

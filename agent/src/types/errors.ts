@@ -1,0 +1,88 @@
+// Typed errors, one class per condition, each with a fixed `name` (STYLE habit 5). Expected outcomes are values, not these.
+
+/** Base of every error this project throws on purpose; `code` is stable and safe to show to a client. */
+export class NtmError extends Error {
+  override readonly name: string = 'NtmError';
+  readonly code: string = 'internal';
+  /** True when the message may be shown to an API client (koa's `expose`). */
+  readonly expose: boolean = false;
+}
+
+/** A request got no answer before its overall deadline, after all retransmissions. */
+export class DeadlineExceededError extends NtmError {
+  override readonly name = 'DeadlineExceededError';
+  override readonly code = 'deadline_exceeded';
+  override readonly expose = true;
+  constructor(
+    readonly what: string,
+    readonly afterMs: number,
+    readonly attempts: number,
+  ) {
+    super(`${what}: no answer after ${attempts} attempt(s) in ${afterMs} ms`);
+  }
+}
+
+/** The peer answered with a refusal (status code from the wire). */
+export class RejectedError extends NtmError {
+  override readonly name = 'RejectedError';
+  override readonly code = 'rejected';
+  override readonly expose = true;
+  constructor(
+    readonly what: string,
+    readonly status: string,
+  ) {
+    super(`${what} refused: ${status}`);
+  }
+}
+
+/** A configuration value is missing or malformed; `key` names it. */
+export class ConfigError extends NtmError {
+  override readonly name = 'ConfigError';
+  override readonly code = 'config';
+  override readonly expose = true;
+  constructor(
+    readonly key: string,
+    message: string,
+  ) {
+    super(`config ${key}: ${message}`);
+  }
+}
+
+/** Bad input from a user or API client (maps to HTTP 400). */
+export class InputError extends NtmError {
+  override readonly name = 'InputError';
+  override readonly code = 'bad_request';
+  override readonly expose = true;
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The named object does not exist (maps to HTTP 404). */
+export class NotFoundError extends NtmError {
+  override readonly name = 'NotFoundError';
+  override readonly code = 'not_found';
+  override readonly expose = true;
+}
+
+/** The request conflicts with the current state, e.g. a duplicate name (maps to HTTP 409). */
+export class ConflictError extends NtmError {
+  override readonly name = 'ConflictError';
+  override readonly code = 'conflict';
+  override readonly expose = true;
+}
+
+/** A stored chain or database does not verify (corruption, tampering). */
+export class IntegrityError extends NtmError {
+  override readonly name = 'IntegrityError';
+  override readonly code = 'integrity';
+}
+
+/** An address pool has no free address left. */
+export class PoolExhaustedError extends NtmError {
+  override readonly name = 'PoolExhaustedError';
+  override readonly code = 'pool_exhausted';
+}
