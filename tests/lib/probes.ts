@@ -1,0 +1,55 @@
+// Probe helpers for netns tests: start the UDP echo server in a host, run the UDP prober from another, parse results.
+import type { ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { realtime, type Testbed } from '../../scripts/netns/index.js';
+import type { ProbeReport } from './probe-format.js';
+
+export { type EchoReply, median, type ProbeReport, type ProbeTargetResult } from './probe-format.js';
+
+export const ECHO_PORT = 7777;
+/** dist/tests/lib, where the compiled udp-echo.js and udp-probe.js live. */
+export const LIB_DIR = import.meta.dirname;
+
+/** Starts udp-echo.js in `host` and resolves once it listens; down() kills it. */
+export async function startEcho(tb: Testbed, host: string, port = ECHO_PORT): Promise<ChildProcess> {
+  // Real-time like the emulator, so CPU contention from unrelated work does not show up as path delay.
+  const child = tb.spawn(host, [...realtime(), process.execPath, join(LIB_DIR, 'udp-echo.js'), '--port', String(port)]);
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`udp-echo in ${host} did not start: ${err}`)), 5000);
+    child.stderr?.on('data', (b: Buffer) => (err += b.toString()));
+    child.stdout?.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (out.includes('"listening"')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`udp-echo in ${host} exited (${code}): ${err}`));
+    });
+  });
+  return child;
+}
+
+export interface ProbeOptions {
+  count?: number;
+  intervalMs?: number;
+  timeoutMs?: number;
+  warmup?: number;
+}
+
+/** Runs udp-probe.js in `host` against targets ("addr:port" or "[v6]:port") from one socket. */
+export async function probe(tb: Testbed, host: string, targets: readonly string[], opts: ProbeOptions = {}): Promise<ProbeReport> {
+  const args = [...realtime(), process.execPath, join(LIB_DIR, 'udp-probe.js')];
+  for (const t of targets) args.push('--target', t);
+  if (opts.count !== undefined) args.push('--count', String(opts.count));
+  if (opts.intervalMs !== undefined) args.push('--interval-ms', String(opts.intervalMs));
+  if (opts.timeoutMs !== undefined) args.push('--timeout-ms', String(opts.timeoutMs));
+  if (opts.warmup !== undefined) args.push('--warmup', String(opts.warmup));
+  const r = await tb.exec(host, args, { timeoutMs: 120_000 });
+  if (r.code !== 0) throw new Error(`udp-probe in ${host} failed (${r.code}): ${r.stderr}`);
+  return JSON.parse(r.stdout) as ProbeReport;
+}
