@@ -1,0 +1,68 @@
+// HMAC-SHA256 HKDF (RFC 5869) and the Noise Protocol Framework's HKDF(chaining_key, ikm, n) (Noise rev 34 §4.3),
+// over node:crypto's native HMAC. Noise's HKDF is RFC 5869 extract-then-expand with salt = chaining key, empty info
+// and L = n × 32; it is written out separately because the handshake calls it with two or three outputs per step
+// and wants them as separate 32-byte buffers.
+
+import { createHmac } from 'node:crypto';
+import { BufferLengthError } from './errors.js';
+
+export const HASH_LENGTH = 32;
+const EMPTY = Buffer.alloc(0);
+const MAX_OKM = 255 * HASH_LENGTH;
+const ONE = Buffer.from([1]);
+const TWO = Buffer.from([2]);
+const THREE = Buffer.from([3]);
+
+/** HMAC-SHA256(key, data…). */
+export function hmacSha256(key: Uint8Array, ...data: Uint8Array[]): Buffer {
+  const h = createHmac('sha256', key);
+  for (const d of data) h.update(d);
+  return h.digest();
+}
+
+/** RFC 5869 §2.2: PRK = HMAC-Hash(salt, IKM); an absent or empty salt means HashLen zero bytes. */
+export function hkdfExtract(salt: Uint8Array | undefined, ikm: Uint8Array): Buffer {
+  return hmacSha256(salt === undefined || salt.length === 0 ? Buffer.alloc(HASH_LENGTH) : salt, ikm);
+}
+
+/** RFC 5869 §2.3: OKM = T(1) ‖ T(2) ‖ … truncated to `length` (≤ 255 × 32) bytes. */
+export function hkdfExpand(prk: Uint8Array, info: Uint8Array, length: number): Buffer {
+  if (!Number.isInteger(length) || length < 0 || length > MAX_OKM) throw new BufferLengthError('HKDF output', MAX_OKM, length);
+  const okm = Buffer.allocUnsafe(length);
+  let t: Buffer = EMPTY;
+  const counter = Buffer.alloc(1);
+  for (let off = 0, i = 1; off < length; i++) {
+    counter[0] = i;
+    t = hmacSha256(prk, t, info, counter);
+    off += t.copy(okm, off);
+  }
+  return okm;
+}
+
+/** RFC 5869 HKDF-SHA256: extract then expand. `info` defaults to empty. */
+export function hkdf(ikm: Uint8Array, salt: Uint8Array | undefined, info: Uint8Array | string = EMPTY, length = HASH_LENGTH): Buffer {
+  const infoBytes = typeof info === 'string' ? Buffer.from(info, 'utf8') : info;
+  const prk = hkdfExtract(salt, ikm);
+  const okm = hkdfExpand(prk, infoBytes, length);
+  prk.fill(0);
+  return okm;
+}
+
+/** Noise §4.3 HKDF with two outputs. */
+export function noiseHkdf2(chainingKey: Uint8Array, ikm: Uint8Array): [Buffer, Buffer] {
+  const tempKey = hmacSha256(chainingKey, ikm);
+  const o1 = hmacSha256(tempKey, ONE);
+  const o2 = hmacSha256(tempKey, o1, TWO);
+  tempKey.fill(0);
+  return [o1, o2];
+}
+
+/** Noise §4.3 HKDF with three outputs. */
+export function noiseHkdf3(chainingKey: Uint8Array, ikm: Uint8Array): [Buffer, Buffer, Buffer] {
+  const tempKey = hmacSha256(chainingKey, ikm);
+  const o1 = hmacSha256(tempKey, ONE);
+  const o2 = hmacSha256(tempKey, o1, TWO);
+  const o3 = hmacSha256(tempKey, o2, THREE);
+  tempKey.fill(0);
+  return [o1, o2, o3];
+}
