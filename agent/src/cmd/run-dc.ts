@@ -1,0 +1,54 @@
+// `ntm dc`: the Direction Coordinator alone (paper §2.1–2.3), as on its own server in the paper's topology.
+import { join } from 'node:path';
+import { loadSection, readConfigFile } from '../config/schema.js';
+import { openDb } from '../store/db.js';
+import { DcServer } from '../dc/server.js';
+import { createLogger } from '../util/log.js';
+import { parseArgs, one, has, overrides } from './args.js';
+import { announce, loadOrCreateIdentity, onShutdown, resolveIn } from './common.js';
+import { ControlServer } from './control-socket.js';
+
+export const DC_HELP = `ntm dc — run a Direction Coordinator alone
+
+  ntm dc [--listen [::]:7100] [--data-dir DIR] [--advertise ADDR:PORT]... \\
+         [--peer 0xID@ADDR:PORT]... [--relay 0xID@ADDR:PORT]... [--pool 198.18.1.0/24] [--pool6 PREFIX/48]
+
+It registers terminals (virtual IPv4/IPv6 addresses; Node Transactions in a hash-chained SQLite
+registry under DIR), keeps NAT mappings alive, answers Direction Requests and federates with the
+--peer DCs. The NAT-probe port is the listen port + 1. On start it prints one JSON line with its
+ID and public key; terminals need "<publicKey>@<address>:<port>" as their --dc.
+
+  --print-id        create the key if needed, print {id, publicKey} and exit
+  --config FILE     JSON config ({"dc": {...}}); --set dc.KEY=VALUE overrides any key (see \`ntm config\`)
+  ntm status --data-dir DIR --role dc    shows its state while it runs
+`;
+
+export async function runDc(argv: readonly string[]): Promise<void> {
+  const p = parseArgs(argv, ['help', 'print-id']);
+  if (has(p, 'help')) return void process.stdout.write(DC_HELP);
+  const file = readConfigFile(one(p, 'config'));
+  const cfg = loadSection(
+    'dc',
+    file,
+    overrides(
+      p,
+      { listen: 'dc.listen', 'data-dir': 'dc.dataDir', advertise: 'dc.advertise', peer: 'dc.peers', relay: 'dc.relays', pool: 'dc.poolV4', pool6: 'dc.poolV6', keepalive: 'dc.keepaliveS' },
+      ['print-id'],
+    ),
+  );
+  const log = createLogger(loadSection('log', file).level);
+  const identity = await loadOrCreateIdentity(resolveIn(cfg.dataDir, cfg.key));
+  if (has(p, 'print-id')) return announce({ id: identity.idHex, publicKey: identity.publicKey.toString('hex') });
+  const db = openDb(join(cfg.dataDir, 'dc.db'));
+  const dc = await DcServer.start({ identity, db, config: cfg, log });
+  const ctl = await ControlServer.listen(join(cfg.dataDir, 'dc.sock'), (req) => {
+    if (req.cmd === 'status') return dc.status();
+    throw new Error(`unknown command ${String(req.cmd)}`);
+  });
+  announce({ role: 'dc', ready: true, id: identity.idHex, publicKey: identity.publicKey.toString('hex'), port: dc.port, probePort: dc.probePort });
+  onShutdown(log, async () => {
+    await ctl.close();
+    await dc.stop();
+    db.close();
+  });
+}

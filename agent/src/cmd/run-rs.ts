@@ -1,0 +1,49 @@
+// `ntm rs`: the Relay Server alone (paper §2.1, §2.3 Fig. 4): dual-stack, relays only DC-directed tunnels.
+import { join } from 'node:path';
+import { loadSection, readConfigFile } from '../config/schema.js';
+import { RsServer } from '../rs/server.js';
+import { createLogger } from '../util/log.js';
+import { parseEndpoint } from '../protocol/endpoint.js';
+import { parseArgs, one, has, overrides } from './args.js';
+import { announce, loadOrCreateIdentity, onShutdown, resolveIn } from './common.js';
+import { ControlServer } from './control-socket.js';
+
+export const RS_HELP = `ntm rs — run a Relay Server alone
+
+  ntm rs [--listen [::]:7200] [--data-dir DIR] --report-to 0xDCID@ADDR:PORT... \\
+         [--trust 0xDCID]... [--advertise ADDR:PORT]...
+
+It relays tunnels between ends that cannot reach each other (both behind NATs, or IPv4-only vs
+IPv6-only), only when a trusted DC signed a ticket for that tunnel, within the ticket's quotas,
+and never sees tunnel keys. It reports its load to the --report-to DCs, which then route through it
+(configure those DCs with --relay <this RS's ID>@<address>). --advertise gives the addresses the DCs
+should hand out (one per family). Prints one JSON line with its ID when ready.
+
+  --print-id        create the key if needed, print {id, publicKey} and exit
+  --config FILE     JSON config ({"rs": {...}}); --set rs.KEY=VALUE overrides any key
+`;
+
+export async function runRs(argv: readonly string[]): Promise<void> {
+  const p = parseArgs(argv, ['help', 'print-id']);
+  if (has(p, 'help')) return void process.stdout.write(RS_HELP);
+  const file = readConfigFile(one(p, 'config'));
+  const adv = p.flags.get('advertise') ?? [];
+  const cfg = loadSection(
+    'rs',
+    file,
+    overrides(p, { listen: 'rs.listen', 'data-dir': 'rs.dataDir', 'report-to': 'rs.reportTo', trust: 'rs.trust', capacity: 'rs.capacityTunnels' }, ['print-id', 'advertise']),
+  );
+  const log = createLogger(loadSection('log', file).level);
+  const identity = await loadOrCreateIdentity(resolveIn(cfg.dataDir, cfg.key));
+  if (has(p, 'print-id')) return announce({ id: identity.idHex, publicKey: identity.publicKey.toString('hex') });
+  const rs = await RsServer.start({ identity, config: cfg, log, advertise: adv.map(parseEndpoint) });
+  const ctl = await ControlServer.listen(join(cfg.dataDir, 'rs.sock'), (req) => {
+    if (req.cmd === 'status') return rs.status();
+    throw new Error(`unknown command ${String(req.cmd)}`);
+  });
+  announce({ role: 'rs', ready: true, id: identity.idHex, publicKey: identity.publicKey.toString('hex'), port: rs.port });
+  onShutdown(log, async () => {
+    await ctl.close();
+    await rs.stop();
+  });
+}

@@ -1,0 +1,139 @@
+// `ntm up`: the terminal daemon a phone or laptop runs (paper §2.1 "NTM terminal"): registers with its DC, keeps the
+// registration, builds tunnels on demand, carries the virtual address's IP packets (NFQUEUE), answers *.ntm names,
+// and moves its tunnels by itself when its real address changes.
+import { join } from 'node:path';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { loadSection, readConfigFile } from '../config/schema.js';
+import { createLogger } from '../util/log.js';
+import { UdpBind } from '../dataplane/conn/udp.js';
+import { TerminalHost } from '../terminal/host.js';
+import { NetWatch } from '../terminal/netwatch.js';
+import { NtmDns } from '../terminal/dns.js';
+import { parseEndpoint } from '../protocol/endpoint.js';
+import { tryParseId } from '../crypto/secp256k1.js';
+import { ipFamily } from '../protocol/ip.js';
+import type { Target } from '../protocol/control.js';
+import type { Endpoint } from '../types/net.js';
+import { InputError } from '../types/errors.js';
+import { parseArgs, one, has, overrides } from './args.js';
+import { announce, loadOrCreateIdentity, onShutdown, parseDcRef, resolveIn } from './common.js';
+import { ControlServer } from './control-socket.js';
+import { startTerminalDataplane } from '../terminal/localnet.js';
+
+export const UP_HELP = `ntm up — run an NTM terminal (a phone, a laptop)
+
+  ntm up --dc <DC public key>@ADDR:PORT [--name NAME] [--data-dir DIR] [--listen [::]:0] \\
+         [--no-dataplane] [--dns 127.0.0.1:53 | --dns ""]
+
+Registers with its DC (virtual IPv4 and IPv6 addresses), keeps the registration alive through
+NATs, and carries IP packets between its virtual address and peers' virtual addresses over
+end-to-end encrypted tunnels (NFQUEUE + iptables-nft, a "ntm0" device holding the addresses).
+Peers are reached by virtual address, or by name: NAME.ntm resolves through the DNS listener.
+When the host's real address changes it re-registers and moves its tunnels by itself; TCP
+connections between virtual addresses survive. Prints one JSON line when registered.
+
+  --no-dataplane    signalling only (no iptables rules, no device)
+  --token TOKEN     a one-time enrollment token from the household's web page (ntm enroll does this)
+  ntm status --data-dir DIR           this daemon's registration and tunnels (--json for machines)
+  ntm connect --data-dir DIR TARGET   open a tunnel now (TARGET: NAME.ntm, 0xID or virtual address)
+`;
+
+/** "lamp.ntm", "0x…", "198.18.1.5", "fd4e:…" → the wire Target. */
+export function parseTarget(text: string): Target {
+  const id = tryParseId(text);
+  if (id) return { kind: 'id', id };
+  const f = ipFamily(text);
+  if (f === 4) return { kind: 'v4', address: text };
+  if (f === 6) return { kind: 'v6', address: text };
+  if (/^[a-z0-9][a-z0-9.-]{0,62}$/i.test(text)) return { kind: 'name', name: text.replace(/\.ntm\.?$/i, '') };
+  throw new InputError(`not a peer: ${text} (a NAME.ntm, a 0x ID or a virtual address)`);
+}
+
+export async function runUp(argv: readonly string[]): Promise<void> {
+  const p = parseArgs(argv, ['help', 'no-dataplane']);
+  if (has(p, 'help')) return void process.stdout.write(UP_HELP);
+  const file = readConfigFile(one(p, 'config'));
+  const ov = overrides(p, { dc: 'terminal.dc', name: 'terminal.name', 'data-dir': 'terminal.dataDir', listen: 'terminal.listen', dns: 'terminal.dns', mtu: 'terminal.mtu' }, [
+    'no-dataplane',
+    'token',
+  ]);
+  if (has(p, 'no-dataplane')) ov['terminal.dataplane'] = 'false';
+  const cfg = loadSection('terminal', file, ov);
+  const log = createLogger(loadSection('log', file).level);
+  if (!cfg.dc) throw new InputError('--dc is required (the DC as <public key>@addr:port), or enroll with `ntm enroll`');
+  const dc = parseDcRef(cfg.dc);
+  const identity = await loadOrCreateIdentity(resolveIn(cfg.dataDir, cfg.key));
+  const ntPath = join(cfg.dataDir, 'node-transaction.bin');
+  const bind = await UdpBind.open({ listen: cfg.listen });
+  const watch = new NetWatch(
+    () => [dc.endpoint],
+    () => host.moved(),
+    cfg.moveCheckMs,
+  );
+  const snap = await watch.start();
+  const locals = (): Endpoint[] => watch.snapshot.addresses.map((a) => ({ family: a.family, address: a.address, port: bind.port }));
+  const host: TerminalHost = new TerminalHost({
+    bind,
+    locals,
+    log,
+    punchTimeoutMs: cfg.punchTimeoutMs,
+    retry: { initialMs: 500, maxMs: 4000, deadlineMs: cfg.requestDeadlineMs },
+  });
+  const token = one(p, 'token');
+  const node = host.addNode(
+    identity,
+    { id: dc.id, publicKey: dc.publicKey, endpoint: dc.endpoint },
+    { name: cfg.name, ...(token ? { token: Buffer.from(token, 'utf8') } : {}), ...(existsSync(ntPath) ? { nt: readFileSync(ntPath) } : {}) },
+  );
+  log.info('terminal starting', { id: identity.idHex, dc: dc.idHex, locals: snap.addresses.map((a) => a.address) });
+  let reg = await node.register().catch((e: Error) => {
+    log.warn('first registration failed; retrying in the background', { err: e });
+    return undefined;
+  });
+  while (!reg) {
+    await new Promise((r) => setTimeout(r, 2000));
+    reg = await node.register().catch(() => undefined);
+  }
+  writeFileSync(ntPath, node.nodeTransaction, { mode: 0o600 });
+
+  const dataplane = cfg.dataplane ? await startTerminalDataplane({ host, reg, port: bind.port, mtu: cfg.mtu, queueOut: cfg.queueOut, queueIn: cfg.queueIn, log }) : undefined;
+
+  let dns: NtmDns | undefined;
+  if (cfg.dns) {
+    dns = await NtmDns.start({
+      listen: parseEndpoint(cfg.dns),
+      resolve: async (name) => {
+        const r = await node.resolve({ kind: 'name', name }).catch(() => undefined);
+        // Start the tunnel while the application is still resolving: the first SYN finds it (nearly) ready.
+        if (r) host.connect(node, parseTarget(r.id)).catch(() => undefined);
+        return r;
+      },
+    });
+  }
+
+  const ctl = await ControlServer.listen(cfg.statusSocket || join(cfg.dataDir, 'terminal.sock'), async (req) => {
+    switch (req.cmd) {
+      case 'status':
+        return { role: 'terminal', id: identity.idHex, ...host.status(), dataplane: dataplane?.status() ?? null, dns: dns?.counts.toJSON() ?? null };
+      case 'connect': {
+        const started = performance.now();
+        const t = await host.connect(node, parseTarget(String(req.target)));
+        return { ms: performance.now() - started, tunnel: t.describe() };
+      }
+      case 'register': {
+        const r = await node.register();
+        return { ms: node.registrationMs, v4: r.v4, v6: r.v6 };
+      }
+      default:
+        throw new InputError(`unknown command ${String(req.cmd)}`);
+    }
+  });
+  announce({ role: 'terminal', ready: true, id: identity.idHex, v4: reg.v4, v6: reg.v6, port: bind.port, behindNat: reg.behindNat, registrationMs: node.registrationMs });
+  onShutdown(log, async () => {
+    watch.stop();
+    dns?.close();
+    await ctl.close();
+    await dataplane?.stop();
+    await host.close();
+  });
+}

@@ -1,0 +1,76 @@
+// Cross-family delivery of decrypted packets. An NFQUEUE verdict can replace a packet only with one of the same IP
+// family: the hook (ip6tables raw PREROUTING for a tunnel datagram that came over IPv6) keeps treating the bytes as
+// IPv6. So an IPv4 packet that arrived inside IPv6 (an IPv6-only phone talking to IPv4 appliances: the point of
+// NTMobile) goes back into the kernel through a loopback "carrier": a UDP datagram from this process to itself over
+// the inner packet's family, queued in mangle OUTPUT, whose payload becomes the packet. mangle OUTPUT re-routes a
+// packet whose addresses changed (ip_route_me_harder, which also allows the foreign source), so it is delivered
+// locally or forwarded to the LAN like any other.
+import dgram from 'node:dgram';
+import { Counters } from '../util/log.js';
+
+export interface CarrierEnd {
+  readonly family: 4 | 6;
+  readonly address: string;
+  readonly port: number;
+}
+
+export class Reinjector {
+  readonly counters = new Counters();
+  private constructor(
+    private readonly s4: dgram.Socket | undefined,
+    private readonly s6: dgram.Socket | undefined,
+    readonly port4: number,
+    readonly port6: number,
+  ) {}
+
+  /** One loopback socket per family the host has; the port is the same number in both where possible. */
+  static async open(): Promise<Reinjector> {
+    const bind = (type: 'udp4' | 'udp6', addr: string, port: number) =>
+      new Promise<dgram.Socket | undefined>((resolve) => {
+        const s = dgram.createSocket(type === 'udp6' ? { type, ipv6Only: true } : { type });
+        s.once('error', () => {
+          s.close();
+          resolve(undefined);
+        });
+        s.bind(port, addr, () => resolve(s));
+      });
+    const s4 = await bind('udp4', '127.0.0.1', 0);
+    const port4 = s4?.address().port ?? 0;
+    const s6 = (await bind('udp6', '::1', port4)) ?? (await bind('udp6', '::1', 0));
+    const port6 = s6?.address().port ?? 0;
+    // Carrier datagrams are taken by NFQUEUE before they are delivered; anything that still arrives is ignored.
+    for (const s of [s4, s6]) s?.on('message', () => undefined).on('error', () => undefined);
+    return new Reinjector(s4, s6, port4, port6);
+  }
+
+  /** The carrier rule matches these (mangle OUTPUT, `-o lo`, UDP from and to this port). */
+  ends(): CarrierEnd[] {
+    const out: CarrierEnd[] = [];
+    if (this.s4) out.push({ family: 4, address: '127.0.0.1', port: this.port4 });
+    if (this.s6) out.push({ family: 6, address: '::1', port: this.port6 });
+    return out;
+  }
+
+  /** Sends `inner` (an IP packet of `family`; ownership passes to the socket) towards the kernel's `family` stack. */
+  inject(inner: Buffer, family: 4 | 6): boolean {
+    const s = family === 4 ? this.s4 : this.s6;
+    if (!s) {
+      this.counters.inc(`no-ipv${family}`);
+      return false;
+    }
+    s.send(inner, family === 4 ? this.port4 : this.port6, family === 4 ? '127.0.0.1' : '::1');
+    this.counters.inc('sent');
+    return true;
+  }
+
+  /** True when the queued packet (outer UDP ports given) is one of our carriers. */
+  isCarrier(family: 4 | 6, srcPort: number, dstPort: number): boolean {
+    const p = family === 4 ? this.port4 : this.port6;
+    return p !== 0 && srcPort === p && dstPort === p;
+  }
+
+  close(): void {
+    this.s4?.close();
+    this.s6?.close();
+  }
+}

@@ -1,0 +1,241 @@
+// The DC's table of terminals it manages (paper §2.2): identity, virtual addresses, where it was last seen and
+// through what kind of NAT. In memory for the hot path, persisted in SQLite so a restarted DC (kill -9) gives every
+// terminal back the same virtual addresses. Writes are grouped: the caller commits once per event-loop turn.
+import type { Endpoint } from '../types/net.js';
+import type { Db, Migrations } from '../store/db.js';
+import { migrate } from '../store/db.js';
+import { PoolExhaustedError } from '../types/errors.js';
+import type { Cidr } from '../protocol/ip.js';
+import { bytesToIp4, bytesToIp6, cidrContainsText, parseCidr } from '../protocol/ip.js';
+import { formatEndpoint, parseEndpoint } from '../protocol/endpoint.js';
+import type { NatKind } from './route.js';
+import type { TunnelKeypair } from '../crypto/session.js';
+
+export const DC_MIGRATIONS: Migrations = {
+  module: 'dc',
+  steps: [
+    `CREATE TABLE dc_terminals (
+       id TEXT PRIMARY KEY,
+       public_key BLOB NOT NULL,
+       v4 TEXT NOT NULL UNIQUE,
+       v6 TEXT NOT NULL UNIQUE,
+       name TEXT NOT NULL DEFAULT '',
+       nt BLOB NOT NULL,
+       last_req_time INTEGER NOT NULL,
+       observed TEXT,
+       locals TEXT NOT NULL DEFAULT '',
+       nat TEXT NOT NULL DEFAULT 'unknown',
+       last_seen INTEGER NOT NULL,
+       revoked INTEGER NOT NULL DEFAULT 0)`,
+    `CREATE INDEX dc_terminals_name ON dc_terminals (name) WHERE name <> ''`,
+  ],
+};
+
+export interface TerminalRecord {
+  readonly id: string;
+  readonly idBytes: Buffer;
+  readonly publicKey: Buffer;
+  readonly v4: string;
+  readonly v6: string;
+  name: string;
+  /** The latest Node Transaction bytes this DC accepted for it. */
+  nt: Buffer;
+  lastReqTime: number;
+  observed: Endpoint | undefined;
+  locals: Endpoint[];
+  nat: NatKind;
+  /** Wall-clock ms of the last authentic packet. */
+  lastSeen: number;
+  revoked: boolean;
+  // Volatile state (lost on restart; the terminal re-registers).
+  kss?: Buffer;
+  channel?: TunnelKeypair;
+  /** The cached answer to the last registration (retransmissions get it again). */
+  lastReg?: { readonly txid: bigint; readonly time: number; readonly src: string; readonly response: Buffer };
+  /** The txid of the NAT probe that came with the last registration, and the mapping it showed. */
+  probe?: { readonly txid: bigint; readonly mapping: Endpoint | undefined; readonly regMapping: Endpoint | undefined };
+  rsRtt: Map<string, number>;
+  /** Answers to control requests by txid, for retransmitted requests (idempotency). */
+  replies: Map<bigint, Buffer>;
+  /** Next keep-alive due (monotonic ms). */
+  keepaliveDue: number;
+}
+
+interface Row {
+  id: string;
+  public_key: Buffer;
+  v4: string;
+  v6: string;
+  name: string;
+  nt: Buffer;
+  last_req_time: number;
+  observed: string | null;
+  locals: string;
+  nat: string;
+  last_seen: number;
+  revoked: number;
+}
+
+function ipAt(pool: Cidr, index: number): string {
+  const b = Uint8Array.from(pool.network);
+  let carry = index;
+  for (let i = b.length - 1; i >= 0 && carry > 0; i--) {
+    const v = b[i]! + (carry & 0xff);
+    b[i] = v & 0xff;
+    carry = (carry >>> 8) + (v >> 8);
+  }
+  return pool.family === 4 ? bytesToIp4(b) : bytesToIp6(b);
+}
+
+export class TerminalTable {
+  readonly byId = new Map<string, TerminalRecord>();
+  readonly byV4 = new Map<string, TerminalRecord>();
+  readonly byV6 = new Map<string, TerminalRecord>();
+  readonly byName = new Map<string, TerminalRecord>();
+  private readonly used = new Set<number>();
+  private readonly pool4: Cidr;
+  private readonly pool6: Cidr;
+  private readonly dirty = new Set<TerminalRecord>();
+  private readonly upsert;
+  private nextHint = 2;
+
+  constructor(
+    private readonly db: Db,
+    pool4: string,
+    pool6: string,
+  ) {
+    migrate(db, DC_MIGRATIONS);
+    this.pool4 = parseCidr(pool4);
+    this.pool6 = parseCidr(pool6);
+    this.upsert = db.prepare(`INSERT INTO dc_terminals
+      (id, public_key, v4, v6, name, nt, last_req_time, observed, locals, nat, last_seen, revoked)
+      VALUES (@id, @public_key, @v4, @v6, @name, @nt, @last_req_time, @observed, @locals, @nat, @last_seen, @revoked)
+      ON CONFLICT(id) DO UPDATE SET name = excluded.name, nt = excluded.nt, last_req_time = excluded.last_req_time,
+        observed = excluded.observed, locals = excluded.locals, nat = excluded.nat, last_seen = excluded.last_seen,
+        revoked = excluded.revoked`);
+    for (const r of db.prepare('SELECT * FROM dc_terminals').iterate() as IterableIterator<Row>) this.load(r);
+  }
+
+  get pools(): { v4: Cidr; v6: Cidr } {
+    return { v4: this.pool4, v6: this.pool6 };
+  }
+
+  private load(r: Row): void {
+    const rec: TerminalRecord = {
+      id: r.id,
+      idBytes: Buffer.from(r.id.slice(2), 'hex'),
+      publicKey: r.public_key,
+      v4: r.v4,
+      v6: r.v6,
+      name: r.name,
+      nt: r.nt,
+      lastReqTime: r.last_req_time,
+      observed: r.observed ? parseEndpoint(r.observed) : undefined,
+      locals: r.locals ? r.locals.split(',').map(parseEndpoint) : [],
+      nat: r.nat as NatKind,
+      lastSeen: r.last_seen,
+      revoked: r.revoked === 1,
+      rsRtt: new Map(),
+      replies: new Map(),
+      keepaliveDue: 0,
+    };
+    this.index(rec);
+  }
+
+  private index(rec: TerminalRecord): void {
+    this.byId.set(rec.id, rec);
+    this.byV4.set(rec.v4, rec);
+    this.byV6.set(rec.v6, rec);
+    if (rec.name) this.byName.set(rec.name.toLowerCase(), rec);
+    const idx = this.indexOf(rec.v4);
+    if (idx >= 0) this.used.add(idx);
+  }
+
+  private indexOf(v4: string): number {
+    if (!cidrContainsText(this.pool4, v4)) return -1;
+    const a = v4.split('.').map(Number);
+    const n = this.pool4.network;
+    return ((a[0]! - n[0]!) * 2 ** 24 + (a[1]! - n[1]!) * 2 ** 16 + (a[2]! - n[2]!) * 2 ** 8 + (a[3]! - n[3]!)) >>> 0;
+  }
+
+  /** Creates the record of a terminal seen for the first time, with the lowest free virtual addresses. */
+  create(init: { id: string; idBytes: Buffer; publicKey: Buffer; nt: Buffer; lastReqTime: number; now: number }): TerminalRecord {
+    const size = 2 ** (32 - this.pool4.length);
+    let idx = -1;
+    // .0 is the network, .1 is kept for a future virtual gateway, the last is the broadcast address.
+    for (let i = this.nextHint; i < size - 1; i++) {
+      if (!this.used.has(i)) {
+        idx = i;
+        break;
+      }
+    }
+    if (idx < 0) throw new PoolExhaustedError(`virtual address pool ${this.pool4.text} is exhausted`);
+    this.nextHint = idx + 1;
+    const { now, ...fields } = init;
+    const rec: TerminalRecord = {
+      ...fields,
+      v4: ipAt(this.pool4, idx),
+      v6: ipAt(this.pool6, idx),
+      name: '',
+      observed: undefined,
+      locals: [],
+      nat: 'unknown',
+      lastSeen: now,
+      revoked: false,
+      rsRtt: new Map(),
+      replies: new Map(),
+      keepaliveDue: 0,
+    };
+    this.index(rec);
+    this.dirty.add(rec);
+    return rec;
+  }
+
+  /** Claims a name for the terminal if nobody else has it; returns whether it now has that name. */
+  setName(rec: TerminalRecord, name: string): boolean {
+    const key = name.toLowerCase();
+    if (rec.name.toLowerCase() === key) return true;
+    const other = this.byName.get(key);
+    if (other && other !== rec) return false;
+    if (rec.name) this.byName.delete(rec.name.toLowerCase());
+    rec.name = name;
+    if (name) this.byName.set(key, rec);
+    this.dirty.add(rec);
+    return true;
+  }
+
+  touch(rec: TerminalRecord): void {
+    this.dirty.add(rec);
+  }
+
+  /** Writes every changed record; call inside the DC's per-turn transaction. */
+  flushSync(): number {
+    const n = this.dirty.size;
+    for (const rec of this.dirty) {
+      this.upsert.run({
+        id: rec.id,
+        public_key: rec.publicKey,
+        v4: rec.v4,
+        v6: rec.v6,
+        name: rec.name,
+        nt: rec.nt,
+        last_req_time: rec.lastReqTime,
+        observed: rec.observed ? formatEndpoint(rec.observed) : null,
+        locals: rec.locals.map(formatEndpoint).join(','),
+        nat: rec.nat,
+        last_seen: rec.lastSeen,
+        revoked: rec.revoked ? 1 : 0,
+      });
+    }
+    this.dirty.clear();
+    return n;
+  }
+
+  get pendingWrites(): number {
+    return this.dirty.size;
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+}

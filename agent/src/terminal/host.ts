@@ -1,0 +1,592 @@
+// The terminal host: one UDP socket shared by one or many NTM identities (a phone has one; the agent has one per paired
+// appliance) and all their tunnels. It dispatches every arriving datagram by type and index, implements the data
+// plane's Overlay (seal/open inner packets, start tunnels on demand), notices moves, and measures RS round trips.
+import { randomBytes } from 'node:crypto';
+import type { Bind, Endpoint } from '../types/net.js';
+import type { InboundResult, Overlay, OutboundResult } from '../types/overlay.js';
+import type { Identity } from '../protocol/identity.js';
+import { CONTROL_TYPE, DATA_TYPE, TunnelKeypair } from '../crypto/session.js';
+import { parseRequestHeader, TUNNEL_REQUEST_TYPE, TUNNEL_RESPONSE_TYPE } from '../crypto/noise.js';
+import { formatId } from '../crypto/secp256k1.js';
+import { HINT, NAT_PROBE, REGISTRATION_RESPONSE, decodeHint } from '../protocol/registration.js';
+import { RELAY_BIND_ACK, RELAY_FRAME, RELAY_HEADER, RS_PING, decodeRelayBindAck, decodeRsPing, encodeRsPing } from '../protocol/relay.js';
+import type { Route, Target } from '../protocol/control.js';
+import { DEFAULT_RETRY, type RetryPolicy } from '../protocol/retransmit.js';
+import { bytesToIp4, bytesToIp6, ip4ToBytes, ip6ToBytes } from '../protocol/ip.js';
+import { formatEndpoint, sameEndpoint } from '../protocol/endpoint.js';
+import { Counters, silentLogger, type Logger } from '../util/log.js';
+import { Node, type DcRef } from './node.js';
+import { PUNCH, Tunnel, type PathNow, type TunnelOptions } from './tunnel.js';
+import type { SessionLimits } from '../crypto/session.js';
+
+export interface TerminalHostOptions {
+  readonly bind: Bind;
+  /** The host's own addresses with the socket port. */
+  readonly locals: () => Endpoint[];
+  readonly log?: Logger;
+  readonly punchTimeoutMs?: number;
+  readonly tunnelDeadlineMs?: number;
+  readonly retry?: RetryPolicy;
+  readonly limits?: Partial<SessionLimits>;
+  /** Inner packets that arrived over the socket (signalling-only hosts, tests); NFQUEUE hosts get them from receiveOuter. */
+  readonly onInner?: (node: Node, tunnel: Tunnel, packet: Buffer) => void;
+  readonly onEvent?: (e: HostEvent) => void;
+}
+
+export type HostEvent =
+  | { readonly kind: 'registered'; readonly node: string; readonly v4: string; readonly v6: string; readonly ms: number }
+  | { readonly kind: 'tunnel-up'; readonly node: string; readonly peer: string; readonly path: string; readonly setupMs: number }
+  | { readonly kind: 'tunnel-moved'; readonly node: string; readonly peer: string; readonly path: string; readonly interruptionMs: number }
+  | { readonly kind: 'tunnel-failed'; readonly node: string; readonly peer: string; readonly why: string }
+  | { readonly kind: 'moved'; readonly locals: string[] }
+  | { readonly kind: 'revoked'; readonly node: string };
+
+const u32 = (b: Uint8Array, off: number): number => ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
+
+interface StashedRequest {
+  readonly packet: Buffer;
+  readonly from: Endpoint;
+  readonly via: PathNow;
+  readonly at: number;
+}
+
+export class TerminalHost implements Overlay {
+  readonly drops = new Counters();
+  readonly counts = new Counters();
+  readonly nodes = new Map<string, Node>();
+  private readonly log: Logger;
+  private readonly indexes = new Map<number, Node | Tunnel>();
+  private readonly tunnels = new Map<string, Tunnel>();
+  private readonly byPeer = new Map<string, Tunnel>();
+  /** Data-path lookups: our virtual address → node; (our virtual, peer virtual) → tunnel. */
+  private readonly nodeBy4 = new Map<number, Node>();
+  private readonly nodeBy6 = new Map<string, Node>();
+  private readonly route4 = new Map<number, Map<number, Tunnel>>();
+  private readonly route6 = new Map<string, Map<string, Tunnel>>();
+  private readonly connecting = new Map<string, { promise: Promise<Tunnel>; queue: Buffer[] }>();
+  private readonly stash = new Map<string, StashedRequest>();
+  private readonly waiters = new Map<Tunnel, Array<{ resolve(t: Tunnel): void; reject(e: Error): void }>>();
+  private readonly pings = new Map<bigint, { rs: string; node: Node; at: number }>();
+  private readonly rsRtt = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  /** When the last move was noticed (ms, monotonic), for the interruption figure; 0 when none pending. */
+  private movedAt = 0;
+  /** Handover interruptions measured (ms): from the move until an authentic packet arrived on the new path. */
+  readonly interruptions: number[] = [];
+
+  constructor(private readonly opts: TerminalHostOptions) {
+    this.log = (opts.log ?? silentLogger).child({ role: 'terminal' });
+    opts.bind.onMessage((d, f) => this.onSocket(d, f));
+    this.timer = setInterval(() => this.tick(), 1000);
+  }
+
+  get bind(): Bind {
+    return this.opts.bind;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Identities.
+
+  addNode(identity: Identity, dc: DcRef, o: { name?: string; token?: Uint8Array; nt?: Uint8Array } = {}): Node {
+    const existing = this.nodes.get(identity.idHex);
+    if (existing) return existing;
+    const node = new Node(
+      identity,
+      dc,
+      {
+        send: (d, to) => this.send(d, to),
+        allocIndex: (n) => this.allocIndex(n),
+        freeIndex: (i) => this.freeIndex(i),
+        locals: () => this.opts.locals(),
+        onRoute: (n, r) => this.onRoute(n, r),
+        onRegistered: (n, r, first) => this.onRegistered(n, r.v4, r.v6, first),
+        onRevoked: (n) => this.onRevoked(n),
+        now: () => Date.now(),
+      },
+      {
+        retry: this.opts.retry ?? DEFAULT_RETRY,
+        ...(o.name ? { name: o.name } : {}),
+        ...(o.token ? { token: o.token } : {}),
+        log: this.log,
+      },
+    );
+    if (o.nt) node.useNt(o.nt);
+    this.nodes.set(identity.idHex, node);
+    return node;
+  }
+
+  /** Forgets an identity and every tunnel of it (unpairing). */
+  removeNode(id: string): void {
+    const node = this.nodes.get(id);
+    if (!node) return;
+    for (const t of [...this.tunnels.values()]) if (this.ownerOf(t) === node) this.closeTunnel(t);
+    this.unindexNode(node);
+    node.close();
+    this.nodes.delete(id);
+  }
+
+  /** Closes every tunnel to `peerId` (a phone removed from the household). */
+  dropPeer(peerId: string): number {
+    let n = 0;
+    for (const t of [...this.tunnels.values()]) {
+      if (t.peerId === peerId.toLowerCase()) {
+        this.closeTunnel(t);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  private unindexNode(node: Node): void {
+    const r = node.registration;
+    if (!r) return;
+    this.nodeBy4.delete(u32(ip4ToBytes(r.v4), 0));
+    this.nodeBy6.delete(Buffer.from(ip6ToBytes(r.v6)).toString('hex'));
+  }
+
+  private onRegistered(node: Node, v4: string, v6: string, first: boolean): void {
+    this.nodeBy4.set(u32(ip4ToBytes(v4), 0), node);
+    this.nodeBy6.set(Buffer.from(ip6ToBytes(v6)).toString('hex'), node);
+    this.opts.onEvent?.({ kind: 'registered', node: node.id, v4, v6, ms: node.registrationMs });
+    if (first) this.log.info('registered', { node: node.id, v4, v6, ms: Math.round(node.registrationMs * 10) / 10 });
+    this.probeRelays(node);
+  }
+
+  private onRevoked(node: Node): void {
+    this.log.warn('the DC revoked this identity', { node: node.id });
+    for (const t of [...this.tunnels.values()]) if (this.ownerOf(t) === node) this.closeTunnel(t);
+    this.opts.onEvent?.({ kind: 'revoked', node: node.id });
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Indexes (control channels, handshakes, keypairs) share one random uint32 space.
+
+  private allocIndex(owner: Node | Tunnel): number {
+    for (;;) {
+      const i = randomBytes(4).readUInt32BE(0);
+      if (i !== 0 && !this.indexes.has(i)) {
+        this.indexes.set(i, owner);
+        return i;
+      }
+    }
+  }
+
+  private freeIndex(i: number): void {
+    this.indexes.delete(i);
+  }
+
+  private send(data: Uint8Array, to: Endpoint): void {
+    this.counts.inc('tx');
+    this.opts.bind.send(data, to);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Tunnels.
+
+  private tunnelOptions(): TunnelOptions {
+    return {
+      punchTimeoutMs: this.opts.punchTimeoutMs ?? 1500,
+      deadlineMs: this.opts.tunnelDeadlineMs ?? 10_000,
+      ...(this.opts.limits ? { limits: this.opts.limits } : {}),
+    };
+  }
+
+  private ownerOf(t: Tunnel): Node | undefined {
+    return this.nodes.get(this.tunnelOwner.get(t) ?? '');
+  }
+  private readonly tunnelOwner = new Map<Tunnel, string>();
+
+  private onRoute(node: Node, route: Route): Tunnel {
+    const key = route.tunnelId.toString(16);
+    let t = this.tunnels.get(key);
+    if (t) {
+      t.start(route);
+      return t;
+    }
+    t = new Tunnel(node.identity, route, this.tunnelIo(), this.tunnelOptions());
+    this.tunnels.set(key, t);
+    this.tunnelOwner.set(t, node.id);
+    t.start();
+    const early = this.stash.get(key);
+    if (early) {
+      this.stash.delete(key);
+      const why = t.onRequest(early.packet, early.from, early.via);
+      if (why) this.drops.inc(`handshake-${why}`);
+    }
+    return t;
+  }
+
+  private tunnelIo() {
+    return {
+      send: (d: Uint8Array, to: Endpoint) => this.send(d, to),
+      allocIndex: (t: Tunnel) => this.allocIndex(t),
+      freeIndex: (i: number) => this.freeIndex(i),
+      onUp: (t: Tunnel) => this.onTunnelUp(t),
+      onFailed: (t: Tunnel, why: string) => this.onTunnelFailed(t, why),
+      now: () => performance.now(),
+    };
+  }
+
+  private routeKeys(node: Node): { v4: number; v6: string } | undefined {
+    const r = node.registration;
+    if (!r) return undefined;
+    return { v4: u32(ip4ToBytes(r.v4), 0), v6: Buffer.from(ip6ToBytes(r.v6)).toString('hex') };
+  }
+
+  private onTunnelUp(t: Tunnel): void {
+    const node = this.ownerOf(t);
+    if (!node) return;
+    const peerKey = `${node.id}/${t.peerId}`;
+    const old = this.byPeer.get(peerKey);
+    const isNew = old !== t;
+    if (isNew) {
+      this.byPeer.set(peerKey, t);
+      const k = this.routeKeys(node);
+      if (k) {
+        let m4 = this.route4.get(k.v4);
+        if (!m4) this.route4.set(k.v4, (m4 = new Map()));
+        m4.set(u32(t.peerV4, 0), t);
+        let m6 = this.route6.get(k.v6);
+        if (!m6) this.route6.set(k.v6, (m6 = new Map()));
+        m6.set(t.peerV6.toString('hex'), t);
+      }
+      if (old) this.closeTunnel(old, false);
+      const setupMs = performance.now() - t.createdAt;
+      this.counts.inc(`tunnels-${t.kind}`);
+      this.log.info('tunnel up', { node: node.id, peer: t.peerId, path: t.kind, setupMs: Math.round(setupMs * 10) / 10 });
+      this.opts.onEvent?.({ kind: 'tunnel-up', node: node.id, peer: t.peerId, path: t.kind, setupMs });
+      for (const w of this.waiters.get(t) ?? []) w.resolve(t);
+      this.waiters.delete(t);
+    } else if (this.movedAt > 0) {
+      const interruptionMs = performance.now() - this.movedAt;
+      this.interruptions.push(interruptionMs);
+      this.log.info('tunnel moved', { node: node.id, peer: t.peerId, path: t.kind, interruptionMs: Math.round(interruptionMs * 10) / 10 });
+      this.opts.onEvent?.({ kind: 'tunnel-moved', node: node.id, peer: t.peerId, path: t.kind, interruptionMs });
+      this.movedAt = 0;
+    }
+    t.flushQueue();
+    const pend = this.connecting.get(`${node.id}/${t.peerId}`);
+    if (pend) for (const p of pend.queue.splice(0)) t.sendInner(p);
+  }
+
+  private onTunnelFailed(t: Tunnel, why: string): void {
+    const node = this.ownerOf(t);
+    this.log.warn('tunnel failed', { node: node?.id, peer: t.peerId, why });
+    this.opts.onEvent?.({ kind: 'tunnel-failed', node: node?.id ?? '', peer: t.peerId, why });
+    for (const w of this.waiters.get(t) ?? []) w.reject(new Error(`tunnel to ${t.peerId} failed: ${why}`));
+    this.waiters.delete(t);
+    this.closeTunnel(t);
+  }
+
+  private closeTunnel(t: Tunnel, notify = true): void {
+    const node = this.ownerOf(t);
+    t.close();
+    this.tunnels.delete(t.tunnelId.toString(16));
+    if (node) {
+      const peerKey = `${node.id}/${t.peerId}`;
+      if (this.byPeer.get(peerKey) === t) {
+        this.byPeer.delete(peerKey);
+        const k = this.routeKeys(node);
+        if (k) {
+          this.route4.get(k.v4)?.delete(u32(t.peerV4, 0));
+          this.route6.get(k.v6)?.delete(t.peerV6.toString('hex'));
+        }
+      }
+    }
+    this.tunnelOwner.delete(t);
+    if (notify) for (const w of this.waiters.get(t) ?? []) w.reject(new Error(`tunnel to ${t.peerId} closed`));
+    this.waiters.delete(t);
+  }
+
+  private whenUp(t: Tunnel): Promise<Tunnel> {
+    if (t.state === 'up') return Promise.resolve(t);
+    return new Promise((resolve, reject) => {
+      const list = this.waiters.get(t) ?? [];
+      list.push({ resolve, reject });
+      this.waiters.set(t, list);
+    });
+  }
+
+  /** Direction Request + tunnel setup (paper §2.3): resolves when both ends can send. */
+  async connect(node: Node, target: Target): Promise<Tunnel> {
+    const route = await node.direction(target);
+    const existing = this.byPeer.get(`${node.id}/${formatId(route.peerId)}`);
+    if (existing && existing.state === 'up' && existing.tunnelId === route.tunnelId) return existing;
+    const t = this.onRoute(node, route);
+    return this.whenUp(t);
+  }
+
+  tunnelTo(node: Node, peerId: string): Tunnel | undefined {
+    return this.byPeer.get(`${node.id}/${peerId.toLowerCase()}`);
+  }
+
+  allTunnels(): Tunnel[] {
+    return [...this.tunnels.values()];
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Overlay: the data plane's calls (per packet: no await, no throw).
+
+  sendInner(packet: Buffer, family: 4 | 6): OutboundResult {
+    let node: Node | undefined;
+    let t: Tunnel | undefined;
+    if (family === 4) {
+      if (packet.length < 20) return 'dropped';
+      const src = u32(packet, 12);
+      node = this.nodeBy4.get(src);
+      if (!node) return 'no-node';
+      t = this.route4.get(src)?.get(u32(packet, 16));
+    } else {
+      if (packet.length < 40) return 'dropped';
+      const src = packet.toString('hex', 8, 24);
+      node = this.nodeBy6.get(src);
+      if (!node) return 'no-node';
+      t = this.route6.get(src)?.get(packet.toString('hex', 24, 40));
+    }
+    if (t && t.state === 'up') return t.sendInner(packet);
+    const dst = family === 4 ? bytesToIp4(packet, 16) : bytesToIp6(packet, 24);
+    return this.connectOnDemand(node, { kind: family === 4 ? 'v4' : 'v6', address: dst }, packet);
+  }
+
+  /** First packet to a virtual address without a tunnel: ask for a direction, hold a few packets meanwhile. */
+  private connectOnDemand(node: Node, target: Target, packet: Buffer): OutboundResult {
+    const key = `${node.id}/${target.kind === 'id' ? formatId(target.id) : target.kind === 'name' ? target.name : target.address}`;
+    let c = this.connecting.get(key);
+    if (!c) {
+      const queue: Buffer[] = [];
+      const promise = this.connect(node, target);
+      c = { promise, queue };
+      this.connecting.set(key, c);
+      const entry = c;
+      promise
+        .then((t) => {
+          for (const p of entry.queue.splice(0)) t.sendInner(p);
+        })
+        .catch((e: Error) => {
+          this.counts.inc('on-demand-failed');
+          this.log.warn('no tunnel for traffic', { node: node.id, target: key, err: e });
+        })
+        .finally(() => {
+          // A failed attempt is remembered briefly, so a burst of packets does not become a burst of requests.
+          setTimeout(() => this.connecting.delete(key), 1000).unref();
+        });
+    }
+    if (c.queue.length >= 16) return 'dropped';
+    c.queue.push(Buffer.from(packet));
+    return 'queued';
+  }
+
+  receiveOuter(payload: Buffer, family: 4 | 6, fromAddr: string, fromPort: number): InboundResult {
+    const type = payload[0];
+    if (type === DATA_TYPE) return this.onDataPacket(payload, { family, address: fromAddr, port: fromPort }, 'direct');
+    if (type === RELAY_FRAME && payload.length > RELAY_HEADER && payload[RELAY_HEADER] === DATA_TYPE)
+      return this.onDataPacket(payload.subarray(RELAY_HEADER), { family, address: fromAddr, port: fromPort }, 'relay');
+    return { kind: 'pass' };
+  }
+
+  private onDataPacket(packet: Buffer, from: Endpoint, via: PathNow): InboundResult {
+    const idx = TunnelKeypair.receiverIndex(packet);
+    const owner = this.indexes.get(idx);
+    if (!(owner instanceof Tunnel)) {
+      this.drops.inc('data-unknown-index');
+      return { kind: 'drop', reason: 'unknown-index' };
+    }
+    const kp = owner.keypairs.byIndex(idx);
+    if (!kp) {
+      this.drops.inc('data-stale-index');
+      return { kind: 'drop', reason: 'stale-index' };
+    }
+    const inner = owner.onData(packet, kp, from, via);
+    if (typeof inner === 'string') {
+      this.drops.inc(`data-${inner}`);
+      return { kind: 'drop', reason: inner };
+    }
+    if (this.movedAt > 0 && this.byPeer.get(`${this.tunnelOwner.get(owner)}/${owner.peerId}`) === owner) this.onTunnelUp(owner);
+    if (inner.length === 0) return { kind: 'consumed' };
+    // Cryptokey routing: the inner source must be the peer's virtual address, the destination ours.
+    const node = this.ownerOf(owner);
+    const r = node?.registration;
+    const v = inner[0]! >> 4;
+    if (!r) return this.dropInner('no-registration');
+    if (v === 4) {
+      if (inner.length < 20 || !inner.subarray(12, 16).equals(owner.peerV4)) return this.dropInner('inner-source');
+      if (bytesToIp4(inner, 16) !== r.v4) return this.dropInner('inner-destination');
+    } else if (v === 6) {
+      if (inner.length < 40 || !inner.subarray(8, 24).equals(owner.peerV6)) return this.dropInner('inner-source');
+      if (bytesToIp6(inner, 24) !== r.v6) return this.dropInner('inner-destination');
+    } else return this.dropInner('inner-version');
+    return { kind: 'inner', packet: inner, node: node!.id, peer: owner.peerId };
+  }
+
+  private dropInner(reason: string): InboundResult {
+    this.drops.inc(reason);
+    return { kind: 'drop', reason };
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // The socket: signalling (and data, when no NFQUEUE takes it first).
+
+  private onSocket(data: Buffer, from: Endpoint): void {
+    this.counts.inc('rx');
+    try {
+      this.dispatch(data, from, 'direct');
+    } catch (e) {
+      this.drops.inc('internal');
+      this.log.error('packet handler failed', { err: e, type: data[0], from: formatEndpoint(from) });
+    }
+  }
+
+  private dispatch(data: Buffer, from: Endpoint, via: PathNow): void {
+    if (data.length < 4) return this.drops.inc('length');
+    switch (data[0]) {
+      case DATA_TYPE: {
+        const r = this.onDataPacket(data, from, via);
+        if (r.kind === 'inner') {
+          const t = this.indexes.get(TunnelKeypair.receiverIndex(data));
+          const node = this.nodes.get(r.node);
+          if (t instanceof Tunnel && node) this.opts.onInner?.(node, t, r.packet);
+        }
+        return;
+      }
+      case RELAY_FRAME:
+        if (via === 'relay' || data.length <= RELAY_HEADER) return this.drops.inc('relay-malformed');
+        return this.dispatch(data.subarray(RELAY_HEADER), from, 'relay');
+      case TUNNEL_REQUEST_TYPE: {
+        const h = parseRequestHeader(data);
+        if (!h) return this.drops.inc('handshake-malformed');
+        const key = h.tunnelId.readBigUInt64BE(0).toString(16);
+        const t = this.tunnels.get(key);
+        if (!t) {
+          // The request outran our Route Direction: keep it a moment (bounded).
+          if (this.stash.size < 256) this.stash.set(key, { packet: Buffer.from(data), from, via, at: performance.now() });
+          return this.drops.inc('handshake-early');
+        }
+        const why = t.onRequest(data, from, via);
+        if (why) this.drops.inc(`handshake-${why}`);
+        return;
+      }
+      case TUNNEL_RESPONSE_TYPE: {
+        const t = this.indexes.get(data.length >= 12 ? u32(data, 8) : 0);
+        if (!(t instanceof Tunnel)) return this.drops.inc('handshake-unknown-index');
+        const why = t.onResponse(data, from, via);
+        if (why) this.drops.inc(`handshake-${why}`);
+        return;
+      }
+      case PUNCH: {
+        if (data.length !== 32) return this.drops.inc('punch-malformed');
+        const t = this.tunnels.get(data.readBigUInt64BE(4).toString(16));
+        if (!t || Buffer.compare(data.subarray(12, 32), Buffer.from(t.peerId.slice(2), 'hex')) !== 0) return this.drops.inc('punch-unknown');
+        return t.onPunch(from);
+      }
+      case CONTROL_TYPE: {
+        const n = this.indexes.get(TunnelKeypair.receiverIndex(data));
+        if (!(n instanceof Node)) return this.drops.inc('ctl-unknown-index');
+        if (!sameEndpoint(from, n.dc.endpoint)) return this.drops.inc('ctl-not-from-dc');
+        return n.onControl(data);
+      }
+      case REGISTRATION_RESPONSE: {
+        const idx = data.length >= 8 ? u32(data, 4) : 0;
+        const n = this.indexes.get(idx);
+        if (!(n instanceof Node)) return this.drops.inc('reg-unknown-index');
+        return n.onRegistrationResponse(data, idx);
+      }
+      case HINT: {
+        const h = decodeHint(data);
+        if (!h.ok) return this.drops.inc('hint-malformed');
+        for (const n of this.nodes.values()) if (h.value.dcId.equals(Buffer.from(n.dc.id)) && sameEndpoint(from, n.dc.endpoint)) n.onHint();
+        return;
+      }
+      case NAT_PROBE:
+        return this.counts.inc('probe-replies');
+      case RELAY_BIND_ACK: {
+        const a = decodeRelayBindAck(data);
+        if (!a.ok) return this.drops.inc('bind-ack-malformed');
+        const t = this.tunnels.get(a.value.tunnelId.toString(16));
+        t?.onBindAck(a.value.ok);
+        return;
+      }
+      case RS_PING: {
+        const p = decodeRsPing(data);
+        if (!p.ok || p.value.kind !== 1) return this.drops.inc('pong-malformed');
+        const s = this.pings.get(p.value.nonce);
+        if (!s) return;
+        this.pings.delete(p.value.nonce);
+        const rtt = performance.now() - s.at;
+        const prev = this.rsRtt.get(s.rs);
+        this.rsRtt.set(s.rs, prev === undefined ? rtt : Math.min(prev, rtt));
+        return;
+      }
+      default:
+        return this.drops.inc('type');
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // RS round trips (paper §2.4: the DC chooses the RS by distance; we measure it and report).
+
+  private probeRelays(node: Node): void {
+    const relays = node.registration?.relays ?? [];
+    if (relays.length === 0) return;
+    const fams = new Set(this.opts.locals().map((l) => l.family));
+    for (let round = 0; round < 3; round++) {
+      setTimeout(() => {
+        for (const r of relays) {
+          const ep = (fams.has(6) && r.v6) || (fams.has(4) && r.v4) || r.v6 || r.v4;
+          if (!ep) continue;
+          const nonce = randomBytes(8).readBigUInt64BE(0);
+          this.pings.set(nonce, { rs: formatId(r.id), node, at: performance.now() });
+          this.send(encodeRsPing(0, nonce), ep);
+        }
+      }, round * 200).unref();
+    }
+    setTimeout(() => {
+      const rtts = relays.filter((r) => this.rsRtt.has(formatId(r.id))).map((r) => [Buffer.from(r.id), this.rsRtt.get(formatId(r.id))!] as const);
+      node.reportRtts(rtts).catch(() => undefined);
+    }, 1500).unref();
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Mobility (the point of NTMobile): our real address changed; virtual addresses and tunnels stay.
+
+  moved(): void {
+    this.movedAt = performance.now();
+    this.rsRtt.clear();
+    const locals = this.opts.locals().map(formatEndpoint);
+    this.log.info('address changed', { locals });
+    this.opts.onEvent?.({ kind: 'moved', locals });
+    for (const t of this.tunnels.values()) t.moved();
+    for (const n of this.nodes.values()) {
+      n.resend();
+      n.locationUpdate()
+        .then(() => this.probeRelays(n))
+        .catch((e: Error) => this.log.warn('location update failed', { err: e }));
+    }
+  }
+
+  private tick(): void {
+    const now = performance.now();
+    for (const n of this.nodes.values()) n.tick();
+    for (const t of this.tunnels.values()) t.tick(now);
+    for (const [k, s] of this.stash) if (now - s.at > 3000) this.stash.delete(k);
+    for (const [k, p] of this.pings) if (now - p.at > 5000) this.pings.delete(k);
+    if (this.movedAt > 0 && now - this.movedAt > 30_000) this.movedAt = 0;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    for (const t of [...this.tunnels.values()]) this.closeTunnel(t);
+    for (const n of this.nodes.values()) n.close();
+    await this.opts.bind.close();
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      nodes: [...this.nodes.values()].map((n) => n.describe()),
+      tunnels: [...this.tunnels.values()].map((t) => ({ node: this.tunnelOwner.get(t), ...t.describe() })),
+      rsRttMs: Object.fromEntries([...this.rsRtt].map(([k, v]) => [k, Math.round(v * 10) / 10])),
+      interruptionsMs: this.interruptions.map((x) => Math.round(x * 10) / 10),
+      counts: this.counts.toJSON(),
+      drops: this.drops.toJSON(),
+    };
+  }
+}

@@ -1,0 +1,364 @@
+// One end-to-end tunnel to a peer (paper §2.3, Fig. 4): its route, its Noise KK handshakes and keypairs, its current
+// path (direct / hole-punched, or through the RS), hole punching, fallback to the relay, roaming and keep-alives.
+// Sockets belong to the host: a tunnel only decides what to send where, through the `TunnelIo` it is given.
+import type { Endpoint } from '../types/net.js';
+import type { Route } from '../protocol/control.js';
+import type { Identity } from '../protocol/identity.js';
+import { formatId } from '../crypto/secp256k1.js';
+import { KeypairSet, TunnelKeypair, DATA_TYPE, SEALED_OVERHEAD, type SessionLimits } from '../crypto/session.js';
+import { createRequest, consumeRequest, consumeResponse, createResponse, type InitiatorHandshake } from '../crypto/noise.js';
+import { RELAY_HEADER, encodeRelayBind, writeRelayHeader } from '../protocol/relay.js';
+import { formatEndpoint, sameEndpoint } from '../protocol/endpoint.js';
+import { ip4ToBytes, ip6ToBytes } from '../protocol/ip.js';
+import { Writer } from '../protocol/wire.js';
+
+export const PUNCH = 0x07;
+
+/** What a tunnel needs from its host. */
+export interface TunnelIo {
+  send(data: Uint8Array, to: Endpoint): void;
+  /** A fresh local index, registered to this tunnel for arriving DATA / TUNNEL_RESPONSE. */
+  allocIndex(t: Tunnel): number;
+  freeIndex(index: number): void;
+  /** The tunnel came up (or moved to another path): flush, report. */
+  onUp(t: Tunnel): void;
+  onFailed(t: Tunnel, why: string): void;
+  now(): number;
+}
+
+export type PathNow = 'direct' | 'relay' | 'none';
+
+export interface TunnelOptions {
+  readonly punchTimeoutMs: number;
+  readonly deadlineMs: number;
+  readonly limits?: Partial<SessionLimits>;
+}
+
+const MAX_QUEUED = 64;
+
+export class Tunnel {
+  readonly tunnelId: bigint;
+  readonly tunnelIdBytes: Buffer;
+  readonly peerId: string;
+  readonly peerV4: Buffer;
+  readonly peerV6: Buffer;
+  route: Route;
+  readonly keypairs = new KeypairSet();
+  path: PathNow = 'none';
+  /** The peer's address on a direct path (learnt from authentic packets: roaming). */
+  endpoint: Endpoint | undefined;
+  relayBound = false;
+  state: 'connecting' | 'up' | 'failed' = 'connecting';
+  failure = '';
+  /** Packets waiting for keys (oldest dropped beyond MAX_QUEUED). */
+  readonly queue: Buffer[] = [];
+  readonly stats = { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, handshakes: 0, drops: 0 };
+  readonly createdAt: number;
+  establishedAt = 0;
+  lastTx = 0;
+  lastRx = 0;
+  /** Round trip of the last handshake (ms): the tunnel's RTT as the web UI shows it. */
+  rttMs = 0;
+  /** Greatest handshake timestamp accepted from the peer (responder replay check). */
+  private lastTimestamp: Buffer | null = null;
+  private initiator: { hs: InitiatorHandshake; index: number; sentAt: number; via: PathNow } | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private attempts = 0;
+  private usingRelay = false;
+  private ss: Buffer | undefined;
+
+  constructor(
+    private readonly me: Identity,
+    route: Route,
+    private readonly io: TunnelIo,
+    private readonly opts: TunnelOptions,
+  ) {
+    this.route = route;
+    this.tunnelId = route.tunnelId;
+    this.tunnelIdBytes = Buffer.alloc(8);
+    this.tunnelIdBytes.writeBigUInt64BE(route.tunnelId);
+    this.peerId = formatId(route.peerId);
+    this.peerV4 = Buffer.from(ip4ToBytes(route.peerV4));
+    this.peerV6 = Buffer.from(ip6ToBytes(route.peerV6));
+    this.createdAt = io.now();
+  }
+
+  get kind(): string {
+    if (this.path === 'relay') return 'relayed';
+    if (this.path === 'direct') return this.route.kind === 'holepunch' ? 'hole-punched' : 'direct';
+    return 'none';
+  }
+
+  private staticDh(): Buffer | undefined {
+    if (!this.ss) this.ss = this.me.dh(this.route.peerPublicKey) ?? undefined;
+    return this.ss ? Buffer.from(this.ss) : undefined;
+  }
+
+  /** Starts (or restarts, after a new Route Direction) the setup described by the route. */
+  start(route?: Route): void {
+    if (route) {
+      if (Buffer.compare(route.peerPublicKey, this.route.peerPublicKey) !== 0) return this.fail('peer key changed');
+      this.route = route;
+    }
+    this.state = this.keypairs.current ? 'up' : 'connecting';
+    this.attempts = 0;
+    this.usingRelay = this.route.kind === 'relay';
+    if (this.usingRelay || (this.route.relay && this.route.kind !== 'direct')) this.bindRelay();
+    if (!this.usingRelay) this.punch();
+    if (this.route.initiator) this.initiate();
+    this.arm();
+  }
+
+  /** Opens our NAT towards every candidate (hole punching): the peer's first packets then get through. */
+  private punch(): void {
+    if (this.route.endpoints.length === 0) return;
+    const p = new Writer(32).u8(PUNCH).zeros(3).bytes(this.tunnelIdBytes).fixed(this.me.id, 20).finish();
+    for (const e of this.route.endpoints) this.io.send(p, e);
+  }
+
+  private bindRelay(): void {
+    const r = this.route.relay;
+    if (!r) return;
+    // We are end A of the ticket when the ticket's end A is our ID.
+    const role: 0 | 1 = Buffer.compare(r.ticket.subarray(28, 48), this.me.id) === 0 ? 0 : 1;
+    // The bind carries wall-clock time (the RS checks freshness); io.now() is monotonic.
+    this.io.send(encodeRelayBind(r.ticket, role, Date.now(), this.me), r.endpoint);
+  }
+
+  /** Sends a fresh TUNNEL_REQUEST (new ephemeral and timestamp each time, as WireGuard's initiations). */
+  initiate(): void {
+    if (this.initiator) this.io.freeIndex(this.initiator.index);
+    const index = this.io.allocIndex(this);
+    const ss = this.staticDh();
+    if (!ss) return this.fail('peer key is not a valid point');
+    const { packet, state } = createRequest({
+      localStatic: this.me,
+      remoteStatic: this.route.peerPublicKey,
+      tunnelId: this.tunnelIdBytes,
+      senderIndex: index,
+      precomputedSs: ss,
+    });
+    this.initiator = { hs: state, index, sentAt: this.io.now(), via: this.usingRelay ? 'relay' : 'direct' };
+    this.stats.handshakes++;
+    this.sendHandshake(packet);
+  }
+
+  private sendHandshake(packet: Buffer): void {
+    if (this.usingRelay && this.route.relay) {
+      this.io.send(this.frameForRelay(packet), this.route.relay.endpoint);
+      return;
+    }
+    if (this.endpoint) this.io.send(packet, this.endpoint);
+    for (const e of this.route.endpoints) if (!sameEndpoint(e, this.endpoint)) this.io.send(packet, e);
+  }
+
+  private frameForRelay(inner: Uint8Array): Buffer {
+    const out = Buffer.allocUnsafe(RELAY_HEADER + inner.length);
+    writeRelayHeader(out, this.tunnelId);
+    out.set(inner, RELAY_HEADER);
+    return out;
+  }
+
+  /** Retransmission, punch timeout → relay fallback, overall deadline. */
+  private arm(): void {
+    clearTimeout(this.timer);
+    if (this.state !== 'connecting') return;
+    const elapsed = this.io.now() - this.createdAt;
+    if (elapsed > this.opts.deadlineMs) return this.fail(`no tunnel after ${Math.round(elapsed)} ms`);
+    const delay = Math.min(250 * 2 ** Math.min(this.attempts, 3), 2000);
+    this.timer = setTimeout(() => {
+      this.attempts++;
+      if (this.state !== 'connecting') return;
+      const t = this.io.now() - this.createdAt;
+      if (!this.usingRelay && this.route.relay && t >= this.opts.punchTimeoutMs) {
+        // Hole punching did not work (a NAT that maps per destination): fall back to the RS by ourselves.
+        this.usingRelay = true;
+        this.bindRelay();
+      } else if (this.usingRelay && !this.relayBound) this.bindRelay();
+      if (!this.usingRelay) this.punch();
+      if (this.route.initiator) this.initiate();
+      this.arm();
+    }, delay);
+  }
+
+  private fail(why: string): void {
+    clearTimeout(this.timer);
+    if (this.state === 'failed') return;
+    this.state = 'failed';
+    this.failure = why;
+    this.io.onFailed(this, why);
+  }
+
+  close(): void {
+    clearTimeout(this.timer);
+    if (this.initiator) this.io.freeIndex(this.initiator.index);
+    for (const kp of [this.keypairs.current, this.keypairs.previous, this.keypairs.next]) if (kp) this.io.freeIndex(kp.localIndex);
+    this.keypairs.clear();
+    this.state = 'failed';
+  }
+
+  private install(send: Buffer, receive: Buffer, localIndex: number, remoteIndex: number, isInitiator: boolean): void {
+    const kp = new TunnelKeypair({
+      packetType: DATA_TYPE,
+      sendKey: send,
+      receiveKey: receive,
+      localIndex,
+      remoteIndex,
+      isInitiator,
+      ...(this.opts.limits ? { limits: this.opts.limits } : {}),
+    });
+    send.fill(0);
+    receive.fill(0);
+    for (const dropped of this.keypairs.install(kp)) this.io.freeIndex(dropped.localIndex);
+  }
+
+  private up(via: PathNow, from: Endpoint): void {
+    this.path = via;
+    if (via === 'direct') this.endpoint = from;
+    const wasUp = this.state === 'up';
+    this.state = 'up';
+    clearTimeout(this.timer);
+    if (!wasUp) this.establishedAt = this.io.now();
+    this.io.onUp(this);
+  }
+
+  // --- arriving packets (the host found this tunnel by tunnel id or index) ---------------------------------------
+
+  onRequest(packet: Buffer, from: Endpoint, via: PathNow): string | undefined {
+    const ss = this.staticDh();
+    if (!ss) return 'key';
+    const hs = consumeRequest(packet, { localStatic: this.me, remoteStatic: this.route.peerPublicKey, lastTimestamp: this.lastTimestamp, precomputedSs: ss });
+    if (typeof hs === 'string') return hs;
+    this.lastTimestamp = Buffer.from(hs.timestamp);
+    const index = this.io.allocIndex(this);
+    const { packet: resp, keys } = createResponse(hs, { senderIndex: index });
+    this.install(keys.send, keys.receive, index, hs.remoteIndex, false);
+    this.stats.handshakes++;
+    if (via === 'relay') this.io.send(this.frameForRelay(resp), from);
+    else this.io.send(resp, from);
+    this.up(via, from);
+    return undefined;
+  }
+
+  onResponse(packet: Buffer, from: Endpoint, via: PathNow): string | undefined {
+    const pending = this.initiator;
+    if (!pending) return 'no-handshake';
+    const r = consumeResponse(pending.hs, packet);
+    if (typeof r === 'string') return r;
+    this.initiator = undefined;
+    this.rttMs = this.io.now() - pending.sentAt;
+    this.install(Buffer.from(r.keys.send), Buffer.from(r.keys.receive), pending.index, r.remoteIndex, true);
+    this.up(via, from);
+    // Key confirmation for the responder (WireGuard: the initiator sends first): an empty DATA keep-alive.
+    this.sendInner(Buffer.alloc(0));
+    return undefined;
+  }
+
+  onPunch(from: Endpoint): void {
+    // The peer opened its NAT towards us: our (re)sent request now gets through.
+    if (this.state === 'connecting' && this.route.initiator && !this.usingRelay) {
+      this.endpoint = from;
+      this.initiate();
+    }
+  }
+
+  onBindAck(ok: boolean): void {
+    this.relayBound = ok;
+  }
+
+  /**
+   * A DATA packet for one of our indexes (borrowed). Returns the inner packet (borrowed) or a drop reason. Learns the
+   * peer's new address from authentic packets (roaming, paper §1: the real address changes, the virtual one not).
+   */
+  onData(packet: Buffer, kp: TunnelKeypair, from: Endpoint, via: PathNow): Buffer | string {
+    const pt = kp.open(packet);
+    if (typeof pt === 'string') {
+      this.stats.drops++;
+      return pt;
+    }
+    const promoted = this.keypairs.confirm(kp);
+    if (promoted) this.io.freeIndex(promoted.localIndex);
+    this.stats.rxPackets++;
+    this.stats.rxBytes += pt.length;
+    this.lastRx = this.io.now();
+    const moved = via !== this.path || (via === 'direct' && !sameEndpoint(this.endpoint, from));
+    if (moved) {
+      this.path = via;
+      if (via === 'direct') this.endpoint = from;
+      // Tell the mover at once that its new path works (and refresh NAT state on ours).
+      this.sendInner(Buffer.alloc(0));
+      this.io.onUp(this);
+    } else if (this.state !== 'up') this.up(via, from);
+    return pt;
+  }
+
+  /** Seals and sends an inner IP packet (borrowed); queues it while there are no keys yet. */
+  sendInner(inner: Buffer): 'sent' | 'queued' | 'dropped' {
+    // The responder may send under `next` until confirmed, but only for the first handshake (no `current` yet):
+    // the path to the initiator carries our response first, so it has the keys by the time data arrives.
+    const kp = this.keypairs.current ?? this.keypairs.next;
+    if (!kp || this.path === 'none') {
+      if (inner.length === 0) return 'dropped';
+      if (this.queue.length >= MAX_QUEUED) this.queue.shift();
+      this.queue.push(Buffer.from(inner));
+      return 'queued';
+    }
+    const relay = this.path === 'relay' && this.route.relay;
+    const head = relay ? RELAY_HEADER : 0;
+    const out = Buffer.allocUnsafe(head + inner.length + SEALED_OVERHEAD);
+    const sealed = kp.seal(inner, out.subarray(head));
+    if (typeof sealed === 'string') {
+      this.stats.drops++;
+      if (this.route.initiator) this.initiate();
+      return 'dropped';
+    }
+    if (relay) writeRelayHeader(out, this.tunnelId);
+    this.io.send(out, relay ? this.route.relay!.endpoint : this.endpoint!);
+    this.stats.txPackets++;
+    this.stats.txBytes += inner.length;
+    this.lastTx = this.io.now();
+    if (this.route.initiator && kp.needsRekey()) this.initiate();
+    return 'sent';
+  }
+
+  /** Sends what waited for keys. */
+  flushQueue(): void {
+    while (this.queue.length > 0 && (this.keypairs.current ?? this.keypairs.next)) this.sendInner(this.queue.shift()!);
+  }
+
+  /** Our address changed: re-bind at the RS from the new address, and speak first on direct paths (roaming). */
+  moved(): void {
+    if (this.route.relay && (this.path === 'relay' || this.usingRelay)) {
+      this.relayBound = false;
+      this.bindRelay();
+    }
+    if (this.state === 'up') this.sendInner(Buffer.alloc(0));
+    else this.start();
+  }
+
+  /** Keep-alive through NATs on the path (route.keepaliveS), and rekey for the initiator. */
+  tick(now: number): void {
+    if (this.state !== 'up') return;
+    const ka = this.route.keepaliveS * 1000;
+    if (ka > 0 && now - this.lastTx >= ka) this.sendInner(Buffer.alloc(0));
+    const cur = this.keypairs.current;
+    if (cur && this.route.initiator && !this.initiator && cur.needsRekey(now)) this.initiate();
+  }
+
+  describe(): Record<string, unknown> {
+    return {
+      tunnelId: this.tunnelId.toString(16),
+      peer: this.peerId,
+      peerName: this.route.peerName,
+      peerV4: this.route.peerV4,
+      peerV6: this.route.peerV6,
+      state: this.state,
+      path: this.kind,
+      planned: this.route.kind,
+      endpoint: this.path === 'relay' && this.route.relay ? formatEndpoint(this.route.relay.endpoint) : this.endpoint ? formatEndpoint(this.endpoint) : null,
+      rttMs: Math.round(this.rttMs * 10) / 10,
+      ...this.stats,
+      failure: this.failure || undefined,
+    };
+  }
+}
