@@ -118,7 +118,7 @@ export async function runUp(argv: readonly string[]): Promise<void> {
       case 'connect': {
         const started = performance.now();
         const t = await host.connect(node, parseTarget(String(req.target)));
-        return { ms: performance.now() - started, tunnel: t.describe() };
+        return { ms: performance.now() - started, startedAtMs: performance.timeOrigin + started, tunnel: t.describe() };
       }
       case 'register': {
         const r = await node.register();

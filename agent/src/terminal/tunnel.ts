@@ -357,6 +357,9 @@ export class Tunnel {
       planned: this.route.kind,
       endpoint: this.path === 'relay' && this.route.relay ? formatEndpoint(this.route.relay.endpoint) : this.endpoint ? formatEndpoint(this.endpoint) : null,
       rttMs: Math.round(this.rttMs * 10) / 10,
+      // Wall-clock (epoch ms, sub-ms precision): comparable across processes on one machine (benchmarks).
+      createdAtMs: performance.timeOrigin + this.createdAt,
+      establishedAtMs: this.establishedAt ? performance.timeOrigin + this.establishedAt : null,
       ...this.stats,
       failure: this.failure || undefined,
     };
