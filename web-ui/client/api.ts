@@ -1,0 +1,145 @@
+// The page's calls to the agent: one function per API operation (the operations of /api/openapi.json; a unit test
+// checks that every path used here is documented there). Same-origin fetch, JSON, the CSRF header on changes.
+
+export interface Session {
+  authenticated: boolean;
+  setupRequired: boolean;
+  csrfToken: string | null;
+  household: string | null;
+}
+
+export interface Device {
+  id: number;
+  name: string;
+  kind: string;
+  mac: string | null;
+  ipv4: string | null;
+  ipv6: string | null;
+  online: boolean;
+  sources: string[];
+  lastSeen: string | null;
+  paired: boolean;
+  ntmId: string | null;
+  virtualV4: string | null;
+  virtualV6: string | null;
+}
+
+export interface Phone {
+  id: string;
+  name: string;
+  enrolledAt: string;
+  online: boolean;
+  virtualV4: string | null;
+}
+
+export interface Enrollment {
+  token: string;
+  link: string;
+  qrSvg: string;
+  expiresAt: string;
+  name: string;
+}
+
+export interface Grant {
+  phoneId: string;
+  deviceId: number;
+  ports: number[];
+}
+
+export interface Tunnel {
+  device: string;
+  peer: string;
+  peerName: string;
+  path: string;
+  state: string;
+  rttMs: number;
+  txBytes: number;
+  rxBytes: number;
+}
+
+export interface Health {
+  agent: { ok: boolean; uptimeS: number; version: string };
+  dc: { ok: boolean; id: string; terminals: number; online: number };
+  rs: { ok: boolean; id: string; tunnels: number };
+  dataplane: { ok: boolean; drops: Record<string, number> };
+}
+
+export interface Status {
+  health: Health;
+  tunnels: Tunnel[];
+}
+
+export interface AgentEvent {
+  at: string;
+  kind: string;
+  message: string;
+}
+
+/** An error answer of the API: `message` is written for people; `field` names the input at fault. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+let csrfToken: string | null = null;
+
+export function setCsrfToken(t: string | null): void {
+  csrfToken = t;
+}
+
+async function call<T>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && csrfToken) headers['X-CSRF-Token'] = csrfToken;
+  let r: Response;
+  try {
+    r = await fetch(path, { method, headers, body: body === undefined ? null : JSON.stringify(body), credentials: 'same-origin', cache: 'no-store' });
+  } catch {
+    throw new ApiError(0, 'network', 'the agent cannot be reached; check the connection and try again');
+  }
+  if (r.status === 204) return undefined as T;
+  let data: unknown = null;
+  try {
+    data = await r.json();
+  } catch {
+    // A non-JSON answer (a proxy's error page): handled below by status.
+  }
+  if (!r.ok) {
+    const e = (data ?? {}) as { error?: string; message?: string; field?: string };
+    throw new ApiError(r.status, e.error ?? `http_${r.status}`, e.message ?? `the agent answered ${r.status}`, e.field);
+  }
+  return data as T;
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  session: () => call<Session>('GET', '/api/session'),
+  setup: (setupCode: string, password: string, household: string) => call<Session>('POST', '/api/setup', { setupCode, password, household }),
+  login: (password: string) => call<Session>('POST', '/api/login', { password }),
+  logout: () => call<void>('POST', '/api/logout'),
+  changePassword: (currentPassword: string, newPassword: string) => call<void>('POST', '/api/password', { currentPassword, newPassword }),
+  household: () => call<{ name: string }>('GET', '/api/household'),
+  setHousehold: (name: string) => call<{ name: string }>('PUT', '/api/household', { name }),
+  devices: () => call<Device[]>('GET', '/api/devices'),
+  addDevice: (d: { name: string; kind?: string; mac?: string; ipv4?: string; ipv6?: string }) => call<Device>('POST', '/api/devices', d),
+  pair: (deviceId: number, body: { name?: string }) => call<Device>('POST', `/api/devices/${deviceId}/pairing`, body),
+  unpair: (deviceId: number) => call<void>('DELETE', `/api/devices/${deviceId}/pairing`),
+  phones: () => call<Phone[]>('GET', '/api/phones'),
+  removePhone: (phoneId: string) => call<void>('DELETE', `/api/phones/${enc(phoneId)}`),
+  createEnrollment: (name: string) => call<Enrollment>('POST', '/api/enrollments', { name }),
+  grants: () => call<Grant[]>('GET', '/api/grants'),
+  setGrant: (phoneId: string, deviceId: number, ports: number[]) => call<Grant>('PUT', `/api/grants/${enc(phoneId)}/${deviceId}`, { ports }),
+  revokeGrant: (phoneId: string, deviceId: number) => call<void>('DELETE', `/api/grants/${enc(phoneId)}/${deviceId}`),
+  status: () => call<Status>('GET', '/api/status'),
+  events: (limit: number) => call<AgentEvent[]>('GET', `/api/events?limit=${limit}`),
+};
+
+/** The live-update stream's URL (server-sent events). */
+export const LIVE_URL = '/api/live';

@@ -1,0 +1,229 @@
+// The API's schemas and the OpenAPI 3.1 document built from the route table (api.ts): one source for the
+// documentation at /api/openapi.json, the request validation and the tests that check responses against it.
+import type { Schema } from './schema.js';
+
+const str = (extra: Partial<Schema> = {}): Schema => ({ type: 'string', ...extra });
+const nstr = (extra: Partial<Schema> = {}): Schema => ({ type: ['string', 'null'], ...extra });
+const int = (extra: Partial<Schema> = {}): Schema => ({ type: 'integer', ...extra });
+const bool: Schema = { type: 'boolean' };
+const obj = (properties: Record<string, Schema>, required: string[] = Object.keys(properties)): Schema => ({
+  type: 'object',
+  properties,
+  required,
+  additionalProperties: false,
+});
+const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+const list = (items: Schema, extra: Partial<Schema> = {}): Schema => ({ type: 'array', items, ...extra });
+
+export const PATTERNS = {
+  ntmId: '^0x[0-9a-fA-F]{40}$',
+  deviceId: '^[1-9][0-9]{0,14}$',
+  mac: '^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$',
+} as const;
+
+const name = str({ minLength: 1, maxLength: 63, description: 'a name of 1–63 characters' });
+const kind = str({ maxLength: 32, description: 'lamp, camera, printer, … or empty' });
+const port = int({ minimum: 1, maximum: 65535 });
+
+export const COMPONENTS: Readonly<Record<string, Schema>> = {
+  Error: obj(
+    {
+      error: str({ description: 'stable machine-readable code, e.g. bad_request, unauthenticated, csrf, rate_limited' }),
+      message: str({ description: 'what went wrong, in words fit to show' }),
+      field: str({ description: 'the request field at fault, when there is one' }),
+    },
+    ['error', 'message'],
+  ),
+  Session: obj({
+    authenticated: bool,
+    setupRequired: { ...bool, description: 'true on first start: the owner must set a password with the setup code' },
+    csrfToken: nstr({ description: 'send as X-CSRF-Token with every POST, PUT and DELETE' }),
+    household: nstr({ description: 'the household name (when signed in)' }),
+  }),
+  Device: obj({
+    id: int({ minimum: 1 }),
+    name: str(),
+    kind: str(),
+    mac: nstr(),
+    ipv4: nstr(),
+    ipv6: nstr(),
+    online: bool,
+    sources: list(str({ enum: ['mdns', 'neighbour', 'manual'] })),
+    lastSeen: nstr({ format: 'date-time' }),
+    paired: bool,
+    ntmId: nstr({ description: 'the NTM identity the agent holds for the device' }),
+    virtualV4: nstr(),
+    virtualV6: nstr(),
+  }),
+  Phone: obj({
+    id: str({ pattern: PATTERNS.ntmId, description: "the phone's NTM ID" }),
+    name: str(),
+    enrolledAt: str({ format: 'date-time' }),
+    online: bool,
+    virtualV4: nstr(),
+  }),
+  Enrollment: obj({
+    token: str({ description: 'the one-time token `ntm enroll` takes (ntm1:…)' }),
+    link: str({ description: 'the same as a link (ntm://enroll#ntm1:…), what the QR code holds' }),
+    qrSvg: str({ description: 'the QR code of the link, SVG markup' }),
+    expiresAt: str({ format: 'date-time' }),
+    name: str(),
+  }),
+  Grant: obj({
+    phoneId: str({ pattern: PATTERNS.ntmId }),
+    deviceId: int({ minimum: 1 }),
+    ports: list(port, { description: 'allowed ports; empty = all' }),
+  }),
+  Tunnel: obj({
+    device: str(),
+    peer: str(),
+    peerName: str(),
+    path: str({ description: 'direct, hole-punched or relayed' }),
+    state: str(),
+    rttMs: { type: 'number' },
+    txBytes: int(),
+    rxBytes: int(),
+  }),
+  Health: obj({
+    agent: obj({ ok: bool, uptimeS: { type: 'number' }, version: str() }),
+    dc: obj({ ok: bool, id: str(), terminals: int(), online: int() }),
+    rs: obj({ ok: bool, id: str(), tunnels: int() }),
+    dataplane: obj({ ok: bool, drops: { type: 'object', additionalProperties: int() } }),
+  }),
+  Status: obj({ health: ref('Health'), tunnels: list(ref('Tunnel')) }),
+  Event: obj({ at: str({ format: 'date-time' }), kind: str(), message: str() }),
+  Household: obj({ name }),
+  SetupRequest: obj(
+    {
+      setupCode: str({ minLength: 1, maxLength: 64, description: 'the code on the letter from the provider' }),
+      password: str({ minLength: 1, maxLength: 256 }),
+      household: name,
+    },
+    ['setupCode', 'password'],
+  ),
+  LoginRequest: obj({ password: str({ minLength: 1, maxLength: 256 }) }),
+  PasswordChange: obj({ currentPassword: str({ minLength: 1, maxLength: 256 }), newPassword: str({ minLength: 1, maxLength: 256 }) }),
+  ManualDevice: obj(
+    {
+      name,
+      kind,
+      mac: str({ maxLength: 17, description: 'a MAC address like 02:00:00:aa:bb:cc' }),
+      ipv4: str({ maxLength: 15, description: 'an IPv4 address' }),
+      ipv6: str({ maxLength: 45, description: 'an IPv6 address' }),
+    },
+    ['name'],
+  ),
+  PairRequest: obj({ name, kind }, []),
+  EnrollmentRequest: obj({ name }),
+  GrantRequest: obj({ ports: list(port, { maxItems: 64 }) }),
+};
+
+export interface ParamSpec {
+  readonly name: string;
+  readonly in: 'path' | 'query';
+  readonly schema: Schema;
+  readonly required: boolean;
+  readonly description?: string;
+}
+
+/** What the OpenAPI builder needs of an operation (api.ts adds the handler). */
+export interface OperationSpec {
+  readonly id: string;
+  readonly method: 'get' | 'post' | 'put' | 'delete';
+  /** OpenAPI form: /api/devices/{deviceId}/pairing. */
+  readonly path: string;
+  readonly summary: string;
+  readonly auth: 'public' | 'session';
+  readonly params?: readonly ParamSpec[];
+  readonly body?: string;
+  readonly status: number;
+  /** Response schema (component name), 'stream' for server-sent events, or undefined for no body. */
+  readonly response?: string | { readonly list: string } | 'stream' | 'openapi';
+  readonly errors: readonly number[];
+  readonly description?: string;
+}
+
+const ERROR_TEXT: Record<number, string> = {
+  400: 'Bad input (the field is named)',
+  401: 'Not signed in, or wrong password',
+  403: 'Missing CSRF token, another site, or wrong setup code',
+  404: 'No such object',
+  405: 'Method not allowed',
+  409: 'Conflicts with the current state',
+  413: 'Body too large',
+  415: 'Body is not JSON',
+  421: 'Host header is not this agent',
+  429: 'Too many failed attempts (see Retry-After)',
+  502: 'The DC refused',
+  503: 'Unavailable',
+  504: 'The DC did not answer',
+};
+
+/** Every API response may be one of these, whatever the operation (middleware before any route). */
+const COMMON_ERRORS = [421, 500];
+
+export function buildOpenApi(ops: readonly OperationSpec[], version: string): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const op of ops) {
+    const responses: Record<string, unknown> = {};
+    const ok: Record<string, unknown> = { description: op.summary };
+    if (op.response === 'stream') {
+      ok['content'] = { 'text/event-stream': { schema: { type: 'string' } } };
+    } else if (op.response === 'openapi') {
+      ok['content'] = { 'application/json': { schema: { type: 'object' } } };
+    } else if (typeof op.response === 'string') {
+      ok['content'] = { 'application/json': { schema: ref(op.response) } };
+    } else if (op.response) {
+      ok['content'] = { 'application/json': { schema: list(ref(op.response.list)) } };
+    }
+    responses[String(op.status)] = ok;
+    const errs = new Set([...op.errors, ...COMMON_ERRORS, ...(op.auth === 'session' ? [401] : []), ...(op.body ? [400, 413, 415] : [])]);
+    if (op.auth === 'session' && op.method !== 'get') errs.add(403);
+    for (const code of [...errs].sort()) {
+      responses[String(code)] = {
+        description: ERROR_TEXT[code] ?? 'Internal error (details only in the agent log)',
+        content: { 'application/json': { schema: ref('Error') } },
+      };
+    }
+    const operation: Record<string, unknown> = {
+      operationId: op.id,
+      summary: op.summary,
+      ...(op.description ? { description: op.description } : {}),
+      tags: [op.path.split('/')[2] ?? 'api'],
+      security: op.auth === 'public' ? [] : op.method === 'get' ? [{ session: [] }] : [{ session: [], csrf: [] }],
+      responses,
+    };
+    if (op.params?.length) {
+      operation['parameters'] = op.params.map((p) => ({
+        name: p.name,
+        in: p.in,
+        required: p.required,
+        schema: p.schema,
+        ...(p.description ? { description: p.description } : {}),
+      }));
+    }
+    if (op.body) operation['requestBody'] = { required: true, content: { 'application/json': { schema: ref(op.body) } } };
+    (paths[op.path] ??= {})[op.method] = operation;
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'NTMobile household agent',
+      version,
+      description:
+        'The API the household web page uses: devices on the LAN and their pairing with NTM identities, phones and ' +
+        'their enrollment, access grants, and live status. Sign in with POST /api/login (or /api/setup on first ' +
+        'start); the session cookie is HttpOnly and SameSite=Strict; every POST, PUT and DELETE made with a session ' +
+        'needs the header X-CSRF-Token with the token from GET /api/session. Errors are JSON {error, message, field?}.',
+    },
+    servers: [{ url: '/' }],
+    paths,
+    components: {
+      schemas: COMPONENTS,
+      securitySchemes: {
+        session: { type: 'apiKey', in: 'cookie', name: 'ntm_session', description: '__Host-ntm_session over TLS' },
+        csrf: { type: 'apiKey', in: 'header', name: 'X-CSRF-Token' },
+      },
+    },
+  };
+}
