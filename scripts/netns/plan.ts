@@ -277,7 +277,9 @@ export function setupScript(topo: Topology, hostName: string, r: Resolved, uplin
       for (const i of ifaces) s.push(`w ipv6/conf/${i.name}/accept_dad 0`);
       if (forwards(h)) s.push('w ipv6/conf/all/forwarding 1');
     } else {
-      s.push('w ipv6/conf/all/disable_ipv6 1', 'w ipv6/conf/default/disable_ipv6 1');
+      // An IPv4-only *network*, not an IPv6-less host: the links get no IPv6 (not even link-local), while the stack
+      // stays, as on a real phone on an IPv4-only carrier (its NTMobile virtual IPv6 address lives on a later device).
+      for (const i of ifaces) s.push(`w ipv6/conf/${i.name}/disable_ipv6 1`);
     }
     s.push('run ip link set lo up');
     for (const i of ifaces) {

@@ -1,7 +1,7 @@
 // A running testbed: bringing a topology up in namespaces, running things in its hosts, moving the phone, tearing down.
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestbedError, TopologyError } from './errors.js';
 import type { Family } from './ip.js';
@@ -116,11 +116,25 @@ export function teardown(prefix: string): DownReport {
   const killed = [...pids];
   killAndWait(killed);
   if (namespaces.length > 0) runSync('ip', ['-force', '-batch', '-'], namespaces.map((n) => `netns del ${n}\n`).join(''));
+  removeNetnsEtc(prefix);
   removeState(prefix);
   const left = prefixNamespaces(prefix);
   if (left.length > 0) throw new TestbedError(`could not delete namespaces: ${left.join(', ')}`);
   return { prefix, namespaces, killed };
 }
+
+/** `ip netns exec` bind-mounts /etc/netns/<ns>/* over /etc (e.g. a host's resolv.conf): remove ours. */
+function removeNetnsEtc(prefix: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(NETNS_ETC);
+  } catch {
+    return;
+  }
+  for (const n of names) if (n.startsWith(`${prefix}-`)) rmSync(join(NETNS_ETC, n), { recursive: true, force: true });
+}
+
+const NETNS_ETC = '/etc/netns';
 
 /** The pid still runs this testbed's emulator (and is not a reused pid). */
 function isOurEmulator(pid: number, configFile: string): boolean {
@@ -269,6 +283,16 @@ export class Testbed {
   }
 
   /** Runs argv inside the host's namespace and waits; a non-zero exit is a value, not an exception. */
+  /**
+   * Points the host's resolver at `nameserver` (e.g. a terminal's own DNS listener for NAME.ntm): every later
+   * exec/spawn in it sees this /etc/resolv.conf. Removed at down.
+   */
+  setResolver(host: string, nameserver: string): void {
+    const dir = join(NETNS_ETC, this.ns(host));
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'resolv.conf'), `nameserver ${nameserver}\noptions timeout:2 attempts:2\n`);
+  }
+
   exec(host: string, argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
     return run('ip', ['netns', 'exec', this.ns(host), ...argv], { timeoutMs: 30_000, ...opts });
   }

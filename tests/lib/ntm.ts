@@ -1,6 +1,7 @@
 // Starting real `ntm` processes (dc, rs, up, agent) inside testbed hosts and talking to them: wait for the ready
 // line, query the control socket, stop with a signal (or kill -9). Data directories live in one temp dir per test.
 import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -104,4 +105,166 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
     await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Traffic between virtual addresses: small self-contained programs run with `node -e` inside a host (no files to
+// install in the namespace), plus an HTTP server, for the NTMobile netns tests.
+
+/** Deterministic bytes of block i (16 KiB): sender and checker agree without sharing anything but the formula. */
+const BLOCK_SRC = `const { createHash } = require('node:crypto');
+function block(i) { const h = createHash('sha256').update('ntm block ' + i).digest(); const out = Buffer.alloc(16384); for (let o = 0; o < out.length; o += 32) h.copy(out, o); out.writeUInt32BE(i, 0); return out; }`;
+
+/**
+ * TCP source: `node -e TCP_SOURCE PORT TOTAL_BYTES RATE_BYTES_PER_S`: listens on PORT, prints {"listening":PORT},
+ * sends TOTAL_BYTES of block() data at RATE to the first client, then exits.
+ */
+export const TCP_SOURCE = `${BLOCK_SRC}
+const net = require('node:net');
+const [port, total, rate] = process.argv.slice(1).map(Number);
+const srv = net.createServer((s) => {
+  srv.close();
+  let i = 0, sent = 0; const t0 = Date.now();
+  s.on('error', (e) => { console.error(e.message); process.exit(1); });
+  const step = () => {
+    while (sent < total && sent < ((Date.now() - t0) / 1000) * rate + 16384) {
+      const b = block(i++).subarray(0, Math.min(16384, total - sent)); sent += b.length;
+      if (!s.write(b)) { s.once('drain', step); return; }
+    }
+    if (sent >= total) { s.end(); return; }
+    setTimeout(step, 5);
+  };
+  step();
+});
+srv.listen(port, '::', () => console.log(JSON.stringify({ listening: port })));`;
+
+/**
+ * TCP sink: `node -e TCP_SINK HOST PORT`: connects, reads to the end, prints one JSON line: bytes, sha256, the largest
+ * gap between two arrivals (ms) and when it ended (epoch ms), every gap over 30 ms as [end epoch ms, ms], the total time.
+ */
+export const TCP_SINK = `const net = require('node:net');
+const { createHash } = require('node:crypto');
+const [host, port] = process.argv.slice(1);
+const hash = createHash('sha256'); let got = 0, last = 0, maxGapMs = 0, gapEndAt = 0, firstAt = 0; const gaps = []; const t0 = Date.now();
+const s = net.connect(Number(port), host);
+s.on('data', (d) => { const now = Date.now(); if (!firstAt) firstAt = now; if (last && now - last > 30) gaps.push([now, now - last]); if (last && now - last > maxGapMs) { maxGapMs = now - last; gapEndAt = now; } last = now; got += d.length; hash.update(d); });
+s.on('end', () => { console.log(JSON.stringify({ bytes: got, sha256: hash.digest('hex'), maxGapMs, gapEndAt, gaps, firstAt, ms: Date.now() - t0 })); });
+s.on('error', (e) => { console.log(JSON.stringify({ error: e.message, bytes: got, maxGapMs })); process.exit(1); });`;
+
+/** What TCP_SINK must report for TOTAL bytes of TCP_SOURCE. */
+export function expectedTransfer(total: number): { bytes: number; sha256: string } {
+  const hash = createHash('sha256');
+  let left = total;
+  for (let i = 0; left > 0; i++) {
+    const h = createHash('sha256').update(`ntm block ${i}`).digest();
+    const out = Buffer.alloc(16384);
+    for (let o = 0; o < out.length; o += 32) h.copy(out, o);
+    out.writeUInt32BE(i, 0);
+    const b = out.subarray(0, Math.min(16384, left));
+    hash.update(b);
+    left -= b.length;
+  }
+  return { bytes: total, sha256: hash.digest('hex') };
+}
+
+/** Resolves with the first line of a child's stdout that parses as JSON (or rejects when it exits first). */
+export function firstJsonLine<T = Record<string, unknown>>(child: ChildProcess, timeoutMs: number, what: string): Promise<T> {
+  return new Promise((resolveLine, reject) => {
+    let buf = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`${what}: no output after ${timeoutMs} ms ${err}`)), timeoutMs);
+    child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try {
+          const j = JSON.parse(line) as T;
+          clearTimeout(timer);
+          resolveLine(j);
+          return;
+        } catch {
+          // not JSON
+        }
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (${code}) without output: ${err}`));
+    });
+  });
+}
+
+/** A Python HTTP server on [::]:port serving `dir` in `host`, ready when it accepts connections. */
+export async function startHttp(tb: Testbed, host: string, dir: string, port = 8080): Promise<ChildProcess> {
+  const child = tb.spawn(host, ['python3', '-m', 'http.server', '--bind', '::', '--directory', dir, String(port)], { stdio: 'ignore' });
+  await waitFor(`http server on ${host}`, async () => (await tb.exec(host, ['python3', '-c', `import socket; socket.create_connection(("127.0.0.1", ${port}), 1)`])).code === 0, 15_000, 100);
+  return child;
+}
+
+/** curl in `host`; returns the body (throws with curl's message on failure). */
+export async function curl(tb: Testbed, host: string, url: string, maxTimeS = 20): Promise<string> {
+  const r = await tb.exec(host, ['curl', '-sS', '--max-time', String(maxTimeS), url], { timeoutMs: (maxTimeS + 5) * 1000 });
+  if (r.code !== 0) throw new Error(`curl ${url} in ${host} failed (${r.code}): ${r.stderr}`);
+  return r.stdout;
+}
+
+/** The tunnels a terminal daemon reports (`status().tunnels`). */
+export interface TunnelStatus {
+  tunnelId: string;
+  peer: string;
+  peerName: string;
+  state: string;
+  path: string;
+  planned: string;
+  endpoint: string | null;
+  rttMs: number;
+  createdAtMs: number;
+  establishedAtMs: number | null;
+  txPackets: number;
+  rxPackets: number;
+  txBytes: number;
+  rxBytes: number;
+}
+
+/** The up tunnel of `d` to `peerId`, if any. */
+export async function tunnelTo(d: Daemon, peerId: string): Promise<TunnelStatus | undefined> {
+  const st = await d.status();
+  return (st.tunnels as TunnelStatus[]).find((t) => t.peer === peerId && t.state === 'up');
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The natpair topology with standalone roles: a DC and an RS on the Internet, terminals "a" and "b" behind their NATs.
+
+export interface NatpairRun {
+  dc: Daemon;
+  rs: Daemon;
+  a: Daemon;
+  b: Daemon;
+  /** Data directories by role ("dc", "rs", "a", "b"). */
+  dirs: Record<'dc' | 'rs' | 'a' | 'b', string>;
+  /** `ntm dc` arguments (after --data-dir), to start it again. */
+  dcArgs: string[];
+  dcId: { id: string; publicKey: string };
+}
+
+/** Starts DC, RS and both terminals (each pushed onto `started` at once, so the caller can stop them on failure). */
+export async function startNatpair(tb: Testbed, root: string, started: Daemon[]): Promise<NatpairRun> {
+  const dirs = Object.fromEntries(['dc', 'rs', 'a', 'b'].map((h) => [h, join(root, h)])) as NatpairRun['dirs'];
+  const dcId = await printId(tb, 'dc', 'dc', dirs.dc);
+  const rsId = await printId(tb, 'rs', 'rs', dirs.rs);
+  const dcArgs = ['--advertise', '192.0.2.2:7100', '--relay', `${rsId.id}@192.0.2.66:7200`, '--relay', `${rsId.id}@[2001:db8:2::2]:7200`, '--pool', '198.18.1.0/24'];
+  const dc = await startNtm(tb, 'dc', 'dc', dcArgs, dirs.dc);
+  started.push(dc);
+  const rs = await startNtm(tb, 'rs', 'rs', ['--report-to', `${dcId.id}@192.0.2.2:7100`, '--advertise', '192.0.2.66:7200', '--advertise', '[2001:db8:2::2]:7200'], dirs.rs);
+  started.push(rs);
+  await waitFor('the DC has the RS load report', async () => ((await dc.status()).relays as Array<{ load: number | null }>).every((r) => r.load !== null), 15_000);
+  const dcRef = `${dcId.publicKey}@192.0.2.2:7100`;
+  const [a, b] = await Promise.all([
+    startNtm(tb, 'a', 'up', ['--dc', dcRef, '--name', 'a', '--dns', ''], dirs.a).then((d) => (started.push(d), d)),
+    startNtm(tb, 'b', 'up', ['--dc', dcRef, '--name', 'b', '--dns', ''], dirs.b).then((d) => (started.push(d), d)),
+  ]);
+  return { dc, rs, a, b, dirs, dcArgs, dcId };
 }

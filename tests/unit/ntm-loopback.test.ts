@@ -10,8 +10,6 @@ import { DcServer } from '../../agent/src/dc/server.js';
 import { TerminalHost } from '../../agent/src/terminal/host.js';
 import { UdpBind } from '../../agent/src/dataplane/conn/udp.js';
 import type { Endpoint } from '../../agent/src/types/net.js';
-import type { Node } from '../../agent/src/terminal/node.js';
-import type { Tunnel } from '../../agent/src/terminal/tunnel.js';
 
 function ipv4Packet(src: string, dst: string, payload: Buffer): Buffer {
   const p = Buffer.alloc(20 + payload.length);
@@ -39,7 +37,7 @@ async function startTerminal(dcId: Identity, dcPort: number, name: string, inbox
   const host = new TerminalHost({
     bind,
     locals,
-    onInner: (_n: Node, _t: Tunnel, p: Buffer) => inbox.push(Buffer.from(p)),
+    onInner: (p: Buffer) => void inbox.push(Buffer.from(p)),
   });
   const node = host.addNode(Identity.generate(), { id: dcId.id, publicKey: dcId.publicKey, endpoint: { family: 4, address: '127.0.0.1', port: dcPort } }, { name });
   return { host, node };

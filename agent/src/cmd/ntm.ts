@@ -9,6 +9,8 @@ import { request } from './control-socket.js';
 import { runDc, DC_HELP } from './run-dc.js';
 import { runRs, RS_HELP } from './run-rs.js';
 import { runUp, UP_HELP } from './run-up.js';
+import { runAgent, AGENT_HELP } from './run-agent.js';
+import { runEnroll, ENROLL_HELP } from './run-enroll.js';
 
 const HELP = `ntm — NTMobile (Network Traversal with Mobility) for the vCPE
 
@@ -16,7 +18,9 @@ Roles, each runnable alone on its own host or all in one process (the agent):
   ntm dc       Direction Coordinator: registers terminals, directs tunnels (paper §2.2–2.3)
   ntm rs       Relay Server: dual-stack relay for tunnels a DC routes through it
   ntm up       terminal daemon for a phone or laptop: virtual addresses, tunnels, mobility
+  ntm agent    the household agent on the vCPE: DC + RS + NTMobile on behalf of LAN appliances
 Tools:
+  ntm enroll   TOKEN-OR-LINK            join a household (the token its web page shows)
   ntm status   [--role terminal|dc|rs|agent] [--data-dir DIR | --socket PATH] [--json]
   ntm connect  [--data-dir DIR] TARGET      open a tunnel from a running terminal; prints the setup time
   ntm config   every configuration key, its default and meaning
@@ -75,6 +79,10 @@ async function main(): Promise<void> {
       return runRs(rest);
     case 'up':
       return runUp(rest);
+    case 'agent':
+      return runAgent(rest);
+    case 'enroll':
+      return runEnroll(rest);
     case 'status':
       return status(rest);
     case 'connect':
@@ -102,4 +110,4 @@ main().catch((e: unknown) => {
   process.exit(1);
 });
 
-export { DC_HELP, RS_HELP, UP_HELP };
+export { DC_HELP, RS_HELP, UP_HELP, AGENT_HELP, ENROLL_HELP };

@@ -7,6 +7,7 @@ import { createLogger } from '../util/log.js';
 import { parseArgs, one, has, overrides } from './args.js';
 import { announce, loadOrCreateIdentity, onShutdown, resolveIn } from './common.js';
 import { ControlServer } from './control-socket.js';
+import { IntegrityError } from '../types/errors.js';
 
 export const DC_HELP = `ntm dc — run a Direction Coordinator alone
 
@@ -39,8 +40,14 @@ export async function runDc(argv: readonly string[]): Promise<void> {
   const log = createLogger(loadSection('log', file).level);
   const identity = await loadOrCreateIdentity(resolveIn(cfg.dataDir, cfg.key));
   if (has(p, 'print-id')) return announce({ id: identity.idHex, publicKey: identity.publicKey.toString('hex') });
-  const db = openDb(join(cfg.dataDir, 'dc.db'));
-  const dc = await DcServer.start({ identity, db, config: cfg, log });
+  const dbPath = join(cfg.dataDir, 'dc.db');
+  const db = openDb(dbPath);
+  const dc = await DcServer.start({ identity, db, config: cfg, log }).catch((e: unknown) => {
+    db.close();
+    if (e instanceof IntegrityError)
+      throw new IntegrityError(`${dbPath}: ${e.message}. The DC refuses to start on a registry that does not verify; restore dc.db from a backup.`);
+    throw e;
+  });
   const ctl = await ControlServer.listen(join(cfg.dataDir, 'dc.sock'), (req) => {
     if (req.cmd === 'status') return dc.status();
     throw new Error(`unknown command ${String(req.cmd)}`);

@@ -7,7 +7,7 @@ import { loadSection, readConfigFile } from '../config/schema.js';
 import { createLogger } from '../util/log.js';
 import { UdpBind } from '../dataplane/conn/udp.js';
 import { TerminalHost } from '../terminal/host.js';
-import { NetWatch } from '../terminal/netwatch.js';
+import { NetWatch, pathChanged } from '../terminal/netwatch.js';
 import { NtmDns } from '../terminal/dns.js';
 import { parseEndpoint } from '../protocol/endpoint.js';
 import { tryParseId } from '../crypto/secp256k1.js';
@@ -19,6 +19,7 @@ import { parseArgs, one, has, overrides } from './args.js';
 import { announce, loadOrCreateIdentity, onShutdown, parseDcRef, resolveIn } from './common.js';
 import { ControlServer } from './control-socket.js';
 import { startTerminalDataplane } from '../terminal/localnet.js';
+import { ENROLLMENT_FILE } from './run-enroll.js';
 
 export const UP_HELP = `ntm up — run an NTM terminal (a phone, a laptop)
 
@@ -60,14 +61,17 @@ export async function runUp(argv: readonly string[]): Promise<void> {
   if (has(p, 'no-dataplane')) ov['terminal.dataplane'] = 'false';
   const cfg = loadSection('terminal', file, ov);
   const log = createLogger(loadSection('log', file).level);
-  if (!cfg.dc) throw new InputError('--dc is required (the DC as <public key>@addr:port), or enroll with `ntm enroll`');
-  const dc = parseDcRef(cfg.dc);
+  let dcText = cfg.dc;
+  const enrolled = join(cfg.dataDir, ENROLLMENT_FILE);
+  if (!dcText && existsSync(enrolled)) dcText = (JSON.parse(readFileSync(enrolled, 'utf8')) as { dc: string }).dc;
+  if (!dcText) throw new InputError('--dc is required (the DC as <public key>@addr:port), or join a household first with `ntm enroll TOKEN`');
+  const dc = parseDcRef(dcText);
   const identity = await loadOrCreateIdentity(resolveIn(cfg.dataDir, cfg.key));
   const ntPath = join(cfg.dataDir, 'node-transaction.bin');
   const bind = await UdpBind.open({ listen: cfg.listen });
   const watch = new NetWatch(
     () => [dc.endpoint],
-    () => host.moved(),
+    (now, before, at) => host.moved({ pathChanged: pathChanged(now, before), at }),
     cfg.moveCheckMs,
   );
   const snap = await watch.start();

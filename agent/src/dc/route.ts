@@ -128,8 +128,9 @@ export function chooseRelay(a: EndView, b: EndView, relays: readonly RelayView[]
 }
 
 /**
- * The path rule. In order: (1) a common family in which one end is open → direct, the NATed end initiates (its
- * first packet opens its own NAT); (2) both behind one NAT (same outside address) → direct over their local
+ * The path rule. In order: (1) a common family in which one end is open at a global address (or both at private
+ * ones: the DC's own network) → direct, the NATed (or private) end initiates (its first packet opens the way);
+ * (2) both behind one NAT (same outside address) → direct over their local
  * addresses; (3) both behind endpoint-independent NATs → hole punching from both sides, relay as fallback;
  * (4) otherwise (a symmetric NAT, or no common family: IPv4-only vs IPv6-only) → relay through a dual-stack RS.
  * IPv6 is preferred when both have it. `a` is the requester (MN), `b` the target (CN).
@@ -144,11 +145,18 @@ export function planRoute(a: EndView, b: EndView, relays: readonly RelayView[]):
   for (const f of common) {
     const ra = reach(a, f);
     const rb = reach(b, f);
-    if (ra.open && rb.open)
-      return withRelay({ kind: 'direct', initiator: 'a', toB: [rb.open], toA: [ra.open], reason: `both open over IPv${f}` });
-    if (rb.open && ra.natted)
+    // "Open" at a private address means the DC sits in the same private network as that end (a DC on the vCPE sees
+    // LAN hosts un-NATed): reachable from that network only. Two such ends share it; a global end cannot reach one,
+    // but the private end can reach it, so that end starts; a NATed end cannot reach it at all (relay, below).
+    const ga = ra.open ? isGlobal(ra.open.address) : false;
+    const gb = rb.open ? isGlobal(rb.open.address) : false;
+    if (ra.open && rb.open) {
+      if (ga === gb) return withRelay({ kind: 'direct', initiator: 'a', toB: [rb.open], toA: [ra.open], reason: `both open over IPv${f}${ga ? '' : ' (one private network)'}` });
+      return withRelay({ kind: 'direct', initiator: ga ? 'b' : 'a', toB: [rb.open], toA: [ra.open], reason: `one end open at a private address over IPv${f}: it starts` });
+    }
+    if (rb.open && gb && ra.natted)
       return withRelay({ kind: 'direct', initiator: 'a', toB: [rb.open], toA: [ra.natted.mapping], reason: `target open over IPv${f}` });
-    if (ra.open && rb.natted)
+    if (ra.open && ga && rb.natted)
       return withRelay({ kind: 'direct', initiator: 'b', toB: [rb.natted.mapping], toA: [ra.open], reason: `requester open over IPv${f}` });
   }
   for (const f of common) {

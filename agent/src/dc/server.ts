@@ -14,7 +14,7 @@ import { Counters, silentLogger, type Logger } from '../util/log.js';
 import * as NT from '../protocol/node-transaction.js';
 import { CONTROL_TYPE, TunnelKeypair } from '../crypto/session.js';
 import { defaultAead } from '../crypto/aead.js';
-import { formatId } from '../crypto/secp256k1.js';
+import { formatId, tryIdFromPublicKey } from '../crypto/secp256k1.js';
 import {
   HintReason,
   REGISTRATION_REQUEST,
@@ -39,6 +39,7 @@ import { formatEndpoint, parseEndpoint, sameEndpoint } from '../protocol/endpoin
 import { cidrContainsText, parseCidr } from '../protocol/ip.js';
 import { TerminalTable, type TerminalRecord } from './terminals.js';
 import { planRoute, type EndView, type RelayView, type RoutePlan } from './route.js';
+import { IntegrityError } from '../types/errors.js';
 
 export interface DcServerOptions {
   readonly identity: Identity;
@@ -171,6 +172,8 @@ export class DcServer {
   private timers: NodeJS.Timeout[] = [];
   private record: Uint8Array = new Uint8Array(0);
   private stopped = false;
+  /** The registry as verified at start: entries and head hash (status, tests). */
+  private startReport: { entries: number; head: string } = { entries: 0, head: '' };
 
   private constructor(
     private readonly opts: DcServerOptions,
@@ -196,8 +199,14 @@ export class DcServer {
     probeBind.onMessage((d, f) => this.onProbe(d, f));
   }
 
-  /** Opens the sockets, verifies the registry chain and starts the timers. */
+  /**
+   * Verifies the registry chain (and that it holds every terminal's Node Transaction), opens the sockets and starts
+   * the timers. A registry that does not verify is an IntegrityError: the DC does not start on it.
+   */
   static async start(opts: DcServerOptions): Promise<DcServer> {
+    // Before any socket: a DC with a broken chain must not answer anyone.
+    const report = new SqliteRegistry(opts.db).verifySync();
+    if (!report.ok) throw new IntegrityError(`registry chain broken at entry ${report.badSeq}: ${report.reason}`);
     const bind = await UdpBind.open({ listen: opts.config.listen });
     const m = /:(\d+)$/.exec(opts.config.listen);
     const host = opts.config.listen.slice(0, opts.config.listen.length - (m?.[0].length ?? 0));
@@ -205,13 +214,21 @@ export class DcServer {
     const probeBind = await UdpBind.open({ listen: `${host}:${probePort}` });
     const advertise = opts.config.advertise.map(parseEndpoint);
     const dc = new DcServer(opts, bind, probeBind, advertise);
-    const report = dc.registry.verifySync();
-    if (!report.ok) {
-      await Promise.all([bind.close(), probeBind.close()]);
-      throw new (await import('../types/errors.js')).IntegrityError(
-        `registry chain broken at entry ${report.badSeq}: ${report.reason}`,
-      );
+    // The terminal table and the chain are written in one transaction per turn, so each terminal's Node Transaction
+    // is the latest registry entry of its ID; one that is not was removed from the end of the chain (which the
+    // hash links alone cannot show) or changed in the table.
+    for (const rec of dc.terminals.byId.values()) {
+      const entry = dc.registry.latestSync('node', rec.id);
+      if (!entry || !rec.nt.equals(entry.bytes)) {
+        await Promise.all([bind.close(), probeBind.close()]);
+        throw new IntegrityError(
+          entry
+            ? `terminal ${rec.id}: its Node Transaction in the terminal table differs from its latest registry entry (seq ${entry.seq})`
+            : `terminal ${rec.id} is in the terminal table but has no Node Transaction in the registry`,
+        );
+      }
     }
+    dc.startReport = { entries: report.length, head: Buffer.from(report.head!).toString('hex') };
     dc.log.info('dc started', {
       id: dc.idHex,
       port: bind.port,
@@ -337,23 +354,27 @@ export class DcServer {
     if (rec && req.time <= rec.lastReqTime) return this.drops.inc('reg-replay');
 
     const ntChanged = !rec || !rec.nt.equals(req.nt);
-    let publicKey = rec?.publicKey;
-    let revoking = false;
+    let nt: NT.NodeTransaction | undefined;
     if (ntChanged) {
-      const nt = NT.decode(req.nt);
-      if (nt instanceof NT.NodeTransactionDecodeError) return this.drops.inc('nt-malformed');
-      if (!nt.dcId.equals(this.opts.identity.id)) return this.drops.inc('nt-wrong-dc');
-      if (NT.check(nt) !== 'ok') return this.drops.inc('nt-signature');
-      publicKey = nt.publicKey;
-      revoking = nt.revoked;
+      const d = NT.decode(req.nt);
+      if (d instanceof NT.NodeTransactionDecodeError) return this.drops.inc('nt-malformed');
+      if (!d.dcId.equals(this.opts.identity.id)) return this.drops.inc('nt-wrong-dc');
+      // The ID is the hash of the key: the same ID with another key, or a key that does not hash to the ID, is forged.
+      if (rec ? !d.publicKey.equals(rec.publicKey) : !tryIdFromPublicKey(d.publicKey)?.equals(d.id)) return this.drops.inc('nt-id');
+      nt = d;
     }
+    const publicKey = rec?.publicKey ?? nt!.publicKey;
+    // The MAC comes before the Node Transaction's signature: for a terminal we know it is one HMAC (K_ss cached), so a
+    // flood of altered copies of a genuine request costs no signature recovery. Only the key's owner can make it hold.
     let kss = this.kssCache.get(idHex) ?? rec?.kss;
     if (!kss) {
-      const x = this.opts.identity.dh(publicKey!);
+      const x = this.opts.identity.dh(publicKey);
       if (!x) return this.drops.inc('reg-key');
       kss = registrationKey(x);
     }
     if (!checkRegistrationMac(req, kss)) return this.drops.inc('reg-mac');
+    if (nt && NT.check(nt) !== 'ok') return this.drops.inc('nt-signature');
+    const revoking = nt?.revoked ?? false;
     if (!rec && this.opts.admit && !this.opts.admit(idHex, req.token)) {
       this.log.warn('registration refused: not admitted', { id: idHex, from: src });
       return this.drops.inc('reg-not-admitted');
@@ -380,7 +401,7 @@ export class DcServer {
         rec = this.terminals.create({
           id: idHex,
           idBytes: Buffer.from(idBytes),
-          publicKey: Buffer.from(publicKey!),
+          publicKey: Buffer.from(publicKey),
           nt: Buffer.from(req.nt),
           lastReqTime: req.time,
           now,
@@ -977,6 +998,7 @@ export class DcServer {
       counts: this.counts.toJSON(),
       drops: this.drops.toJSON(),
       retransmissions: this.termRequests.retransmissions + this.peerRequests.retransmissions,
+      registry: { verifiedAtStart: this.startReport },
     };
   }
 }

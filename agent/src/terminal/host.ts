@@ -3,7 +3,7 @@
 // plane's Overlay (seal/open inner packets, start tunnels on demand), notices moves, and measures RS round trips.
 import { randomBytes } from 'node:crypto';
 import type { Bind, Endpoint } from '../types/net.js';
-import type { InboundResult, Overlay, OutboundResult } from '../types/overlay.js';
+import type { Overlay, OutboundResult } from '../types/overlay.js';
 import type { Identity } from '../protocol/identity.js';
 import { CONTROL_TYPE, DATA_TYPE, TunnelKeypair } from '../crypto/session.js';
 import { parseRequestHeader, TUNNEL_REQUEST_TYPE, TUNNEL_RESPONSE_TYPE } from '../crypto/noise.js';
@@ -16,7 +16,7 @@ import { bytesToIp4, bytesToIp6, ip4ToBytes, ip6ToBytes } from '../protocol/ip.j
 import { formatEndpoint, sameEndpoint } from '../protocol/endpoint.js';
 import { Counters, silentLogger, type Logger } from '../util/log.js';
 import { Node, type DcRef } from './node.js';
-import { PUNCH, Tunnel, type PathNow, type TunnelOptions } from './tunnel.js';
+import { PUNCH, PUNCH_TTL, Tunnel, type PathNow, type TunnelIo, type TunnelOptions } from './tunnel.js';
 import type { SessionLimits } from '../crypto/session.js';
 
 export interface TerminalHostOptions {
@@ -25,11 +25,13 @@ export interface TerminalHostOptions {
   readonly locals: () => Endpoint[];
   readonly log?: Logger;
   readonly punchTimeoutMs?: number;
+  /** How long both ends of a hole-punched tunnel wait after their short-TTL punch before the real packets (ms). */
+  readonly punchHoldMs?: number;
   readonly tunnelDeadlineMs?: number;
   readonly retry?: RetryPolicy;
   readonly limits?: Partial<SessionLimits>;
-  /** Inner packets that arrived over the socket (signalling-only hosts, tests); NFQUEUE hosts get them from receiveOuter. */
-  readonly onInner?: (node: Node, tunnel: Tunnel, packet: Buffer) => void;
+  /** Decrypted inner packets (owned by the callee); the data plane sets it later with setInnerHandler. */
+  readonly onInner?: (packet: Buffer, node: string, peer: string) => void;
   readonly onEvent?: (e: HostEvent) => void;
 }
 
@@ -40,6 +42,12 @@ export type HostEvent =
   | { readonly kind: 'tunnel-failed'; readonly node: string; readonly peer: string; readonly why: string }
   | { readonly kind: 'moved'; readonly locals: string[] }
   | { readonly kind: 'revoked'; readonly node: string };
+
+/** What became of a DATA packet. */
+type Inbound =
+  | { readonly kind: 'inner'; readonly packet: Buffer; readonly node: string; readonly peer: string }
+  | { readonly kind: 'consumed' }
+  | { readonly kind: 'drop'; readonly reason: string };
 
 const u32 = (b: Uint8Array, off: number): number => ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
 
@@ -74,7 +82,10 @@ export class TerminalHost implements Overlay {
   /** Handover interruptions measured (ms): from the move until an authentic packet arrived on the new path. */
   readonly interruptions: number[] = [];
 
+  private innerHandler: ((packet: Buffer, node: string, peer: string) => void) | undefined;
+
   constructor(private readonly opts: TerminalHostOptions) {
+    this.innerHandler = opts.onInner;
     this.log = (opts.log ?? silentLogger).child({ role: 'terminal' });
     opts.bind.onMessage((d, f) => this.onSocket(d, f));
     this.timer = setInterval(() => this.tick(), 1000);
@@ -82,6 +93,11 @@ export class TerminalHost implements Overlay {
 
   get bind(): Bind {
     return this.opts.bind;
+  }
+
+  /** Where decrypted inner packets go (the data plane's outside delivery). */
+  setInnerHandler(fn: (packet: Buffer, node: string, peer: string) => void): void {
+    this.innerHandler = fn;
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -186,6 +202,7 @@ export class TerminalHost implements Overlay {
   private tunnelOptions(): TunnelOptions {
     return {
       punchTimeoutMs: this.opts.punchTimeoutMs ?? 1500,
+      punchHoldMs: this.opts.punchHoldMs ?? 40,
       deadlineMs: this.opts.tunnelDeadlineMs ?? 10_000,
       ...(this.opts.limits ? { limits: this.opts.limits } : {}),
     };
@@ -216,15 +233,45 @@ export class TerminalHost implements Overlay {
     return t;
   }
 
-  private tunnelIo() {
+  private tunnelIo(): TunnelIo {
+    // A bind that can set a datagram's TTL (the real UdpBind) enables short-TTL punches; fakes simply lack it.
+    const ttlBind = this.opts.bind as Bind & { sendWithTtl?: (d: Uint8Array, to: Endpoint, ttl: number) => boolean };
+    const withTtl = typeof ttlBind.sendWithTtl === 'function' ? ttlBind.sendWithTtl.bind(ttlBind) : undefined;
     return {
       send: (d: Uint8Array, to: Endpoint) => this.send(d, to),
+      ...(withTtl
+        ? {
+            sendLowTtl: (d: Uint8Array, to: Endpoint): boolean => {
+              const ok = withTtl(d, to, PUNCH_TTL);
+              if (ok) this.counts.inc('tx');
+              return ok;
+            },
+          }
+        : {}),
       allocIndex: (t: Tunnel) => this.allocIndex(t),
       freeIndex: (i: number) => this.freeIndex(i),
       onUp: (t: Tunnel) => this.onTunnelUp(t),
       onFailed: (t: Tunnel, why: string) => this.onTunnelFailed(t, why),
+      onStale: (t: Tunnel) => this.onTunnelStale(t),
       now: () => performance.now(),
     };
+  }
+
+  private readonly refreshing = new Set<string>();
+
+  /** A stale tunnel is rebuilt from a new Direction Request; the old one keeps carrying until the new one is up. */
+  private onTunnelStale(t: Tunnel): void {
+    const node = this.ownerOf(t);
+    if (!node || this.byPeer.get(`${node.id}/${t.peerId}`) !== t) return;
+    const key = `${node.id}/${t.peerId}`;
+    if (this.refreshing.has(key)) return;
+    this.refreshing.add(key);
+    this.counts.inc('tunnel-refresh');
+    this.log.info('tunnel stale: asking for a new direction', { node: node.id, peer: t.peerId });
+    this.connect(node, { kind: 'id', id: Buffer.from(t.peerId.slice(2), 'hex') })
+      .catch((e: Error) => this.log.warn('tunnel refresh failed', { node: node.id, peer: t.peerId, err: e }))
+      // At most one attempt per stale period.
+      .finally(() => setTimeout(() => this.refreshing.delete(key), 3000).unref());
   }
 
   private routeKeys(node: Node): { v4: number; v6: string } | undefined {
@@ -376,15 +423,7 @@ export class TerminalHost implements Overlay {
     return 'queued';
   }
 
-  receiveOuter(payload: Buffer, family: 4 | 6, fromAddr: string, fromPort: number): InboundResult {
-    const type = payload[0];
-    if (type === DATA_TYPE) return this.onDataPacket(payload, { family, address: fromAddr, port: fromPort }, 'direct');
-    if (type === RELAY_FRAME && payload.length > RELAY_HEADER && payload[RELAY_HEADER] === DATA_TYPE)
-      return this.onDataPacket(payload.subarray(RELAY_HEADER), { family, address: fromAddr, port: fromPort }, 'relay');
-    return { kind: 'pass' };
-  }
-
-  private onDataPacket(packet: Buffer, from: Endpoint, via: PathNow): InboundResult {
+  private onDataPacket(packet: Buffer, from: Endpoint, via: PathNow): Inbound {
     const idx = TunnelKeypair.receiverIndex(packet);
     const owner = this.indexes.get(idx);
     if (!(owner instanceof Tunnel)) {
@@ -418,7 +457,7 @@ export class TerminalHost implements Overlay {
     return { kind: 'inner', packet: inner, node: node!.id, peer: owner.peerId };
   }
 
-  private dropInner(reason: string): InboundResult {
+  private dropInner(reason: string): Inbound {
     this.drops.inc(reason);
     return { kind: 'drop', reason };
   }
@@ -442,9 +481,8 @@ export class TerminalHost implements Overlay {
       case DATA_TYPE: {
         const r = this.onDataPacket(data, from, via);
         if (r.kind === 'inner') {
-          const t = this.indexes.get(TunnelKeypair.receiverIndex(data));
-          const node = this.nodes.get(r.node);
-          if (t instanceof Tunnel && node) this.opts.onInner?.(node, t, r.packet);
+          if (this.innerHandler) this.innerHandler(r.packet, r.node, r.peer);
+          else this.drops.inc('inner-no-dataplane');
         }
         return;
       }
@@ -481,7 +519,8 @@ export class TerminalHost implements Overlay {
       case CONTROL_TYPE: {
         const n = this.indexes.get(TunnelKeypair.receiverIndex(data));
         if (!(n instanceof Node)) return this.drops.inc('ctl-unknown-index');
-        if (!sameEndpoint(from, n.dc.endpoint)) return this.drops.inc('ctl-not-from-dc');
+        // No source check: the channel's AEAD authenticates, and a DC on a multihomed host (the vCPE: WAN and LAN)
+        // answers from the address nearest to us, not necessarily the one we sent to.
         return n.onControl(data);
       }
       case REGISTRATION_RESPONSE: {
@@ -493,7 +532,9 @@ export class TerminalHost implements Overlay {
       case HINT: {
         const h = decodeHint(data);
         if (!h.ok) return this.drops.inc('hint-malformed');
-        for (const n of this.nodes.values()) if (h.value.dcId.equals(Buffer.from(n.dc.id)) && sameEndpoint(from, n.dc.endpoint)) n.onHint();
+        // Unauthenticated by design (it only prompts an authenticated re-registration, at most once a second); the
+        // source address is not checked for the same reason as CONTROL's.
+        for (const n of this.nodes.values()) if (h.value.dcId.equals(Buffer.from(n.dc.id))) n.onHint();
         return;
       }
       case NAT_PROBE:
@@ -548,8 +589,14 @@ export class TerminalHost implements Overlay {
   // ---------------------------------------------------------------------------------------------------------------
   // Mobility (the point of NTMobile): our real address changed; virtual addresses and tunnels stay.
 
-  moved(): void {
-    this.movedAt = performance.now();
+  /**
+   * `at`: when the move happened (performance.now(); default now). `pathChanged: false` when only an address came or
+   * went and our packets still leave the same way (the old uplink going down after the new one took the default
+   * route): the DC learns the new address list, but no interruption is measured. A move noticed while the last one
+   * has not yet carried traffic keeps the earlier start time.
+   */
+  moved(o: { readonly pathChanged?: boolean; readonly at?: number } = {}): void {
+    if (o.pathChanged !== false && this.movedAt === 0) this.movedAt = o.at ?? performance.now();
     this.rsRtt.clear();
     const locals = this.opts.locals().map(formatEndpoint);
     this.log.info('address changed', { locals });

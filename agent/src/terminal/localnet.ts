@@ -1,17 +1,18 @@
 // The terminal's data plane on its own host: a detached TUN device holding the virtual addresses (the kernel routes
 // peers' virtual ranges to it, with the tunnel MTU), NFQUEUE rules for this host's packets to virtual ranges and for
-// tunnel datagrams arriving at our port, and the two handlers between them and the overlay (inside/outside).
+// the loopback carrier that hands decrypted packets back to the kernel, and the handlers between them and the
+// overlay (inside/outside). Tunnel datagrams themselves arrive on the terminal's socket.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Logger } from '../util/log.js';
 import { Counters } from '../util/log.js';
-import type { Overlay } from '../types/overlay.js';
 import type { PacketSource } from '../types/packet-source.js';
 import type { RegistrationResult } from '../protocol/registration.js';
 import { OverlayFirewall } from '../dataplane/nfqueue/rules.js';
 import { openNfqueueSource } from '../dataplane/nfqueue/source.js';
 import { insideHandler } from '../dataplane/inside.js';
-import { outsideHandler } from '../dataplane/outside.js';
+import { carrierHandler, outsideDeliver } from '../dataplane/outside.js';
+import type { TerminalHost } from './host.js';
 import { Reinjector } from '../dataplane/reinject.js';
 
 const run = promisify(execFile);
@@ -27,7 +28,7 @@ async function ip(args: string[], okIfExists = false): Promise<void> {
 }
 
 export interface TerminalDataplaneOptions {
-  readonly host: Overlay;
+  readonly host: TerminalHost;
   readonly reg: RegistrationResult;
   readonly port: number;
   readonly mtu: number;
@@ -65,15 +66,12 @@ export async function startTerminalDataplane(o: TerminalDataplaneOptions): Promi
       o.log.warn('route not installed', { range: r, err: e }),
     );
   }
-  // Decrypted packets arrive "from" a peer's virtual address on the physical interface: loose reverse-path check.
-  await run('sysctl', ['-qw', 'net.ipv4.conf.all.rp_filter=2', 'net.ipv4.conf.default.rp_filter=2']).catch(() => undefined);
 
   const reinject = await Reinjector.open();
   const firewall = new OverlayFirewall({
     chainPrefix: o.chainPrefix ?? 'NTMT',
     queueIn: o.queueIn,
     queueOut: o.queueOut,
-    udpPort: o.port,
     virtualRanges: ranges,
     captureLocal: true,
     carrierPorts: { 4: reinject.port4, 6: reinject.port6 },
@@ -85,7 +83,8 @@ export async function startTerminalDataplane(o: TerminalDataplaneOptions): Promi
     out.onPacket(insideHandler({ overlay: o.host, mtu: o.mtu, counters }));
     const inn = openNfqueueSource({ queue: o.queueIn });
     sources.push(inn);
-    inn.onPacket(outsideHandler({ overlay: o.host, counters, reinject }));
+    inn.onPacket(carrierHandler({ reinject, counters }));
+    o.host.setInnerHandler(outsideDeliver({ reinject, counters }));
     await firewall.install();
   } catch (e) {
     await Promise.all(sources.map((s) => s.close()));

@@ -54,17 +54,27 @@ export function sourceFor(to: Endpoint): Promise<string> {
   });
 }
 
+/** Whether the source address towards the watched targets changed: the packets' path moved, not just an address. */
+export function pathChanged(now: AddressSnapshot, before: AddressSnapshot): boolean {
+  return now.primary.length !== before.primary.length || now.primary.some((a, i) => a !== before.primary[i]);
+}
+
 export class NetWatch {
   private monitor: ChildProcess | undefined;
   private poll: NodeJS.Timeout | undefined;
   private debounce: NodeJS.Timeout | undefined;
+  private firstEventAt: number | undefined;
   private last = '';
   snapshot: AddressSnapshot = { addresses: [], primary: [] };
 
   constructor(
     /** Endpoints whose route decides "where we are" (the DC). */
     private readonly targets: () => Endpoint[],
-    private readonly onChange: (s: AddressSnapshot) => void,
+    /**
+     * Called with the new snapshot, the one before it, and when (performance.now()) the first netlink event of the
+     * change arrived: the move happened then, not when the addresses had been read again.
+     */
+    private readonly onChange: (s: AddressSnapshot, before: AddressSnapshot, at: number) => void,
     private readonly pollMs: number,
   ) {}
 
@@ -79,6 +89,7 @@ export class NetWatch {
   }
 
   private kick(): void {
+    this.firstEventAt ??= performance.now();
     if (this.debounce) return;
     // Link, address and route events of one move come in a burst: look once it settles.
     this.debounce = setTimeout(() => {
@@ -91,11 +102,14 @@ export class NetWatch {
     const addresses = await readAddresses().catch(() => this.snapshot.addresses);
     const primary = await Promise.all(this.targets().map(sourceFor));
     const key = JSON.stringify([addresses.map((a) => `${a.iface}/${a.address}`).sort(), primary]);
+    const at = this.firstEventAt ?? performance.now();
+    this.firstEventAt = undefined;
+    const before = this.snapshot;
     this.snapshot = { addresses, primary };
     if (key === this.last) return;
     const changed = this.last !== '';
     this.last = key;
-    if (notify && changed) this.onChange(this.snapshot);
+    if (notify && changed) this.onChange(this.snapshot, before, at);
   }
 
   stop(): void {

@@ -13,24 +13,40 @@ import { ip4ToBytes, ip6ToBytes } from '../protocol/ip.js';
 import { Writer } from '../protocol/wire.js';
 
 export const PUNCH = 0x07;
+/**
+ * TTL (hop limit) of the first punch of a hole-punched tunnel: enough to cross our own NAT when it is the first hop
+ * (a home router), too little to reach the peer's NAT (docs/protocol.md §3.4).
+ */
+export const PUNCH_TTL = 2;
 
 /** What a tunnel needs from its host. */
 export interface TunnelIo {
   send(data: Uint8Array, to: Endpoint): void;
+  /** Sends with a TTL of PUNCH_TTL; false (nothing sent) where the socket cannot set it. Optional. */
+  sendLowTtl?(data: Uint8Array, to: Endpoint): boolean;
   /** A fresh local index, registered to this tunnel for arriving DATA / TUNNEL_RESPONSE. */
   allocIndex(t: Tunnel): number;
   freeIndex(index: number): void;
   /** The tunnel came up (or moved to another path): flush, report. */
   onUp(t: Tunnel): void;
   onFailed(t: Tunnel, why: string): void;
+  /** We keep sending and hear nothing back: the peer lost its state (restarted) or moved out of reach. */
+  onStale?(t: Tunnel): void;
   now(): number;
 }
+
+/** A tunnel that sent within this window but received nothing for this long is stale (asks for a new direction). */
+export const STALE_MS = 6000;
+/** A receiving end that has sent nothing for this long answers with a keep-alive, so one-way flows never look stale. */
+export const PASSIVE_KEEPALIVE_MS = 2000;
 
 export type PathNow = 'direct' | 'relay' | 'none';
 
 export interface TunnelOptions {
   readonly punchTimeoutMs: number;
   readonly deadlineMs: number;
+  /** Wait between the short-TTL punch and the first full packets of a hole-punched tunnel (ms); default 0. */
+  readonly punchHoldMs?: number;
   readonly limits?: Partial<SessionLimits>;
 }
 
@@ -57,12 +73,17 @@ export class Tunnel {
   establishedAt = 0;
   lastTx = 0;
   lastRx = 0;
+  /** When we first sent after last hearing from the peer (0: answered). */
+  private unansweredSince = 0;
   /** Round trip of the last handshake (ms): the tunnel's RTT as the web UI shows it. */
   rttMs = 0;
   /** Greatest handshake timestamp accepted from the peer (responder replay check). */
   private lastTimestamp: Buffer | null = null;
   private initiator: { hs: InitiatorHandshake; index: number; sentAt: number; via: PathNow } | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Set between the short-TTL punch and the first full packets (hole punching, see start()). */
+  private holdTimer: NodeJS.Timeout | undefined;
+  private held = false;
   private attempts = 0;
   private usingRelay = false;
   private ss: Buffer | undefined;
@@ -103,17 +124,58 @@ export class Tunnel {
     this.state = this.keypairs.current ? 'up' : 'connecting';
     this.attempts = 0;
     this.usingRelay = this.route.kind === 'relay';
-    if (this.usingRelay || (this.route.relay && this.route.kind !== 'direct')) this.bindRelay();
-    if (!this.usingRelay) this.punch();
-    if (this.route.initiator) this.initiate();
+    if (this.usingRelay) {
+      this.bindRelay();
+      if (this.route.initiator) this.initiate();
+    } else if (this.route.kind === 'holepunch' && this.state === 'connecting' && this.shortPunch()) {
+      // Both ends behind NATs. A NAT that lets an unsolicited packet in to itself keeps a conntrack entry for it, and
+      // our own packet to that peer then gets another outside port (a port clash: the endpoint-independent mapping
+      // turns per-destination) and punching fails for as long as the peer keeps trying. So each end first opens its
+      // own NAT with a packet that dies before the peer's NAT. The initiator sends its real packets a moment later
+      // (the responder may get and process its Route Direction that much later); the responder sends none until it
+      // hears the initiator through its opened NAT, or until the first retransmission (a NAT further away than the
+      // short TTL reaches is then opened the ordinary way).
+      if (this.route.initiator) {
+        this.held = true;
+        clearTimeout(this.holdTimer);
+        this.holdTimer = setTimeout(() => this.release(), this.opts.punchHoldMs ?? 0);
+      }
+    } else {
+      // The punch goes before any signing or DH: it must cross our NAT before the peer's first packet reaches it.
+      this.punch();
+      if (this.route.initiator) this.initiate();
+    }
+    if (!this.usingRelay && this.route.relay && this.route.kind !== 'direct') this.bindRelay();
     this.arm();
+  }
+
+  private punchPacket(): Buffer {
+    return new Writer(32).u8(PUNCH).zeros(3).bytes(this.tunnelIdBytes).fixed(this.me.id, 20).finish();
   }
 
   /** Opens our NAT towards every candidate (hole punching): the peer's first packets then get through. */
   private punch(): void {
     if (this.route.endpoints.length === 0) return;
-    const p = new Writer(32).u8(PUNCH).zeros(3).bytes(this.tunnelIdBytes).fixed(this.me.id, 20).finish();
+    const p = this.punchPacket();
     for (const e of this.route.endpoints) this.io.send(p, e);
+  }
+
+  /** The short-TTL punch towards every candidate; false when none could be sent that way. */
+  private shortPunch(): boolean {
+    if (!this.io.sendLowTtl || this.route.endpoints.length === 0) return false;
+    let sent = false;
+    for (const e of this.route.endpoints) if (this.io.sendLowTtl(this.punchPacket(), e)) sent = true;
+    return sent;
+  }
+
+  /** End of the hold after the short-TTL punch (or the peer was heard first): the full punch and the request. */
+  private release(): void {
+    if (!this.held) return;
+    this.held = false;
+    clearTimeout(this.holdTimer);
+    if (this.state !== 'connecting' || this.usingRelay) return;
+    this.punch();
+    if (this.route.initiator) this.initiate();
   }
 
   private bindRelay(): void {
@@ -168,6 +230,8 @@ export class Tunnel {
     const delay = Math.min(250 * 2 ** Math.min(this.attempts, 3), 2000);
     this.timer = setTimeout(() => {
       this.attempts++;
+      this.held = false;
+      clearTimeout(this.holdTimer);
       if (this.state !== 'connecting') return;
       const t = this.io.now() - this.createdAt;
       if (!this.usingRelay && this.route.relay && t >= this.opts.punchTimeoutMs) {
@@ -183,6 +247,7 @@ export class Tunnel {
 
   private fail(why: string): void {
     clearTimeout(this.timer);
+    clearTimeout(this.holdTimer);
     if (this.state === 'failed') return;
     this.state = 'failed';
     this.failure = why;
@@ -191,6 +256,7 @@ export class Tunnel {
 
   close(): void {
     clearTimeout(this.timer);
+    clearTimeout(this.holdTimer);
     if (this.initiator) this.io.freeIndex(this.initiator.index);
     for (const kp of [this.keypairs.current, this.keypairs.previous, this.keypairs.next]) if (kp) this.io.freeIndex(kp.localIndex);
     this.keypairs.clear();
@@ -256,6 +322,11 @@ export class Tunnel {
 
   onPunch(from: Endpoint): void {
     // The peer opened its NAT towards us: our (re)sent request now gets through.
+    if (this.held) {
+      // Heard through our NAT, so our short punch crossed it: no reason to wait any longer.
+      if (this.route.initiator) this.endpoint = from;
+      return this.release();
+    }
     if (this.state === 'connecting' && this.route.initiator && !this.usingRelay) {
       this.endpoint = from;
       this.initiate();
@@ -281,6 +352,7 @@ export class Tunnel {
     this.stats.rxPackets++;
     this.stats.rxBytes += pt.length;
     this.lastRx = this.io.now();
+    this.unansweredSince = 0;
     const moved = via !== this.path || (via === 'direct' && !sameEndpoint(this.endpoint, from));
     if (moved) {
       this.path = via;
@@ -317,6 +389,7 @@ export class Tunnel {
     this.stats.txPackets++;
     this.stats.txBytes += inner.length;
     this.lastTx = this.io.now();
+    if (this.unansweredSince === 0) this.unansweredSince = this.lastTx;
     if (this.route.initiator && kp.needsRekey()) this.initiate();
     return 'sent';
   }
@@ -341,6 +414,13 @@ export class Tunnel {
     if (this.state !== 'up') return;
     const ka = this.route.keepaliveS * 1000;
     if (ka > 0 && now - this.lastTx >= ka) this.sendInner(Buffer.alloc(0));
+    else if (this.lastRx > this.lastTx && now - this.lastTx >= PASSIVE_KEEPALIVE_MS && now - this.lastRx < PASSIVE_KEEPALIVE_MS) this.sendInner(Buffer.alloc(0));
+    // WireGuard's rule (no answer within keep-alive + rekey timeout → new handshake), one step further: the peer may
+    // have lost the tunnel altogether (an agent restarted), so the host asks the DC for a fresh direction.
+    if (this.unansweredSince > 0 && now - this.unansweredSince > STALE_MS) {
+      this.unansweredSince = 0;
+      this.io.onStale?.(this);
+    }
     const cur = this.keypairs.current;
     if (cur && this.route.initiator && !this.initiator && cur.needsRekey(now)) this.initiate();
   }

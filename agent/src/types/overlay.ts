@@ -1,5 +1,6 @@
-// The boundary between the data plane (packets) and the NTMobile control code (tunnels, registrations). The data plane
-// calls these per packet; implementations must decide without awaiting and without throwing. No dependencies.
+// The boundary between the data plane (packets) and the NTMobile control code (tunnels, registrations): the data plane
+// hands outgoing inner packets to the overlay (inside.ts); the overlay hands decrypted ones to the data plane through
+// the host's `onInner` (outside.ts). Per packet: decide without awaiting and without throwing. No dependencies.
 
 export type OutboundResult =
   /** Sealed and sent through the tunnel. */
@@ -13,21 +14,10 @@ export type OutboundResult =
   /** Refused by the tunnel (limits, expired keys). */
   | 'dropped';
 
-export type InboundResult =
-  /** A tunnel packet decrypted: `packet` is the inner IP packet (borrowed until the next call). */
-  | { readonly kind: 'inner'; readonly packet: Buffer; readonly node: string; readonly peer: string }
-  /** Authentic but nothing to deliver (keep-alive). */
-  | { readonly kind: 'consumed' }
-  /** Not a data packet: let it through to the socket unchanged (signalling). */
-  | { readonly kind: 'pass' }
-  | { readonly kind: 'drop'; readonly reason: string };
-
 export interface Overlay {
   /**
    * An inner IPv4/IPv6 packet (borrowed) from one of our virtual addresses to a peer's; `family` is its IP version.
    * The source and destination addresses are read from the packet itself.
    */
   sendInner(packet: Buffer, family: 4 | 6): OutboundResult;
-  /** A UDP payload (borrowed) that arrived at our port from `fromAddr`:`fromPort`. */
-  receiveOuter(payload: Buffer, family: 4 | 6, fromAddr: string, fromPort: number): InboundResult;
 }

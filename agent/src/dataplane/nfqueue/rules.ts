@@ -3,6 +3,8 @@
 // hooks, so installing, updating and removing them never touches a rule we did not write.
 //
 //   raw PREROUTING    -> NTM-IN      UDP to the agent's port on a local address          -> NFQUEUE queueIn
+//                                    (optional: the agent and terminal receive tunnel datagrams on their socket and
+//                                    hand decrypted packets back through the loopback carrier below)
 //   mangle OUTPUT     -> NTM-OUT     (terminal) this host's packets to virtual ranges     -> NFQUEUE queueOut
 //   mangle FORWARD    -> NTM-FWD     (agent) TCPMSS on SYNs to/from virtual ranges, then
 //                                    to virtual ranges -> NTM-PAIRED: from a paired source -> NFQUEUE queueOut
@@ -31,8 +33,8 @@ export interface OverlayRuleSpec {
   readonly queueIn: number;
   /** Queue of leaving overlay packets (mangle OUTPUT and FORWARD). */
   readonly queueOut: number;
-  /** The agent's UDP port (tunnel endpoint), for both families. */
-  readonly udpPort: number;
+  /** The agent's UDP port (tunnel endpoint), for both families; 0 or absent: no NTM-IN chain. */
+  readonly udpPort?: number;
   /** Virtual address ranges, IPv4 and/or IPv6 CIDRs (e.g. 198.18.0.0/15, fdxx:xxxx:xxxx::/48). */
   readonly virtualRanges: readonly string[];
   /** Terminal mode: queue this host's own packets to virtual ranges (mangle OUTPUT; loopback excluded). */
@@ -153,7 +155,7 @@ function check(spec: OverlayRuleSpec): Checked {
     prefix: checkPrefix(spec.chainPrefix ?? 'NTM'),
     queueIn: checkInt('queueIn', spec.queueIn, 0, 65535),
     queueOut: checkInt('queueOut', spec.queueOut, 0, 65535),
-    udpPort: checkInt('udpPort', spec.udpPort, 1, 65535),
+    udpPort: spec.udpPort ? checkInt('udpPort', spec.udpPort, 1, 65535) : 0,
     ranges,
     paired,
     captureLocal: spec.captureLocal ?? false,
@@ -174,10 +176,12 @@ function pairedRules(c: Checked, f: Family): string[] {
 function plan(c: Checked, f: Family): FamilyPlan {
   const p = c.prefix;
   const out: FamilyPlan = new Map();
-  out.set('raw', {
-    chains: new Map([[`${p}-IN`, [`-p udp -m addrtype --dst-type LOCAL -m udp --dport ${c.udpPort} -j NFQUEUE --queue-num ${c.queueIn}`]]]),
-    jumps: [{ from: 'PREROUTING', to: `${p}-IN` }],
-  });
+  if (c.udpPort > 0) {
+    out.set('raw', {
+      chains: new Map([[`${p}-IN`, [`-p udp -m addrtype --dst-type LOCAL -m udp --dport ${c.udpPort} -j NFQUEUE --queue-num ${c.queueIn}`]]]),
+      jumps: [{ from: 'PREROUTING', to: `${p}-IN` }],
+    });
+  }
   const ranges = c.ranges[f];
   const mangle: TablePlan = { chains: new Map(), jumps: [] };
   if (c.carrier[f] > 0) {

@@ -1,0 +1,141 @@
+// `ntm agent`: the household agent on the vCPE (paper §3.2.2) with its embedded DC and RS, and the subcommands that
+// pair appliances, enroll phones and grant access through the running agent's control socket (the web UI calls the
+// same AgentApi).
+import { join } from 'node:path';
+import { loadSection, readConfigFile } from '../config/schema.js';
+import { createLogger } from '../util/log.js';
+import { InputError } from '../types/errors.js';
+import { AgentRuntime } from '../agent/runtime.js';
+import { parseArgs, one, has, overrides } from './args.js';
+import { announce, loadOrCreateIdentity, onShutdown } from './common.js';
+import { ControlServer, request } from './control-socket.js';
+import type { AgentApi, PairInput } from '../types/household.js';
+
+export const AGENT_HELP = `ntm agent — the household agent on the vCPE (the RCA proxy for appliances without NTMobile)
+
+  ntm agent [--data-dir DIR] [--advertise WAN-ADDR]... [--listen [::]:7300] [--no-dataplane]
+
+Runs the household's DC (UDP 7100, NAT probes on 7101) and RS (7200) and, for every paired LAN
+appliance, that appliance's NTM terminal on the tunnel port (7300): it registers the appliance's
+identity, answers directions for it, and encrypts/decrypts its traffic on its behalf (NFQUEUE +
+iptables-nft, rules in chains NTMA-*; the household's ordinary traffic is never queued). State in
+DIR/agent.db (SQLite). --advertise defaults to the default routes' source addresses (the WAN side).
+
+Managing a running agent (same --data-dir):
+  ntm agent pair --name NAME (--ip ADDR | --ipv6 ADDR | --mac MAC) [--kind KIND]
+  ntm agent devices                      paired and discovered devices
+  ntm agent unpair DEVICE-ID             revokes the appliance's identity
+  ntm agent enroll --name "PHONE NAME"   a one-time token for \`ntm enroll\` on the phone
+  ntm agent phones | remove-phone PHONE-ID
+  ntm agent grant --phone PHONE-ID --device DEVICE-ID [--ports 80,443]   (no --ports: all ports)
+  ntm agent revoke --phone PHONE-ID --device DEVICE-ID
+  ntm agent status [--json]
+`;
+
+const CLIENT_COMMANDS = ['pair', 'devices', 'unpair', 'enroll', 'phones', 'remove-phone', 'grant', 'revoke', 'status'];
+
+function portsOf(text: string | undefined): number[] {
+  if (!text) return [];
+  return text.split(',').map((p) => {
+    const n = Number(p.trim());
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InputError(`not a port: ${p}`, 'ports');
+    return n;
+  });
+}
+
+/** One control-socket command → one AgentApi call (shared by the daemon and its tests). */
+export async function dispatchAgentCommand(api: AgentApi & { status(): Record<string, unknown> }, req: Record<string, unknown>): Promise<unknown> {
+  const str = (k: string) => (req[k] === undefined ? undefined : String(req[k]));
+  switch (req.cmd) {
+    case 'status':
+      return api.status();
+    case 'devices':
+      return api.devices();
+    case 'pair': {
+      const input: PairInput = {
+        ...(str('name') ? { name: str('name')! } : {}),
+        ...(str('kind') ? { kind: str('kind')! } : {}),
+        ...(str('ip') ? { ipv4: str('ip')! } : {}),
+        ...(str('ipv6') ? { ipv6: str('ipv6')! } : {}),
+        ...(str('mac') ? { mac: str('mac')! } : {}),
+        ...(req.deviceId !== undefined ? { deviceId: Number(req.deviceId) } : {}),
+      };
+      return api.pair(input);
+    }
+    case 'unpair':
+      await api.unpair(Number(req.deviceId));
+      return { ok: true };
+    case 'enroll': {
+      const e = api.createEnrollment(str('name') ?? '');
+      return { token: e.token, link: e.link, expiresAt: e.expiresAt, name: e.name };
+    }
+    case 'phones':
+      return api.phones();
+    case 'remove-phone':
+      await api.removePhone(str('phoneId') ?? '');
+      return { ok: true };
+    case 'grant':
+      api.setGrant(str('phoneId') ?? '', Number(req.deviceId), portsOf(str('ports')));
+      return api.grants();
+    case 'revoke':
+      api.revokeGrant(str('phoneId') ?? '', Number(req.deviceId));
+      return api.grants();
+    case 'grants':
+      return api.grants();
+    case 'tunnels':
+      return api.tunnels();
+    case 'health':
+      return api.health();
+    default:
+      throw new InputError(`unknown command ${String(req.cmd)}`);
+  }
+}
+
+async function client(sub: string, argv: readonly string[]): Promise<void> {
+  const p = parseArgs(argv, ['json', 'help']);
+  const dir = one(p, 'data-dir') ?? '/var/lib/ntm/agent';
+  const sock = join(dir, 'agent.sock');
+  const req: Record<string, unknown> = { cmd: sub };
+  for (const [k, v] of p.flags) if (k !== 'data-dir' && k !== 'json') req[k === 'phone' ? 'phoneId' : k === 'device' ? 'deviceId' : k] = v[0];
+  if (sub === 'unpair') req.deviceId = p.positional[0];
+  if (sub === 'remove-phone') req.phoneId = p.positional[0];
+  const r = await request(sock, req, 30_000);
+  process.stdout.write((has(p, 'json') || typeof r !== 'object' ? JSON.stringify(r) : JSON.stringify(r, null, 2)) + '\n');
+}
+
+export async function runAgent(argv: readonly string[]): Promise<void> {
+  const sub = argv[0];
+  if (sub && CLIENT_COMMANDS.includes(sub)) return client(sub, argv.slice(1));
+  const p = parseArgs(argv, ['help', 'no-dataplane', 'no-rs', 'no-web']);
+  if (has(p, 'help')) return void process.stdout.write(AGENT_HELP);
+  const file = readConfigFile(one(p, 'config'));
+  const ov = overrides(
+    p,
+    { 'data-dir': 'agent.dataDir', advertise: 'agent.advertise', listen: 'agent.listen', 'lan-interface': 'agent.lanInterface', web: 'agent.web', 'web-socket': 'agent.webSocket', mtu: 'agent.mtu' },
+    ['no-dataplane', 'no-rs', 'no-web'],
+  );
+  if (has(p, 'no-web')) ov['agent.web'] = '';
+  if (has(p, 'no-dataplane')) ov['agent.dataplane'] = 'false';
+  if (has(p, 'no-rs')) ov['agent.rs'] = 'false';
+  const agent = loadSection('agent', file, ov);
+  const dc = loadSection('dc', file, { 'dc.dataDir': agent.dataDir, ...ov });
+  const rs = loadSection('rs', file, { 'rs.dataDir': agent.dataDir, ...ov });
+  const log = createLogger(loadSection('log', file).level);
+  const dcIdentity = await loadOrCreateIdentity(join(agent.dataDir, 'dc.key'));
+  const rsIdentity = await loadOrCreateIdentity(join(agent.dataDir, 'rs.key'));
+  const runtime = await AgentRuntime.start({ agent, dc, rs, log, dcIdentity, rsIdentity });
+  const ctl = await ControlServer.listen(join(agent.dataDir, 'agent.sock'), (req) => dispatchAgentCommand(runtime, req));
+  announce({
+    role: 'agent',
+    ready: true,
+    id: dcIdentity.idHex,
+    publicKey: dcIdentity.publicKey.toString('hex'),
+    wan: runtime.advertise,
+    dcPort: runtime.dc.port,
+    tunnelPort: runtime.host.bind.port,
+  });
+  onShutdown(log, async () => {
+    await ctl.close();
+    await runtime.stop();
+  });
+}

@@ -1,0 +1,62 @@
+// `ntm enroll <token or link>`: a phone joins a household. It checks the token, creates the phone's identity, registers
+// once with the household's DC presenting the one-time token (the DC admits it and the token is spent), and saves the
+// DC reference so `ntm up` needs no other argument.
+import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { decodeEnrollment } from '../agent/enrollment.js';
+import { InputError } from '../types/errors.js';
+import { UdpBind } from '../dataplane/conn/udp.js';
+import { TerminalHost } from '../terminal/host.js';
+import { readAddresses } from '../terminal/netwatch.js';
+import type { Endpoint } from '../types/net.js';
+import { parseArgs, one, has } from './args.js';
+import { announce, formatDcRef, loadOrCreateIdentity } from './common.js';
+
+export const ENROLL_HELP = `ntm enroll — join a household with the one-time token (or link) its web page shows
+
+  ntm enroll [--data-dir DIR] [--name NAME] TOKEN-OR-LINK
+
+Creates this terminal's identity (if it has none), registers once with the household's DC using
+the token (which it spends), and saves the DC in DIR/enrollment.json; then \`ntm up --data-dir DIR\`
+starts the terminal without further arguments.
+`;
+
+export const ENROLLMENT_FILE = 'enrollment.json';
+
+export async function runEnroll(argv: readonly string[]): Promise<void> {
+  const p = parseArgs(argv, ['help']);
+  if (has(p, 'help') || p.positional.length !== 1) {
+    process.stdout.write(ENROLL_HELP);
+    if (!has(p, 'help')) process.exitCode = 2;
+    return;
+  }
+  const d = decodeEnrollment(p.positional[0]);
+  if (!d.ok) throw new InputError(`this is not a valid enrollment token: ${d.message}`);
+  const t = d.token;
+  const dir = one(p, 'data-dir') ?? '/var/lib/ntm/terminal';
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const identity = await loadOrCreateIdentity(join(dir, 'terminal.key'));
+  const addrs = await readAddresses();
+  const dcPub = Buffer.from(t.dcPublicKey, 'hex');
+  let lastErr: unknown;
+  // Try the DC's addresses in order (IPv6 and IPv4): a phone on an IPv4-only network uses the IPv4 one.
+  for (const ep of t.dcEndpoints) {
+    const bind = await UdpBind.open({ listen: '[::]:0' });
+    const locals = (): Endpoint[] => addrs.map((a) => ({ family: a.family, address: a.address, port: bind.port }));
+    const host = new TerminalHost({ bind, locals, retry: { initialMs: 500, maxMs: 2000, deadlineMs: 6000 } });
+    const node = host.addNode(identity, { id: Buffer.from(t.dcId.slice(2), 'hex'), publicKey: dcPub, endpoint: ep }, { name: one(p, 'name') ?? '', token: t.secret });
+    try {
+      const r = await node.register();
+      await node.deregister();
+      const ref = formatDcRef(dcPub, ep);
+      writeFileSync(join(dir, ENROLLMENT_FILE), JSON.stringify({ dc: ref, household: t.household, enrolledAt: new Date().toISOString() }, null, 2) + '\n', { mode: 0o600 });
+      announce({ enrolled: true, household: t.household, id: identity.idHex, v4: r.v4, v6: r.v6, dc: ref });
+      await host.close();
+      return;
+    } catch (e) {
+      lastErr = e;
+      await host.close();
+    }
+  }
+  throw new InputError(`the household's DC did not admit this phone (${(lastErr as Error)?.message ?? 'no address'}); the token may be used or expired`);
+}
