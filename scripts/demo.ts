@@ -3,10 +3,11 @@
 // takes a short guided tour (pair the appliances, enroll the phone, grant access, reach the lamp through the tunnel,
 // move the phone to LTE), prints what to try next, and on Ctrl-C removes everything it created.
 import { createServer, connect, type Server } from 'node:net';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { up, down, type Testbed } from './netns/index.js';
+import { startAvahi, type AvahiHandle } from './netns/avahi.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const NTM = join(ROOT, 'dist/agent/src/cmd/ntm.js');
@@ -22,8 +23,8 @@ interface Daemon {
   ready: Record<string, unknown>;
 }
 
-function start(tb: Testbed, host: string, argv: string[], logFile: string, readyTimeoutMs = 30_000): Promise<Daemon> {
-  const proc = tb.spawn(host, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+function start(tb: Testbed, host: string, argv: string[], logFile: string, env: NodeJS.ProcessEnv = process.env, readyTimeoutMs = 30_000): Promise<Daemon> {
+  const proc = tb.spawn(host, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
   const log = createWriteStream(logFile);
   proc.stderr!.pipe(log);
   return new Promise((res, rej) => {
@@ -89,8 +90,10 @@ async function main(): Promise<void> {
   step('Bringing up the household: LAN (lamp, camera, laptop) — vCPE — ISP — phone (Wi-Fi / LTE, behind NATs)');
   const tb = await up('household', { prefix: PREFIX });
   let web: Server | undefined;
+  let avahi: AvahiHandle | undefined;
   const stop = async (code: number) => {
     web?.close();
+    avahi?.stop();
     say('\nStopping: removing the namespaces, rules and processes the demo created…');
     await tb.down();
     rmSync(STATE, { recursive: true, force: true });
@@ -102,7 +105,7 @@ async function main(): Promise<void> {
   try {
     tb.spawn('lamp', [process.execPath, join(ROOT, 'dist/scripts/appliances/lamp.js'), '--port', '80', '--mdns'], { stdio: 'ignore', env: { ...process.env, LAMP_ADDR: '192.168.1.10' } });
     tb.spawn('camera', [process.execPath, join(ROOT, 'dist/scripts/appliances/camera.js'), '--port', '5004'], { stdio: 'ignore' });
-    await startAvahi(tb);
+    avahi = await startAvahi(tb.ns('vcpe'), 'br0');
 
     step('Starting the agent on the vCPE (embedded DC and RS, web UI)');
     const webSock = join(STATE, 'web.sock');
@@ -111,6 +114,7 @@ async function main(): Promise<void> {
       'vcpe',
       [process.execPath, NTM, 'agent', '--data-dir', agentDir, '--web', '[::]:80', '--web-socket', webSock],
       join(STATE, 'agent.log'),
+      avahi.env,
     );
     say(`  agent ${String(agent.ready.id)} on ${(agent.ready.wan as string[]).join(', ')}`);
     web = await forward(webSock);
@@ -161,16 +165,6 @@ async function main(): Promise<void> {
     say(`\ndemo failed: ${(e as Error).message}`);
     await stop(1);
   }
-}
-
-/** LAN discovery goes through the system's Avahi daemon, which needs a system D-Bus; both run for the demo. */
-async function startAvahi(tb: Testbed): Promise<void> {
-  if (!existsSync('/run/dbus/system_bus_socket')) {
-    mkdirSync('/run/dbus', { recursive: true });
-    await tb.exec('vcpe', ['dbus-daemon', '--system', '--fork']);
-  }
-  await tb.exec('vcpe', ['avahi-daemon', '--kill']).catch(() => undefined);
-  tb.spawn('vcpe', ['avahi-daemon', '--no-drop-root', '--no-chroot', '--no-rlimits'], { stdio: 'ignore' });
 }
 
 main().catch((e: unknown) => {

@@ -85,6 +85,26 @@ export async function defaultRouteSources(): Promise<string[]> {
   return out;
 }
 
+/**
+ * The household LAN's interface: the one with a private IPv4 address that is not the way to the default route (on
+ * a vCPE, its LAN bridge).
+ */
+export async function detectLanInterface(wan: readonly string[]): Promise<string | undefined> {
+  try {
+    const { stdout } = await run('ip', ['-j', 'addr', 'show', 'up'], { timeout: 5000 });
+    const links = JSON.parse(stdout) as Array<{ ifname: string; flags?: string[]; addr_info?: Array<{ family: string; local: string }> }>;
+    const candidates = links.filter((l) => {
+      if (l.flags?.includes('LOOPBACK') || /^(ntm|tun|wg)/.test(l.ifname)) return false;
+      const addrs = l.addr_info ?? [];
+      if (addrs.some((a) => wan.includes(canonicalIp(a.local)))) return false;
+      return addrs.some((a) => a.family === 'inet' && /^(10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.)/.test(a.local));
+    });
+    return candidates[0]?.ifname;
+  } catch {
+    return undefined;
+  }
+}
+
 export class AgentRuntime implements AgentApi {
   readonly counters = new Counters();
   private readonly paired = new Map<string, Paired>();

@@ -10,6 +10,10 @@ import { parseArgs, one, has, overrides } from './args.js';
 import { announce, loadOrCreateIdentity, onShutdown } from './common.js';
 import { ControlServer, request } from './control-socket.js';
 import type { AgentApi, PairInput } from '../types/household.js';
+import { LanDiscovery } from '../discovery/index.js';
+import { createWebApp } from '../../../web-ui/server/app.js';
+import { loadOrCreateSetupCode, removeSetupCode } from '../../../web-ui/server/setup-code.js';
+import { detectLanInterface } from '../agent/runtime.js';
 
 export const AGENT_HELP = `ntm agent — the household agent on the vCPE (the RCA proxy for appliances without NTMobile)
 
@@ -125,6 +129,39 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
   const rsIdentity = await loadOrCreateIdentity(join(agent.dataDir, 'rs.key'));
   const runtime = await AgentRuntime.start({ agent, dc, rs, log, dcIdentity, rsIdentity });
   const ctl = await ControlServer.listen(join(agent.dataDir, 'agent.sock'), (req) => dispatchAgentCommand(runtime, req));
+
+  // LAN discovery: the neighbour table and mDNS through the system's Avahi (paper §3.2.2: the appliances to pair).
+  const lan = agent.lanInterface || (await detectLanInterface(runtime.advertise));
+  let discovery: LanDiscovery | undefined;
+  if (lan) {
+    discovery = new LanDiscovery({ lanInterface: lan, mdns: agent.mdns, pollMs: agent.discoverS * 1000, log });
+    discovery.onChange((devices) => {
+      try {
+        runtime.store.applyDiscovery(devices);
+      } catch (e) {
+        log.error('storing discovered devices failed', { err: e });
+      }
+    });
+    await discovery.start();
+  } else log.warn('no LAN interface found: discovery is off (set agent.lanInterface)');
+
+  // The household's web page: no default password; the owner proves presence with the one-time setup code.
+  const codeFile = agent.setupCodeFile || join(agent.dataDir, 'setup-code');
+  const setupCode = runtime.store.hasOwner() ? null : loadOrCreateSetupCode(codeFile);
+  const web =
+    agent.web || agent.webSocket
+      ? createWebApp({
+          api: runtime,
+          store: runtime.store,
+          setupCode: () => (runtime.store.hasOwner() ? null : setupCode),
+          allowedHosts: agent.allowedHosts,
+          log,
+          onSetupComplete: () => removeSetupCode(codeFile),
+        })
+      : undefined;
+  if (web && agent.web) await web.listen(agent.web);
+  if (web && agent.webSocket) await web.listenUnix(agent.webSocket);
+  if (setupCode) log.info('first start: set the owner password in the web UI with this setup code', { setupCode, file: codeFile });
   announce({
     role: 'agent',
     ready: true,
@@ -133,8 +170,13 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
     wan: runtime.advertise,
     dcPort: runtime.dc.port,
     tunnelPort: runtime.host.bind.port,
+    lan: lan ?? null,
+    web: agent.web || null,
+    setupCode,
   });
   onShutdown(log, async () => {
+    discovery?.stop();
+    await web?.close();
     await ctl.close();
     await runtime.stop();
   });
