@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join, resolve } from 'node:path';
 import { complianceCases, complianceRules } from '../../agent/src/dataplane/nfqueue/testing/compliance.js';
-import { Namespaces, netnsSkipReason } from '../../agent/src/dataplane/nfqueue/testing/netns.js';
+import { Namespaces } from '../../agent/src/dataplane/nfqueue/testing/netns.js';
 
 const DIST = resolve(import.meta.dirname, '..', '..');
 const CHILD = join(DIST, 'agent/src/dataplane/nfqueue/testing/compliance-child.js');
@@ -17,37 +17,37 @@ interface CaseResult {
   readonly error?: string;
 }
 
-const skip = netnsSkipReason();
+for (const kind of ['nfqueue', 'batch'] as const) {
+  void describe(`NFQUEUE source compliance, ${kind === 'batch' ? 'native batched source' : 'node-nfqueue source'} (real packets in a namespace)`, { concurrency: false }, () => {
+    const nets = new Namespaces(kind === 'batch' ? 'cb' : 'c');
+    const results = new Map<string, CaseResult>();
+    let childFailure = '';
 
-void describe('NFQUEUE source compliance (real packets in a namespace)', { skip, concurrency: false }, () => {
-  const nets = new Namespaces('c');
-  const results = new Map<string, CaseResult>();
-  let childFailure = '';
-
-  before(async () => {
-    const ns = await nets.add('q');
-    const rules = complianceRules(QUEUE);
-    await nets.must(ns, 'iptables-nft-restore', ['-w', '--noflush'], rules.v4);
-    await nets.must(ns, 'ip6tables-nft-restore', ['-w', '--noflush'], rules.v6);
-    const r = await nets.run(ns, process.execPath, ['--enable-source-maps', CHILD, String(QUEUE)]);
-    for (const line of r.stdout.split('\n')) {
-      if (!line.startsWith('{')) continue;
-      const o = JSON.parse(line) as CaseResult & { done?: boolean };
-      if (!o.done) results.set(o.name, o);
-    }
-    if (r.code !== 0) childFailure = `child exited ${r.code}: ${r.stderr}`;
-  });
-
-  after(async () => {
-    await nets.destroy();
-    assert.deepEqual(await nets.leftovers(), []);
-  });
-
-  for (const c of complianceCases) {
-    void test(c.name, () => {
-      const r = results.get(c.name);
-      assert.ok(r, `no result for this case: ${childFailure}`);
-      assert.ok(r.ok, r.error);
+    before(async () => {
+      const ns = await nets.add('q');
+      const rules = complianceRules(QUEUE);
+      await nets.must(ns, 'iptables-nft-restore', ['-w', '--noflush'], rules.v4);
+      await nets.must(ns, 'ip6tables-nft-restore', ['-w', '--noflush'], rules.v6);
+      const r = await nets.run(ns, process.execPath, ['--enable-source-maps', CHILD, String(QUEUE), kind]);
+      for (const line of r.stdout.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        const o = JSON.parse(line) as CaseResult & { done?: boolean };
+        if (!o.done) results.set(o.name, o);
+      }
+      if (r.code !== 0) childFailure = `child exited ${r.code}: ${r.stderr}`;
     });
-  }
-});
+
+    after(async () => {
+      await nets.destroy();
+      assert.deepEqual(await nets.leftovers(), []);
+    });
+
+    for (const c of complianceCases) {
+      void test(c.name, () => {
+        const r = results.get(c.name);
+        assert.ok(r, `no result for this case: ${childFailure}`);
+        assert.ok(r.ok, r.error);
+      });
+    }
+  });
+}

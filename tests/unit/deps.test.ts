@@ -59,7 +59,7 @@ const RULES: Rule[] = [
   },
   {
     from: 'agent/src/crypto',
-    forbidden: [/^agent\/src\/(?!crypto\/|types\/)/, /^web-ui\//, /^(better-sqlite3|koa|mdns|nfqueue)$/],
+    forbidden: [/^agent\/src\/(?!crypto\/|types\/|native(\.js)?$)/, /^web-ui\//, /^(better-sqlite3|koa|mdns|nfqueue)$/],
     why: 'crypto depends on nothing of ours but interfaces',
   },
   {

@@ -34,7 +34,7 @@ import { TerminalHost, type HostEvent } from '../terminal/host.js';
 import type { Node } from '../terminal/node.js';
 import { UdpBind } from '../dataplane/conn/udp.js';
 import { OverlayFirewall } from '../dataplane/nfqueue/rules.js';
-import { openNfqueueSource } from '../dataplane/nfqueue/source.js';
+import { openPacketSource } from '../dataplane/nfqueue/open.js';
 import { insideHandler } from '../dataplane/inside.js';
 import { carrierHandler, outsideDeliver } from '../dataplane/outside.js';
 import { Reinjector } from '../dataplane/reinject.js';
@@ -43,6 +43,7 @@ import { rewriteAddress } from '../dataplane/packet/rewrite.js';
 import type { PacketSource } from '../types/packet-source.js';
 import { HouseholdStore } from './household-store.js';
 import { makeEnrollment } from './enrollment.js';
+import { ntmLabel } from './names.js';
 
 const run = promisify(execFile);
 
@@ -66,6 +67,14 @@ interface Paired {
   readonly v4: Buffer;
   readonly v6: Buffer;
   readonly node: Node;
+}
+
+/** Data-path outcomes that are not drops: the counters also count what went through (inside.ts, outside.ts). */
+const DELIVERED = new Set(['out-sent', 'out-queued', 'in-delivered']);
+
+/** The data path's drop counters by reason, without the packets that were sent or delivered. */
+function dropsOf(counters: Counters): Record<string, number> {
+  return Object.fromEntries(Object.entries(counters.toJSON()).filter(([k]) => !DELIVERED.has(k)));
 }
 
 const u32 = (b: Uint8Array, off: number): number => ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
@@ -217,7 +226,7 @@ export class AgentRuntime implements AgentApi {
     await Promise.all(
       ids.map(async (p) => {
         const identity = Identity.fromPrivateKey(p.privateKeyHex);
-        const node = this.host.addNode(identity, this.dcRef(), { name: p.name });
+        const node = this.host.addNode(identity, this.dcRef(), { name: ntmLabel(p.name, p.ntmId) });
         const r = await node.register().catch((e: Error) => {
           this.o.log.error('a paired device could not register', { device: p.name, err: e });
           return undefined;
@@ -236,7 +245,9 @@ export class AgentRuntime implements AgentApi {
       name: p.name,
       ntmId: p.ntmId,
       lan4: p.lan4 ? Buffer.from(ip4ToBytes(p.lan4)) : undefined,
-      lan6: p.lan6 ? Buffer.from(ip6ToBytes(p.lan6)) : undefined,
+      // A link-local address (all the neighbour table may know of an appliance's IPv6) names no interface here, so
+      // packets rewritten to it could not be delivered: such a device is reached over IPv4 only.
+      lan6: p.lan6 && !/^fe[89ab]/i.test(p.lan6) ? Buffer.from(ip6ToBytes(p.lan6)) : undefined,
       v4: Buffer.from(ip4ToBytes(p.v4)),
       v6: Buffer.from(ip6ToBytes(p.v6)),
       node: p.node,
@@ -358,15 +369,17 @@ export class AgentRuntime implements AgentApi {
       forward: true,
       pairedSources: this.pairedSources(),
       innerMtu: a.mtu,
-      carrierPorts: { 4: this.reinject.port4, 6: this.reinject.port6 },
+      ...(this.reinject.mode === 'carrier' ? { carrierPorts: { 4: this.reinject.port4, 6: this.reinject.port6 } } : {}),
     });
     try {
-      const out = openNfqueueSource({ queue: a.queueOut });
+      const out = openPacketSource({ queue: a.queueOut });
       this.sources.push(out);
       out.onPacket(insideHandler({ overlay: this.host, mtu: a.mtu, translate: this.translateOut, counters: this.counters }));
-      const inn = openNfqueueSource({ queue: a.queueIn });
-      this.sources.push(inn);
-      inn.onPacket(carrierHandler({ reinject: this.reinject, counters: this.counters }));
+      if (this.reinject.mode === 'carrier') {
+        const inn = openPacketSource({ queue: a.queueIn });
+        this.sources.push(inn);
+        inn.onPacket(carrierHandler({ reinject: this.reinject, counters: this.counters }));
+      }
       this.host.setInnerHandler(outsideDeliver({ reinject: this.reinject, translate: this.translateIn, counters: this.counters }));
       await this.firewall.install();
     } catch (e) {
@@ -393,7 +406,7 @@ export class AgentRuntime implements AgentApi {
     const target = this.store.resolvePair(input);
     const identity = Identity.generate();
     this.pendingAdmit.add(identity.idHex);
-    const node = this.host.addNode(identity, this.dcRef(), { name: target.name });
+    const node = this.host.addNode(identity, this.dcRef(), { name: ntmLabel(target.name, identity.idHex) });
     try {
       const r = await node.register();
       const priv = identity.exportPrivateKey();
@@ -489,7 +502,7 @@ export class AgentRuntime implements AgentApi {
       agent: { ok: true, uptimeS: Math.round((Date.now() - this.startedAt) / 1000), version: this.version },
       dc: { ok: true, id: this.dc.idHex, terminals: dcs.terminals, online: dcs.online },
       rs: { ok: !!this.rs, id: this.rs?.idHex ?? '', tunnels: rss?.tunnels.length ?? 0 },
-      dataplane: { ok: !this.o.agent.dataplane || this.sources.length === 2, drops: this.counters.toJSON() },
+      dataplane: { ok: !this.o.agent.dataplane || this.sources.length > 0, drops: dropsOf(this.counters) },
     };
   }
 
@@ -526,7 +539,19 @@ export class AgentRuntime implements AgentApi {
 
   private onDcEvent(e: DcEvent): void {
     if (e.kind === 'registered' && e.first) this.refreshPhones();
-    if (e.kind === 'direction-refused') this.store.addEvent('access.refused', `A tunnel from ${e.from} to ${e.target} was refused: ${e.status}`);
+    if (e.kind === 'direction-refused') this.store.addEvent('access.refused', `${this.describe(e.from)} may not reach ${this.describe(e.target)}: the connection was refused (${e.status})`);
+  }
+
+  /** A terminal as the household knows it (a phone's or device's name) from its ID, virtual address or .ntm name. */
+  private describe(who: string): string {
+    const w = who.toLowerCase().replace(/\.$/, '');
+    const label = w.replace(/\.ntm$/, '');
+    const phone = this.store.phones().find((p) => p.id === w);
+    if (phone) return phone.name;
+    for (const e of this.paired.values()) {
+      if (e.ntmId === w || bytesToIp4(e.v4) === w || bytesToIp6(e.v6) === w || ntmLabel(e.name, e.ntmId) === label) return e.name;
+    }
+    return who;
   }
 
   private onHostEvent(e: HostEvent): void {

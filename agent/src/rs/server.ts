@@ -152,7 +152,8 @@ export class RsServer {
     this.packetsSinceReport++;
     const to = fromA ? t.b : t.a;
     if (!to) {
-      if (t.pending.length < this.opts.config.pendingFrames) t.pending.push({ data, toB: fromA });
+      // `data` is borrowed from the socket: a frame kept for later needs its own copy.
+      if (t.pending.length < this.opts.config.pendingFrames) t.pending.push({ data: Buffer.from(data), toB: fromA });
       else this.drops.inc('relay-pending-full');
       return;
     }

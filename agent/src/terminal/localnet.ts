@@ -9,7 +9,7 @@ import { Counters } from '../util/log.js';
 import type { PacketSource } from '../types/packet-source.js';
 import type { RegistrationResult } from '../protocol/registration.js';
 import { OverlayFirewall } from '../dataplane/nfqueue/rules.js';
-import { openNfqueueSource } from '../dataplane/nfqueue/source.js';
+import { openPacketSource } from '../dataplane/nfqueue/open.js';
 import { insideHandler } from '../dataplane/inside.js';
 import { carrierHandler, outsideDeliver } from '../dataplane/outside.js';
 import type { TerminalHost } from './host.js';
@@ -74,16 +74,18 @@ export async function startTerminalDataplane(o: TerminalDataplaneOptions): Promi
     queueOut: o.queueOut,
     virtualRanges: ranges,
     captureLocal: true,
-    carrierPorts: { 4: reinject.port4, 6: reinject.port6 },
+    ...(reinject.mode === 'carrier' ? { carrierPorts: { 4: reinject.port4, 6: reinject.port6 } } : {}),
   });
   const sources: PacketSource[] = [];
   try {
-    const out = openNfqueueSource({ queue: o.queueOut });
+    const out = openPacketSource({ queue: o.queueOut });
     sources.push(out);
     out.onPacket(insideHandler({ overlay: o.host, mtu: o.mtu, counters }));
-    const inn = openNfqueueSource({ queue: o.queueIn });
-    sources.push(inn);
-    inn.onPacket(carrierHandler({ reinject, counters }));
+    if (reinject.mode === 'carrier') {
+      const inn = openPacketSource({ queue: o.queueIn });
+      sources.push(inn);
+      inn.onPacket(carrierHandler({ reinject, counters }));
+    }
     o.host.setInnerHandler(outsideDeliver({ reinject, counters }));
     await firewall.install();
   } catch (e) {

@@ -4,6 +4,7 @@
 import dgram from 'node:dgram';
 import type { Bind, Endpoint } from '../../types/net.js';
 import { ipFamily } from '../../protocol/ip.js';
+import { NativeUdpBind } from './native-udp.js';
 
 const MAPPED = '::ffff:';
 /** What the kernel uses when nobody asks (net.ipv4.ip_default_ttl, net.ipv6.conf.*.hop_limit): restored after a short-TTL send. */
@@ -55,7 +56,17 @@ export class UdpBind implements Bind {
     }
   }
 
-  static async open(opts: UdpBindOptions): Promise<UdpBind> {
+  /** The fastest Bind available: the native one when the addon is built (unless `dgram` is asked for), else node:dgram. */
+  static async open(opts: UdpBindOptions & { readonly engine?: 'auto' | 'dgram' }): Promise<Bind> {
+    if (opts.engine !== 'dgram' && process.env.NTM_DGRAM !== '1') {
+      const n = NativeUdpBind.open(opts.listen, opts);
+      if (n) return n;
+    }
+    return UdpBind.openDgram(opts);
+  }
+
+  /** A node:dgram socket (the portable fallback). */
+  static async openDgram(opts: UdpBindOptions): Promise<UdpBind> {
     const m = /^\[([^\]]*)\]:(\d+)$/.exec(opts.listen) ?? /^([^:]*):(\d+)$/.exec(opts.listen);
     if (!m) throw new RangeError(`listen address must be addr:port or [v6]:port, got ${opts.listen}`);
     const host = m[1]!;

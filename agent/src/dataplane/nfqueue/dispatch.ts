@@ -51,7 +51,8 @@ class Pending<T> implements PendingPacket {
   constructor(
     private readonly owner: Dispatcher<T>,
     readonly token: T,
-    readonly data: Uint8Array,
+    /** Replaced by a stable copy when the source reuses its buffers after the handler returns (batched sources). */
+    public data: Uint8Array,
     readonly id: number,
   ) {}
 
@@ -87,6 +88,8 @@ export class Dispatcher<T> {
   constructor(
     readonly queue: number,
     private readonly issue: IssueVerdict<T>,
+    /** Called when a packet is deferred past the handler call; a source whose buffers are reused copies the data. */
+    private readonly onDefer?: (p: { data: Uint8Array }) => void,
   ) {
     this.view = new View(this, queue);
   }
@@ -140,6 +143,7 @@ export class Dispatcher<T> {
         if (!pending.settled) {
           this.waiting.add(pending);
           c.pending++;
+          this.onDefer?.(pending);
         }
         return;
       }

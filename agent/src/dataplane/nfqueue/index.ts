@@ -7,3 +7,6 @@ export type { FakeVerdict, FakeInjectMeta, FakePacketSourceOptions } from './fak
 export { OverlayFirewall, runCommand, DEFAULT_TOOLS } from './rules.js';
 export type { OverlayRuleSpec, CommandRunner, CommandResult, FirewallTools, FirewallOptions } from './rules.js';
 export { QueueOpenError, RuleSpecError, FirewallCommandError } from './errors.js';
+export { openBatchSource, batchSourceAvailable } from './batch-source.js';
+export type { BatchSourceOptions } from './batch-source.js';
+export { openPacketSource } from './open.js';

@@ -1,8 +1,10 @@
 // Test support: runs the compliance suite against the real NFQUEUE source. Started by
 // tests/netns/nfqueue-compliance.test.ts inside a namespace where `complianceRules(queue)` are installed:
-// `node compliance-child.js <queue>`. Prints one JSON line per case, then exits (the binding cannot close).
+// `node compliance-child.js <queue> [nfqueue|batch]` (the node-nfqueue source, or the native batched one).
+// Prints one JSON line per case, then exits (the node-nfqueue binding cannot close).
 import dgram from 'node:dgram';
 import { openNfqueueSource } from '../source.js';
+import { openBatchSource } from '../batch-source.js';
 import type { ComplianceHarness, Lane } from './compliance.js';
 import { LANES, LANE_PORT, complianceCases, runCase } from './compliance.js';
 
@@ -20,7 +22,7 @@ async function bind(type: 'udp4' | 'udp6', address: string, port: number, onMess
 
 async function main(): Promise<void> {
   const queue = Number(process.argv[2]);
-  const source = openNfqueueSource({ queue });
+  const source = process.argv[3] === 'batch' ? openBatchSource({ queue, queueMaxlen: 1024 }) : openNfqueueSource({ queue });
   const got: Record<Lane, Uint8Array[]> = { plain: [], marked: [], plain6: [] };
   for (const lane of LANES)
     await bind(lane === 'plain6' ? 'udp6' : 'udp4', lane === 'plain6' ? '::1' : '127.0.0.1', LANE_PORT[lane], (m) => got[lane].push(new Uint8Array(m)));

@@ -324,7 +324,12 @@ export const complianceCases: readonly ComplianceCase[] = [
       assert.equal(await h.waitFor('plain', 1, SETTLE_MS), 0);
       assert.equal(calls, 2);
       assert.equal(h.source.counters.pending, 0);
-      assert.deepEqual(delta(before, h.source), { received: 3, deferred: 2, dropped: 3 });
+      // The packet after close() never passes. A source that can unbind (the native one) never even sees it — the
+      // kernel drops it, as there is no reader and no bypass; node-nfqueue cannot unbind and drops it itself.
+      const d = delta(before, h.source);
+      assert.equal(d.deferred, 2);
+      assert.ok(d.received === 2 || d.received === 3, JSON.stringify(d));
+      assert.equal(d.dropped, d.received, JSON.stringify(d));
     },
   },
 ];

@@ -1,0 +1,11 @@
+// Chooses the packet source: the native batched reader when the addon is built (one JS call per burst), node-nfqueue
+// otherwise (one event-loop turn per packet). Both pass the same compliance suite.
+import type { PacketSource } from '../../types/packet-source.js';
+import { batchSourceAvailable, openBatchSource } from './batch-source.js';
+import { openNfqueueSource } from './source.js';
+
+export function openPacketSource(o: { readonly queue: number; readonly engine?: 'auto' | 'batch' | 'nfqueue' }): PacketSource {
+  const engine = o.engine ?? 'auto';
+  if (engine === 'batch' || (engine === 'auto' && batchSourceAvailable())) return openBatchSource({ queue: o.queue });
+  return openNfqueueSource({ queue: o.queue });
+}

@@ -1,0 +1,59 @@
+// Loads the data plane's native fast path (agent/native/ntmdp.c, built by `npm run build:native`). Everything that
+// uses it has a TypeScript (or node-nfqueue) fallback, so a host without the addon still works, only slower.
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+
+export interface NativeNfqSource {
+  readonly arena: ArrayBuffer;
+  readonly out: ArrayBuffer;
+  readonly meta: Int32Array;
+  readonly verdicts: Int32Array;
+  start(onBurst: (count: number) => void): void;
+  settle(id: number, verdict: number, mark: number, payload?: Uint8Array): void;
+  close(): void;
+  stats(): Record<string, number>;
+}
+
+export interface NativeUdpSocket {
+  readonly arena: ArrayBuffer;
+  readonly meta: Int32Array;
+  readonly addrs: Uint8Array;
+  readonly port: number;
+  readonly family: 4 | 6;
+  start(onBurst: (count: number) => void): void;
+  send(data: Uint8Array, address: string, port: number): number;
+  close(): void;
+  stats(): Record<string, number>;
+}
+
+export interface NativeAddon {
+  NfqSource: new (queue: number, maxBatch: number, arenaBytes: number, rcvbufBytes: number, queueMaxlen: number) => NativeNfqSource;
+  RawInjector: new () => { inject(packet: Uint8Array): number };
+  UdpSocket: new (address: string, port: number, rcvbuf?: number, sndbuf?: number) => NativeUdpSocket;
+  ChaChaPoly: new () => {
+    seal(key: Uint8Array, counter: number, src: Uint8Array, dst: Uint8Array, aad?: Uint8Array): number;
+    open(key: Uint8Array, counter: number, src: Uint8Array, dst: Uint8Array, aad?: Uint8Array): number;
+  };
+}
+
+let loaded: { addon: NativeAddon | null; error: Error | null } | undefined;
+
+/** The addon, or null (with the reason in nativeLoadError()) when it is not built for this Node. */
+export function nativeAddon(): NativeAddon | null {
+  if (!loaded) {
+    try {
+      // dist/agent/src/native.js → agent/native/build/Release/ntmdp.node at the project root.
+      const path = join(import.meta.dirname, '..', '..', '..', 'agent', 'native', 'build', 'Release', 'ntmdp.node');
+      loaded = { addon: createRequire(import.meta.url)(path) as NativeAddon, error: null };
+    } catch (e) {
+      loaded = { addon: null, error: e as Error };
+    }
+    if (process.env.NTM_NO_NATIVE === '1') loaded = { addon: null, error: new Error('disabled by NTM_NO_NATIVE=1') };
+  }
+  return loaded.addon;
+}
+
+export function nativeLoadError(): Error | null {
+  nativeAddon();
+  return loaded?.error ?? null;
+}
