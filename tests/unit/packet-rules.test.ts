@@ -124,12 +124,22 @@ void test('terminal mode queues this host’s own packets to virtual ranges, loo
   assert.doesNotMatch(v4, /NTM-FWD/);
 });
 
+void test('without a UDP port there is no tunnel-packet queue in raw PREROUTING (the socket receives them)', () => {
+  const { udpPort: _drop, ...rest } = SPEC;
+  for (const spec of [{ ...rest }, { ...rest, udpPort: 0 }]) {
+    const rules = new OverlayFirewall(spec).describe(4);
+    assert.ok(!rules.includes('-IN'), rules);
+    assert.ok(!rules.includes('*raw'), rules);
+  }
+});
+
 void test('bad specifications are refused with the field named', () => {
   const bad: [Partial<OverlayRuleSpec>, string][] = [
     [{ virtualRanges: ['198.18.0.0/33'] }, 'virtualRanges'],
     [{ virtualRanges: ['not-an-address'] }, 'virtualRanges'],
     [{ pairedSources: ['192.168.1.20; rm -rf /'] }, 'pairedSources'],
-    [{ udpPort: 0 }, 'udpPort'],
+    [{ udpPort: 70000 }, 'udpPort'],
+    [{ udpPort: 1.5 }, 'udpPort'],
     [{ queueIn: 70000 }, 'queueIn'],
     [{ chainPrefix: 'NTM-X' }, 'chainPrefix'],
     [{ innerMtu: 100 }, 'innerMtu'],

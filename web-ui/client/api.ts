@@ -22,6 +22,8 @@ export interface Device {
   ntmId: string | null;
   virtualV4: string | null;
   virtualV6: string | null;
+  /** The name phones reach it by ("living-room-lamp.ntm"), when paired. */
+  ntmName: string | null;
 }
 
 export interface Phone {

@@ -356,6 +356,12 @@ function details(rows: [string, Child][]): HTMLElement {
   return h('dl', { class: 'facts' }, ...rows.filter(([, v]) => v !== null && v !== '' && v !== undefined).flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
 }
 
+/** The name a phone types (http://living-room-lamp.ntm/), then the virtual addresses behind it. */
+function reachedAt(d: Device): HTMLElement {
+  const addrs = [d.virtualV4, d.virtualV6].filter(Boolean).join(', ');
+  return h('span', { class: 'reach' }, d.ntmName ? h('code', { class: 'ntm-name' }, d.ntmName) : null, d.ntmName && addrs ? ' — ' : '', addrs);
+}
+
 function deviceCard(d: Device): HTMLElement {
   const err = errorBox(`device-${d.id}-error`);
   const title = h('h3', { id: `device-${d.id}-title`, tabindex: -1 }, d.name || 'Unnamed device');
@@ -407,7 +413,7 @@ function deviceCard(d: Device): HTMLElement {
       ['MAC', d.mac],
       ['Found by', d.sources.map((s) => ({ mdns: 'announcement (mDNS)', neighbour: 'network traffic', manual: 'you' })[s] ?? s).join(', ')],
       ['Last seen', d.online ? null : when(d.lastSeen)],
-      ['Phones reach it at', d.paired ? [d.virtualV4, d.virtualV6].filter(Boolean).join(', ') : null],
+      ['Phones reach it at', d.paired ? reachedAt(d) : null],
     ]),
     actions,
     err,
@@ -710,12 +716,21 @@ function renderStatusParts(): void {
         h('td', { 'data-label': 'Phone' }, t.peerName || t.peer),
         h('td', { 'data-label': 'Path' }, PATH_TEXT[t.path] ?? t.path),
         h('td', { 'data-label': 'State' }, t.state),
-        h('td', { 'data-label': 'Round trip' }, `${Math.round(t.rttMs)} ms`),
+        h('td', { 'data-label': 'Round trip' }, roundTrip(t.rttMs)),
         h('td', { 'data-label': 'Sent' }, bytes(t.txBytes)),
         h('td', { 'data-label': 'Received' }, bytes(t.rxBytes)),
       ),
     ),
   );
+}
+
+/**
+ * A tunnel's end measures the round trip on the handshake it starts; the answering end (usually the agent: a phone
+ * behind a NAT starts its tunnels) has none to show, and 0 must not read as "instant".
+ */
+function roundTrip(ms: number): string {
+  if (!(ms > 0)) return 'not measured';
+  return ms < 1 ? 'under 1 ms' : `${Math.round(ms)} ms`;
 }
 
 function renderEvents(): void {

@@ -54,6 +54,7 @@ export const COMPONENTS: Readonly<Record<string, Schema>> = {
     ntmId: nstr({ description: 'the NTM identity the agent holds for the device' }),
     virtualV4: nstr(),
     virtualV6: nstr(),
+    ntmName: nstr({ description: 'the name phones reach the device by, like living-room-lamp.ntm (when paired)' }),
   }),
   Phone: obj({
     id: str({ pattern: PATTERNS.ntmId, description: "the phone's NTM ID" }),

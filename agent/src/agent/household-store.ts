@@ -16,6 +16,7 @@ import { migrate, openDb, type Db } from '../store/db.js';
 import { ConflictError, InputError, NotFoundError } from '../types/errors.js';
 import type { AgentEvent, DeviceSource, DeviceView, GrantView, PairInput, PhoneView } from '../types/household.js';
 import { SECRET_LENGTH, secretHash } from './enrollment.js';
+import { nameLabel, ntmHostName } from './names.js';
 
 export const HOUSEHOLD_MIGRATIONS = {
   module: 'household',
@@ -362,6 +363,7 @@ export class HouseholdStore {
       ntmId: r.paired === 1 ? r.ntm_id : null,
       virtualV4: r.paired === 1 ? r.virtual_v4 : null,
       virtualV6: r.paired === 1 ? r.virtual_v6 : null,
+      ntmName: r.paired === 1 && r.ntm_id !== null ? ntmHostName(r.name, r.ntm_id) : null,
     };
   }
 
@@ -546,6 +548,12 @@ export class HouseholdStore {
   private checkNameFree(name: string, selfId: number | null): void {
     const r = this.db.prepare('SELECT id FROM hh_devices WHERE name = ?').get(name) as { id: number } | undefined;
     if (r && r.id !== selfId) throw new ConflictError(`another device is already called "${name}"`);
+    // Phones reach a paired device by its name as a DNS label: two paired names must not make the same one.
+    const label = nameLabel(name);
+    if (label === null) return;
+    const paired = this.db.prepare('SELECT id, name FROM hh_devices WHERE paired = 1 AND id IS NOT ?').all(selfId) as { id: number; name: string }[];
+    const other = paired.find((d) => nameLabel(d.name) === label);
+    if (other) throw new ConflictError(`phones would reach "${name}" as ${label}.ntm, like ${other.name}; choose another name`);
   }
 
   /**

@@ -155,6 +155,7 @@ export class AgentRuntime implements AgentApi {
     if (advertise.length === 0) throw new NtmError('the agent has no WAN address (no default route); set agent.advertise');
     const db = openDb(join(o.agent.dataDir, 'agent.db'));
     const store = new HouseholdStore(db);
+    if (o.agent.household && store.householdName() !== o.agent.household && !store.hasOwner()) store.setHouseholdName(o.agent.household);
     const dcPort = Number(/:(\d+)$/.exec(o.dc.listen)?.[1] ?? 7100);
     const rsPort = Number(/:(\d+)$/.exec(o.rs.listen)?.[1] ?? 7200);
     const ep = (a: string, port: number) => (ipFamily(a) === 6 ? `[${a}]:${port}` : `${a}:${port}`);
@@ -255,6 +256,37 @@ export class AgentRuntime implements AgentApi {
     this.paired.set(p.ntmId, e);
     if (e.lan4) this.byLan4.set(u32(e.lan4, 0), e);
     if (e.lan6) this.byLan6.set(e.lan6.toString('hex'), e);
+  }
+
+  /**
+   * Discovery saw paired devices at new LAN addresses (a DHCP lease changed): the data path follows, without touching
+   * identities or virtual addresses. Returns how many devices moved.
+   */
+  async refreshLanAddresses(): Promise<number> {
+    let moved = 0;
+    for (const p of this.store.pairedIdentities()) {
+      const e = this.paired.get(p.ntmId);
+      if (!e) continue;
+      const lan4 = e.lan4 ? bytesToIp4(e.lan4) : null;
+      const lan6 = e.lan6 ? bytesToIp6(e.lan6) : null;
+      const want6 = p.ipv6 && !/^fe[89ab]/i.test(p.ipv6) ? canonicalIp(p.ipv6) : null;
+      if (lan4 === (p.ipv4 ?? null) && lan6 === want6) continue;
+      this.unindex(p.ntmId);
+      this.index({
+        deviceId: e.deviceId,
+        name: e.name,
+        ntmId: e.ntmId,
+        ...(p.ipv4 ? { lan4: p.ipv4 } : {}),
+        ...(p.ipv6 ? { lan6: p.ipv6 } : {}),
+        v4: bytesToIp4(e.v4),
+        v6: bytesToIp6(e.v6),
+        node: e.node,
+      });
+      moved++;
+      this.o.log.info('a paired device moved on the LAN', { device: e.name, from: [lan4, lan6], to: [p.ipv4, p.ipv6] });
+    }
+    if (moved > 0) await this.firewall?.setPairedSources(this.pairedSources());
+    return moved;
   }
 
   private unindex(ntmId: string): void {

@@ -11,6 +11,7 @@ import { runRs, RS_HELP } from './run-rs.js';
 import { runUp, UP_HELP } from './run-up.js';
 import { runAgent, AGENT_HELP } from './run-agent.js';
 import { runEnroll, ENROLL_HELP } from './run-enroll.js';
+import { runProvision, PROVISION_HELP } from './run-provision.js';
 
 const HELP = `ntm — NTMobile (Network Traversal with Mobility) for the vCPE
 
@@ -24,6 +25,7 @@ Tools:
   ntm status   [--role terminal|dc|rs|agent] [--data-dir DIR | --socket PATH] [--json]
   ntm connect  [--data-dir DIR] TARGET      open a tunnel from a running terminal; prints the setup time
   ntm config   every configuration key, its default and meaning
+  ntm provision --subscribers CSV --out DIR   bulk provisioning of household agents (ISP)
 
 Run \`ntm <command> --help\` for a role's options. Wire format: docs/protocol.md.
 `;
@@ -83,6 +85,8 @@ async function main(): Promise<void> {
       return runAgent(rest);
     case 'enroll':
       return runEnroll(rest);
+    case 'provision':
+      return runProvision(rest);
     case 'status':
       return status(rest);
     case 'connect':
@@ -110,4 +114,4 @@ main().catch((e: unknown) => {
   process.exit(1);
 });
 
-export { DC_HELP, RS_HELP, UP_HELP, AGENT_HELP, ENROLL_HELP };
+export { DC_HELP, RS_HELP, UP_HELP, AGENT_HELP, ENROLL_HELP, PROVISION_HELP };

@@ -140,7 +140,9 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
         runtime.store.applyDiscovery(devices);
       } catch (e) {
         log.error('storing discovered devices failed', { err: e });
+        return;
       }
+      runtime.refreshLanAddresses().catch((e: Error) => log.error('following moved devices failed', { err: e }));
     });
     await discovery.start();
   } else log.warn('no LAN interface found: discovery is off (set agent.lanInterface)');

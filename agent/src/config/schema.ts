@@ -131,6 +131,7 @@ export const SCHEMA = {
   },
   agent: {
     dataDir: f('/var/lib/ntm/agent', str, 'Directory of the agent database (pairings, phones, grants, web users).'),
+    household: f('', str, 'The household\'s name the family sees (set by the ISP\'s provisioning); empty: keep the stored one ("Home").'),
     lanInterface: f('', str, 'LAN interface of the vCPE (for discovery and rules); empty: autodetect the interface of lanPrefix.'),
     lanPrefix: f('', str, 'The household LAN prefix(es) ("192.168.1.0/24,fd00:1::/64"); empty: autodetect.'),
     listen: f('[::]:7300', str, 'UDP address of the agent\'s tunnel socket (all paired appliances share it).'),

@@ -21,6 +21,8 @@ export interface DeviceView {
   readonly ntmId: string | null;
   readonly virtualV4: string | null;
   readonly virtualV6: string | null;
+  /** The name phones reach it by, "<label>.ntm" (when paired): its name as a DNS label (agent/src/agent/names.ts). */
+  readonly ntmName: string | null;
 }
 
 export interface PairInput {
