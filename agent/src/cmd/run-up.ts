@@ -35,8 +35,14 @@ connections between virtual addresses survive. Prints one JSON line when registe
 
   --no-dataplane    signalling only (no iptables rules, no device)
   --token TOKEN     a one-time enrollment token from the household's web page (ntm enroll does this)
+  --mtu BYTES       MTU of the virtual interface (default 1380)
+  --config FILE     JSON config ({"terminal": {...}}); --set terminal.KEY=VALUE overrides any key
   ntm status --data-dir DIR           this daemon's registration and tunnels (--json for machines)
   ntm connect --data-dir DIR TARGET   open a tunnel now (TARGET: NAME.ntm, 0xID or virtual address)
+
+Alone, as root on a phone or laptop, with a DC whose \`ntm dc --print-id\` gave publicKey DCKEY:
+  ntm up --data-dir /var/lib/ntm/terminal --dc DCKEY@192.0.2.2:7100 --name phone
+  ntm connect --data-dir /var/lib/ntm/terminal laptop        # prints the tunnel and the peer's virtual address
 `;
 
 /** "lamp.ntm", "0x…", "198.18.1.5", "fd4e:…" → the wire Target. */
@@ -121,7 +127,8 @@ export async function runUp(argv: readonly string[]): Promise<void> {
         return { role: 'terminal', id: identity.idHex, ...host.status(), dataplane: dataplane?.status() ?? null, dns: dns?.counts.toJSON() ?? null };
       case 'connect': {
         const started = performance.now();
-        const t = await host.connect(node, parseTarget(String(req.target)));
+        // `fresh`: a new Direction Request even when a tunnel to that peer is up (benchmarks of communication start).
+        const t = await host.connect(node, parseTarget(String(req.target)), req.fresh === true);
         return { ms: performance.now() - started, startedAtMs: performance.timeOrigin + started, tunnel: t.describe() };
       }
       case 'register': {

@@ -13,7 +13,7 @@ import { RELAY_BIND_ACK, RELAY_FRAME, RELAY_HEADER, RS_PING, decodeRelayBindAck,
 import type { Route, Target } from '../protocol/control.js';
 import { DEFAULT_RETRY, type RetryPolicy } from '../protocol/retransmit.js';
 import { bytesToIp4, bytesToIp6, ip4ToBytes, ip6ToBytes } from '../protocol/ip.js';
-import { formatEndpoint, sameEndpoint } from '../protocol/endpoint.js';
+import { formatEndpoint } from '../protocol/endpoint.js';
 import { Counters, silentLogger, type Logger } from '../util/log.js';
 import { Node, type DcRef } from './node.js';
 import { PUNCH, PUNCH_TTL, Tunnel, type PathNow, type TunnelIo, type TunnelOptions } from './tunnel.js';
@@ -48,6 +48,9 @@ type Inbound =
   | { readonly kind: 'inner'; readonly packet: Buffer; readonly node: string; readonly peer: string }
   | { readonly kind: 'consumed' }
   | { readonly kind: 'drop'; readonly reason: string };
+
+/** How long a replaced tunnel keeps accepting packets sealed before the switch (ms). */
+const RETIRE_MS = 5000;
 
 const u32 = (b: Uint8Array, off: number): number => ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
 
@@ -136,6 +139,7 @@ export class TerminalHost implements Overlay {
     const node = this.nodes.get(id);
     if (!node) return;
     for (const t of [...this.tunnels.values()]) if (this.ownerOf(t) === node) this.closeTunnel(t);
+    this.closeRetired((t) => this.ownerOf(t) === node);
     this.unindexNode(node);
     node.close();
     this.nodes.delete(id);
@@ -150,6 +154,7 @@ export class TerminalHost implements Overlay {
         n++;
       }
     }
+    this.closeRetired((t) => t.peerId === peerId.toLowerCase());
     return n;
   }
 
@@ -171,6 +176,7 @@ export class TerminalHost implements Overlay {
   private onRevoked(node: Node): void {
     this.log.warn('the DC revoked this identity', { node: node.id });
     for (const t of [...this.tunnels.values()]) if (this.ownerOf(t) === node) this.closeTunnel(t);
+    this.closeRetired((t) => this.ownerOf(t) === node);
     this.opts.onEvent?.({ kind: 'revoked', node: node.id });
   }
 
@@ -212,6 +218,8 @@ export class TerminalHost implements Overlay {
     return this.nodes.get(this.tunnelOwner.get(t) ?? '');
   }
   private readonly tunnelOwner = new Map<Tunnel, string>();
+  /** Replaced tunnels still receiving (see retire()), with the timer that closes them. */
+  private readonly retired = new Map<Tunnel, NodeJS.Timeout>();
 
   private onRoute(node: Node, route: Route): Tunnel {
     const key = route.tunnelId.toString(16);
@@ -268,7 +276,7 @@ export class TerminalHost implements Overlay {
     this.refreshing.add(key);
     this.counts.inc('tunnel-refresh');
     this.log.info('tunnel stale: asking for a new direction', { node: node.id, peer: t.peerId });
-    this.connect(node, { kind: 'id', id: Buffer.from(t.peerId.slice(2), 'hex') })
+    this.connect(node, { kind: 'id', id: Buffer.from(t.peerId.slice(2), 'hex') }, true)
       .catch((e: Error) => this.log.warn('tunnel refresh failed', { node: node.id, peer: t.peerId, err: e }))
       // At most one attempt per stale period.
       .finally(() => setTimeout(() => this.refreshing.delete(key), 3000).unref());
@@ -282,7 +290,7 @@ export class TerminalHost implements Overlay {
 
   private onTunnelUp(t: Tunnel): void {
     const node = this.ownerOf(t);
-    if (!node) return;
+    if (!node || this.retired.has(t)) return;
     const peerKey = `${node.id}/${t.peerId}`;
     const old = this.byPeer.get(peerKey);
     const isNew = old !== t;
@@ -297,7 +305,7 @@ export class TerminalHost implements Overlay {
         if (!m6) this.route6.set(k.v6, (m6 = new Map()));
         m6.set(t.peerV6.toString('hex'), t);
       }
-      if (old) this.closeTunnel(old, false);
+      if (old) this.retire(old);
       const setupMs = performance.now() - t.createdAt;
       this.counts.inc(`tunnels-${t.kind}`);
       this.log.info('tunnel up', { node: node.id, peer: t.peerId, path: t.kind, setupMs: Math.round(setupMs * 10) / 10 });
@@ -323,6 +331,32 @@ export class TerminalHost implements Overlay {
     for (const w of this.waiters.get(t) ?? []) w.reject(new Error(`tunnel to ${t.peerId} failed: ${why}`));
     this.waiters.delete(t);
     this.closeTunnel(t);
+  }
+
+  /**
+   * A tunnel replaced by a newer one to the same peer (a new Direction Request, or the peer's) stops sending at once but
+   * keeps receiving for RETIRE_MS: packets the peer sealed before it switched are still on their way.
+   */
+  private retire(t: Tunnel): void {
+    this.tunnels.delete(t.tunnelId.toString(16));
+    for (const w of this.waiters.get(t) ?? []) w.reject(new Error(`tunnel to ${t.peerId} replaced`));
+    this.waiters.delete(t);
+    const timer = setTimeout(() => {
+      this.retired.delete(t);
+      this.closeTunnel(t, false);
+    }, RETIRE_MS);
+    timer.unref();
+    this.retired.set(t, timer);
+  }
+
+  /** Closes retired tunnels at once (the identity or the peer is gone: no grace). */
+  private closeRetired(which: (t: Tunnel) => boolean): void {
+    for (const [t, timer] of [...this.retired]) {
+      if (!which(t)) continue;
+      clearTimeout(timer);
+      this.retired.delete(t);
+      this.closeTunnel(t, false);
+    }
   }
 
   private closeTunnel(t: Tunnel, notify = true): void {
@@ -354,8 +388,15 @@ export class TerminalHost implements Overlay {
     });
   }
 
-  /** Direction Request + tunnel setup (paper §2.3): resolves when both ends can send. */
-  async connect(node: Node, target: Target): Promise<Tunnel> {
+  /**
+   * Direction Request + tunnel setup (paper §2.3): resolves when both ends can send. A tunnel already up to the same
+   * peer (asked by ID) is reused unless `fresh` (the stale-tunnel refresh needs a new route).
+   */
+  async connect(node: Node, target: Target, fresh = false): Promise<Tunnel> {
+    if (!fresh && target.kind === 'id') {
+      const up = this.byPeer.get(`${node.id}/${formatId(target.id)}`);
+      if (up?.state === 'up') return up;
+    }
     const route = await node.direction(target);
     const existing = this.byPeer.get(`${node.id}/${formatId(route.peerId)}`);
     if (existing && existing.state === 'up' && existing.tunnelId === route.tunnelId) return existing;
@@ -514,6 +555,8 @@ export class TerminalHost implements Overlay {
         if (data.length !== 32) return this.drops.inc('punch-malformed');
         const t = this.tunnels.get(data.readBigUInt64BE(4).toString(16));
         if (!t || Buffer.compare(data.subarray(12, 32), Buffer.from(t.peerId.slice(2), 'hex')) !== 0) return this.drops.inc('punch-unknown');
+        // Unauthenticated: it can only make a connecting initiator send its (authenticated) request once more.
+        if (t.state !== 'connecting') return this.drops.inc('punch-late');
         return t.onPunch(from);
       }
       case CONTROL_TYPE: {
@@ -622,6 +665,7 @@ export class TerminalHost implements Overlay {
   async close(): Promise<void> {
     clearInterval(this.timer);
     for (const t of [...this.tunnels.values()]) this.closeTunnel(t);
+    this.closeRetired(() => true);
     for (const n of this.nodes.values()) n.close();
     await this.opts.bind.close();
   }

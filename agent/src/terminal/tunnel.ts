@@ -10,9 +10,9 @@ import { createRequest, consumeRequest, consumeResponse, createResponse, type In
 import { RELAY_HEADER, encodeRelayBind, writeRelayHeader } from '../protocol/relay.js';
 import { formatEndpoint, sameEndpoint } from '../protocol/endpoint.js';
 import { ip4ToBytes, ip6ToBytes } from '../protocol/ip.js';
-import { Writer } from '../protocol/wire.js';
+import { encodePunch } from '../protocol/punch.js';
 
-export const PUNCH = 0x07;
+export { PUNCH } from '../protocol/punch.js';
 /**
  * TTL (hop limit) of the first punch of a hole-punched tunnel: enough to cross our own NAT when it is the first hop
  * (a home router), too little to reach the peer's NAT (docs/protocol.md §3.4).
@@ -73,6 +73,8 @@ export class Tunnel {
   establishedAt = 0;
   lastTx = 0;
   lastRx = 0;
+  /** When this end (as responder) sent its TUNNEL_RESPONSE, until the first packet measures the RTT. */
+  private responseSentAt = 0;
   /** When we first sent after last hearing from the peer (0: answered). */
   private unansweredSince = 0;
   /** Round trip of the last handshake (ms): the tunnel's RTT as the web UI shows it. */
@@ -150,7 +152,7 @@ export class Tunnel {
   }
 
   private punchPacket(): Buffer {
-    return new Writer(32).u8(PUNCH).zeros(3).bytes(this.tunnelIdBytes).fixed(this.me.id, 20).finish();
+    return encodePunch(this.tunnelId, this.me.id);
   }
 
   /** Opens our NAT towards every candidate (hole punching): the peer's first packets then get through. */
@@ -300,6 +302,8 @@ export class Tunnel {
     const { packet: resp, keys } = createResponse(hs, { senderIndex: index });
     this.install(keys.send, keys.receive, index, hs.remoteIndex, false);
     this.stats.handshakes++;
+    // The responder's RTT: from its response to the initiator's first packet (the confirming keep-alive).
+    this.responseSentAt = this.io.now();
     if (via === 'relay') this.io.send(this.frameForRelay(resp), from);
     else this.io.send(resp, from);
     this.up(via, from);
@@ -353,6 +357,10 @@ export class Tunnel {
     this.stats.rxBytes += pt.length;
     this.lastRx = this.io.now();
     this.unansweredSince = 0;
+    if (this.responseSentAt > 0) {
+      this.rttMs = this.lastRx - this.responseSentAt;
+      this.responseSentAt = 0;
+    }
     const moved = via !== this.path || (via === 'direct' && !sameEndpoint(this.endpoint, from));
     if (moved) {
       this.path = via;
