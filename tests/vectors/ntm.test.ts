@@ -29,6 +29,7 @@ const checkedIn = (): AllOwnVectors => ({
   nodeTransactions: loadVectors(OWN_VECTOR_FILES.nodeTransactions),
   noise: loadVectors(OWN_VECTOR_FILES.noise),
   sealedFrames: loadVectors(OWN_VECTOR_FILES.sealedFrames),
+  messages: loadVectors(OWN_VECTOR_FILES.messages),
 });
 
 void describe('own vectors regenerate identically with every implementation', () => {

@@ -20,8 +20,18 @@ registry under DIR), keeps NAT mappings alive, answers Direction Requests and fe
 ID and public key; terminals need "<publicKey>@<address>:<port>" as their --dc.
 
   --print-id        create the key if needed, print {id, publicKey} and exit
+  --keepalive S     keep-alive period towards terminals behind NATs (default 20 s)
   --config FILE     JSON config ({"dc": {...}}); --set dc.KEY=VALUE overrides any key (see \`ntm config\`)
   ntm status --data-dir DIR --role dc    shows its state while it runs
+
+Alone, on its own host (UDP 7100 and 7101 open), with an RS elsewhere:
+  ntm dc --data-dir /var/lib/ntm/dc --print-id              # {"id":"0xDCID","publicKey":"DCKEY"}
+  ntm rs --data-dir /var/lib/ntm/rs --print-id              # on the RS host: {"id":"0xRSID",…}
+  ntm dc --data-dir /var/lib/ntm/dc --advertise 192.0.2.2:7100 --relay 0xRSID@192.0.2.66:7200 \\
+         --pool 198.18.1.0/24
+  then terminals: ntm up --dc DCKEY@192.0.2.2:7100 --name phone
+Several DCs: give each a disjoint --pool and the others as --peer 0xID@ADDR:PORT. The registry chain is
+verified at every start; the DC refuses to start on one that does not verify.
 `;
 
 export async function runDc(argv: readonly string[]): Promise<void> {

@@ -20,7 +20,14 @@ and never sees tunnel keys. It reports its load to the --report-to DCs, which th
 should hand out (one per family). Prints one JSON line with its ID when ready.
 
   --print-id        create the key if needed, print {id, publicKey} and exit
+  --capacity N      tunnels it accepts (its reported load is tunnels / N; default 10000)
   --config FILE     JSON config ({"rs": {...}}); --set rs.KEY=VALUE overrides any key
+  ntm status --data-dir DIR --role rs    shows its tunnels, load and drop counters while it runs
+
+Alone, on its own dual-stack host (UDP 7200 open), for the DC 0xDCID at 192.0.2.2:7100:
+  ntm rs --data-dir /var/lib/ntm/rs --print-id              # {"id":"0xRSID",…}: give it to the DC (--relay)
+  ntm rs --data-dir /var/lib/ntm/rs --report-to 0xDCID@192.0.2.2:7100 \\
+         --advertise 192.0.2.66:7200 --advertise [2001:db8:2::2]:7200
 `;
 
 export async function runRs(argv: readonly string[]): Promise<void> {

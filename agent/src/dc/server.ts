@@ -360,7 +360,7 @@ export class DcServer {
       if (d instanceof NT.NodeTransactionDecodeError) return this.drops.inc('nt-malformed');
       if (!d.dcId.equals(this.opts.identity.id)) return this.drops.inc('nt-wrong-dc');
       // The ID is the hash of the key: the same ID with another key, or a key that does not hash to the ID, is forged.
-      if (rec ? !d.publicKey.equals(rec.publicKey) : !tryIdFromPublicKey(d.publicKey)?.equals(d.id)) return this.drops.inc('nt-id');
+      if (rec ? !d.publicKey.equals(rec.publicKey) : !tryIdFromPublicKey(d.publicKey)?.equals(d.id)) return this.drops.inc('nt-signature');
       nt = d;
     }
     const publicKey = rec?.publicKey ?? nt!.publicKey;

@@ -7,7 +7,7 @@
 // restarted server never reuses a (key, nonce) pair even though its counter starts again at 0; receivers keep a replay
 // window per (sender, salt) and check the plaintext's timestamp, so an old boot's frames are refused too.
 import { randomBytes } from 'node:crypto';
-import { defaultAead } from '../crypto/aead.js';
+import { defaultAead, type Aead } from '../crypto/aead.js';
 import { hkdf } from '../crypto/hkdf.js';
 import { ReplayWindow } from '../crypto/replay.js';
 import { formatId, tryIdFromPublicKey } from '../crypto/secp256k1.js';
@@ -28,8 +28,15 @@ export type PeerOpen =
   | { readonly ok: true; readonly senderId: string; readonly senderPublicKey: Buffer; readonly plaintext: Buffer }
   | { readonly ok: false; readonly reason: 'length' | 'untrusted' | 'key' | 'replay' | 'auth' };
 
+export interface PeerSealerOptions {
+  /** The per-boot salt; default random. Fixed only for test vectors. */
+  readonly salt?: Uint8Array;
+  readonly aead?: Aead;
+}
+
 export class PeerSealer {
-  private readonly salt = randomBytes(16);
+  private readonly salt: Buffer;
+  private readonly aead: Aead;
   private readonly shared = new Map<string, Buffer>();
   private readonly send = new Map<string, { key: Buffer; counter: number }>();
   private readonly recv = new Map<string, RecvState>();
@@ -41,7 +48,12 @@ export class PeerSealer {
   constructor(
     private readonly me: Identity,
     private readonly trusted: (senderId: string) => boolean,
-  ) {}
+    opts: PeerSealerOptions = {},
+  ) {
+    this.salt = opts.salt ? Buffer.from(opts.salt) : randomBytes(16);
+    if (this.salt.length !== 16) throw new RangeError('peer frame salt must be 16 bytes');
+    this.aead = opts.aead ?? defaultAead;
+  }
 
   private sharedWith(pub: Uint8Array): Buffer | null {
     const k = Buffer.from(pub).toString('hex');
@@ -77,7 +89,7 @@ export class PeerSealer {
     this.me.publicKey.copy(out, 4);
     this.salt.copy(out, 37);
     out.writeBigUInt64BE(BigInt(st.counter), 53);
-    defaultAead.seal(st.key, st.counter, plaintext, undefined, out.subarray(HEADER));
+    this.aead.seal(st.key, st.counter, plaintext, undefined, out.subarray(HEADER));
     st.counter++;
     return out;
   }
@@ -104,7 +116,7 @@ export class PeerSealer {
       fresh = true;
     }
     if (!st.replay.check(counter)) return { ok: false, reason: 'replay' };
-    const pt = defaultAead.open(st.key, counter, frame.subarray(HEADER));
+    const pt = this.aead.open(st.key, counter, frame.subarray(HEADER));
     if (!pt) return { ok: false, reason: 'auth' };
     st.replay.update(counter);
     if (fresh) {

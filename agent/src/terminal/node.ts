@@ -66,6 +66,8 @@ export class Node {
   private regResolve: ((r: RegistrationResult) => void) | undefined;
   private regNonce: Buffer | undefined;
   private regStarted = 0;
+  /** Request time of our last Registration Request (ms): the next one must be strictly later (the DC's replay rule). */
+  private regTime = 0;
   private lastDcContact = 0;
   private lastHintAt = 0;
   private token: Uint8Array;
@@ -127,7 +129,10 @@ export class Node {
     const nonce = randomBytes(16);
     const oldIndex = this.channelIndex;
     const index = this.io.allocIndex(this);
-    const time = this.io.now();
+    // Strictly increasing even when two registrations fall in one millisecond: the DC drops a request no newer than
+    // the last one it accepted as a replay, and the retransmissions of that request carry the same time.
+    const time = Math.max(this.io.now(), this.regTime + 1);
+    this.regTime = time;
     const req = encodeRegistrationRequest(
       { terminalIndex: index, txid, nonce, time, nt: this.signNt(), locals: this.io.locals(), name: this.opts.name ?? '', token: this.token },
       this.kss,
