@@ -758,30 +758,33 @@ static napi_value udp_start(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* send(data, address, port) → 0 or -errno. IPv4 addresses go out as ::ffff:a.b.c.d on a dual-stack socket. */
+/* send(data, address, port[, ttl]) → 0 or -errno. IPv4 addresses go out as ::ffff:a.b.c.d on a dual-stack socket. With
+ * `ttl` (1..255) the datagram carries that TTL / hop limit (a control message: short-TTL hole punches, which open our
+ * own NAT and die before reaching the peer's). */
 static napi_value udp_send(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3], ret;
+  size_t argc = 4;
+  napi_value argv[4], ret;
   udpsock *u = unwrap_udp(env, info, &argc, argv);
   if (!u || argc < 3) return NULL;
   uint8_t *data;
   size_t len;
   char addr[64] = {0};
   size_t alen;
-  uint32_t port = 0;
+  uint32_t port = 0, ttl = 0;
   if (bytes_of(env, argv[0], &data, &len) || napi_get_value_string_utf8(env, argv[1], addr, sizeof addr, &alen) != napi_ok ||
-      napi_get_value_uint32(env, argv[2], &port) != napi_ok) {
-    napi_throw_type_error(env, NULL, "ntmdp: send(Uint8Array, address, port)");
+      napi_get_value_uint32(env, argv[2], &port) != napi_ok || (argc > 3 && napi_get_value_uint32(env, argv[3], &ttl) != napi_ok) ||
+      ttl > 255) {
+    napi_throw_type_error(env, NULL, "ntmdp: send(Uint8Array, address, port[, ttl])");
     return NULL;
   }
-  int rc;
+  struct sockaddr_storage ss;
+  socklen_t sl = 0;
   struct in_addr a4;
   struct in6_addr a6;
-  if (u->closed) rc = -EBADF;
-  else if (inet_pton(AF_INET, addr, &a4) == 1) {
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    memset(&ss, 0, sizeof ss);
+  int to_v4 = 0;
+  memset(&ss, 0, sizeof ss);
+  if (inet_pton(AF_INET, addr, &a4) == 1) {
+    to_v4 = 1;
     if (u->family_v6) {
       struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
       s6->sin6_family = AF_INET6;
@@ -796,12 +799,34 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
       s4->sin_addr = a4;
       sl = sizeof *s4;
     }
-    rc = sendto(u->fd, data, len, 0, (struct sockaddr *)&ss, sl) < 0 ? -errno : 0;
   } else if (u->family_v6 && inet_pton(AF_INET6, addr, &a6) == 1) {
-    struct sockaddr_in6 s6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = a6};
-    rc = sendto(u->fd, data, len, 0, (struct sockaddr *)&s6, sizeof s6) < 0 ? -errno : 0;
-  } else
-    rc = -EAFNOSUPPORT;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    s6->sin6_addr = a6;
+    sl = sizeof *s6;
+  }
+  int rc;
+  if (u->closed) rc = -EBADF;
+  else if (sl == 0) rc = -EAFNOSUPPORT;
+  else if (ttl == 0) rc = sendto(u->fd, data, len, 0, (struct sockaddr *)&ss, sl) < 0 ? -errno : 0;
+  else {
+    union {
+      char buf[CMSG_SPACE(sizeof(int))];
+      struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {.iov_base = data, .iov_len = len};
+    struct msghdr mh = {.msg_name = &ss, .msg_namelen = sl, .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    int v = (int)ttl;
+    /* IPv4 (also IPv4-mapped on a dual-stack socket) takes IP_TTL; IPv6 takes IPV6_HOPLIMIT. */
+    c->cmsg_level = to_v4 ? IPPROTO_IP : IPPROTO_IPV6;
+    c->cmsg_type = to_v4 ? IP_TTL : IPV6_HOPLIMIT;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &v, sizeof v);
+    rc = sendmsg(u->fd, &mh, 0) < 0 ? -errno : 0;
+  }
   if (rc < 0) u->stats[2]++;
   napi_create_int32(env, rc, &ret);
   return ret;

@@ -21,7 +21,8 @@ export interface NativeUdpSocket {
   readonly port: number;
   readonly family: 4 | 6;
   start(onBurst: (count: number) => void): void;
-  send(data: Uint8Array, address: string, port: number): number;
+  /** 0 or -errno; `ttl` (1..255) sets the datagram's TTL / hop limit. */
+  send(data: Uint8Array, address: string, port: number, ttl?: number): number;
   close(): void;
   stats(): Record<string, number>;
 }

@@ -3,7 +3,7 @@
 // with node:dgram). Same contract as UdpBind; `data` handed to the handler is borrowed from a shared arena.
 import type { Bind, Endpoint } from '../../types/net.js';
 import { nativeAddon, type NativeUdpSocket } from '../../native.js';
-import { bytesToIp4, bytesToIp6, ip4ToBytes, ipFamily } from '../../protocol/ip.js';
+import { bytesToIp4, bytesToIp6, ipFamily } from '../../protocol/ip.js';
 
 const UMETA = 4;
 
@@ -11,8 +11,6 @@ export class NativeUdpBind implements Bind {
   private handler: (data: Buffer, from: Endpoint) => void = () => {};
   private closed = false;
   private readonly arena: Buffer;
-  /** Raw socket for sendWithTtl, opened on first use (null: not available). */
-  private injector: { inject(packet: Uint8Array): number } | null | undefined;
   /** Datagrams the kernel refused to send: counted, never thrown. */
   sendErrors = 0;
 
@@ -61,35 +59,12 @@ export class NativeUdpBind implements Bind {
   }
 
   /**
-   * One IPv4 datagram from this socket's port with a TTL of `ttl`: the short first punch of hole punching
-   * (docs/protocol.md §3.4), which must open our NAT without reaching the peer's. The native socket has no
-   * per-datagram TTL, so this one goes out through the addon's raw socket: IP header included with source address 0
-   * (the kernel fills in the address it routes from, as for the socket) and UDP checksum 0 (none: allowed for IPv4).
-   * False for IPv6 or without a raw socket (no CAP_NET_RAW): the caller then punches the ordinary way.
+   * One datagram with a TTL (IPv4) / hop limit (IPv6) of `ttl`: the short first punch of hole punching
+   * (docs/protocol.md §3.4), which must open our NAT without reaching the peer's. Returns false when it was not sent.
    */
   sendWithTtl(data: Uint8Array, to: Endpoint, ttl: number): boolean {
-    if (this.closed || to.family !== 4) return false;
-    if (this.injector === undefined) {
-      try {
-        const addon = nativeAddon();
-        this.injector = addon ? new addon.RawInjector() : null;
-      } catch {
-        this.injector = null;
-      }
-    }
-    if (!this.injector) return false;
-    const p = Buffer.alloc(28 + data.length);
-    p[0] = 0x45;
-    p.writeUInt16BE(p.length, 2);
-    p.writeUInt16BE(0x4000, 6); // DF
-    p[8] = ttl;
-    p[9] = 17;
-    p.set(ip4ToBytes(to.address), 16);
-    p.writeUInt16BE(this.port, 20);
-    p.writeUInt16BE(to.port, 22);
-    p.writeUInt16BE(8 + data.length, 24);
-    p.set(data, 28);
-    if (this.injector.inject(p) < 0) {
+    if (this.closed) return false;
+    if (this.sock.send(data, to.address, to.port, ttl) < 0) {
       this.sendErrors++;
       return false;
     }
