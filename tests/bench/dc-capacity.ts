@@ -1,0 +1,207 @@
+// DC capacity (issue 6, item 3): how many registrations per second one `ntm dc` process sustains on one core with
+// every signature check on, and its memory holding 100,000 registered terminals. The DC is pinned to one core
+// (taskset), the load generator (dc-load.ts) to the other; both talk over loopback in the root namespace (no link
+// emulation: this measures the DC's CPU, not the network). Memory is the DC's VmRSS from /proc/<pid>/status once
+// the phase has settled; the peak (VmHWM) is reported beside it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { request } from '../../agent/src/cmd/control-socket.js';
+import { NTM, ROOT, tempDir } from '../lib/ntm.js';
+import { round, type DcCapacityFigures } from './results.js';
+
+const LOAD_JS = join(ROOT, 'dist/tests/bench/dc-load.js');
+const CRYPTO_JS = join(ROOT, 'dist/tests/bench/crypto-bench.js');
+
+export interface DcCapacityOptions {
+  /** First-time registrations (distinct IDs); 100,000 for the memory figure. */
+  readonly terminals?: number;
+  /** How many of them register a second time (the re-registration rate). */
+  readonly reregister?: number;
+  /** Seconds the DC idles after each phase while its memory is read (default 12). */
+  readonly settleS?: number;
+  /** Upper bound of each phase (s). */
+  readonly seconds?: number;
+  readonly log?: (line: string) => void;
+}
+
+interface PhaseLine {
+  phase: string;
+  answered: number;
+  lost: number;
+  seconds: number;
+  perSecond: number;
+  verified: number;
+  verifyFailed: number;
+}
+
+/**
+ * The rate a first-time registration could reach if it cost nothing but its two unavoidable EC operations (recovering
+ * the Node Transaction's signer, ECDH for K_ss), measured with crypto-bench on the DC's core right beside the load:
+ * the machine drifts, so the DC's rate is best read as a fraction of this.
+ */
+async function ecFloorPerSecond(core: number): Promise<number> {
+  const p = spawn('taskset', ['-c', String(core), process.execPath, CRYPTO_JS, '--ms', '400', '--only', 'secp256k1.native'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  await new Promise((r) => p.once('exit', r));
+  try {
+    const res = (JSON.parse(out) as { results: Array<{ name: string; usPerOp: number }> }).results;
+    const us = (n: string) => res.find((r) => r.name === `secp256k1.native.${n}`)?.usPerOp ?? NaN;
+    return 1e6 / (us('recover') + us('ecdh'));
+  } catch {
+    // No calibration (crypto-bench failed): the figure is null in the file, the rest stands.
+    return NaN;
+  }
+}
+
+
+/** The lowest VmRSS (MiB) over `ms`, sampled twice a second. */
+async function settledRss(pid: number, ms: number): Promise<number> {
+  let low = Infinity;
+  for (const end = Date.now() + ms; Date.now() < end; ) {
+    low = Math.min(low, memoryMiB(pid).rss);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return low;
+}
+
+function memoryMiB(pid: number): { rss: number; peak: number } {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
+  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+/** The two cores the benchmark uses: the DC gets the last one, the generator the first. */
+function cores(): { dc: number; gen: number } {
+  const n = Number(readFileSync('/sys/devices/system/cpu/online', 'utf8').trim().split('-').pop() ?? 0);
+  return { dc: n, gen: 0 };
+}
+
+function readyLine(proc: ChildProcess, what: string, timeoutMs: number): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`${what}: not ready after ${timeoutMs} ms: ${err.slice(-2000)}`)), timeoutMs);
+    proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      buf += d;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try {
+          const j = JSON.parse(line) as Record<string, unknown>;
+          if (j.ready) {
+            clearTimeout(timer);
+            resolve(j);
+          }
+        } catch {
+          // a log line
+        }
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (${code}) before ready: ${err.slice(-2000)}`));
+    });
+  });
+}
+
+function stop(proc: ChildProcess | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return resolve();
+    const kill = setTimeout(() => proc.kill('SIGKILL'), 5000);
+    proc.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    proc.kill('SIGTERM');
+  });
+}
+
+export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcCapacityFigures> {
+  const log = opts.log ?? (() => undefined);
+  const terminals = opts.terminals ?? 100_000;
+  const reregister = opts.reregister ?? Math.min(terminals, 50_000);
+  const seconds = opts.seconds ?? 300;
+  const SETTLE_S = opts.settleS ?? 12;
+  const cpu = cores();
+  const tmp = tempDir('ntm-bench-dc-');
+  let dc: ChildProcess | undefined;
+  let gen: ChildProcess | undefined;
+  try {
+    const idRun = spawn(process.execPath, [NTM, 'dc', '--data-dir', tmp.path, '--print-id'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let idOut = '';
+    idRun.stdout.setEncoding('utf8').on('data', (d: string) => (idOut += d));
+    await new Promise((r) => idRun.once('exit', r));
+    const { id, publicKey } = JSON.parse(idOut.trim()) as { id: string; publicKey: string };
+    const floorBefore = await ecFloorPerSecond(cpu.dc);
+
+    // A /15 pool: room for 131,070 terminals.
+    dc = spawn(
+      'taskset',
+      ['-c', String(cpu.dc), process.execPath, NTM, 'dc', '--data-dir', tmp.path, '--listen', '127.0.0.1:0', '--pool', '198.18.0.0/15'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const ready = await readyLine(dc, 'ntm dc', 20_000);
+    const port = Number(ready.port);
+    const pid = dc.pid!;
+    log(`dc capacity: DC pid ${pid} on core ${cpu.dc}, port ${port}; generating ${terminals} identities`);
+
+    gen = spawn(
+      process.execPath,
+      [
+        LOAD_JS,
+        ...['--dc-public-key', publicKey, '--dc-id', id, '--port', String(port), '--count', String(terminals), '--reregister', String(reregister)],
+        ...['--seconds', String(seconds), '--pause', String(SETTLE_S), '--cpu', String(cpu.gen)],
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const phases: Record<string, PhaseLine> = {};
+    let genErr = '';
+    gen.stderr!.setEncoding('utf8').on('data', (d: string) => (genErr += d));
+    let buf = '';
+    const exited = new Promise<number | null>((r) => gen!.once('exit', r));
+    // Memory holding all the terminals, settled: V8 returns garbage pages some seconds after a burst, so the figure
+    // is the lowest VmRSS seen while the DC idles (between the phases, and after the last), not the transient peak.
+    let afterFirst: Promise<number> = Promise.resolve(NaN);
+    gen.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      buf += d;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        log(`dc capacity: ${line}`);
+        const j = JSON.parse(line) as PhaseLine;
+        if (j.phase === 'first' || j.phase === 'again') phases[j.phase] = j;
+        if (j.phase === 'first') afterFirst = settledRss(pid, (SETTLE_S - 1) * 1000);
+      }
+    });
+    const code = await exited;
+    if (code !== 0 || !phases.first) throw new Error(`load generator failed (${code}): ${genErr.slice(-2000)}`);
+    const rssFirst = await afterFirst;
+    const rssEnd = await settledRss(pid, SETTLE_S * 1000);
+    const status = (await request(join(tmp.path, 'dc.sock'), { cmd: 'status' })) as { terminals: number };
+    const terminalsHeld = status.terminals;
+    const memEnd = memoryMiB(pid);
+    await stop(dc);
+    const floor = (floorBefore + (await ecFloorPerSecond(cpu.dc))) / 2;
+    const first = phases.first;
+    const again = phases.again;
+    return {
+      registrations_per_s: Math.round(first.perSecond),
+      rss_mib_100k: round(Math.max(rssFirst, rssEnd), 1),
+      reregistrations_per_s: again ? Math.round(again.perSecond) : 0,
+      rss_peak_mib: round(memEnd.peak, 1),
+      terminals: terminalsHeld,
+      lost_requests: first.lost + (again?.lost ?? 0),
+      verified_answers: first.verified + (again?.verified ?? 0),
+      ec_floor_registrations_per_s: Math.round(floor),
+    };
+  } finally {
+    await stop(gen);
+    await stop(dc);
+    tmp.remove();
+  }
+}

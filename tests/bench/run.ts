@@ -1,0 +1,178 @@
+// `npm run bench`: runs the benchmarks of issue 6 and writes bench-results.json (machine, date, commit, every figure
+// with its unit in its key). Not a pass/fail timer: it prints the JSON and a short table; `npm run bench:report`
+// compares the file with the goals. A benchmark that cannot run yet is null, with the reason in `notes`.
+//
+//   npm run bench [-- --only registration,dc_capacity] [--out FILE] [--quick]
+//
+// --only runs the named benchmarks (keys of `results`) and merges them into the existing file; --quick is the smoke
+// mode (tiny runs whose figures only prove the benchmark works; its notes say so). Needs root (namespaces, NFQUEUE).
+import { execFileSync } from 'node:child_process';
+import { cpus, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { ROOT } from '../lib/ntm.js';
+import { benchAgentMemory, benchHandover, benchThroughput } from './agent.js';
+import { benchDcCapacity } from './dc-capacity.js';
+import { BenchmarkUnavailableError } from './errors.js';
+import { benchPaperColumn, COLUMNS, type PaperColumnResult } from './paper.js';
+import { BENCH_NAMES, type BenchName, type ColumnPair, type Results, readResults, type ResultsFile, summaryTable } from './results.js';
+
+export interface RunOptions {
+  readonly only?: readonly BenchName[];
+  readonly out?: string;
+  readonly quick?: boolean;
+  /** Progress lines (stderr by default). */
+  readonly log?: (line: string) => void;
+}
+
+/** Full-mode sizes (issue 6: ≥ 30 registrations and ≥ 20 communication starts per column; 100,000 terminals). */
+const FULL = { registrationRuns: 30, communicationRuns: 20, terminals: 100_000, reregister: 50_000, settleS: 12, gapMs: 1600 };
+const QUICK = { registrationRuns: 3, communicationRuns: 2, terminals: 1500, reregister: 1500, settleS: 2, gapMs: 300 };
+
+export const DEFAULT_OUT = join(ROOT, 'bench-results.json');
+
+function machine(): ResultsFile['machine'] {
+  return {
+    cpus: cpus().length,
+    model: cpus()[0]?.model.trim() ?? 'unknown',
+    memory_gib: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    kernel: release(),
+    node: process.version,
+  };
+}
+
+/** The commit the figures belong to; "-dirty" when the work tree has changes (read-only git calls). */
+function commit(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${head}-dirty` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+export function parseOnly(text: string): BenchName[] {
+  const names = text.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const n of names) if (!(BENCH_NAMES as readonly string[]).includes(n)) throw new RangeError(`unknown benchmark "${n}"; names: ${BENCH_NAMES.join(', ')}`);
+  return names as BenchName[];
+}
+
+/** Runs the selected benchmarks, merges them into `out` (created if absent), returns the file's new content. */
+export async function runBenchmarks(opts: RunOptions = {}): Promise<{ file: ResultsFile; failed: BenchName[] }> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const out = opts.out ?? DEFAULT_OUT;
+  const selected = new Set<BenchName>(opts.only && opts.only.length > 0 ? opts.only : BENCH_NAMES);
+  const size = opts.quick ? QUICK : FULL;
+  const results: Results = {};
+  const notes: Partial<Record<BenchName, string>> = {};
+  const failed: BenchName[] = [];
+
+  const attempt = async <K extends BenchName>(name: K, fn: () => Promise<Results[K]>): Promise<void> => {
+    if (!selected.has(name)) return;
+    const t0 = performance.now();
+    try {
+      results[name] = await fn();
+      if (opts.quick) notes[name] = 'quick (smoke) mode: tiny runs; the figures only show that the benchmark works';
+      log(`${name}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    } catch (e) {
+      results[name] = null;
+      if (e instanceof BenchmarkUnavailableError) notes[name] = e.reason;
+      else {
+        failed.push(name);
+        notes[name] = `failed: ${(e as Error).message.split('\n')[0]}`;
+        log(`${name}: FAILED: ${(e as Error).stack ?? String(e)}`);
+      }
+    }
+  };
+
+  // Registration and communication start share one testbed (and one set of roles) per column.
+  if (selected.has('registration') || selected.has('communication_start')) {
+    const cols: Partial<Record<(typeof COLUMNS)[number], PaperColumnResult>> = {};
+    const err: Error[] = [];
+    for (const column of COLUMNS) {
+      try {
+        cols[column] = await benchPaperColumn(column, {
+          registrationRuns: selected.has('registration') ? size.registrationRuns : 0,
+          communicationRuns: selected.has('communication_start') ? size.communicationRuns : 0,
+          gapMs: size.gapMs,
+          log,
+        });
+      } catch (e) {
+        err.push(e as Error);
+      }
+    }
+    const pair = <K extends 'registration' | 'communication_start'>(k: K): Promise<ColumnPair> => {
+      const today = cols.today?.[k];
+      const vcpe = cols.vcpe?.[k];
+      if (!today || !vcpe) return Promise.reject(err[0] ?? new Error(`${k}: no figures`));
+      return Promise.resolve({ today, vcpe });
+    };
+    await attempt('registration', () => pair('registration'));
+    await attempt('communication_start', () => pair('communication_start'));
+  }
+  await attempt('dc_capacity', () => benchDcCapacity({ terminals: size.terminals, reregister: size.reregister, settleS: size.settleS, log }));
+  await attempt('agent_memory', () => benchAgentMemory({ quick: !!opts.quick, log }));
+  await attempt('handover', () => benchHandover({ quick: !!opts.quick, log }));
+  await attempt('throughput', () => benchThroughput({ quick: !!opts.quick, log }));
+
+  const prev = readResults(out);
+  const mergedNotes: Partial<Record<BenchName, string>> = { ...(prev?.notes ?? {}) };
+  for (const n of selected) delete mergedNotes[n];
+  Object.assign(mergedNotes, notes);
+  const file: ResultsFile = {
+    machine: machine(),
+    date: new Date().toISOString(),
+    commit: commit(),
+    results: { ...(prev?.results ?? {}), ...results },
+    ...(Object.keys(mergedNotes).length > 0 ? { notes: mergedNotes } : {}),
+  };
+  writeFileSync(out, `${JSON.stringify(file, null, 2)}\n`);
+  return { file, failed };
+}
+
+function usage(): string {
+  return `usage: npm run bench -- [--only NAME[,NAME…]] [--out FILE] [--quick]\n  names: ${BENCH_NAMES.join(', ')}\n`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let only: BenchName[] | undefined;
+  let out: string | undefined;
+  let quick = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--only') {
+      try {
+        only = parseOnly(argv[++i] ?? '');
+      } catch (e) {
+        process.stderr.write(`${(e as Error).message}\n${usage()}`);
+        return 2;
+      }
+    } else if (a === '--out') out = argv[++i];
+    else if (a === '--quick') quick = true;
+    else if (a === '--help' || a === '-h') {
+      process.stdout.write(usage());
+      return 0;
+    } else {
+      process.stderr.write(`unknown argument: ${a}\n${usage()}`);
+      return 2;
+    }
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('the benchmarks need root (network namespaces, NFQUEUE, taskset)\n');
+    return 1;
+  }
+  const { file, failed } = await runBenchmarks({ ...(only ? { only } : {}), ...(out ? { out } : {}), quick });
+  process.stdout.write(`${JSON.stringify(file, null, 2)}\n\n${summaryTable(file)}\n`);
+  return failed.length > 0 ? 1 : 0;
+}
+
+if (import.meta.filename === process.argv[1]) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
+      process.exit(1);
+    },
+  );
+}

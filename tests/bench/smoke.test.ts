@@ -1,0 +1,86 @@
+// Bench tier: every benchmark once in its quick (smoke) mode, so none of them rots. Asserts only that each produces
+// well-formed figures (finite numbers with their units in the keys, or null with a reason), never how fast.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { ROOT, tempDir } from '../lib/ntm.js';
+import { BENCH_NAMES, readResults, type ProcedureFigures } from './results.js';
+
+const dist = (f: string) => join(ROOT, 'dist/tests/bench', f);
+
+function node(args: string[], timeoutMs: number): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const finite = (x: unknown, what: string) => assert.ok(typeof x === 'number' && Number.isFinite(x), `${what} = ${String(x)}`);
+
+function procedure(p: ProcedureFigures | undefined, what: string): void {
+  assert.ok(p, `${what} missing`);
+  for (const k of ['median_ms', 'p95_ms', 'paper_ms', 'bound_ms'] as const) finite(p[k], `${what}.${k}`);
+  assert.ok(p.runs >= 1, `${what}.runs`);
+  assert.ok(p.median_ms > 0 && p.p95_ms >= p.median_ms, `${what}: median ${p.median_ms}, p95 ${p.p95_ms}`);
+}
+
+void describe('benchmarks (smoke)', () => {
+  test('npm run bench -- --quick writes every figure of issue 6 (or null with a reason); bench:report reads it', () => {
+    const tmp = tempDir('ntm-bench-smoke-');
+    try {
+      const out = join(tmp.path, 'bench-results.json');
+      const r = node([dist('run.js'), '--quick', '--out', out], 15 * 60_000);
+      assert.equal(r.code, 0, `bench run failed:\n${r.stderr.slice(-4000)}`);
+      const f = readResults(out);
+      assert.ok(f, 'results file written');
+      assert.match(f.date, /^\d{4}-\d\d-\d\dT/);
+      assert.ok(f.commit.length > 0);
+      finite(f.machine.cpus, 'machine.cpus');
+      assert.deepEqual(Object.keys(f.results).sort(), [...BENCH_NAMES].sort());
+      for (const name of ['registration', 'communication_start'] as const) {
+        procedure(f.results[name]?.today, `${name}.today`);
+        procedure(f.results[name]?.vcpe, `${name}.vcpe`);
+      }
+      const dc = f.results.dc_capacity;
+      assert.ok(dc, `dc_capacity: ${f.notes?.dc_capacity}`);
+      for (const k of ['registrations_per_s', 'rss_mib_100k', 'reregistrations_per_s', 'rss_peak_mib'] as const) {
+        finite(dc[k], `dc_capacity.${k}`);
+        assert.ok(dc[k] > 0, `dc_capacity.${k} > 0`);
+      }
+      assert.ok(dc.terminals >= 1000, `the DC holds the generated terminals (${dc.terminals})`);
+      assert.ok(dc.verified_answers > 0, 'some answers were decrypted and checked');
+      for (const name of ['agent_memory', 'handover', 'throughput'] as const) {
+        const v = f.results[name];
+        if (v === null) assert.ok(f.notes?.[name], `${name} is null, so it says why`);
+        else for (const [k, x] of Object.entries(v!)) if (typeof x === 'number') finite(x, `${name}.${k}`);
+      }
+      // The human table on stdout after the JSON.
+      assert.match(r.stdout, /procedure \(ms\)\s+median\s+p95/);
+
+      const rep = node([dist('report.js'), '--file', out], 30_000);
+      assert.equal(rep.code, 0, rep.stderr);
+      assert.match(rep.stdout, /registration, today/);
+      assert.match(rep.stdout, /DC registrations\/s/);
+
+      // --only merges into the existing file and leaves the other figures alone.
+      const before = readResults(out)!;
+      const again = node([dist('run.js'), '--quick', '--only', 'agent_memory', '--out', out], 60_000);
+      assert.equal(again.code, 0, again.stderr);
+      assert.deepEqual(readResults(out)!.results.registration, before.results.registration);
+    } finally {
+      tmp.remove();
+    }
+  });
+
+  test('the crypto and packet micro-benchmarks still run and print JSON', () => {
+    const c = node([dist('crypto-bench.js'), '--ms', '5'], 120_000);
+    assert.equal(c.code, 0, c.stderr);
+    const cj = JSON.parse(c.stdout) as { results: Array<{ name: string; opsPerSec: number }> };
+    assert.ok(cj.results.length > 5);
+    for (const x of cj.results) finite(x.opsPerSec, x.name);
+    const p = node([dist('packet-bench.js'), '2000'], 120_000);
+    assert.equal(p.code, 0, p.stderr);
+    const pj = JSON.parse(p.stdout) as { results: Array<{ name: string; packetsPerSecond: number }> };
+    assert.ok(pj.results.length > 0);
+    for (const x of pj.results) finite(x.packetsPerSecond, x.name);
+  });
+});
