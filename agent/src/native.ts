@@ -31,6 +31,8 @@ export interface NativeAddon {
   NfqSource: new (queue: number, maxBatch: number, arenaBytes: number, rcvbufBytes: number, queueMaxlen: number) => NativeNfqSource;
   RawInjector: new () => { inject(packet: Uint8Array): number };
   UdpSocket: new (address: string, port: number, rcvbuf?: number, sndbuf?: number) => NativeUdpSocket;
+  /** Keccak-256 of `data` into `out` (≥ 32 bytes). */
+  keccak256(data: Uint8Array, out: Uint8Array): void;
   ChaChaPoly: new () => {
     seal(key: Uint8Array, counter: number, src: Uint8Array, dst: Uint8Array, aad?: Uint8Array): number;
     open(key: Uint8Array, counter: number, src: Uint8Array, dst: Uint8Array, aad?: Uint8Array): number;

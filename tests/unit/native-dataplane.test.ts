@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { keccak_256 } from '@noble/hashes/sha3.js';
 import { nativeAddon, nativeLoadError } from '../../agent/src/native.js';
 import { nobleAead, ntmdpAead, defaultAead } from '../../agent/src/crypto/aead.js';
 import { NativeUdpBind } from '../../agent/src/dataplane/conn/native-udp.js';
@@ -26,6 +27,16 @@ test('native ChaCha20-Poly1305 gives the reference bytes for every length, key a
     assert.ok(got.equals(ref), `seal differs at case ${i}`);
     const back = a.open(key, counter, got, aad);
     assert.ok(back?.equals(pt), `open differs at case ${i}`);
+  }
+});
+
+test('native Keccak-256 (Ethereum padding) equals @noble/hashes for every length around the 136-byte rate', () => {
+  const addon = nativeAddon()!;
+  const out = Buffer.alloc(32);
+  for (let len = 0; len <= 3 * 136 + 1; len++) {
+    const data = randomBytes(len);
+    addon.keccak256(data, out);
+    assert.equal(out.toString('hex'), Buffer.from(keccak_256(data)).toString('hex'), `length ${len}`);
   }
 });
 

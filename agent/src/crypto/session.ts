@@ -95,11 +95,26 @@ const TWO32 = 0x1_0000_0000;
 const SAFE_HI_LIMIT = 0x20_0000;
 
 /** Defaults overridden by the keys the caller set (an explicit `undefined` keeps the default). */
+/** Merged limits per partial object: keypairs built with the same (shared) partial share one frozen result. */
+const merged = new WeakMap<object, SessionLimits>();
+
 function mergeLimits(partial: Partial<SessionLimits> | undefined): SessionLimits {
-  const merged: Record<string, number> = { ...DEFAULT_SESSION_LIMITS };
-  for (const [k, v] of Object.entries(partial ?? {})) if (typeof v === 'number') merged[k] = v;
-  return Object.freeze(merged as unknown as SessionLimits);
+  if (partial === undefined) return DEFAULT_SESSION_LIMITS;
+  const known = merged.get(partial);
+  if (known) return known;
+  const m: Record<string, number> = { ...DEFAULT_SESSION_LIMITS };
+  for (const [k, v] of Object.entries(partial)) if (typeof v === 'number') m[k] = v;
+  const out = Object.freeze(m as unknown as SessionLimits);
+  merged.set(partial, out);
+  return out;
 }
+
+/**
+ * Limits of a terminal↔DC control channel (docs/protocol.md §3.3): it lives as long as the registration (no rekey,
+ * no expiry: a new registration makes new keys) and carries a few messages at a time, so a 128-message replay
+ * window is plenty (a DC holds one per terminal: 100,000 of them).
+ */
+export const CONTROL_LIMITS: Partial<SessionLimits> = Object.freeze({ rekeyAfterMs: Infinity, rejectAfterMs: Infinity, replayWindow: 128 });
 
 function u32(n: number, what: string): number {
   if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff) throw new RangeError(`${what} must be a uint32: ${n}`);

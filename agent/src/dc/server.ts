@@ -12,7 +12,7 @@ import { SqliteRegistry } from '../registry/sqlite.js';
 import { UdpBind } from '../dataplane/conn/udp.js';
 import { Counters, silentLogger, type Logger } from '../util/log.js';
 import * as NT from '../protocol/node-transaction.js';
-import { CONTROL_TYPE, TunnelKeypair } from '../crypto/session.js';
+import { CONTROL_LIMITS, CONTROL_TYPE, TunnelKeypair } from '../crypto/session.js';
 import { defaultAead } from '../crypto/aead.js';
 import { formatId, tryIdFromPublicKey } from '../crypto/secp256k1.js';
 import {
@@ -158,7 +158,6 @@ export class DcServer {
   private readonly clock: Clock;
   private readonly byIndex = new Map<number, TerminalRecord>();
   private readonly probes = new Map<bigint, { mapping?: Endpoint; rec?: TerminalRecord; regMapping?: Endpoint; at: number }>();
-  private readonly kssCache = new Map<string, Buffer>();
   private readonly pendingNt: Array<[string, Buffer]> = [];
   private readonly announce: Buffer[] = [];
   private readonly outbox: Array<[Uint8Array, Endpoint, Bind]> = [];
@@ -366,7 +365,7 @@ export class DcServer {
     const publicKey = rec?.publicKey ?? nt!.publicKey;
     // The MAC comes before the Node Transaction's signature: for a terminal we know it is one HMAC (K_ss cached), so a
     // flood of altered copies of a genuine request costs no signature recovery. Only the key's owner can make it hold.
-    let kss = this.kssCache.get(idHex) ?? rec?.kss;
+    let kss = rec?.kss;
     if (!kss) {
       const x = this.opts.identity.dh(publicKey);
       if (!x) return this.drops.inc('reg-key');
@@ -379,8 +378,6 @@ export class DcServer {
       this.log.warn('registration refused: not admitted', { id: idHex, from: src });
       return this.drops.inc('reg-not-admitted');
     }
-    if (this.kssCache.size > 200_000) this.kssCache.clear();
-    this.kssCache.set(idHex, kss);
     if (revoking) {
       // A terminal revoking itself (signed by its own key): record it; it gets no channel.
       this.pendingNt.push([idHex, Buffer.from(req.nt)]);
@@ -434,10 +431,10 @@ export class DcServer {
       localIndex: dcIndex,
       remoteIndex: req.terminalIndex,
       isInitiator: false,
-      limits: { rekeyAfterMs: Infinity, rejectAfterMs: Infinity },
+      limits: CONTROL_LIMITS,
     });
     this.byIndex.set(dcIndex, rec);
-    rec.replies.clear();
+    rec.replies = undefined;
     const body = encodeRegistrationBody({
       txid: req.txid,
       status: Status.OK,
@@ -539,7 +536,7 @@ export class DcServer {
       this.terminals.touch(rec);
       this.scheduleFlush();
     }
-    const cached = rec.replies.get(m.txid);
+    const cached = rec.replies?.get(m.txid);
     if (cached && m.type !== Ctl.KEEPALIVE_ACK && m.type !== Ctl.ROUTE_ACK && m.type !== Ctl.ACK) {
       this.counts.inc('ctl-retransmission');
       return this.sendControlRaw(rec, cached);
@@ -555,7 +552,7 @@ export class DcServer {
       case Ctl.DIRECTION_REQUEST:
         this.counts.inc('directions');
         // Mark as in progress so retransmissions do not start a second route computation.
-        rec.replies.set(m.txid, Buffer.alloc(0));
+        (rec.replies ??= new Map()).set(m.txid, Buffer.alloc(0));
         void this.direction(rec, m.txid, m.target);
         return;
       case Ctl.LOCATION_UPDATE:
@@ -564,7 +561,11 @@ export class DcServer {
         this.counts.inc('location-updates');
         return this.reply(rec, { type: Ctl.LOCATION_ACK, txid: m.txid, observed: from, behindNat: rec.nat !== 'none' }, true);
       case Ctl.RTT_REPORT:
-        for (const [id, ms] of m.rtts) rec.rsRtt.set(formatId(id), ms);
+        {
+          const rtts = new Map(rec.rsRtt);
+          for (const [id, ms] of m.rtts) rtts.set(formatId(id), ms);
+          rec.rsRtt = rtts;
+        }
         return this.reply(rec, { type: Ctl.ACK, txid: m.txid });
       case Ctl.RESOLVE_REQUEST:
         return this.resolve(rec, m.txid, m.target);
@@ -588,8 +589,9 @@ export class DcServer {
   /** Answers a terminal's request and remembers the answer for its retransmissions. */
   private reply(rec: TerminalRecord, m: ControlMessage, afterCommit = false): void {
     const pt = encodeControl(m);
-    rec.replies.set(m.txid, pt);
-    if (rec.replies.size > REPLY_CACHE) rec.replies.delete(rec.replies.keys().next().value!);
+    const replies = (rec.replies ??= new Map());
+    replies.set(m.txid, pt);
+    if (replies.size > REPLY_CACHE) replies.delete(replies.keys().next().value!);
     this.sendControlRaw(rec, pt, afterCommit);
   }
 

@@ -54,9 +54,10 @@ export interface TerminalRecord {
   lastReg?: { readonly txid: bigint; readonly time: number; readonly src: string; readonly response: Buffer };
   /** The txid of the NAT probe that came with the last registration, and the mapping it showed. */
   probe?: { readonly txid: bigint; readonly mapping: Endpoint | undefined; readonly regMapping: Endpoint | undefined };
-  rsRtt: Map<string, number>;
+  /** RTTs to RSs this terminal reported (NO_RTTS until its first report: memory for 100,000 terminals). */
+  rsRtt: ReadonlyMap<string, number>;
   /** Answers to control requests by txid, for retransmitted requests (idempotency). */
-  replies: Map<bigint, Buffer>;
+  replies: Map<bigint, Buffer> | undefined;
   /** Next keep-alive due (monotonic ms). */
   keepaliveDue: number;
 }
@@ -102,11 +103,14 @@ function newRecord(f: Persistent): TerminalRecord {
     channel: undefined,
     lastReg: undefined,
     probe: undefined,
-    rsRtt: new Map(),
-    replies: new Map(),
+    rsRtt: NO_RTTS,
+    replies: undefined,
     keepaliveDue: 0,
   };
 }
+
+/** Shared by every record that has reported no RS round trips yet (most): replaced by its own map on the first report. */
+export const NO_RTTS: ReadonlyMap<string, number> = new Map();
 
 function ipAt(pool: Cidr, index: number): string {
   const b = Uint8Array.from(pool.network);

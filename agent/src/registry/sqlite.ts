@@ -1,7 +1,7 @@
 // The embedded node-transaction ledger: an append-only, hash-chained SQLite table (paper §2.2's chain, kept locally).
 // Every entry stores keccak256(prevHash ‖ kind ‖ bytes); the chain is verified at start, so a changed, removed or
 // reordered entry is found. Entries are verified by the DC (signatures) before they reach append().
-import { keccak_256 } from '@noble/hashes/sha3.js';
+import { keccak256 } from '../crypto/hex.js';
 import type { ChainReport, Registry, RegistryKind, RegistryRecord } from '../types/registry.js';
 import type { Db, Migrations } from '../store/db.js';
 import { migrate } from '../store/db.js';
@@ -31,7 +31,7 @@ export function chainHash(prev: Uint8Array, kind: RegistryKind, bytes: Uint8Arra
   buf.set(prev, 0);
   buf[prev.length] = KIND_BYTE[kind];
   buf.set(bytes, prev.length + 1);
-  return keccak_256(buf);
+  return keccak256(buf);
 }
 
 interface Row {

@@ -41,6 +41,8 @@ const IDLE_MS = 10 * 60_000;
 
 interface RelayedTunnel {
   readonly key: string;
+  /** The verified ticket (a later bind with the same bytes needs no second signature check). */
+  readonly ticket: Buffer;
   readonly endA: Buffer;
   readonly endB: Buffer;
   readonly expiresAt: number;
@@ -182,13 +184,15 @@ export class RsServer {
       const peerBound = !!(b.role === 0 ? tun.b : tun.a);
       return this.bind.send(encodeRelayBindAck({ tunnelId: t.tunnelId, ok: true, peerBound, observed: from }), from);
     }
-    // Two signature recoveries (~70 µs each, native) only for binds that passed every cheap check.
-    if (!verifyTicket(t)) return this.drops.inc('bind-ticket-signature');
+    // Signature recoveries (~70 µs each, native) only for binds that passed every cheap check; the ticket's only once
+    // per tunnel (the second end presents the same ticket: on the critical path of the tunnel's setup).
+    if (!(tun && tun.ticket.equals(t.bytes)) && !verifyTicket(t)) return this.drops.inc('bind-ticket-signature');
     if (!verifyRelayBind(b)) return this.drops.inc('bind-signature');
     if (!tun) {
       if (this.tunnels.size >= this.opts.config.capacityTunnels) return this.drops.inc('bind-capacity');
       tun = {
         key,
+        ticket: Buffer.from(t.bytes),
         endA: Buffer.from(t.endA),
         endB: Buffer.from(t.endB),
         expiresAt: t.expiresAt,

@@ -6,7 +6,7 @@ import type { Endpoint } from '../types/net.js';
 import { RejectedError } from '../types/errors.js';
 import type { Identity } from '../protocol/identity.js';
 import * as NT from '../protocol/node-transaction.js';
-import { CONTROL_TYPE, TunnelKeypair } from '../crypto/session.js';
+import { CONTROL_LIMITS, CONTROL_TYPE, TunnelKeypair } from '../crypto/session.js';
 import { defaultAead } from '../crypto/aead.js';
 import { formatId } from '../crypto/secp256k1.js';
 import {
@@ -192,7 +192,7 @@ export class Node {
       localIndex: index,
       remoteIndex: h.value.dcIndex,
       isInitiator: true,
-      limits: { rekeyAfterMs: Infinity, rejectAfterMs: Infinity },
+      limits: CONTROL_LIMITS,
     });
     this.channelIndex = index;
     this.registration = r;
