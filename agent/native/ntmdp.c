@@ -7,7 +7,8 @@
  *    verdict when they all agree (node-nfqueue reads one packet per wakeup and builds JS objects for each).
  *  - RawInjector: hands a decrypted IP packet to the kernel as this host's own (raw socket, header included), so it is
  *    delivered locally or routed to the LAN whatever the tunnel's IP family (replaces the loopback carrier's queue).
- *  - UdpSocket: the terminal's one UDP socket, read with recvmmsg in bursts and written with synchronous sendto.
+ *  - UdpSocket: the terminal's one UDP socket, read with recvmmsg in bursts (UDP GRO runs split here) and written with
+ *    sendto, or queued and flushed with one sendmmsg of UDP GSO runs.
  *  - keccak256: Keccak-256 (Ethereum's), for IDs, Node Transaction digests and the registry chain.
  *  - ChaChaPoly: ChaCha20-Poly1305 (RFC 8439) with WireGuard's nonce layout on one reused OpenSSL context; node:crypto
  *    builds a new cipher object per packet.
@@ -24,6 +25,7 @@
 #include <errno.h>
 #include <linux/netfilter.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -80,6 +82,9 @@ typedef struct {
   int deferred; /* packets deferred and not settled yet: batch verdicts must not cover them */
   double stats[8]; /* received, bursts, batch verdicts, single verdicts, overflow drops, enobufs, errors, max burst */
   int closed;
+  /* The uv_poll handle lives inside this struct: libuv holds it from uv_poll_init until its close callback ran, so the
+   * struct is freed only when both that happened and JavaScript let go of the object (finalized). */
+  int handle_live, finalized;
 } nfqsrc;
 
 static int on_nfq_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_data *nfa, void *data) {
@@ -201,16 +206,31 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
   napi_close_handle_scope(env, scope);
 }
 
+static void on_poll_closed(uv_handle_t *h) {
+  nfqsrc *s = h->data;
+  s->handle_live = 0;
+  if (s->finalized) {
+    free(s->rx);
+    free(s);
+  }
+}
+
 static void nfq_free(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   nfqsrc *s = data;
   if (!s->closed) {
     s->closed = 1;
+    if (s->polling) {
+      uv_poll_stop(&s->poll);
+      uv_close((uv_handle_t *)&s->poll, on_poll_closed);
+    }
     if (s->qh) nfq_destroy_queue(s->qh);
     if (s->h) nfq_close(s->h);
   }
-  /* The arenas are owned by their external ArrayBuffers' finalizers. */
+  s->finalized = 1;
+  /* Still in libuv's hands (closing): on_poll_closed frees it. The arenas are owned by their ArrayBuffers. */
+  if (s->handle_live) return;
   free(s->rx);
   free(s);
 }
@@ -312,6 +332,7 @@ static napi_value nfq_start(napi_env env, napi_callback_info info) {
     napi_get_uv_event_loop(env, &loop);
     uv_poll_init(loop, &s->poll, s->fd);
     s->poll.data = s;
+    s->handle_live = 1;
     uv_poll_start(&s->poll, UV_READABLE, on_poll);
     s->polling = 1;
   }
@@ -347,8 +368,6 @@ static napi_value nfq_settle(napi_env env, napi_callback_info info) {
   s->stats[3]++;
   return NULL;
 }
-
-static void on_poll_closed(uv_handle_t *h) { (void)h; }
 
 static napi_value nfq_close_js(napi_env env, napi_callback_info info) {
   size_t argc = 0;
@@ -555,15 +574,37 @@ static napi_value aead_open(napi_env env, napi_callback_info info) { return aead
  * UdpSocket: one UDP socket (dual-stack "[::]:port", or IPv4), read with recvmmsg in bursts into a shared arena (one
  * JS call per burst) and written with synchronous sendto (no per-datagram request object, unlike node:dgram).
  * meta per datagram (int32 × UMETA): arena offset, length, port, family (4 or 6); addresses: 16 bytes each in `addrs`
- * (IPv4 as ::ffff:a.b.c.d). */
+ * (IPv4 as ::ffff:a.b.c.d).
+ *
+ * Segmentation offload (Linux ≥ 4.18 / 5.0): queue() collects datagrams and flush() sends them in one sendmmsg, each
+ * run of equal-sized datagrams to one destination as a single UDP_SEGMENT (GSO) send: the stack, the routers' netfilter
+ * and the links on the way see one packet per run instead of one per datagram, and the peer's socket, which has
+ * UDP_GRO set, receives the run whole (split here into the datagrams it carries). A kernel or route that refuses GSO
+ * gets the run as separate datagrams. Only the data path's bulk sends are queued; the TTL-limited sends are not. */
 #define UMETA 4
-#define UBATCH 64
+/* Messages per recvmmsg: each slot is 64 KiB (a GRO'd run fills it), so this bounds the arena's resident size. */
+#define UBATCH 32
+/* Datagrams one GRO'd message can carry (the kernel's UDP_MAX_SEGMENTS). */
+#define UGRO_SEGS 64
+#define UMAXD (UBATCH * UGRO_SEGS)
+#define TXMAX 256
+#define TXBYTES (1 << 20)
+#define GSO_MAX_SEGS 64
+/* Sum of one GSO send's datagrams: under the 65,535-byte IP packet with the IPv6 and UDP headers. */
+#define GSO_MAX_BYTES 65000
+
+typedef struct {
+  uint32_t off, len;
+  struct sockaddr_in6 to; /* a sockaddr_in on an IPv4 socket */
+  socklen_t tolen;
+} txent;
 
 typedef struct {
   napi_env env;
   int fd;
   uv_poll_t poll;
   int polling, closed;
+  int handle_live, finalized; /* as NfqSource's: freed when libuv and JavaScript are both done with it */
   napi_ref cb;
   napi_async_context actx;
   uint8_t *arena;
@@ -571,15 +612,47 @@ typedef struct {
   int32_t *meta;
   uint8_t *addrs;
   int family_v6;
-  double stats[4]; /* received, bursts, send errors, receive errors */
+  int gro; /* UDP_GRO is on: a message may carry a run of datagrams */
+  int gso; /* UDP_SEGMENT works (cleared at the first refusal of the kind that will not change) */
+  uint8_t *txbuf;
+  size_t txused;
+  txent *tx;
+  int ntx;
+  double stats[8]; /* received, bursts, send errors, receive errors, GSO sends, GRO messages, queued, flushes */
 } udpsock;
+
+static void udp_release(udpsock *u) {
+  free(u->txbuf);
+  free(u->tx);
+  free(u);
+}
+
+static void on_udp_closed(uv_handle_t *h) {
+  udpsock *u = h->data;
+  close(u->fd);
+  u->fd = -1;
+  u->handle_live = 0;
+  if (u->finalized) udp_release(u);
+}
 
 static void udp_free(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   udpsock *u = data;
-  if (!u->closed && u->fd >= 0) close(u->fd);
-  free(u);
+  u->finalized = 1;
+  if (!u->closed) {
+    u->closed = 1;
+    if (u->polling) {
+      uv_poll_stop(&u->poll);
+      uv_close((uv_handle_t *)&u->poll, on_udp_closed);
+    } else if (u->fd >= 0) {
+      close(u->fd);
+      u->fd = -1;
+    }
+  }
+  /* Still in libuv's hands (closing): on_udp_closed frees it. */
+  if (u->handle_live) return;
+  udp_release(u);
 }
 
 static void on_udp_poll(uv_poll_t *handle, int status, int events) {
@@ -589,6 +662,10 @@ static void on_udp_poll(uv_poll_t *handle, int status, int events) {
   struct mmsghdr msgs[UBATCH];
   struct iovec iov[UBATCH];
   struct sockaddr_in6 from[UBATCH];
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl[UBATCH];
   for (;;) {
     memset(msgs, 0, sizeof msgs);
     for (int i = 0; i < UBATCH; i++) {
@@ -598,6 +675,10 @@ static void on_udp_poll(uv_poll_t *handle, int status, int events) {
       msgs[i].msg_hdr.msg_iovlen = 1;
       msgs[i].msg_hdr.msg_name = &from[i];
       msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+      if (u->gro) {
+        msgs[i].msg_hdr.msg_control = ctl[i].buf;
+        msgs[i].msg_hdr.msg_controllen = sizeof ctl[i].buf;
+      }
     }
     int n = recvmmsg(u->fd, msgs, UBATCH, MSG_DONTWAIT, NULL);
     if (n <= 0) {
@@ -610,26 +691,50 @@ static void on_udp_poll(uv_poll_t *handle, int status, int events) {
         u->stats[3]++;
         continue;
       }
-      int32_t *m = u->meta + (size_t)kept * UMETA;
-      uint8_t *a = u->addrs + (size_t)kept * 16;
-      m[0] = (int32_t)((size_t)i * u->slot);
-      m[1] = (int32_t)msgs[i].msg_len;
+      /* A GRO'd message is a run of datagrams of `seg` bytes each (the last may be shorter). */
+      size_t len = msgs[i].msg_len, seg = len;
+      if (u->gro) {
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+          if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int g;
+            memcpy(&g, CMSG_DATA(c), sizeof g);
+            if (g > 0 && (size_t)g < len) {
+              seg = (size_t)g;
+              u->stats[5]++;
+            }
+          }
+        }
+      }
+      uint8_t a[16];
+      int32_t port, fam;
       if (from[i].sin6_family == AF_INET6) {
         memcpy(a, &from[i].sin6_addr, 16);
-        m[2] = ntohs(from[i].sin6_port);
-        m[3] = (a[0] == 0 && a[8] == 0 && a[10] == 0xff && a[11] == 0xff && a[1] == 0 && a[2] == 0 && a[3] == 0 && a[4] == 0 && a[5] == 0 &&
-                a[6] == 0 && a[7] == 0 && a[9] == 0)
-                   ? 4
-                   : 6;
+        port = ntohs(from[i].sin6_port);
+        fam = (a[0] == 0 && a[8] == 0 && a[10] == 0xff && a[11] == 0xff && a[1] == 0 && a[2] == 0 && a[3] == 0 && a[4] == 0 && a[5] == 0 &&
+               a[6] == 0 && a[7] == 0 && a[9] == 0)
+                  ? 4
+                  : 6;
       } else {
         struct sockaddr_in *s4 = (struct sockaddr_in *)&from[i];
         memset(a, 0, 10);
         a[10] = a[11] = 0xff;
         memcpy(a + 12, &s4->sin_addr, 4);
-        m[2] = ntohs(s4->sin_port);
-        m[3] = 4;
+        port = ntohs(s4->sin_port);
+        fam = 4;
       }
-      kept++;
+      /* One entry per datagram of the run; an empty datagram is one entry of length 0 (the handler counts it). */
+      size_t off = 0;
+      do {
+        if (kept >= UMAXD) break;
+        int32_t *m = u->meta + (size_t)kept * UMETA;
+        memcpy(u->addrs + (size_t)kept * 16, a, 16);
+        m[0] = (int32_t)((size_t)i * u->slot + off);
+        m[1] = (int32_t)(len - off < seg ? len - off : seg);
+        m[2] = port;
+        m[3] = fam;
+        kept++;
+        off += seg;
+      } while (off < len);
     }
     u->stats[0] += kept;
     u->stats[1]++;
@@ -680,9 +785,11 @@ static napi_value udp_new(napi_env env, napi_callback_info info) {
   u->env = env;
   u->slot = 65536;
   u->arena = malloc(u->slot * UBATCH);
-  u->meta = calloc(UBATCH, sizeof(int32_t) * UMETA);
-  u->addrs = calloc(UBATCH, 16);
-  if (!u->arena || !u->meta || !u->addrs) return throw_errno(env, "ntmdp: malloc", ENOMEM);
+  u->meta = calloc(UMAXD, sizeof(int32_t) * UMETA);
+  u->addrs = calloc(UMAXD, 16);
+  u->txbuf = malloc(TXBYTES);
+  u->tx = calloc(TXMAX, sizeof(txent));
+  if (!u->arena || !u->meta || !u->addrs || !u->txbuf || !u->tx) return throw_errno(env, "ntmdp: malloc", ENOMEM);
   struct in_addr a4;
   struct in6_addr a6;
   int v4 = inet_pton(AF_INET, addr, &a4) == 1;
@@ -710,6 +817,9 @@ static napi_value udp_new(napi_env env, napi_callback_info info) {
     close(u->fd);
     return throw_errno(env, "ntmdp: bind", e);
   }
+  int one = 1;
+  u->gro = setsockopt(u->fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
+  u->gso = !getenv("NTMDP_NO_GSO");
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
   getsockname(u->fd, (struct sockaddr *)&ss, &sl);
@@ -717,10 +827,10 @@ static napi_value udp_new(napi_env env, napi_callback_info info) {
   CHECK(napi_wrap(env, self, u, udp_free, NULL, NULL));
   napi_value ab, meta, ab_meta, ab_addrs, addrs, pv, fv, name;
   CHECK(napi_create_external_arraybuffer(env, u->arena, u->slot * UBATCH, free_block, NULL, &ab));
-  CHECK(napi_create_external_arraybuffer(env, u->meta, (size_t)UBATCH * UMETA * 4, free_block, NULL, &ab_meta));
-  CHECK(napi_create_external_arraybuffer(env, u->addrs, (size_t)UBATCH * 16, free_block, NULL, &ab_addrs));
-  CHECK(napi_create_typedarray(env, napi_int32_array, (size_t)UBATCH * UMETA, ab_meta, 0, &meta));
-  CHECK(napi_create_typedarray(env, napi_uint8_array, (size_t)UBATCH * 16, ab_addrs, 0, &addrs));
+  CHECK(napi_create_external_arraybuffer(env, u->meta, (size_t)UMAXD * UMETA * 4, free_block, NULL, &ab_meta));
+  CHECK(napi_create_external_arraybuffer(env, u->addrs, (size_t)UMAXD * 16, free_block, NULL, &ab_addrs));
+  CHECK(napi_create_typedarray(env, napi_int32_array, (size_t)UMAXD * UMETA, ab_meta, 0, &meta));
+  CHECK(napi_create_typedarray(env, napi_uint8_array, (size_t)UMAXD * 16, ab_addrs, 0, &addrs));
   CHECK(napi_create_uint32(env, bound, &pv));
   CHECK(napi_create_int32(env, v4 ? 4 : 6, &fv));
   CHECK(napi_set_named_property(env, self, "arena", ab));
@@ -753,6 +863,7 @@ static napi_value udp_start(napi_env env, napi_callback_info info) {
     napi_get_uv_event_loop(env, &loop);
     uv_poll_init(loop, &u->poll, u->fd);
     u->poll.data = u;
+    u->handle_live = 1;
     uv_poll_start(&u->poll, UV_READABLE, on_udp_poll);
     u->polling = 1;
   }
@@ -762,6 +873,38 @@ static napi_value udp_start(napi_env env, napi_callback_info info) {
 /* send(data, address, port[, ttl]) → 0 or -errno. IPv4 addresses go out as ::ffff:a.b.c.d on a dual-stack socket. With
  * `ttl` (1..255) the datagram carries that TTL / hop limit (a control message: short-TTL hole punches, which open our
  * own NAT and die before reaching the peer's). */
+/* The socket address for (address, port) on this socket; 0 when the family cannot be reached from it. */
+static socklen_t udp_dest(const udpsock *u, const char *addr, uint32_t port, struct sockaddr_in6 *out, int *to_v4) {
+  struct in_addr a4;
+  struct in6_addr a6;
+  memset(out, 0, sizeof *out);
+  *to_v4 = 0;
+  if (inet_pton(AF_INET, addr, &a4) == 1) {
+    *to_v4 = 1;
+    if (u->family_v6) {
+      out->sin6_family = AF_INET6;
+      out->sin6_port = htons((uint16_t)port);
+      out->sin6_addr.s6_addr[10] = out->sin6_addr.s6_addr[11] = 0xff;
+      memcpy(&out->sin6_addr.s6_addr[12], &a4, 4);
+      return sizeof *out;
+    }
+    struct sockaddr_in *s4 = (struct sockaddr_in *)out;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    s4->sin_addr = a4;
+    return sizeof *s4;
+  }
+  if (u->family_v6 && inet_pton(AF_INET6, addr, &a6) == 1) {
+    out->sin6_family = AF_INET6;
+    out->sin6_port = htons((uint16_t)port);
+    out->sin6_addr = a6;
+    return sizeof *out;
+  }
+  return 0;
+}
+
+static void udp_flush(udpsock *u);
+
 static napi_value udp_send(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4], ret;
@@ -778,35 +921,11 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "ntmdp: send(Uint8Array, address, port[, ttl])");
     return NULL;
   }
-  struct sockaddr_storage ss;
-  socklen_t sl = 0;
-  struct in_addr a4;
-  struct in6_addr a6;
+  struct sockaddr_in6 ss;
   int to_v4 = 0;
-  memset(&ss, 0, sizeof ss);
-  if (inet_pton(AF_INET, addr, &a4) == 1) {
-    to_v4 = 1;
-    if (u->family_v6) {
-      struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-      s6->sin6_family = AF_INET6;
-      s6->sin6_port = htons((uint16_t)port);
-      s6->sin6_addr.s6_addr[10] = s6->sin6_addr.s6_addr[11] = 0xff;
-      memcpy(&s6->sin6_addr.s6_addr[12], &a4, 4);
-      sl = sizeof *s6;
-    } else {
-      struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-      s4->sin_family = AF_INET;
-      s4->sin_port = htons((uint16_t)port);
-      s4->sin_addr = a4;
-      sl = sizeof *s4;
-    }
-  } else if (u->family_v6 && inet_pton(AF_INET6, addr, &a6) == 1) {
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons((uint16_t)port);
-    s6->sin6_addr = a6;
-    sl = sizeof *s6;
-  }
+  socklen_t sl = udp_dest(u, addr, port, &ss, &to_v4);
+  /* What was queued before leaves before this one. */
+  if (u->ntx > 0 && !u->closed) udp_flush(u);
   int rc;
   if (u->closed) rc = -EBADF;
   else if (sl == 0) rc = -EAFNOSUPPORT;
@@ -833,16 +952,127 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
   return ret;
 }
 
-static void on_udp_closed(uv_handle_t *h) {
-  udpsock *u = h->data;
-  close(u->fd);
-  u->fd = -1;
+/* Sends everything queued: one sendmmsg, a GSO message per run of equal-sized datagrams to one destination. */
+static void udp_flush(udpsock *u) {
+  struct mmsghdr mm[TXMAX];
+  struct iovec iov[TXMAX];
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } ctl[TXMAX];
+  int first[TXMAX + 1]; /* message k carries queue entries first[k] .. first[k+1]-1 */
+  int m = 0;
+  memset(mm, 0, sizeof mm);
+  for (int i = 0; i < u->ntx;) {
+    const txent *e = &u->tx[i];
+    int j = i + 1;
+    size_t total = e->len;
+    if (u->gso) {
+      /* Equal sizes, one destination; a shorter datagram may end the run (GSO's last segment). */
+      while (j < u->ntx && j - i < GSO_MAX_SEGS && u->tx[j].len <= e->len && u->tx[j].len > 0 && total + u->tx[j].len <= GSO_MAX_BYTES &&
+             u->tx[j].tolen == e->tolen && memcmp(&u->tx[j].to, &e->to, e->tolen) == 0) {
+        total += u->tx[j].len;
+        j++;
+        if (u->tx[j - 1].len < e->len) break;
+      }
+    }
+    iov[m].iov_base = u->txbuf + e->off; /* entries are contiguous in txbuf */
+    iov[m].iov_len = total;
+    mm[m].msg_hdr.msg_name = (void *)&e->to;
+    mm[m].msg_hdr.msg_namelen = e->tolen;
+    mm[m].msg_hdr.msg_iov = &iov[m];
+    mm[m].msg_hdr.msg_iovlen = 1;
+    if (j - i > 1) {
+      memset(&ctl[m], 0, sizeof ctl[m]);
+      mm[m].msg_hdr.msg_control = ctl[m].buf;
+      mm[m].msg_hdr.msg_controllen = sizeof ctl[m].buf;
+      struct cmsghdr *c = CMSG_FIRSTHDR(&mm[m].msg_hdr);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      uint16_t g = (uint16_t)e->len;
+      memcpy(CMSG_DATA(c), &g, sizeof g);
+    }
+    first[m] = i;
+    m++;
+    i = j;
+  }
+  first[m] = u->ntx;
+  for (int k = 0; k < m;) {
+    int r = sendmmsg(u->fd, mm + k, (unsigned)(m - k), 0);
+    if (r > 0) {
+      for (int q = k; q < k + r; q++)
+        if (first[q + 1] - first[q] > 1) u->stats[4]++;
+      k += r;
+      continue;
+    }
+    int e = errno;
+    if (first[k + 1] - first[k] > 1) {
+      /* The run was refused as a GSO send: send its datagrams one by one, and stop asking when GSO is not there. */
+      if (e == EIO || e == ENOPROTOOPT || e == EOPNOTSUPP) u->gso = 0;
+      for (int q = first[k]; q < first[k + 1]; q++)
+        if (sendto(u->fd, u->txbuf + u->tx[q].off, u->tx[q].len, 0, (struct sockaddr *)&u->tx[q].to, u->tx[q].tolen) < 0) u->stats[2]++;
+    } else
+      u->stats[2]++;
+    k++;
+  }
+  u->stats[7]++;
+  u->ntx = 0;
+  u->txused = 0;
+}
+
+/* queue(data, address, port) → 0 or -errno: copies the datagram for the next flush() (which happens first when the
+ * queue is full). Errors of the send itself are counted in stats().sendErrors. */
+static napi_value udp_queue(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], ret;
+  udpsock *u = unwrap_udp(env, info, &argc, argv);
+  if (!u || argc < 3) return NULL;
+  uint8_t *data;
+  size_t len;
+  char addr[64] = {0};
+  size_t alen;
+  uint32_t port = 0;
+  if (bytes_of(env, argv[0], &data, &len) || napi_get_value_string_utf8(env, argv[1], addr, sizeof addr, &alen) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], &port) != napi_ok) {
+    napi_throw_type_error(env, NULL, "ntmdp: queue(Uint8Array, address, port)");
+    return NULL;
+  }
+  int rc = 0;
+  if (u->closed) rc = -EBADF;
+  else if (len > 65535) rc = -EMSGSIZE;
+  else {
+    if (u->ntx >= TXMAX || u->txused + len > TXBYTES) udp_flush(u);
+    txent *e = &u->tx[u->ntx];
+    int to_v4;
+    e->tolen = udp_dest(u, addr, port, &e->to, &to_v4);
+    if (e->tolen == 0) rc = -EAFNOSUPPORT;
+    else {
+      memcpy(u->txbuf + u->txused, data, len);
+      e->off = (uint32_t)u->txused;
+      e->len = (uint32_t)len;
+      u->txused += len;
+      u->ntx++;
+      u->stats[6]++;
+    }
+  }
+  if (rc < 0) u->stats[2]++;
+  napi_create_int32(env, rc, &ret);
+  return ret;
+}
+
+static napi_value udp_flush_js(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  udpsock *u = unwrap_udp(env, info, &argc, NULL);
+  if (u && !u->closed && u->ntx > 0) udp_flush(u);
+  return NULL;
 }
 
 static napi_value udp_close(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   udpsock *u = unwrap_udp(env, info, &argc, NULL);
   if (!u || u->closed) return NULL;
+  if (u->ntx > 0) udp_flush(u);
   u->closed = 1;
   if (u->cb) {
     napi_delete_reference(env, u->cb);
@@ -863,10 +1093,10 @@ static napi_value udp_stats(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   udpsock *u = unwrap_udp(env, info, &argc, NULL);
   if (!u) return NULL;
-  static const char *names[4] = {"received", "bursts", "sendErrors", "receiveErrors"};
+  static const char *names[8] = {"received", "bursts", "sendErrors", "receiveErrors", "gsoSends", "groMessages", "queued", "flushes"};
   napi_value o, v;
   napi_create_object(env, &o);
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 8; i++) {
     napi_create_double(env, u->stats[i], &v);
     napi_set_named_property(env, o, names[i], v);
   }
@@ -981,10 +1211,12 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor ud[] = {
       {"start", NULL, udp_start, NULL, NULL, NULL, napi_default, NULL},
       {"send", NULL, udp_send, NULL, NULL, NULL, napi_default, NULL},
+      {"queue", NULL, udp_queue, NULL, NULL, NULL, napi_default, NULL},
+      {"flush", NULL, udp_flush_js, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, udp_close, NULL, NULL, NULL, napi_default, NULL},
       {"stats", NULL, udp_stats, NULL, NULL, NULL, napi_default, NULL},
   };
-  define(env, exports, "UdpSocket", udp_new, ud, 4);
+  define(env, exports, "UdpSocket", udp_new, ud, 6);
   napi_value kf;
   napi_create_function(env, "keccak256", NAPI_AUTO_LENGTH, keccak_js, NULL, &kf);
   napi_set_named_property(env, exports, "keccak256", kf);

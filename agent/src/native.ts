@@ -21,8 +21,11 @@ export interface NativeUdpSocket {
   readonly port: number;
   readonly family: 4 | 6;
   start(onBurst: (count: number) => void): void;
-  /** 0 or -errno; `ttl` (1..255) sets the datagram's TTL / hop limit. */
+  /** 0 or -errno; `ttl` (1..255) sets the datagram's TTL / hop limit. Sends what is queued first. */
   send(data: Uint8Array, address: string, port: number, ttl?: number): number;
+  /** Copies the datagram for the next flush() (UDP GSO runs in one sendmmsg); 0 or -errno. */
+  queue(data: Uint8Array, address: string, port: number): number;
+  flush(): void;
   close(): void;
   stats(): Record<string, number>;
 }

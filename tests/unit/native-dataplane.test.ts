@@ -114,3 +114,72 @@ test('native UDP bind: a burst arrives whole and in order; nothing after close',
   assert.equal(seen.length, 500);
   await a.close();
 });
+
+/** Collects what `b` receives until `n` datagrams arrived (or 2 s passed). */
+function collect(b: NativeUdpBind, n: number): Promise<Array<{ data: Buffer; from: Endpoint }>> {
+  const got: Array<{ data: Buffer; from: Endpoint }> = [];
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(got), 2000);
+    b.onMessage((d, from) => {
+      got.push({ data: Buffer.from(d), from });
+      if (got.length === n) {
+        clearTimeout(timer);
+        resolve(got);
+      }
+    });
+  });
+}
+
+test('native UDP bind: a queued run leaves as GSO sends and arrives split (GRO), sizes and order kept, a shorter last one too', async () => {
+  const a = NativeUdpBind.open('127.0.0.1:0')!;
+  const b = NativeUdpBind.open('[::]:0')!;
+  try {
+    const to: Endpoint = { family: 4, address: '127.0.0.1', port: b.port };
+    // 150 of 1,412 bytes (more than one GSO send holds), then a short one, then another run of a different size.
+    const sizes = [...Array.from({ length: 150 }, () => 1412), 700, ...Array.from({ length: 20 }, () => 96)];
+    const arrived = collect(b, sizes.length);
+    sizes.forEach((size, i) => {
+      const p = Buffer.alloc(size, i & 0xff);
+      p.writeUInt32BE(i, 0);
+      a.send(p, to);
+    });
+    const got = await arrived;
+    assert.deepEqual(
+      got.map((g) => [g.data.readUInt32BE(0), g.data.length]),
+      sizes.map((s, i) => [i, s]),
+    );
+    assert.ok(got.every((g, i) => g.data.subarray(4).every((x) => x === (i & 0xff))), 'each datagram carries its own bytes');
+    assert.ok(got.every((g) => g.from.family === 4 && g.from.address === '127.0.0.1' && g.from.port === a.port));
+    const sent = a.stats();
+    assert.ok(sent.gsoSends! >= 3 && sent.gsoSends! < 20, `runs went out as GSO sends: ${JSON.stringify(sent)}`);
+    assert.ok(b.stats().groMessages! >= 3, `and arrived whole: ${JSON.stringify(b.stats())}`);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('native UDP bind: an empty datagram arrives (length 0); queued sends leave before a TTL-limited one; two senders stay apart', async () => {
+  const a = NativeUdpBind.open('127.0.0.1:0')!;
+  const c = NativeUdpBind.open('127.0.0.1:0')!;
+  const b = NativeUdpBind.open('127.0.0.1:0')!;
+  try {
+    const to: Endpoint = { family: 4, address: '127.0.0.1', port: b.port };
+    const arrived = collect(b, 7);
+    a.send(Buffer.alloc(0), to);
+    a.send(Buffer.from('q1'), to);
+    a.send(Buffer.from('q2'), to);
+    assert.ok(a.sendWithTtl(Buffer.from('t3'), to, 5));
+    c.send(Buffer.from('c1'), to);
+    a.send(Buffer.from('a4'), to);
+    c.send(Buffer.from('c2'), to);
+    const got = await arrived;
+    const from = (port: number) => got.filter((g) => g.from.port === port).map((g) => g.data.toString());
+    assert.deepEqual(from(a.port), ['', 'q1', 'q2', 't3', 'a4']);
+    assert.deepEqual(from(c.port), ['c1', 'c2']);
+  } finally {
+    await a.close();
+    await b.close();
+    await c.close();
+  }
+});

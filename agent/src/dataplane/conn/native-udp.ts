@@ -1,18 +1,36 @@
 // The fast `Bind`: the terminal's one UDP socket in the native addon (agent/native/ntmdp.c) — datagrams read with
-// recvmmsg in bursts (one JS call per burst), written with a synchronous sendto (no request object per datagram as
-// with node:dgram). Same contract as UdpBind; `data` handed to the handler is borrowed from a shared arena.
+// recvmmsg in bursts (one JS call per burst; runs that arrive GRO'd are split there), written without a request object
+// per datagram as with node:dgram. Same contract as UdpBind; `data` handed to the handler is borrowed from a shared
+// arena.
+//
+// Sends are batched: send() copies the datagram into the addon's queue, and the queue goes out at the end of the
+// current JavaScript job (a microtask), so everything one burst of packets produced leaves in one sendmmsg, runs of
+// equal-sized datagrams to one peer as single UDP GSO sends. Order is kept (sendWithTtl sends the queue first).
 import type { Bind, Endpoint } from '../../types/net.js';
 import { nativeAddon, type NativeUdpSocket } from '../../native.js';
 import { bytesToIp4, bytesToIp6, ipFamily } from '../../protocol/ip.js';
 
 const UMETA = 4;
 
+/** The 16-byte address slots at `x` and `y` of the addon's address array hold the same address. */
+function sameAddress(a: Uint8Array, x: number, y: number): boolean {
+  for (let k = 15; k >= 0; k--) if (a[x + k] !== a[y + k]) return false;
+  return true;
+}
+
 export class NativeUdpBind implements Bind {
   private handler: (data: Buffer, from: Endpoint) => void = () => {};
   private closed = false;
   private readonly arena: Buffer;
-  /** Datagrams the kernel refused to send: counted, never thrown. */
+  /** Datagrams the kernel refused to send: counted, never thrown (those refused at a flush are in stats()). */
   sendErrors = 0;
+  /** send() copies the datagram before it returns: the caller may reuse its buffer at once (TerminalHost does). */
+  readonly copiesOnSend = true;
+  private flushScheduled = false;
+  private readonly flushNow = (): void => {
+    this.flushScheduled = false;
+    if (!this.closed) this.sock.flush();
+  };
 
   private constructor(private readonly sock: NativeUdpSocket) {
     this.arena = Buffer.from(sock.arena);
@@ -26,12 +44,20 @@ export class NativeUdpBind implements Bind {
   private burst(n: number): void {
     const m = this.sock.meta;
     const a = this.sock.addrs;
+    // Datagrams of a burst mostly come from one peer (a GRO'd run always does): the sender's Endpoint (immutable) is
+    // reused while address, port and family stay the same, instead of a new string and object per datagram.
+    let from: Endpoint | undefined;
+    let fromAt = -1;
     for (let i = 0; i < n; i++) {
       const o = i * UMETA;
       const family = m[o + 3] === 4 ? 4 : 6;
-      const address = family === 4 ? bytesToIp4(a, i * 16 + 12) : bytesToIp6(a, i * 16);
+      const port = m[o + 2]!;
+      if (from === undefined || from.port !== port || from.family !== family || !sameAddress(a, fromAt * 16, i * 16)) {
+        from = { family, address: family === 4 ? bytesToIp4(a, i * 16 + 12) : bytesToIp6(a, i * 16), port };
+        fromAt = i;
+      }
       const off = m[o]!;
-      this.handler(this.arena.subarray(off, off + m[o + 1]!), { family, address, port: m[o + 2]! });
+      this.handler(this.arena.subarray(off, off + m[o + 1]!), from);
       if (this.closed) return;
     }
   }
@@ -55,7 +81,19 @@ export class NativeUdpBind implements Bind {
 
   send(data: Uint8Array, to: Endpoint): void {
     if (this.closed) return;
-    if (this.sock.send(data, to.address, to.port) < 0) this.sendErrors++;
+    if (this.sock.queue(data, to.address, to.port) < 0) {
+      this.sendErrors++;
+      return;
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flushNow);
+    }
+  }
+
+  /** The addon's counters: received, bursts, sendErrors, receiveErrors, gsoSends, groMessages, queued, flushes. */
+  stats(): Record<string, number> {
+    return this.sock.stats();
   }
 
   /**
