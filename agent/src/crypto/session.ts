@@ -116,6 +116,9 @@ function mergeLimits(partial: Partial<SessionLimits> | undefined): SessionLimits
  */
 export const CONTROL_LIMITS: Partial<SessionLimits> = Object.freeze({ rekeyAfterMs: Infinity, rejectAfterMs: Infinity, replayWindow: 128 });
 
+/** Big-endian uint32 at `off` (the caller checked the length). */
+const be32 = (b: Uint8Array, off: number): number => ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
+
 function u32(n: number, what: string): number {
   if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff) throw new RangeError(`${what} must be a uint32: ${n}`);
   return n;
@@ -221,16 +224,16 @@ export class TunnelKeypair {
     if (len < SEALED_OVERHEAD || len > MAX_PACKET_LENGTH) return 'length';
     if (packet[0] !== this.packetType) return 'type';
     if (packet[1] !== 0 || packet[2] !== 0 || packet[3] !== 0) return 'reserved';
-    const view = Buffer.from(packet.buffer, packet.byteOffset, len);
-    if (view.readUInt32BE(4) !== this.localIndex) return 'index';
+    // Header fields read byte by byte: no Buffer view per packet (the data path opens every DATA packet here).
+    if (be32(packet, 4) !== this.localIndex) return 'index';
     if (now - this.createdAt >= this.limits.rejectAfterMs) return 'expired';
-    const hi = view.readUInt32BE(8);
+    const hi = be32(packet, 8);
     if (hi >= SAFE_HI_LIMIT) return 'counter';
-    const counter = hi * TWO32 + view.readUInt32BE(12);
+    const counter = hi * TWO32 + be32(packet, 12);
     if (counter >= this.limits.rejectAfterMessages) return 'counter';
     if (!this.#replay.check(counter)) return 'replay';
     if (out !== undefined && out.length < len - SEALED_OVERHEAD) return 'length';
-    const pt = this.#aead.open(this.#receiveKey, counter, view.subarray(SEALED_HEADER_LENGTH), undefined, out);
+    const pt = this.#aead.open(this.#receiveKey, counter, packet.subarray(SEALED_HEADER_LENGTH), undefined, out);
     if (pt === null) return 'auth';
     if (!this.#replay.update(counter)) return 'replay';
     this.#received++;

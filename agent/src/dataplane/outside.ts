@@ -19,7 +19,7 @@ export interface OutsideOptions {
   readonly counters?: Counters;
 }
 
-/** The host's `onInner`: delivers one decrypted packet (owned by the callee from here on). */
+/** The host's `onInner`: delivers one decrypted packet (borrowed until it returns; translated in place). */
 export function outsideDeliver(o: OutsideOptions): (inner: Buffer, node: string, peer: string) => void {
   const info = new PacketInfo();
   const c = o.counters ?? new Counters();

@@ -72,7 +72,10 @@ export class Reinjector {
     return out;
   }
 
-  /** Sends `inner` (an IP packet of `family`; ownership passes to the socket) towards the kernel's `family` stack. */
+  /**
+   * Sends `inner` (an IP packet of `family`; borrowed for the call: the raw socket sends it at once, the carrier sends
+   * a copy, since node:dgram may hold its buffer until later) towards the kernel's `family` stack.
+   */
   inject(inner: Buffer, family: 4 | 6): boolean {
     if (this.raw) {
       const rc = this.raw.inject(inner);
@@ -85,7 +88,7 @@ export class Reinjector {
       this.counters.inc(`no-ipv${family}`);
       return false;
     }
-    s.send(inner, family === 4 ? this.port4 : this.port6, family === 4 ? '127.0.0.1' : '::1');
+    s.send(Buffer.from(inner), family === 4 ? this.port4 : this.port6, family === 4 ? '127.0.0.1' : '::1');
     this.counters.inc('sent');
     return true;
   }

@@ -30,7 +30,10 @@ export interface TerminalHostOptions {
   readonly tunnelDeadlineMs?: number;
   readonly retry?: RetryPolicy;
   readonly limits?: Partial<SessionLimits>;
-  /** Decrypted inner packets (owned by the callee); the data plane sets it later with setInnerHandler. */
+  /**
+   * Decrypted inner packets (borrowed: valid until the handler returns, then the buffer is reused for the next one;
+   * copy to keep); the data plane sets it later with setInnerHandler.
+   */
   readonly onInner?: (packet: Buffer, node: string, peer: string) => void;
   readonly onEvent?: (e: HostEvent) => void;
 }
@@ -84,11 +87,18 @@ export class TerminalHost implements Overlay {
   private movedAt = 0;
   /** Handover interruptions measured (ms): from the move until an authentic packet arrived on the new path. */
   readonly interruptions: number[] = [];
+  /** Where DATA packets are decrypted (one at a time, single-threaded): the inner packet handed on is borrowed. */
+  private readonly openScratch = Buffer.allocUnsafe(65_536);
+  /** Where tunnels seal DATA packets, when the socket copies each datagram at send (the native one does). */
+  private readonly sealScratch: Buffer | undefined;
+  /** A registration's virtual IPv4 as a number, for the per-packet destination check. */
+  private readonly regV4 = new WeakMap<object, number>();
 
   private innerHandler: ((packet: Buffer, node: string, peer: string) => void) | undefined;
 
   constructor(private readonly opts: TerminalHostOptions) {
     this.innerHandler = opts.onInner;
+    this.sealScratch = (opts.bind as Bind & { copiesOnSend?: boolean }).copiesOnSend === true ? Buffer.allocUnsafe(65_536) : undefined;
     this.log = (opts.log ?? silentLogger).child({ role: 'terminal' });
     opts.bind.onMessage((d, f) => this.onSocket(d, f));
     this.timer = setInterval(() => this.tick(), 1000);
@@ -98,7 +108,7 @@ export class TerminalHost implements Overlay {
     return this.opts.bind;
   }
 
-  /** Where decrypted inner packets go (the data plane's outside delivery). */
+  /** Where decrypted inner packets go (the data plane's outside delivery); the packet is borrowed, as for onInner. */
   setInnerHandler(fn: (packet: Buffer, node: string, peer: string) => void): void {
     this.innerHandler = fn;
   }
@@ -262,6 +272,7 @@ export class TerminalHost implements Overlay {
       onFailed: (t: Tunnel, why: string) => this.onTunnelFailed(t, why),
       onStale: (t: Tunnel) => this.onTunnelStale(t),
       now: () => performance.now(),
+      ...(this.sealScratch ? { sealScratch: this.sealScratch } : {}),
     };
   }
 
@@ -476,26 +487,29 @@ export class TerminalHost implements Overlay {
       this.drops.inc('data-stale-index');
       return { kind: 'drop', reason: 'stale-index' };
     }
-    const inner = owner.onData(packet, kp, from, via);
+    const inner = owner.onData(packet, kp, from, via, this.openScratch);
     if (typeof inner === 'string') {
       this.drops.inc(`data-${inner}`);
       return { kind: 'drop', reason: inner };
     }
-    if (this.movedAt > 0 && this.byPeer.get(`${this.tunnelOwner.get(owner)}/${owner.peerId}`) === owner) this.onTunnelUp(owner);
+    const nodeId = this.tunnelOwner.get(owner);
+    if (this.movedAt > 0 && this.byPeer.get(`${nodeId}/${owner.peerId}`) === owner) this.onTunnelUp(owner);
     if (inner.length === 0) return { kind: 'consumed' };
     // Cryptokey routing: the inner source must be the peer's virtual address, the destination ours.
-    const node = this.ownerOf(owner);
+    const node = nodeId === undefined ? undefined : this.nodes.get(nodeId);
     const r = node?.registration;
     const v = inner[0]! >> 4;
     if (!r) return this.dropInner('no-registration');
     if (v === 4) {
-      if (inner.length < 20 || !inner.subarray(12, 16).equals(owner.peerV4)) return this.dropInner('inner-source');
-      if (bytesToIp4(inner, 16) !== r.v4) return this.dropInner('inner-destination');
+      if (inner.length < 20 || u32(inner, 12) !== u32(owner.peerV4, 0)) return this.dropInner('inner-source');
+      let ours = this.regV4.get(r);
+      if (ours === undefined) this.regV4.set(r, (ours = u32(ip4ToBytes(r.v4), 0)));
+      if (u32(inner, 16) !== ours) return this.dropInner('inner-destination');
     } else if (v === 6) {
-      if (inner.length < 40 || !inner.subarray(8, 24).equals(owner.peerV6)) return this.dropInner('inner-source');
+      if (inner.length < 40 || Buffer.compare(inner.subarray(8, 24), owner.peerV6) !== 0) return this.dropInner('inner-source');
       if (bytesToIp6(inner, 24) !== r.v6) return this.dropInner('inner-destination');
     } else return this.dropInner('inner-version');
-    return { kind: 'inner', packet: inner, node: node!.id, peer: owner.peerId };
+    return { kind: 'inner', packet: inner, node: nodeId!, peer: owner.peerId };
   }
 
   private dropInner(reason: string): Inbound {

@@ -33,6 +33,11 @@ export interface TunnelIo {
   /** We keep sending and hear nothing back: the peer lost its state (restarted) or moved out of reach. */
   onStale?(t: Tunnel): void;
   now(): number;
+  /**
+   * Optional scratch for sealing DATA packets, lent for the duration of one `send` (the host's socket copies every
+   * datagram before `send` returns); without it each packet gets a buffer of its own.
+   */
+  readonly sealScratch?: Buffer;
 }
 
 /** A tunnel that sent within this window but received nothing for this long is stale (asks for a new direction). */
@@ -342,11 +347,12 @@ export class Tunnel {
   }
 
   /**
-   * A DATA packet for one of our indexes (borrowed). Returns the inner packet (borrowed) or a drop reason. Learns the
-   * peer's new address from authentic packets (roaming, paper §1: the real address changes, the virtual one not).
+   * A DATA packet for one of our indexes (borrowed). Returns the inner packet (borrowed; a subarray of `out` when
+   * given) or a drop reason. Learns the peer's new address from authentic packets (roaming, paper §1: the real
+   * address changes, the virtual one not).
    */
-  onData(packet: Buffer, kp: TunnelKeypair, from: Endpoint, via: PathNow): Buffer | string {
-    const pt = kp.open(packet);
+  onData(packet: Buffer, kp: TunnelKeypair, from: Endpoint, via: PathNow, out?: Buffer): Buffer | string {
+    const pt = kp.open(packet, out);
     if (typeof pt === 'string') {
       this.stats.drops++;
       return pt;
@@ -385,7 +391,9 @@ export class Tunnel {
     }
     const relay = this.path === 'relay' && this.route.relay;
     const head = relay ? RELAY_HEADER : 0;
-    const out = Buffer.allocUnsafe(head + inner.length + SEALED_OVERHEAD);
+    const size = head + inner.length + SEALED_OVERHEAD;
+    const scratch = this.io.sealScratch;
+    const out = scratch !== undefined && scratch.length >= size ? scratch.subarray(0, size) : Buffer.allocUnsafe(size);
     const sealed = kp.seal(inner, out.subarray(head));
     if (typeof sealed === 'string') {
       this.stats.drops++;

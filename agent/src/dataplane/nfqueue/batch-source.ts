@@ -27,7 +27,8 @@ const V_DEFERRED = 3;
 
 class BatchSource implements PacketSource {
   private readonly core: Dispatcher<number>;
-  private readonly arena: Uint8Array;
+  /** A Buffer over the native arena, so each packet's view is a Buffer already (the handlers want one). */
+  private readonly arena: Buffer;
   private readonly out: Uint8Array;
   private readonly meta: Int32Array;
   private readonly verdicts: Int32Array;
@@ -39,7 +40,7 @@ class BatchSource implements PacketSource {
     readonly queue: number,
     private readonly src: NativeNfqSource,
   ) {
-    this.arena = new Uint8Array(src.arena);
+    this.arena = Buffer.from(src.arena);
     this.out = new Uint8Array(src.out);
     this.meta = src.meta;
     this.verdicts = src.verdicts;
