@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { up, down, type Testbed } from './netns/index.js';
 import { startAvahi, type AvahiHandle } from './netns/avahi.js';
+import { NODE_FLAGS } from '../agent/src/cmd/node-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const NTM = join(ROOT, 'dist/agent/src/cmd/ntm.js');
@@ -112,7 +113,7 @@ async function main(): Promise<void> {
     const agent = await start(
       tb,
       'vcpe',
-      [process.execPath, NTM, 'agent', '--data-dir', agentDir, '--web', '[::]:80', '--web-socket', webSock],
+      [process.execPath, ...NODE_FLAGS.agent, NTM, 'agent', '--data-dir', agentDir, '--web', '[::]:80', '--web-socket', webSock],
       join(STATE, 'agent.log'),
       avahi.env,
     );

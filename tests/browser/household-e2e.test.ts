@@ -20,6 +20,7 @@ import type { Testbed } from '../../scripts/netns/index.js';
 import { closeAllBrowsers, launchBrowser, pageProblems, SCREENSHOTS, unexpectedErrors, VIEWPORTS, type Browser } from '../lib/browser.js';
 import { NTM, ROOT, startNtm, tempDir, waitFor, type Daemon } from '../lib/ntm.js';
 import { leftovers, withTestbed } from '../lib/testbed.js';
+import { NODE_FLAGS } from '../../agent/src/cmd/node-flags.js';
 
 const LAMP_JS = join(ROOT, 'dist/scripts/appliances/lamp.js');
 const LAMP_NAME = 'Living Room Lamp';
@@ -39,7 +40,7 @@ interface Agent {
  * testbed's Avahi), serving the page on a unix socket too; resolves on its ready line.
  */
 function startAgent(tb: Testbed, dataDir: string, webSocket: string, env: NodeJS.ProcessEnv): Promise<Agent> {
-  const proc = tb.spawn('vcpe', [process.execPath, '--enable-source-maps', NTM, 'agent', '--data-dir', dataDir, '--web-socket', webSocket], {
+  const proc = tb.spawn('vcpe', [process.execPath, '--enable-source-maps', ...NODE_FLAGS.agent, NTM, 'agent', '--data-dir', dataDir, '--web-socket', webSocket], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env,
   });

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Testbed } from '../../scripts/netns/index.js';
 import { request } from '../../agent/src/cmd/control-socket.js';
+import { NODE_FLAGS } from '../../agent/src/cmd/node-flags.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..', '..');
 export const NTM = join(ROOT, 'dist/agent/src/cmd/ntm.js');
@@ -32,7 +33,7 @@ const SOCKETS: Record<string, string> = { dc: 'dc.sock', rs: 'rs.sock', up: 'ter
 
 /** Runs `ntm <role> ...args --data-dir <dataDir>` in the host and resolves on its ready line. */
 export async function startNtm(tb: Testbed, host: string, role: 'dc' | 'rs' | 'up' | 'agent', args: string[], dataDir: string, timeoutMs = 20_000): Promise<Daemon> {
-  const proc = tb.spawn(host, [process.execPath, '--enable-source-maps', NTM, role, '--data-dir', dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = tb.spawn(host, [process.execPath, '--enable-source-maps', ...NODE_FLAGS[role], NTM, role, '--data-dir', dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.setEncoding('utf8');
   proc.stderr!.setEncoding('utf8');

@@ -14,6 +14,7 @@ import { LanDiscovery } from '../discovery/index.js';
 import { createWebApp } from '../../../web-ui/server/app.js';
 import { loadOrCreateSetupCode, removeSetupCode } from '../../../web-ui/server/setup-code.js';
 import { detectLanInterface } from '../agent/runtime.js';
+import { missingNodeFlags } from './node-flags.js';
 
 export const AGENT_HELP = `ntm agent — the household agent on the vCPE (the RCA proxy for appliances without NTMobile)
 
@@ -125,6 +126,8 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
   const dc = loadSection('dc', file, { 'dc.dataDir': agent.dataDir, ...ov });
   const rs = loadSection('rs', file, { 'rs.dataDir': agent.dataDir, ...ov });
   const log = createLogger(loadSection('log', file).level);
+  const missing = missingNodeFlags('agent');
+  if (missing.length > 0) log.warn('started without the agent\'s Node.js flags: its memory will be larger than it need be', { missing: missing.join(' '), hint: `node ${missing.join(' ')} ntm.js agent` });
   const dcIdentity = await loadOrCreateIdentity(join(agent.dataDir, 'dc.key'));
   const rsIdentity = await loadOrCreateIdentity(join(agent.dataDir, 'rs.key'));
   const runtime = await AgentRuntime.start({ agent, dc, rs, log, dcIdentity, rsIdentity });
