@@ -3,6 +3,7 @@
 // (taskset), the load generator (dc-load.ts) to the other; both talk over loopback in the root namespace (no link
 // emulation: this measures the DC's CPU, not the network). Memory is the DC's VmRSS from /proc/<pid>/status once
 // the phase has settled; the peak (VmHWM) is reported beside it.
+import { NODE_FLAGS } from '../../agent/src/cmd/node-flags.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -141,7 +142,7 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     // A /15 pool: room for 131,070 terminals.
     dc = spawn(
       'taskset',
-      ['-c', String(cpu.dc), process.execPath, NTM, 'dc', '--data-dir', tmp.path, '--listen', '127.0.0.1:0', '--pool', '198.18.0.0/15'],
+      ['-c', String(cpu.dc), process.execPath, ...NODE_FLAGS.dc, NTM, 'dc', '--data-dir', tmp.path, '--listen', '127.0.0.1:0', '--pool', '198.18.0.0/15'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const ready = await readyLine(dc, 'ntm dc', 20_000);
@@ -182,8 +183,9 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     if (code !== 0 || !phases.first) throw new Error(`load generator failed (${code}): ${genErr.slice(-2000)}`);
     const rssFirst = await afterFirst;
     const rssEnd = await settledRss(pid, SETTLE_S * 1000);
-    const status = (await request(join(tmp.path, 'dc.sock'), { cmd: 'status' })) as { terminals: number };
+    const status = (await request(join(tmp.path, 'dc.sock'), { cmd: 'status' })) as { terminals: number; memory: Record<string, number> };
     const terminalsHeld = status.terminals;
+    log(`dc capacity: the DC's own view of its memory: ${JSON.stringify(status.memory)}`);
     const memEnd = memoryMiB(pid);
     await stop(dc);
     const floor = (floorBefore + (await ecFloorPerSecond(cpu.dc))) / 2;

@@ -69,3 +69,10 @@ export function onShutdown(log: Logger, stop: () => Promise<void>): void {
 export function announce(obj: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify(obj) + '\n');
 }
+
+/** This process's memory for `status` (MiB, one decimal): what an operator compares with the VM's size. */
+export function processMemory(): Record<string, number> {
+  const m = process.memoryUsage();
+  const mib = (b: number) => Math.round((b / 1048576) * 10) / 10;
+  return { rssMiB: mib(m.rss), heapUsedMiB: mib(m.heapUsed), heapTotalMiB: mib(m.heapTotal), externalMiB: mib(m.external), arrayBuffersMiB: mib(m.arrayBuffers) };
+}

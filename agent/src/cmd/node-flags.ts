@@ -10,7 +10,7 @@ export type Role = 'agent' | 'dc' | 'rs' | 'up';
 
 export const NODE_FLAGS: Readonly<Record<Role, readonly string[]>> = Object.freeze({
   agent: ['--max-semi-space-size=2'],
-  dc: [],
+  dc: ['--max-semi-space-size=2'],
   rs: [],
   up: [],
 });

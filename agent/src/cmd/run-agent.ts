@@ -7,7 +7,7 @@ import { createLogger } from '../util/log.js';
 import { InputError } from '../types/errors.js';
 import { AgentRuntime } from '../agent/runtime.js';
 import { parseArgs, one, has, overrides } from './args.js';
-import { announce, loadOrCreateIdentity, onShutdown } from './common.js';
+import { announce, loadOrCreateIdentity, onShutdown, processMemory } from './common.js';
 import { ControlServer, request } from './control-socket.js';
 import type { AgentApi, PairInput } from '../types/household.js';
 import { LanDiscovery } from '../discovery/index.js';
@@ -53,7 +53,7 @@ export async function dispatchAgentCommand(api: AgentApi & { status(): Record<st
   const str = (k: string) => (req[k] === undefined ? undefined : String(req[k]));
   switch (req.cmd) {
     case 'status':
-      return api.status();
+      return { ...api.status(), memory: processMemory() };
     case 'devices':
       return api.devices();
     case 'pair': {

@@ -5,7 +5,7 @@ import { openDb } from '../store/db.js';
 import { DcServer } from '../dc/server.js';
 import { createLogger } from '../util/log.js';
 import { parseArgs, one, has, overrides } from './args.js';
-import { announce, loadOrCreateIdentity, onShutdown, resolveIn } from './common.js';
+import { announce, loadOrCreateIdentity, onShutdown, processMemory, resolveIn } from './common.js';
 import { ControlServer } from './control-socket.js';
 import { IntegrityError } from '../types/errors.js';
 
@@ -59,7 +59,7 @@ export async function runDc(argv: readonly string[]): Promise<void> {
     throw e;
   });
   const ctl = await ControlServer.listen(join(cfg.dataDir, 'dc.sock'), (req) => {
-    if (req.cmd === 'status') return dc.status();
+    if (req.cmd === 'status') return { ...dc.status(), memory: processMemory() };
     throw new Error(`unknown command ${String(req.cmd)}`);
   });
   announce({ role: 'dc', ready: true, id: identity.idHex, publicKey: identity.publicKey.toString('hex'), port: dc.port, probePort: dc.probePort });

@@ -5,7 +5,7 @@ import { RsServer } from '../rs/server.js';
 import { createLogger } from '../util/log.js';
 import { parseEndpoint } from '../protocol/endpoint.js';
 import { parseArgs, one, has, overrides } from './args.js';
-import { announce, loadOrCreateIdentity, onShutdown, resolveIn } from './common.js';
+import { announce, loadOrCreateIdentity, onShutdown, processMemory, resolveIn } from './common.js';
 import { ControlServer } from './control-socket.js';
 
 export const RS_HELP = `ntm rs — run a Relay Server alone
@@ -45,7 +45,7 @@ export async function runRs(argv: readonly string[]): Promise<void> {
   if (has(p, 'print-id')) return announce({ id: identity.idHex, publicKey: identity.publicKey.toString('hex') });
   const rs = await RsServer.start({ identity, config: cfg, log, advertise: adv.map(parseEndpoint) });
   const ctl = await ControlServer.listen(join(cfg.dataDir, 'rs.sock'), (req) => {
-    if (req.cmd === 'status') return rs.status();
+    if (req.cmd === 'status') return { ...rs.status(), memory: processMemory() };
     throw new Error(`unknown command ${String(req.cmd)}`);
   });
   announce({ role: 'rs', ready: true, id: identity.idHex, publicKey: identity.publicKey.toString('hex'), port: rs.port });

@@ -17,6 +17,7 @@
 import { defaultAead, type Aead, AEAD_KEY_LENGTH, AEAD_TAG_LENGTH } from './aead.js';
 import { BufferLengthError } from './errors.js';
 import { ReplayWindow, REPLAY_WINDOW_SIZE } from './replay.js';
+import { keep } from '../util/keep.js';
 
 export const DATA_TYPE = 0x04;
 export const CONTROL_TYPE = 0x10;
@@ -153,8 +154,9 @@ export class TunnelKeypair {
     this.#clock = init.clock ?? Date.now;
     this.createdAt = init.createdAt ?? this.#clock();
     this.limits = mergeLimits(init.limits);
-    this.#sendKey = Buffer.from(init.sendKey);
-    this.#receiveKey = Buffer.from(init.receiveKey);
+    // Kept out of Node's shared Buffer pool (util/keep.ts): a DC holds one channel per terminal.
+    this.#sendKey = keep(init.sendKey);
+    this.#receiveKey = keep(init.receiveKey);
     this.#replay = new ReplayWindow(this.limits.replayWindow, Math.min(this.limits.rejectAfterMessages, Number.MAX_SAFE_INTEGER));
     this.#aead = init.aead ?? defaultAead;
   }

@@ -40,6 +40,7 @@ import { cidrContainsText, parseCidr } from '../protocol/ip.js';
 import { TerminalTable, type TerminalRecord } from './terminals.js';
 import { planRoute, type EndView, type RelayView, type RoutePlan } from './route.js';
 import { IntegrityError } from '../types/errors.js';
+import { keep } from '../util/keep.js';
 
 export interface DcServerOptions {
   readonly identity: Identity;
@@ -383,7 +384,7 @@ export class DcServer {
       this.pendingNt.push([idHex, Buffer.from(req.nt)]);
       if (rec) {
         rec.revoked = true;
-        rec.nt = Buffer.from(req.nt);
+        rec.nt = keep(req.nt);
         this.terminals.touch(rec);
         this.dropChannel(rec);
       }
@@ -397,9 +398,9 @@ export class DcServer {
       try {
         rec = this.terminals.create({
           id: idHex,
-          idBytes: Buffer.from(idBytes),
-          publicKey: Buffer.from(publicKey),
-          nt: Buffer.from(req.nt),
+          idBytes: keep(idBytes),
+          publicKey: keep(publicKey),
+          nt: keep(req.nt),
           lastReqTime: req.time,
           now,
         });
@@ -409,11 +410,11 @@ export class DcServer {
       }
     }
     if (ntChanged) {
-      rec.nt = Buffer.from(req.nt);
+      rec.nt = keep(req.nt);
       this.pendingNt.push([idHex, rec.nt]);
       this.announce.push(rec.nt);
     }
-    rec.kss = kss;
+    if (rec.kss !== kss) rec.kss = keep(kss);
     rec.lastReqTime = req.time;
     rec.lastSeen = now;
     this.learnLocation(rec, from, req.locals, req.txid);
@@ -450,7 +451,7 @@ export class DcServer {
     });
     const header = encodeRegistrationResponseHeader(req.terminalIndex, dcIndex, nonceDc);
     const response = Buffer.concat([header, defaultAead.seal(kResp, 0, body)]);
-    rec.lastReg = { txid: req.txid, time: req.time, src, response };
+    rec.lastReg = { txid: req.txid, time: req.time, src, response: keep(response) };
     rec.keepaliveDue = this.clock.monotonic() + this.opts.config.keepaliveS * 1000;
     this.counts.inc(first ? 'registrations-new' : 'registrations-renewed');
     this.sendAfterCommit(response, from, bind);
@@ -954,7 +955,7 @@ export class DcServer {
     if (rec.channel) this.sendControlRaw(rec, encodeControl({ type: Ctl.REVOKED, txid: newTxid() }));
     rec.revoked = true;
     if (nt) {
-      rec.nt = Buffer.from(nt);
+      rec.nt = keep(nt);
       this.pendingNt.push([rec.id, rec.nt]);
     }
     this.terminals.touch(rec);

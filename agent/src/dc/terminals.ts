@@ -10,6 +10,7 @@ import { bytesToIp4, bytesToIp6, cidrContainsText, parseCidr } from '../protocol
 import { formatEndpoint, parseEndpoint } from '../protocol/endpoint.js';
 import type { NatKind } from './route.js';
 import type { TunnelKeypair } from '../crypto/session.js';
+import { keep } from '../util/keep.js';
 
 export const DC_MIGRATIONS: Migrations = {
   module: 'dc',
@@ -159,12 +160,12 @@ export class TerminalTable {
   private load(r: Row): void {
     const rec = newRecord({
       id: r.id,
-      idBytes: Buffer.from(r.id.slice(2), 'hex'),
-      publicKey: r.public_key,
+      idBytes: keep(Buffer.from(r.id.slice(2), 'hex')),
+      publicKey: keep(r.public_key),
       v4: r.v4,
       v6: r.v6,
       name: r.name,
-      nt: r.nt,
+      nt: keep(r.nt),
       lastReqTime: r.last_req_time,
       observed: r.observed ? parseEndpoint(r.observed) : undefined,
       locals: r.locals ? r.locals.split(',').map(parseEndpoint) : [],
