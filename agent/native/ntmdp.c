@@ -584,8 +584,8 @@ static napi_value aead_open(napi_env env, napi_callback_info info) { return aead
 #define UMETA 4
 /* Messages per recvmmsg: each slot is 64 KiB (a GRO'd run fills it), so this bounds the arena's resident size. */
 #define UBATCH 32
-/* Datagrams one GRO'd message can carry (the kernel's UDP_MAX_SEGMENTS). */
-#define UGRO_SEGS 64
+/* Datagrams one GRO'd message can carry (the kernel's UDP_MAX_SEGMENTS: 64, 128 since Linux 6.x). */
+#define UGRO_SEGS 128
 #define UMAXD (UBATCH * UGRO_SEGS)
 #define TXMAX 256
 #define TXBYTES (1 << 20)
@@ -625,6 +625,18 @@ static void udp_release(udpsock *u) {
   free(u->txbuf);
   free(u->tx);
   free(u);
+}
+
+/* A socket that failed before JavaScript got it: nothing else refers to its buffers yet. */
+static napi_value udp_abandon(udpsock *u, napi_value ret) {
+  if (u->fd >= 0) close(u->fd);
+  free(u->arena);
+  free(u->meta);
+  free(u->addrs);
+  free(u->txbuf);
+  free(u->tx);
+  free(u);
+  return ret;
 }
 
 static void on_udp_closed(uv_handle_t *h) {
@@ -725,7 +737,10 @@ static void on_udp_poll(uv_poll_t *handle, int status, int events) {
       /* One entry per datagram of the run; an empty datagram is one entry of length 0 (the handler counts it). */
       size_t off = 0;
       do {
-        if (kept >= UMAXD) break;
+        if (kept >= UMAXD) {
+          u->stats[3]++; /* cannot happen within UDP_MAX_SEGMENTS; counted, never written past the arrays */
+          break;
+        }
         int32_t *m = u->meta + (size_t)kept * UMETA;
         memcpy(u->addrs + (size_t)kept * 16, a, 16);
         m[0] = (int32_t)((size_t)i * u->slot + off);
@@ -783,23 +798,24 @@ static napi_value udp_new(napi_env env, napi_callback_info info) {
   udpsock *u = calloc(1, sizeof *u);
   if (!u) return throw_errno(env, "ntmdp: calloc", ENOMEM);
   u->env = env;
+  u->fd = -1;
   u->slot = 65536;
   u->arena = malloc(u->slot * UBATCH);
   u->meta = calloc(UMAXD, sizeof(int32_t) * UMETA);
   u->addrs = calloc(UMAXD, 16);
   u->txbuf = malloc(TXBYTES);
   u->tx = calloc(TXMAX, sizeof(txent));
-  if (!u->arena || !u->meta || !u->addrs || !u->txbuf || !u->tx) return throw_errno(env, "ntmdp: malloc", ENOMEM);
+  if (!u->arena || !u->meta || !u->addrs || !u->txbuf || !u->tx) return udp_abandon(u, throw_errno(env, "ntmdp: malloc", ENOMEM));
   struct in_addr a4;
   struct in6_addr a6;
   int v4 = inet_pton(AF_INET, addr, &a4) == 1;
   if (!v4 && inet_pton(AF_INET6, addr, &a6) != 1) {
     napi_throw_type_error(env, NULL, "ntmdp: not an IP address");
-    return NULL;
+    return udp_abandon(u, NULL);
   }
   u->family_v6 = !v4;
   u->fd = socket(v4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (u->fd < 0) return throw_errno(env, "ntmdp: socket", errno);
+  if (u->fd < 0) return udp_abandon(u, throw_errno(env, "ntmdp: socket", errno));
   int zero = 0, rb = (int)rcvbuf, sb = (int)sndbuf;
   if (!v4) setsockopt(u->fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
   if (setsockopt(u->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rb, sizeof rb) < 0) setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
@@ -812,14 +828,12 @@ static napi_value udp_new(napi_env env, napi_callback_info info) {
     struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = a6};
     r = bind(u->fd, (struct sockaddr *)&sa, sizeof sa);
   }
-  if (r < 0) {
-    int e = errno;
-    close(u->fd);
-    return throw_errno(env, "ntmdp: bind", e);
-  }
+  if (r < 0) return udp_abandon(u, throw_errno(env, "ntmdp: bind", errno));
   int one = 1;
   u->gro = setsockopt(u->fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
-  u->gso = !getenv("NTMDP_NO_GSO");
+  /* GSO only where the kernel knows UDP_SEGMENT (≥ 4.18): an older one would ignore the control message and send a
+   * whole run as one datagram. */
+  u->gso = !getenv("NTMDP_NO_GSO") && setsockopt(u->fd, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0;
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
   getsockname(u->fd, (struct sockaddr *)&ss, &sl);
@@ -1007,6 +1021,12 @@ static void udp_flush(udpsock *u) {
       continue;
     }
     int e = errno;
+    if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
+      /* The socket's send buffer is full: the rest of this flush is dropped at once (counted), as a full queue drops,
+       * rather than asked for again datagram by datagram. */
+      u->stats[2] += (double)(u->ntx - first[k]);
+      break;
+    }
     if (first[k + 1] - first[k] > 1) {
       /* The run was refused as a GSO send: send its datagrams one by one, and stop asking when GSO is not there. */
       if (e == EIO || e == ENOPROTOOPT || e == EOPNOTSUPP) u->gso = 0;
