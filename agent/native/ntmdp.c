@@ -912,7 +912,22 @@ static socklen_t udp_dest(const udpsock *u, const char *addr, uint32_t port, str
     out->sin6_family = AF_INET6;
     out->sin6_port = htons((uint16_t)port);
     out->sin6_addr = a6;
+    /* ::ffff:a.b.c.d written out leaves as IPv4 all the same (its TTL is IP_TTL's). */
+    *to_v4 = IN6_IS_ADDR_V4MAPPED(&a6);
     return sizeof *out;
+  }
+  return 0;
+}
+
+/* The arguments send() and queue() share: (Uint8Array data, string address, uint32 port, …). 0, or -1 with a
+ * TypeError thrown saying `usage`. */
+static int udp_args(napi_env env, napi_value *argv, uint8_t **data, size_t *len, char addr[64], uint32_t *port, const char *usage) {
+  size_t alen;
+  memset(addr, 0, 64);
+  if (bytes_of(env, argv[0], data, len) || napi_get_value_string_utf8(env, argv[1], addr, 64, &alen) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], port) != napi_ok) {
+    napi_throw_type_error(env, NULL, usage);
+    return -1;
   }
   return 0;
 }
@@ -924,15 +939,14 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
   napi_value argv[4], ret;
   udpsock *u = unwrap_udp(env, info, &argc, argv);
   if (!u || argc < 3) return NULL;
+  static const char usage[] = "ntmdp: send(Uint8Array, address, port[, ttl])";
   uint8_t *data;
   size_t len;
-  char addr[64] = {0};
-  size_t alen;
+  char addr[64];
   uint32_t port = 0, ttl = 0;
-  if (bytes_of(env, argv[0], &data, &len) || napi_get_value_string_utf8(env, argv[1], addr, sizeof addr, &alen) != napi_ok ||
-      napi_get_value_uint32(env, argv[2], &port) != napi_ok || (argc > 3 && napi_get_value_uint32(env, argv[3], &ttl) != napi_ok) ||
-      ttl > 255) {
-    napi_throw_type_error(env, NULL, "ntmdp: send(Uint8Array, address, port[, ttl])");
+  if (udp_args(env, argv, &data, &len, addr, &port, usage)) return NULL;
+  if ((argc > 3 && napi_get_value_uint32(env, argv[3], &ttl) != napi_ok) || ttl > 255) {
+    napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
   struct sockaddr_in6 ss;
@@ -1050,14 +1064,9 @@ static napi_value udp_queue(napi_env env, napi_callback_info info) {
   if (!u || argc < 3) return NULL;
   uint8_t *data;
   size_t len;
-  char addr[64] = {0};
-  size_t alen;
+  char addr[64];
   uint32_t port = 0;
-  if (bytes_of(env, argv[0], &data, &len) || napi_get_value_string_utf8(env, argv[1], addr, sizeof addr, &alen) != napi_ok ||
-      napi_get_value_uint32(env, argv[2], &port) != napi_ok) {
-    napi_throw_type_error(env, NULL, "ntmdp: queue(Uint8Array, address, port)");
-    return NULL;
-  }
+  if (udp_args(env, argv, &data, &len, addr, &port, "ntmdp: queue(Uint8Array, address, port)")) return NULL;
   int rc = 0;
   if (u->closed) rc = -EBADF;
   else if (len > 65535) rc = -EMSGSIZE;

@@ -6,9 +6,9 @@
 // - handover: the phone moves networks during a TCP transfer from the lamp; the interruption of each move.
 import type { Testbed } from '../../scripts/netns/index.js';
 import { withTestbed } from '../lib/testbed.js';
-import { tempDir, type Daemon } from '../lib/ntm.js';
+import { withDaemons } from '../lib/ntm.js';
 import { connectPhone, iperf, type IperfResult, IPERF_PORT, processCpuSeconds, processMemoryMb, sampleMemory, startHousehold, startIperfServer } from './household.js';
-import { startPortForward, startWireguard, type WireguardPath } from './wireguard.js';
+import { startPortForward, startWireguard } from './wireguard.js';
 import { quantile, round } from './results.js';
 import { measureHandover } from './handover.js';
 
@@ -106,16 +106,14 @@ export function benchThroughput(opts: AgentBenchOptions = {}): Promise<Throughpu
   const log = opts.log ?? (() => undefined);
   const rounds = opts.quick ? 1 : 4;
   const seconds = opts.quick ? 1 : 5;
-  return withTestbed('household', { delays: false }, async (tb) => {
-    const tmp = tempDir('ntm-bench-tput-');
-    const started: Daemon[] = [];
-    let wg: WireguardPath | undefined;
-    try {
-      const h = await startHousehold(tb, tmp.path, started, { log });
+  return withTestbed('household', { delays: false }, (tb) =>
+    withDaemons('ntm-bench-tput-', log, async ({ dir, started, defer }) => {
+      const h = await startHousehold(tb, dir, started, { log });
       const lamp = h.devices[0]!;
       await startIperfServer(tb, 'lamp');
       const { path } = await connectPhone(h, lamp);
-      wg = await startWireguard(tb, tmp.path, INNER_MTU);
+      const wg = await startWireguard(tb, dir, INNER_MTU);
+      defer(() => wg.stop());
       const fwd = await startPortForward(tb, IPERF_PORT);
       const target: Record<PathName, string> = { agent: lamp.virtualV4, wireguard_go: wg.lampAddress, plain: fwd.lampAddress };
       log(`throughput: agent tunnel ${path} to ${target.agent}; wireguard-go to ${target.wireguard_go}; plain to ${target.plain} (DNAT)`);
@@ -166,15 +164,8 @@ export function benchThroughput(opts: AgentBenchOptions = {}): Promise<Throughpu
         seconds,
         mtu: { agent: INNER_MTU, wireguard_go: INNER_MTU, plain: 1500 },
       };
-    } catch (e) {
-      for (const d of started) log(`--- ${d.host}\n${d.output().slice(-2000)}`);
-      throw e;
-    } finally {
-      await wg?.stop();
-      await Promise.all(started.map((d) => d.stop()));
-      tmp.remove();
-    }
-  });
+    }),
+  );
 }
 
 /**
@@ -190,11 +181,9 @@ export function benchAgentMemory(opts: AgentBenchOptions = {}): Promise<AgentMem
   const tunnels = 5;
   const settleMs = opts.quick ? 1500 : 15_000;
   const loadS = opts.quick ? 2 : 8;
-  return withTestbed('household', { delays: false }, async (tb: Testbed) => {
-    const tmp = tempDir('ntm-bench-mem-');
-    const started: Daemon[] = [];
-    try {
-      const h = await startHousehold(tb, tmp.path, started, { paired, granted: tunnels, log });
+  return withTestbed('household', { delays: false }, (tb: Testbed) =>
+    withDaemons('ntm-bench-mem-', log, async ({ dir, started }) => {
+      const h = await startHousehold(tb, dir, started, { paired, granted: tunnels, log });
       for (const d of h.devices.slice(0, tunnels)) await connectPhone(h, d);
       const st = (await h.agent.call({ cmd: 'tunnels' })) as unknown[];
       log(`agent_memory: ${paired} paired, ${st.length} tunnels up`);
@@ -221,14 +210,8 @@ export function benchAgentMemory(opts: AgentBenchOptions = {}): Promise<AgentMem
         tunnels: st.length,
         load_mbps: { tcp: round(tcp.mbps, 0), udp: round(udp.mbps, 0) },
       };
-    } catch (e) {
-      for (const d of started) log(`--- ${d.host}\n${d.output().slice(-2000)}`);
-      throw e;
-    } finally {
-      await Promise.all(started.map((d) => d.stop()));
-      tmp.remove();
-    }
-  });
+    }),
+  );
 }
 
 export function benchHandover(opts: AgentBenchOptions = {}): Promise<HandoverFigures> {

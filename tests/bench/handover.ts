@@ -11,7 +11,7 @@ import type { ChildProcess } from 'node:child_process';
 import { loadTopology } from '../../scripts/netns/index.js';
 import type { Testbed } from '../../scripts/netns/index.js';
 import { withTestbed } from '../lib/testbed.js';
-import { TCP_SOURCE, firstJsonLine, tempDir, waitFor, type Daemon } from '../lib/ntm.js';
+import { TCP_SOURCE, firstJsonLine, waitFor, withDaemons } from '../lib/ntm.js';
 import { connectPhone, startHousehold } from './household.js';
 import { quantile, round } from './results.js';
 import type { HandoverFigures } from './agent.js';
@@ -82,12 +82,11 @@ interface Move {
 
 export async function measureHandover(o: { moves: number; log?: (line: string) => void }): Promise<HandoverFigures> {
   const log = o.log ?? (() => undefined);
-  return withTestbed('household', {}, async (tb) => {
-    const tmp = tempDir('ntm-bench-handover-');
-    const started: Daemon[] = [];
-    const children: ChildProcess[] = [];
-    try {
-      const h = await startHousehold(tb, tmp.path, started, { log });
+  return withTestbed('household', {}, (tb) =>
+    withDaemons('ntm-bench-handover-', log, async ({ dir, started, defer }) => {
+      const children: ChildProcess[] = [];
+      defer(() => children.forEach((c) => c.kill()));
+      const h = await startHousehold(tb, dir, started, { log });
       const lamp = h.devices[0]!;
       await connectPhone(h, lamp);
       // Enough bytes for every move with room to spare; the stream is stopped when the moves are done.
@@ -140,13 +139,6 @@ export async function measureHandover(o: { moves: number; log?: (line: string) =
         moves: moves.length,
         by_network: byNetwork,
       };
-    } catch (e) {
-      for (const d of started) log(`--- ${d.host}\n${d.output().slice(-2000)}`);
-      throw e;
-    } finally {
-      for (const c of children) c.kill();
-      await Promise.all(started.map((d) => d.stop()));
-      tmp.remove();
-    }
-  });
+    }),
+  );
 }

@@ -23,7 +23,7 @@ import { execFileSync } from 'node:child_process';
 import { loadTopology, realtime } from '../../scripts/netns/index.js';
 import type { Testbed } from '../../scripts/netns/index.js';
 import { withTestbed } from '../lib/testbed.js';
-import { printId, startNtm, tempDir, waitFor, type Daemon } from '../lib/ntm.js';
+import { printId, startNtm, waitFor, withDaemons, type Daemon } from '../lib/ntm.js';
 import { probe, startEcho } from '../lib/probes.js';
 import { quantile, round, summarise, type ProcedureFigures } from './results.js';
 
@@ -215,11 +215,9 @@ export interface PaperColumnResult {
 /** Brings `paper` up in one column, starts the roles once, runs what is asked (0 runs: skipped), tears down. */
 export async function benchPaperColumn(column: Column, opts: PaperBenchOptions): Promise<PaperColumnResult> {
   const log = opts.log ?? (() => undefined);
-  return withTestbed('paper', { column }, async (tb) => {
-    const tmp = tempDir('ntm-bench-');
-    const started: Daemon[] = [];
-    try {
-      const roles = await startRoles(tb, tmp.path, started);
+  return withTestbed('paper', { column }, (tb) =>
+    withDaemons('ntm-bench-', log, async ({ dir, started }) => {
+      const roles = await startRoles(tb, dir, started);
       const rt = realtimeRoles(started);
       const out: PaperColumnResult = {};
       if (opts.registrationRuns) {
@@ -239,12 +237,6 @@ export async function benchPaperColumn(column: Column, opts: PaperBenchOptions):
         };
       }
       return out;
-    } catch (e) {
-      for (const d of started) log(`--- ${d.host}\n${d.output().slice(-2000)}`);
-      throw e;
-    } finally {
-      await Promise.all(started.map((d) => d.stop()));
-      tmp.remove();
-    }
-  });
+    }),
+  );
 }

@@ -29,6 +29,34 @@ export function tempDir(prefix = 'ntm-test-'): { path: string; remove(): void } 
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
+/** What `withDaemons` lends its body: a fresh directory, the list to put started daemons in, and extra clean-ups. */
+export interface DaemonScope {
+  readonly dir: string;
+  readonly started: Daemon[];
+  /** Runs `f` at the end, before the daemons stop (last deferred first). */
+  defer(f: () => unknown): void;
+}
+
+/**
+ * Runs `body` in a DaemonScope: on failure, logs the last output of every daemon it started; always runs the deferred
+ * clean-ups, stops the daemons and removes the directory.
+ */
+export async function withDaemons<T>(prefix: string, log: (line: string) => void, body: (s: DaemonScope) => Promise<T>): Promise<T> {
+  const tmp = tempDir(prefix);
+  const started: Daemon[] = [];
+  const deferred: Array<() => unknown> = [];
+  try {
+    return await body({ dir: tmp.path, started, defer: (f) => deferred.push(f) });
+  } catch (e) {
+    for (const d of started) log(`--- ${d.host}\n${d.output().slice(-2000)}`);
+    throw e;
+  } finally {
+    for (const f of deferred.reverse()) await f();
+    await Promise.all(started.map((d) => d.stop()));
+    tmp.remove();
+  }
+}
+
 const SOCKETS: Record<string, string> = { dc: 'dc.sock', rs: 'rs.sock', up: 'terminal.sock', agent: 'agent.sock' };
 
 /** Runs `ntm <role> ...args --data-dir <dataDir>` in the host and resolves on its ready line. */
