@@ -5,6 +5,7 @@ import { openDb } from '../store/db.js';
 import { DcServer } from '../dc/server.js';
 import { createLogger } from '../util/log.js';
 import { parseArgs, one, has, overrides } from './args.js';
+import { missingNodeFlags } from './node-flags.js';
 import { announce, loadOrCreateIdentity, onShutdown, processMemory, resolveIn } from './common.js';
 import { ControlServer } from './control-socket.js';
 import { IntegrityError } from '../types/errors.js';
@@ -48,6 +49,8 @@ export async function runDc(argv: readonly string[]): Promise<void> {
     ),
   );
   const log = createLogger(loadSection('log', file).level);
+  const missing = missingNodeFlags('dc');
+  if (missing.length > 0 && !has(p, 'print-id')) log.warn('started without the DC\'s Node.js flags: its memory will be larger than it need be', { missing: missing.join(' ') });
   const identity = await loadOrCreateIdentity(resolveIn(cfg.dataDir, cfg.key));
   if (has(p, 'print-id')) return announce({ id: identity.idHex, publicKey: identity.publicKey.toString('hex') });
   const dbPath = join(cfg.dataDir, 'dc.db');
