@@ -175,4 +175,28 @@ void describe('the household agent (issue 4)', () => {
     console.log(`# interruption on the move ${from} → ${c.tb.uplink('phone')}: ${moves.map((m) => m.toFixed(1)).join(', ')} ms`);
     assert.ok(st.tunnels.some((t) => t.peerName === 'lamp' && t.state === 'up'));
   });
+
+  test('an IPv4-only appliance: its virtual IPv6 address answers "unreachable" at once (no black hole), by name it just works', async () => {
+    // The laptop becomes an IPv4-only device with a web page; paired by its IPv4 address alone, granted to the phone.
+    assert.equal((await c.tb.exec('laptop', ['ip', '-6', 'addr', 'flush', 'dev', 'eth0', 'scope', 'global'])).code, 0);
+    const web = c.tb.spawn('laptop', [process.execPath, LAMP, '--port', '8080'], { stdio: 'ignore' });
+    try {
+      const dev = (await c.agent.call({ cmd: 'pair', name: 'nas', kind: 'storage', ip: '192.168.1.12' })) as Ctx['lampDev'];
+      await c.agent.call({ cmd: 'grant', phoneId: c.phoneId, deviceId: dev.id });
+      await waitFor('the laptop page by virtual IPv4', async () => (await curl(c.tb, 'phone', `http://${dev.virtualV4}:8080/`, [], 5)).code === 0, 30_000);
+      // IPv6: the agent answers ICMPv6 address unreachable through the tunnel; curl fails to connect (7), not by
+      // running into its time limit (28).
+      const v6 = await curl(c.tb, 'phone', `http://[${dev.virtualV6}]:8080/`, [], 15);
+      assert.equal(v6.code, 7, `curl exit ${v6.code}: ${v6.stderr}`);
+      const st = (await c.agent.status()) as { dataplane: { counters: Record<string, number> } };
+      assert.ok((st.dataplane.counters['in-no-lan-address'] ?? 0) > 0, JSON.stringify(st.dataplane.counters));
+      assert.ok((st.dataplane.counters['icmp-unreachable-sent'] ?? 0) > 0, JSON.stringify(st.dataplane.counters));
+      // By name (A and AAAA both answered): the application falls back to IPv4 and gets the page.
+      const byName = await curl(c.tb, 'phone', 'http://nas.ntm:8080/api/state', ['-w', ' %{remote_ip}'], 15);
+      assert.equal(byName.code, 0, byName.stderr);
+      assert.ok(byName.stdout.trimEnd().endsWith(` ${dev.virtualV4}`), `answered over IPv4: ${byName.stdout}`);
+    } finally {
+      web.kill();
+    }
+  });
 });

@@ -14,6 +14,7 @@ import {
   clampTcpMss,
   readTcpMss,
   buildPacketTooBig,
+  buildDestinationUnreachable,
   verifyChecksums,
   addressOffset,
   TCP_SYN,
@@ -396,4 +397,40 @@ void test('ICMPv6 Packet Too Big for an oversized IPv6 packet', () => {
   const r2 = buildPacketTooBig(big, info, 1000, ipToBytes('fd99::1'), out);
   assert.ok(r2.ok);
   assert.equal(field16(out, 46), 1280);
+});
+
+void test('destination unreachable in either family: host unreachable (IPv4), address unreachable (ICMPv6)', () => {
+  // A TCP SYN from a phone's virtual address to an appliance's virtual address in the family the appliance lacks.
+  const syn6 = buildPacket({ src: ipToBytes('fd4e:544d:c65d::7'), dst: ipToBytes('fd4e:544d:c65d::10'), protocol: 'tcp', tcpFlags: 0x02, srcPort: 40000, dstPort: 80 });
+  const out = new Uint8Array(1280);
+  const r6 = buildDestinationUnreachable(syn6, ok(parsePacket(syn6, new PacketInfo())), ipToBytes('fd4e:544d:c65d::10'), out);
+  if (!r6.ok) assert.fail(r6.reason);
+  const m6 = out.subarray(0, r6.length);
+  const i6 = ok(parsePacket(m6, new PacketInfo()));
+  assert.equal(i6.protocol, 58);
+  assert.equal(i6.icmpType, 1);
+  assert.equal(i6.icmpCode, 3);
+  assert.deepEqual(m6.subarray(8, 24), ipToBytes('fd4e:544d:c65d::10'), 'from the unreachable address');
+  assert.deepEqual(m6.subarray(24, 40), ipToBytes('fd4e:544d:c65d::7'), 'to the sender');
+  assert.equal((field16(m6, 44) << 16) | field16(m6, 46), 0, 'unused word is zero');
+  assert.deepEqual(m6.subarray(48), syn6, 'the whole SYN quoted');
+  assertChecksums(m6, i6, 'address unreachable');
+
+  const syn4 = buildPacket({ src: ipToBytes('198.18.0.7'), dst: ipToBytes('198.18.0.10'), protocol: 'tcp', tcpFlags: 0x02, srcPort: 40000, dstPort: 80 });
+  const r4 = buildDestinationUnreachable(syn4, ok(parsePacket(syn4, new PacketInfo())), ipToBytes('198.18.0.10'), out);
+  if (!r4.ok) assert.fail(r4.reason);
+  const m4 = out.subarray(0, r4.length);
+  const i4 = ok(parsePacket(m4, new PacketInfo()));
+  assert.equal(i4.icmpType, 3);
+  assert.equal(i4.icmpCode, 1);
+  assert.deepEqual(m4.subarray(16, 20), ipToBytes('198.18.0.7'));
+  assert.deepEqual(m4.subarray(28), syn4);
+  assertChecksums(m4, i4, 'host unreachable');
+
+  // Never about an ICMP error, and never from the wrong family's address.
+  const err = icmpError(false, syn4, '198.18.0.10', '198.18.0.7');
+  const e = buildDestinationUnreachable(err, ok(parsePacket(err, new PacketInfo())), ipToBytes('198.18.0.10'), out);
+  assert.deepEqual(e, { ok: false, reason: 'icmp-error' });
+  const w = buildDestinationUnreachable(syn6, ok(parsePacket(syn6, new PacketInfo())), ipToBytes('198.18.0.10'), out);
+  assert.deepEqual(w, { ok: false, reason: 'address-length' });
 });

@@ -40,10 +40,15 @@ import { carrierHandler, outsideDeliver } from '../dataplane/outside.js';
 import { Reinjector } from '../dataplane/reinject.js';
 import { PROTO_ICMP, PROTO_ICMPV6, type PacketInfo } from '../dataplane/packet/parse.js';
 import { rewriteAddress } from '../dataplane/packet/rewrite.js';
+import { buildDestinationUnreachable, ICMP4_ERROR_MAX, ICMP6_ERROR_MAX } from '../dataplane/packet/icmp.js';
 import type { PacketSource } from '../types/packet-source.js';
 import { HouseholdStore } from './household-store.js';
 import { makeEnrollment } from './enrollment.js';
 import { ntmLabel } from './names.js';
+
+/** ICMP errors the agent may originate: a burst, then this many a second. */
+const ICMP_BURST = 10;
+const ICMP_PER_S = 10;
 
 const run = promisify(execFile);
 
@@ -376,10 +381,36 @@ export class AgentRuntime implements AgentApi {
     if (!e) return 'not-paired';
     if (!this.portAllowed(peer, node, info.dstPort, info) && !this.portAllowed(peer, node, info.srcPort, info)) return 'policy';
     const lan = info.version === 4 ? e.lan4 : e.lan6;
-    if (!lan) return 'no-lan-address';
+    if (!lan) {
+      this.unreachable(inner, info);
+      return 'no-lan-address';
+    }
     const r = rewriteAddress(inner, info, 'dst', lan);
     return r.ok ? undefined : `rewrite-${r.reason}`;
   };
+
+  /** ICMP errors the agent originates (RFC 4443 §2.4(f), RFC 1812 §4.3.2.8: rate-limited): a token bucket. */
+  private icmpTokens = ICMP_BURST;
+  private icmpRefilledAt = 0;
+
+  /**
+   * The phone asked an appliance for a family it does not have on the LAN (an IPv4-only lamp at its virtual IPv6
+   * address, which the name also resolves to): answer "unreachable" through the tunnel, from that virtual address, so
+   * the phone's stack fails the attempt at once and falls back to the other family (RFC 8305) instead of waiting.
+   */
+  private unreachable(inner: Buffer, info: PacketInfo): void {
+    const now = performance.now();
+    this.icmpTokens = Math.min(ICMP_BURST, this.icmpTokens + ((now - this.icmpRefilledAt) / 1000) * ICMP_PER_S);
+    this.icmpRefilledAt = now;
+    if (this.icmpTokens < 1) return this.counters.inc('icmp-unreachable-limited');
+    this.icmpTokens--;
+    const s = info.start;
+    const ours = info.version === 4 ? inner.subarray(s + 16, s + 20) : inner.subarray(s + 24, s + 40);
+    const out = Buffer.allocUnsafe(info.version === 4 ? ICMP4_ERROR_MAX : ICMP6_ERROR_MAX);
+    const r = buildDestinationUnreachable(inner, info, ours, out);
+    if (!r.ok) return this.counters.inc(`icmp-unreachable-${r.reason}`);
+    this.counters.inc(`icmp-unreachable-${this.host.sendInner(out.subarray(0, r.length), info.version)}`);
+  }
 
   private pairedSources(): string[] {
     const out: string[] = [];
