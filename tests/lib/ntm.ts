@@ -38,7 +38,7 @@ export interface DaemonScope {
 }
 
 /**
- * Runs `body` in a DaemonScope: on failure, logs the last output of every daemon it started; always runs the deferred
+ * Runs `body` in a DaemonScope: on failure, logs the last output and the status of every daemon it started; always runs the deferred
  * clean-ups, stops the daemons and removes the directory.
  */
 export async function withDaemons<T>(prefix: string, log: (line: string) => void, body: (s: DaemonScope) => Promise<T>): Promise<T> {
@@ -48,7 +48,12 @@ export async function withDaemons<T>(prefix: string, log: (line: string) => void
   try {
     return await body({ dir: tmp.path, started, defer: (f) => deferred.push(f) });
   } catch (e) {
-    for (const d of started) log(`--- ${d.host}\n${d.output().slice(-2000)}`);
+    for (const d of started) {
+      log(`--- ${d.host}\n${d.output().slice(-2000)}`);
+      // Its counters (drops, retransmissions) say more than its log; a daemon that does not answer says that.
+      const st = await d.call({ cmd: 'status' }, 3000).then((x) => JSON.stringify(x), (x: Error) => `no status: ${x.message}`);
+      log(`--- ${d.host} status: ${st.slice(0, 4000)}`);
+    }
     throw e;
   } finally {
     for (const f of deferred.reverse()) await f();
