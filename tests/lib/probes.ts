@@ -53,3 +53,19 @@ export async function probe(tb: Testbed, host: string, targets: readonly string[
   if (r.code !== 0) throw new Error(`udp-probe in ${host} failed (${r.code}): ${r.stderr}`);
   return JSON.parse(r.stdout) as ProbeReport;
 }
+
+/**
+ * Round-trip times (ms) of `count` ICMP echoes from `host` to `address` (iputils ping, 100 ms apart, after one
+ * unmeasured echo for ARP/neighbour discovery). The kernel answers and timestamps them, so this measures the path —
+ * links, routers, NATs, the delay emulator — without a user-space prober's or echo server's scheduling in it. (ping
+ * prints whole milliseconds above 100 ms.)
+ */
+export async function pingRtts(tb: Testbed, host: string, address: string, count = 20): Promise<number[]> {
+  const family = address.includes(':') ? '-6' : '-4';
+  const warm = await tb.exec(host, ['ping', family, '-n', '-c', '1', '-W', '2', address], { timeoutMs: 10_000 });
+  if (warm.code !== 0) throw new Error(`ping ${address} from ${host} failed: ${warm.stdout}${warm.stderr}`);
+  const r = await tb.exec(host, ['ping', family, '-n', '-c', String(count), '-i', '0.1', '-W', '2', address], { timeoutMs: 60_000 });
+  const rtts = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+  if (rtts.length === 0) throw new Error(`ping ${address} from ${host}: no replies (${r.code}): ${r.stdout}${r.stderr}`);
+  return rtts;
+}

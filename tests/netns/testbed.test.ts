@@ -8,7 +8,7 @@ import { loadTopology, parseTopology, type Testbed, TopologyError } from '../../
 import { DelayLine } from '../../scripts/netns/delay-line.js';
 import { stateDir } from '../../scripts/netns/state.js';
 import { isAlive } from '../../scripts/netns/sys.js';
-import { ECHO_PORT, probe, startEcho } from '../lib/probes.js';
+import { ECHO_PORT, median, pingRtts, probe, startEcho } from '../lib/probes.js';
 import { leftovers, withTestbed } from '../lib/testbed.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..', '..');
@@ -28,17 +28,24 @@ const TABLE1: { link: string; from: string; to: string; family: 4 | 6; today: nu
   { link: 'CN-RS', from: 'cn', to: 'rs', family: 4, today: 162, vcpe: 116 },
 ];
 
+/**
+ * Each Table 1 link measured with 20 ICMP echoes (kernel-answered: the path's own RTT), and with 20 UDP probes
+ * between Node processes (what our daemons see: the path plus two event loops), printed side by side; the ICMP
+ * median is held to Table 1.
+ */
 async function checkTable1(tb: Testbed, column: 'today' | 'vcpe'): Promise<void> {
   for (const h of ['dcmn', 'dccn', 'rs']) await startEcho(tb, h);
   const lines: string[] = [];
   for (const row of TABLE1) {
+    const rtts = await pingRtts(tb, row.from, tb.addr(row.to, row.family), 20);
+    assert.equal(rtts.length, 20, `${row.link}: lost echoes (${rtts.length} of 20 answered)`);
+    const med = median(rtts) ?? NaN;
     const r = await probe(tb, row.from, [ep(tb, row.to, row.family)], { count: 20 });
-    const res = r.results[0];
-    assert.ok(res && res.medianMs !== null, `${row.link}: no replies`);
-    assert.equal(res.received, 20, `${row.link}: lost probes`);
+    const udp = r.results[0];
+    assert.ok(udp && udp.medianMs !== null && udp.received === 20, `${row.link}: UDP probes lost`);
     const want = row[column];
-    lines.push(`${row.link} ${want} -> ${res.medianMs.toFixed(2)} (min ${res.minMs}, max ${res.maxMs})`);
-    assert.ok(Math.abs(res.medianMs - want) <= TOLERANCE_MS, `${row.link} (${column}): median ${res.medianMs} ms, want ${want} ± ${TOLERANCE_MS}`);
+    lines.push(`${row.link} ${want} -> ${med.toFixed(2)} (min ${Math.min(...rtts)}, max ${Math.max(...rtts)}; UDP between Node ${udp.medianMs.toFixed(2)})`);
+    assert.ok(Math.abs(med - want) <= TOLERANCE_MS, `${row.link} (${column}): median ${med} ms, want ${want} ± ${TOLERANCE_MS}`);
   }
   console.log(`# Table 1, column ${column}: ${lines.join('; ')}`);
 }

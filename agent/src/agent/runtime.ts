@@ -74,8 +74,11 @@ interface Paired {
   readonly node: Node;
 }
 
-/** Data-path outcomes that are not drops: the counters also count what went through (inside.ts, outside.ts). */
-const DELIVERED = new Set(['out-sent', 'out-queued', 'in-delivered']);
+/**
+ * Data-path outcomes that are not drops: the counters also count what went through (inside.ts, outside.ts) and the
+ * ICMP errors the agent answered with (unreachable).
+ */
+const DELIVERED = new Set(['out-sent', 'out-queued', 'in-delivered', 'icmp-unreachable-sent', 'icmp-unreachable-queued']);
 
 /** The data path's drop counters by reason, without the packets that were sent or delivered. */
 function dropsOf(counters: Counters): Record<string, number> {
