@@ -2,15 +2,20 @@
 // in the demo and the tests without touching the machine's own bus or Avahi. The agent joins the bus through the
 // environment (`DBUS_SYSTEM_BUS_ADDRESS`) this returns; `stop()` ends both daemons and removes their files.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export interface AvahiHandle {
   /** Environment for processes that use the bus (the agent: the `mdns` addon talks to Avahi over D-Bus). */
   readonly env: NodeJS.ProcessEnv;
+  /** The bus's and Avahi's processes (to check that stop() ended them). */
+  readonly pids: readonly number[];
   stop(): void;
 }
+
+/** Avahi's runtime directory: a mount point for each Avahi's private tmpfs; created (and removed) here if missing. */
+const AVAHI_RUN = '/run/avahi-daemon';
 
 function busConfig(socket: string): string {
   return `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -67,9 +72,18 @@ function startUntil(cmd: string, args: string[], ready: RegExp, env: NodeJS.Proc
 export async function startAvahi(netns: string, iface: string): Promise<AvahiHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'ntm-avahi-'));
   const children: ChildProcess[] = [];
+  const madeRunDir = !existsSync(AVAHI_RUN);
+  if (madeRunDir) mkdirSync(AVAHI_RUN);
   const stop = () => {
     for (const c of children.reverse()) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
+    if (madeRunDir) {
+      try {
+        rmdirSync(AVAHI_RUN);
+      } catch {
+        // In use by an Avahi started since: leave it.
+      }
+    }
   };
   try {
     const socket = join(dir, 'system_bus_socket');
@@ -84,12 +98,12 @@ export async function startAvahi(netns: string, iface: string): Promise<AvahiHan
     children.push(
       await startUntil(
         'ip',
-        ['netns', 'exec', netns, 'unshare', '--mount', 'sh', '-c', `mkdir -p /run/avahi-daemon && mount -t tmpfs tmpfs /run/avahi-daemon && exec avahi-daemon --no-drop-root --no-chroot --no-rlimits -f ${join(dir, 'avahi.conf')}`],
+        ['netns', 'exec', netns, 'unshare', '--mount', 'sh', '-c', `mount -t tmpfs tmpfs ${AVAHI_RUN} && exec avahi-daemon --no-drop-root --no-chroot --no-rlimits -f ${join(dir, 'avahi.conf')}`],
         /Server startup complete/,
         env,
       ),
     );
-    return { env, stop };
+    return { env, pids: children.map((c) => c.pid!), stop };
   } catch (e) {
     stop();
     throw e;

@@ -3,11 +3,11 @@
 // name, address, port and MAC, through mdns+Avahi and the neighbour table. Root only; cleans up whatever happens.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { DiscoveredDevice } from '../../agent/src/discovery/types.js';
+import { startAvahi, type AvahiHandle } from '../../scripts/netns/avahi.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..', '..');
 const DIST = join(ROOT, 'dist/agent/src/discovery/testing');
@@ -18,7 +18,6 @@ const IF_LAN = `${PREFIX}l`;
 const IF_VCPE = `${PREFIX}v`;
 const GW = '192.168.77.1';
 const LAMP_IP = '192.168.77.10';
-const AVAHI_RUN = '/run/avahi-daemon';
 
 function sh(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 10_000 });
@@ -27,7 +26,7 @@ function sh(cmd: string, args: string[]): string {
 }
 
 /** What this test started, so that cleanup (also from an exit handler) undoes exactly that. */
-const made = { children: [] as ChildProcess[], namespaces: [] as string[], dir: '', avahiRunDir: false };
+const made = { children: [] as ChildProcess[], namespaces: [] as string[], avahi: undefined as AvahiHandle | undefined };
 
 function cleanup(): void {
   for (const c of made.children.reverse()) {
@@ -40,18 +39,10 @@ function cleanup(): void {
     }
   }
   made.children = [];
+  made.avahi?.stop();
+  made.avahi = undefined;
   for (const ns of made.namespaces) spawnSync('ip', ['netns', 'del', ns]);
   made.namespaces = [];
-  if (made.dir) rmSync(made.dir, { recursive: true, force: true });
-  made.dir = '';
-  if (made.avahiRunDir) {
-    try {
-      rmdirSync(AVAHI_RUN);
-    } catch {
-      // Not empty or in use by an Avahi started since: leave it.
-    }
-    made.avahiRunDir = false;
-  }
 }
 
 /** Starts a child and resolves once its output (stdout or stderr) contains `ready`. */
@@ -77,37 +68,12 @@ function startChild(cmd: string, args: string[], ready: RegExp, env: NodeJS.Proc
   });
 }
 
-/** A D-Bus system bus of our own: Avahi and the agent meet on it without touching the machine's bus. */
-function busConfig(socket: string): string {
-  return `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=${socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-  </policy>
-</busconfig>
-`;
-}
-
 describe('LAN discovery through Avahi and the neighbour table (netns)', () => {
   let env: NodeJS.ProcessEnv;
   let lampMac = '';
 
   before(async () => {
     process.on('exit', cleanup);
-    made.dir = mkdtempSync(join(tmpdir(), 'ntm-discovery-'));
     // Two namespaces joined by a veth pair: the LAN (the lamp) and the vCPE (Avahi, discovery).
     for (const ns of [NS_LAN, NS_VCPE]) {
       sh('ip', ['netns', 'add', ns]);
@@ -122,28 +88,9 @@ describe('LAN discovery through Avahi and the neighbour table (netns)', () => {
     sh('ip', ['-n', NS_LAN, 'route', 'add', 'default', 'via', GW]);
     lampMac = (JSON.parse(sh('ip', ['-n', NS_LAN, '-j', 'link', 'show', IF_LAN])) as { address: string }[])[0]!.address;
 
-    const socket = join(made.dir, 'system_bus_socket');
-    writeFileSync(join(made.dir, 'bus.conf'), busConfig(socket));
-    await startChild('dbus-daemon', [`--config-file=${join(made.dir, 'bus.conf')}`, '--nofork', '--nopidfile', '--print-address'], /unix:path=/);
-    env = { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${socket}` };
-
-    // Avahi in the vCPE namespace, its runtime directory private to it (a tmpfs in its own mount namespace), so
-    // it neither sees nor disturbs any other Avahi on the machine.
-    writeFileSync(
-      join(made.dir, 'avahi.conf'),
-      `[server]\nuse-ipv4=yes\nuse-ipv6=yes\nallow-interfaces=${IF_VCPE}\nratelimit-interval-usec=1000000\nratelimit-burst=1000\n` +
-        `[wide-area]\nenable-wide-area=no\n[publish]\ndisable-publishing=yes\npublish-hinfo=no\npublish-workstation=no\n`,
-    );
-    if (!existsSync(AVAHI_RUN)) {
-      mkdirSync(AVAHI_RUN);
-      made.avahiRunDir = true;
-    }
-    await startChild(
-      'ip',
-      ['netns', 'exec', NS_VCPE, 'unshare', '--mount', 'sh', '-c', `mount -t tmpfs tmpfs ${AVAHI_RUN} && exec avahi-daemon --no-drop-root --no-chroot --no-rlimits -f ${join(made.dir, 'avahi.conf')}`],
-      /Server startup complete/,
-      env,
-    );
+    // A private D-Bus and Avahi in the vCPE namespace (scripts/netns/avahi.ts), as the demo and the e2e test use.
+    made.avahi = await startAvahi(NS_VCPE, IF_VCPE);
+    env = made.avahi.env;
   });
 
   after(cleanup);
@@ -190,7 +137,7 @@ describe('LAN discovery through Avahi and the neighbour table (netns)', () => {
   });
 
   test('cleans up: no namespace, D-Bus, Avahi, lamp or discovery process is left', async () => {
-    const pids = made.children.map((c) => c.pid!);
+    const pids = [...made.children.map((c) => c.pid!), ...(made.avahi?.pids ?? [])];
     cleanup();
     await new Promise((r) => setTimeout(r, 200));
     const left = sh('ip', ['netns', 'list']).split('\n').filter((l) => l.startsWith(`${PREFIX}-`));
