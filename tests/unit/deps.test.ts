@@ -59,8 +59,8 @@ const RULES: Rule[] = [
   },
   {
     from: 'agent/src/crypto',
-    forbidden: [/^agent\/src\/(?!crypto\/|types\/|util\/keep(\.js)?$|native(\.js)?$)/, /^web-ui\//, /^(better-sqlite3|koa|mdns|nfqueue)$/],
-    why: 'crypto depends on nothing of ours but interfaces (and util/keep, which depends on nothing)',
+    forbidden: [/^agent\/src\/(?!crypto\/|types\/|util\/(keep|bytes)(\.js)?$|native(\.js)?$)/, /^web-ui\//, /^(better-sqlite3|koa|mdns|nfqueue)$/],
+    why: 'crypto depends on nothing of ours but interfaces (and util/keep and util/bytes, which depend on nothing)',
   },
   {
     from: 'agent/src/protocol',

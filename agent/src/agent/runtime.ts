@@ -45,6 +45,7 @@ import type { PacketSource } from '../types/packet-source.js';
 import { HouseholdStore } from './household-store.js';
 import { makeEnrollment } from './enrollment.js';
 import { ntmLabel } from './names.js';
+import { be32 } from '../util/bytes.js';
 
 /** ICMP errors the agent may originate: a burst, then this many a second. */
 const ICMP_BURST = 10;
@@ -85,7 +86,6 @@ function dropsOf(counters: Counters): Record<string, number> {
   return Object.fromEntries(Object.entries(counters.toJSON()).filter(([k]) => !DELIVERED.has(k)));
 }
 
-const u32 = (b: Uint8Array, off: number): number => ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
 
 /** The source addresses of this host's default routes: how phones reach the vCPE (its WAN side). */
 export async function defaultRouteSources(): Promise<string[]> {
@@ -262,7 +262,7 @@ export class AgentRuntime implements AgentApi {
       node: p.node,
     };
     this.paired.set(p.ntmId, e);
-    if (e.lan4) this.byLan4.set(u32(e.lan4, 0), e);
+    if (e.lan4) this.byLan4.set(be32(e.lan4, 0), e);
     if (e.lan6) this.byLan6.set(e.lan6.toString('hex'), e);
   }
 
@@ -301,7 +301,7 @@ export class AgentRuntime implements AgentApi {
     const e = this.paired.get(ntmId);
     if (!e) return;
     this.paired.delete(ntmId);
-    if (e.lan4 && this.byLan4.get(u32(e.lan4, 0)) === e) this.byLan4.delete(u32(e.lan4, 0));
+    if (e.lan4 && this.byLan4.get(be32(e.lan4, 0)) === e) this.byLan4.delete(be32(e.lan4, 0));
     if (e.lan6 && this.byLan6.get(e.lan6.toString('hex')) === e) this.byLan6.delete(e.lan6.toString('hex'));
   }
 
@@ -351,29 +351,30 @@ export class AgentRuntime implements AgentApi {
     for (const p of this.store.phones()) {
       const rec = this.dc.terminals.byId.get(p.id);
       if (!rec) continue;
-      this.phoneBy4.set(u32(ip4ToBytes(rec.v4), 0), p.id);
+      this.phoneBy4.set(be32(ip4ToBytes(rec.v4), 0), p.id);
       this.phoneBy6.set(Buffer.from(ip6ToBytes(rec.v6)).toString('hex'), p.id);
     }
   }
 
-  private portAllowed(phone: string, device: string, port: number, info: PacketInfo): boolean {
+  /** Whether `phone` may exchange this packet with `device`: a grant, and its source or destination port in it. */
+  private allowed(phone: string, device: string, info: PacketInfo): boolean {
     const ports = this.access.get(phone)?.get(device);
     if (!ports) return false;
     if (ports.length === 0) return true;
     // ICMP has no ports: echo and errors follow the grant itself.
     if (info.protocol === PROTO_ICMP || info.protocol === PROTO_ICMPV6) return true;
-    return ports.includes(port);
+    return ports.includes(info.srcPort) || ports.includes(info.dstPort);
   }
 
   /** LAN → tunnel: the appliance's LAN source becomes its virtual address, if a granted phone is the destination. */
   private translateOut = (buf: Buffer, info: PacketInfo): string | undefined => {
     const s = info.start;
-    const e = info.version === 4 ? this.byLan4.get(u32(buf, s + 12)) : this.byLan6.get(buf.toString('hex', s + 8, s + 24));
+    const e = info.version === 4 ? this.byLan4.get(be32(buf, s + 12)) : this.byLan6.get(buf.toString('hex', s + 8, s + 24));
     if (!e) return 'not-paired';
-    const phone = info.version === 4 ? this.phoneBy4.get(u32(buf, s + 16)) : this.phoneBy6.get(buf.toString('hex', s + 24, s + 40));
+    const phone = info.version === 4 ? this.phoneBy4.get(be32(buf, s + 16)) : this.phoneBy6.get(buf.toString('hex', s + 24, s + 40));
     if (!phone) return 'not-a-phone';
     // Replies come from the granted service port; the appliance may also start flows to a granted phone.
-    if (!this.portAllowed(phone, e.ntmId, info.srcPort, info) && !this.portAllowed(phone, e.ntmId, info.dstPort, info)) return 'policy';
+    if (!this.allowed(phone, e.ntmId, info)) return 'policy';
     const r = rewriteAddress(buf, info, 'src', info.version === 4 ? e.v4 : e.v6);
     return r.ok ? undefined : `rewrite-${r.reason}`;
   };
@@ -382,7 +383,7 @@ export class AgentRuntime implements AgentApi {
   private translateIn = (inner: Buffer, info: PacketInfo, node: string, peer: string): string | undefined => {
     const e = this.paired.get(node);
     if (!e) return 'not-paired';
-    if (!this.portAllowed(peer, node, info.dstPort, info) && !this.portAllowed(peer, node, info.srcPort, info)) return 'policy';
+    if (!this.allowed(peer, node, info)) return 'policy';
     const lan = info.version === 4 ? e.lan4 : e.lan6;
     if (!lan) {
       this.unreachable(inner, info);

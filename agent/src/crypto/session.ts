@@ -18,6 +18,7 @@ import { defaultAead, type Aead, AEAD_KEY_LENGTH, AEAD_TAG_LENGTH } from './aead
 import { BufferLengthError } from './errors.js';
 import { ReplayWindow, REPLAY_WINDOW_SIZE } from './replay.js';
 import { keep } from '../util/keep.js';
+import { be32 } from '../util/bytes.js';
 
 export const DATA_TYPE = 0x04;
 export const CONTROL_TYPE = 0x10;
@@ -117,8 +118,6 @@ function mergeLimits(partial: Partial<SessionLimits> | undefined): SessionLimits
  */
 export const CONTROL_LIMITS: Partial<SessionLimits> = Object.freeze({ rekeyAfterMs: Infinity, rejectAfterMs: Infinity, replayWindow: 128 });
 
-/** Big-endian uint32 at `off` (the caller checked the length). */
-const be32 = (b: Uint8Array, off: number): number => ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
 
 function u32(n: number, what: string): number {
   if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff) throw new RangeError(`${what} must be a uint32: ${n}`);

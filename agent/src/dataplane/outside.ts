@@ -30,7 +30,8 @@ export function outsideDeliver(o: OutsideOptions): (inner: Buffer, node: string,
       const why = o.translate(inner, info, node, peer);
       if (why) return c.inc(`in-${why}`);
     }
-    c.inc(o.reinject.inject(inner, info.version) ? 'in-delivered' : `in-no-ipv${info.version}`);
+    const why = o.reinject.inject(inner, info.version);
+    c.inc(why === undefined ? 'in-delivered' : `in-${why}`);
   };
 }
 

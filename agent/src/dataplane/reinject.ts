@@ -74,23 +74,26 @@ export class Reinjector {
 
   /**
    * Sends `inner` (an IP packet of `family`; borrowed for the call: the raw socket sends it at once, the carrier sends
-   * a copy, since node:dgram may hold its buffer until later) towards the kernel's `family` stack.
+   * a copy, since node:dgram may hold its buffer until later) towards the kernel's `family` stack. Returns undefined when
+   * sent, else why not (counted here too).
    */
-  inject(inner: Buffer, family: 4 | 6): boolean {
+  inject(inner: Buffer, family: 4 | 6): string | undefined {
+    let why: string;
     if (this.raw) {
       const rc = this.raw.inject(inner);
-      if (rc === 0) return true;
-      this.counters.inc(`raw-error-${-rc}`);
-      return false;
+      if (rc === 0) return undefined;
+      why = `raw-error-${-rc}`;
+    } else {
+      const s = family === 4 ? this.s4 : this.s6;
+      if (s) {
+        s.send(Buffer.from(inner), family === 4 ? this.port4 : this.port6, family === 4 ? '127.0.0.1' : '::1');
+        this.counters.inc('sent');
+        return undefined;
+      }
+      why = `no-ipv${family}`;
     }
-    const s = family === 4 ? this.s4 : this.s6;
-    if (!s) {
-      this.counters.inc(`no-ipv${family}`);
-      return false;
-    }
-    s.send(Buffer.from(inner), family === 4 ? this.port4 : this.port6, family === 4 ? '127.0.0.1' : '::1');
-    this.counters.inc('sent');
-    return true;
+    this.counters.inc(why);
+    return why;
   }
 
   /** True when the queued packet (outer UDP ports given) is one of our carriers. */

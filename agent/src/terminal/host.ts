@@ -18,6 +18,7 @@ import { Counters, silentLogger, type Logger } from '../util/log.js';
 import { Node, type DcRef } from './node.js';
 import { PUNCH, PUNCH_TTL, Tunnel, type PathNow, type TunnelIo, type TunnelOptions } from './tunnel.js';
 import type { SessionLimits } from '../crypto/session.js';
+import { be32 } from '../util/bytes.js';
 
 export interface TerminalHostOptions {
   readonly bind: Bind;
@@ -55,7 +56,6 @@ type Inbound =
 /** How long a replaced tunnel keeps accepting packets sealed before the switch (ms). */
 const RETIRE_MS = 5000;
 
-const u32 = (b: Uint8Array, off: number): number => ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
 
 interface StashedRequest {
   readonly packet: Buffer;
@@ -91,8 +91,8 @@ export class TerminalHost implements Overlay {
   private readonly openScratch = Buffer.allocUnsafe(65_536);
   /** Where tunnels seal DATA packets, when the socket copies each datagram at send (the native one does). */
   private readonly sealScratch: Buffer | undefined;
-  /** A registration's virtual IPv4 as a number, for the per-packet destination check. */
-  private readonly regV4 = new WeakMap<object, number>();
+  /** A registration's virtual addresses as bytes, for the per-packet destination check (made once per registration). */
+  private readonly regBytes = new WeakMap<object, { readonly v4: number; readonly v6: Buffer }>();
 
   private innerHandler: ((packet: Buffer, node: string, peer: string) => void) | undefined;
 
@@ -171,12 +171,12 @@ export class TerminalHost implements Overlay {
   private unindexNode(node: Node): void {
     const r = node.registration;
     if (!r) return;
-    this.nodeBy4.delete(u32(ip4ToBytes(r.v4), 0));
+    this.nodeBy4.delete(be32(ip4ToBytes(r.v4), 0));
     this.nodeBy6.delete(Buffer.from(ip6ToBytes(r.v6)).toString('hex'));
   }
 
   private onRegistered(node: Node, v4: string, v6: string, first: boolean): void {
-    this.nodeBy4.set(u32(ip4ToBytes(v4), 0), node);
+    this.nodeBy4.set(be32(ip4ToBytes(v4), 0), node);
     this.nodeBy6.set(Buffer.from(ip6ToBytes(v6)).toString('hex'), node);
     this.opts.onEvent?.({ kind: 'registered', node: node.id, v4, v6, ms: node.registrationMs });
     if (first) this.log.info('registered', { node: node.id, v4, v6, ms: Math.round(node.registrationMs * 10) / 10 });
@@ -296,7 +296,7 @@ export class TerminalHost implements Overlay {
   private routeKeys(node: Node): { v4: number; v6: string } | undefined {
     const r = node.registration;
     if (!r) return undefined;
-    return { v4: u32(ip4ToBytes(r.v4), 0), v6: Buffer.from(ip6ToBytes(r.v6)).toString('hex') };
+    return { v4: be32(ip4ToBytes(r.v4), 0), v6: Buffer.from(ip6ToBytes(r.v6)).toString('hex') };
   }
 
   private onTunnelUp(t: Tunnel): void {
@@ -311,7 +311,7 @@ export class TerminalHost implements Overlay {
       if (k) {
         let m4 = this.route4.get(k.v4);
         if (!m4) this.route4.set(k.v4, (m4 = new Map()));
-        m4.set(u32(t.peerV4, 0), t);
+        m4.set(be32(t.peerV4, 0), t);
         let m6 = this.route6.get(k.v6);
         if (!m6) this.route6.set(k.v6, (m6 = new Map()));
         m6.set(t.peerV6.toString('hex'), t);
@@ -380,7 +380,7 @@ export class TerminalHost implements Overlay {
         this.byPeer.delete(peerKey);
         const k = this.routeKeys(node);
         if (k) {
-          this.route4.get(k.v4)?.delete(u32(t.peerV4, 0));
+          this.route4.get(k.v4)?.delete(be32(t.peerV4, 0));
           this.route6.get(k.v6)?.delete(t.peerV6.toString('hex'));
         }
       }
@@ -431,10 +431,10 @@ export class TerminalHost implements Overlay {
     let t: Tunnel | undefined;
     if (family === 4) {
       if (packet.length < 20) return 'dropped';
-      const src = u32(packet, 12);
+      const src = be32(packet, 12);
       node = this.nodeBy4.get(src);
       if (!node) return 'no-node';
-      t = this.route4.get(src)?.get(u32(packet, 16));
+      t = this.route4.get(src)?.get(be32(packet, 16));
     } else {
       if (packet.length < 40) return 'dropped';
       const src = packet.toString('hex', 8, 24);
@@ -500,14 +500,14 @@ export class TerminalHost implements Overlay {
     const r = node?.registration;
     const v = inner[0]! >> 4;
     if (!r) return this.dropInner('no-registration');
+    let ours = this.regBytes.get(r);
+    if (ours === undefined) this.regBytes.set(r, (ours = { v4: be32(ip4ToBytes(r.v4), 0), v6: Buffer.from(ip6ToBytes(r.v6)) }));
     if (v === 4) {
-      if (inner.length < 20 || u32(inner, 12) !== u32(owner.peerV4, 0)) return this.dropInner('inner-source');
-      let ours = this.regV4.get(r);
-      if (ours === undefined) this.regV4.set(r, (ours = u32(ip4ToBytes(r.v4), 0)));
-      if (u32(inner, 16) !== ours) return this.dropInner('inner-destination');
+      if (inner.length < 20 || be32(inner, 12) !== be32(owner.peerV4, 0)) return this.dropInner('inner-source');
+      if (be32(inner, 16) !== ours.v4) return this.dropInner('inner-destination');
     } else if (v === 6) {
-      if (inner.length < 40 || Buffer.compare(inner.subarray(8, 24), owner.peerV6) !== 0) return this.dropInner('inner-source');
-      if (bytesToIp6(inner, 24) !== r.v6) return this.dropInner('inner-destination');
+      if (inner.length < 40 || inner.compare(owner.peerV6, 0, 16, 8, 24) !== 0) return this.dropInner('inner-source');
+      if (inner.compare(ours.v6, 0, 16, 24, 40) !== 0) return this.dropInner('inner-destination');
     } else return this.dropInner('inner-version');
     return { kind: 'inner', packet: inner, node: nodeId!, peer: owner.peerId };
   }
@@ -559,7 +559,7 @@ export class TerminalHost implements Overlay {
         return;
       }
       case TUNNEL_RESPONSE_TYPE: {
-        const t = this.indexes.get(data.length >= 12 ? u32(data, 8) : 0);
+        const t = this.indexes.get(data.length >= 12 ? be32(data, 8) : 0);
         if (!(t instanceof Tunnel)) return this.drops.inc('handshake-unknown-index');
         const why = t.onResponse(data, from, via);
         if (why) this.drops.inc(`handshake-${why}`);
@@ -581,7 +581,7 @@ export class TerminalHost implements Overlay {
         return n.onControl(data);
       }
       case REGISTRATION_RESPONSE: {
-        const idx = data.length >= 8 ? u32(data, 4) : 0;
+        const idx = data.length >= 8 ? be32(data, 4) : 0;
         const n = this.indexes.get(idx);
         if (!(n instanceof Node)) return this.drops.inc('reg-unknown-index');
         return n.onRegistrationResponse(data, idx);
