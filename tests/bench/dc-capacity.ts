@@ -3,12 +3,13 @@
 // (taskset), the load generator (dc-load.ts) to the other; both talk over loopback in the root namespace (no link
 // emulation: this measures the DC's CPU, not the network). Memory is the DC's VmRSS from /proc/<pid>/status once
 // the phase has settled; the peak (VmHWM) is reported beside it.
+import type { PhaseResult } from './dc-load.js';
 import { NODE_FLAGS } from '../../agent/src/cmd/node-flags.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from '../../agent/src/cmd/control-socket.js';
-import { NTM, ROOT, tempDir } from '../lib/ntm.js';
+import { NTM, ROOT, firstJsonLine, tempDir } from '../lib/ntm.js';
 import { round, type DcCapacityFigures } from './results.js';
 
 const LOAD_JS = join(ROOT, 'dist/tests/bench/dc-load.js');
@@ -26,15 +27,6 @@ export interface DcCapacityOptions {
   readonly log?: (line: string) => void;
 }
 
-interface PhaseLine {
-  phase: string;
-  answered: number;
-  lost: number;
-  seconds: number;
-  perSecond: number;
-  verified: number;
-  verifyFailed: number;
-}
 
 /**
  * The rate a first-time registration could reach if it cost nothing but its two unavoidable EC operations (recovering
@@ -79,35 +71,6 @@ function cores(): { dc: number; gen: number } {
   return { dc: n, gen: 0 };
 }
 
-function readyLine(proc: ChildProcess, what: string, timeoutMs: number): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`${what}: not ready after ${timeoutMs} ms: ${err.slice(-2000)}`)), timeoutMs);
-    proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-    proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          const j = JSON.parse(line) as Record<string, unknown>;
-          if (j.ready) {
-            clearTimeout(timer);
-            resolve(j);
-          }
-        } catch {
-          // a log line
-        }
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${what} exited (${code}) before ready: ${err.slice(-2000)}`));
-    });
-  });
-}
 
 function stop(proc: ChildProcess | undefined): Promise<void> {
   return new Promise((resolve) => {
@@ -145,7 +108,7 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
       ['-c', String(cpu.dc), process.execPath, ...NODE_FLAGS.dc, NTM, 'dc', '--data-dir', tmp.path, '--listen', '127.0.0.1:0', '--pool', '198.18.0.0/15'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    const ready = await readyLine(dc, 'ntm dc', 20_000);
+    const ready = await firstJsonLine(dc, 20_000, 'ntm dc', (j) => !!j.ready);
     const port = Number(ready.port);
     const pid = dc.pid!;
     log(`dc capacity: DC pid ${pid} on core ${cpu.dc}, port ${port}; generating ${terminals} identities`);
@@ -159,7 +122,7 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    const phases: Record<string, PhaseLine> = {};
+    const phases: Record<string, PhaseResult> = {};
     let genErr = '';
     gen.stderr!.setEncoding('utf8').on('data', (d: string) => (genErr += d));
     let buf = '';
@@ -174,7 +137,7 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         log(`dc capacity: ${line}`);
-        const j = JSON.parse(line) as PhaseLine;
+        const j = JSON.parse(line) as PhaseResult;
         if (j.phase === 'first' || j.phase === 'again') phases[j.phase] = j;
         if (j.phase === 'first') afterFirst = settledRss(pid, (SETTLE_S - 1) * 1000);
       }

@@ -127,7 +127,8 @@ async function generateAll(o: LoadOptions): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-interface PhaseResult {
+/** One phase's line on stdout (dc-capacity.ts reads it). */
+export interface PhaseResult {
   phase: string;
   sent: number;
   answered: number;

@@ -71,31 +71,9 @@ export async function startNtm(tb: Testbed, host: string, role: 'dc' | 'rs' | 'u
   proc.stdout!.setEncoding('utf8');
   proc.stderr!.setEncoding('utf8');
   proc.stderr!.on('data', (d: string) => (out += d));
-  const ready = await new Promise<Record<string, unknown>>((resolveReady, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`ntm ${role} on ${host} not ready after ${timeoutMs} ms:\n${out.slice(-4000)}`)), timeoutMs);
-    proc.stdout!.on('data', (d: string) => {
-      out += d;
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          const j = JSON.parse(line) as Record<string, unknown>;
-          if (j.ready) {
-            clearTimeout(timer);
-            resolveReady(j);
-          }
-        } catch {
-          // not the ready line
-        }
-      }
-    });
-    proc.on('exit', (code, sig) => {
-      clearTimeout(timer);
-      reject(new Error(`ntm ${role} on ${host} exited (${code ?? sig}) before ready:\n${out.slice(-4000)}`));
-    });
+  proc.stdout!.on('data', (d: string) => (out += d));
+  const ready = await firstJsonLine(proc, timeoutMs, `ntm ${role} on ${host}`, (j) => !!j.ready).catch((e: Error) => {
+    throw new Error(`${e.message}\n${out.slice(-4000)}`);
   });
   const sock = join(dataDir, SOCKETS[role]!);
   return {
@@ -201,32 +179,34 @@ export function expectedTransfer(total: number): { bytes: number; sha256: string
   return { bytes: total, sha256: hash.digest('hex') };
 }
 
-/** Resolves with the first line of a child's stdout that parses as JSON (or rejects when it exits first). */
-export function firstJsonLine<T = Record<string, unknown>>(child: ChildProcess, timeoutMs: number, what: string): Promise<T> {
+/** Resolves with the first line of a child's stdout that parses as JSON and `accept`s (or rejects when it exits first). */
+export function firstJsonLine<T = Record<string, unknown>>(child: ChildProcess, timeoutMs: number, what: string, accept: (j: T) => boolean = () => true): Promise<T> {
   return new Promise((resolveLine, reject) => {
     let buf = '';
     let err = '';
-    const timer = setTimeout(() => reject(new Error(`${what}: no output after ${timeoutMs} ms ${err}`)), timeoutMs);
-    child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdout?.on('data', (d: Buffer) => {
+    const timer = setTimeout(() => reject(new Error(`${what}: no such line after ${timeoutMs} ms ${err.slice(-2000)}`)), timeoutMs);
+    child.stderr?.on('data', (d: Buffer | string) => (err += d.toString()));
+    child.stdout?.on('data', (d: Buffer | string) => {
       buf += d.toString();
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
+        let j: T;
         try {
-          const j = JSON.parse(line) as T;
-          clearTimeout(timer);
-          resolveLine(j);
-          return;
+          j = JSON.parse(line) as T;
         } catch {
-          // not JSON
+          continue; // not JSON: a log line
         }
+        if (!accept(j)) continue;
+        clearTimeout(timer);
+        resolveLine(j);
+        return;
       }
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`${what} exited (${code}) without output: ${err}`));
+      reject(new Error(`${what} exited (${code}) before that line: ${err.slice(-2000)}`));
     });
   });
 }

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withTestbed } from '../lib/testbed.js';
-import { firstJsonLine, printId, startNtm, tempDir, tunnelTo, waitFor, type Daemon } from '../lib/ntm.js';
+import { firstJsonLine, printId, startNtm, tunnelTo, waitFor, type Daemon, withDaemons } from '../lib/ntm.js';
 import { probe, startEcho } from '../lib/probes.js';
 
 const VCPE = '198.51.100.2';
@@ -109,11 +109,9 @@ const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? n
 
 void describe('hostile packets against DC, RS and terminal (household)', () => {
   test('replayed, truncated, bit-flipped and oversized packets are dropped and counted; the phone is served throughout', async (t) => {
-    await withTestbed('household', { delays: false }, async (tb) => {
-      const tmp = tempDir();
-      const started: Daemon[] = [];
-      try {
-        const dir = (n: string) => join(tmp.path, n);
+    await withTestbed('household', { delays: false }, (tb) =>
+      withDaemons('ntm-test-', (line) => t.diagnostic(line), async ({ dir: root, started }) => {
+        const dir = (n: string) => join(root, n);
         await tb.move('phone', 'lte');
         const dcId = await printId(tb, 'vcpe', 'dc', dir('dc'));
         const rsId = await printId(tb, 'vcpe', 'rs', dir('rs'));
@@ -136,7 +134,7 @@ void describe('hostile packets against DC, RS and terminal (household)', () => {
         const laptopEcho = `${String(laptop.ready.v4)}:7777`;
 
         // Genuine traffic, captured on the ISP core: registration, directions, both tunnels, data.
-        const pcapFile = join(tmp.path, 'isp.pcap');
+        const pcapFile = join(root, 'isp.pcap');
         const dump = tb.spawn('isp', ['tcpdump', '-i', 'vcpe0', '-U', '-w', pcapFile, 'udp', 'and', 'dst', 'host', VCPE], { stdio: ['ignore', 'ignore', 'pipe'] });
         await new Promise<void>((resolve, reject) => {
           let err = '';
@@ -175,7 +173,7 @@ void describe('hostile packets against DC, RS and terminal (household)', () => {
         for (const a of attack) perRole[targets[a.port]!]++;
         const count = (role: string) => genuine.filter((p) => targets[p.port] === role).length;
         assert.ok(count('dc') >= 3 && count('rs') >= 2 && count('terminal') >= 5, JSON.stringify({ dc: [count('dc'), types('dc')], rs: [count('rs'), types('rs')], terminal: [count('terminal'), types('terminal')] }));
-        const attackFile = join(tmp.path, 'attack.json');
+        const attackFile = join(root, 'attack.json');
         writeFileSync(attackFile, JSON.stringify(attack));
 
         const snapshot = async () => {
@@ -252,13 +250,7 @@ void describe('hostile packets against DC, RS and terminal (household)', () => {
         };
         t.diagnostic(JSON.stringify(figure));
         console.log(JSON.stringify(figure));
-      } catch (e) {
-        for (const d of started) t.diagnostic(`--- ${d.host}\n${d.output().slice(-2500)}`);
-        throw e;
-      } finally {
-        await Promise.all(started.map((d) => d.stop()));
-        tmp.remove();
-      }
-    });
+      }),
+    );
   });
 });

@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import { withTestbed } from '../lib/testbed.js';
-import { NTM, startNatpair, startNtm, tempDir, tunnelTo, waitFor, type Daemon, type NatpairRun } from '../lib/ntm.js';
+import { NTM, startNatpair, startNtm, tunnelTo, waitFor, type Daemon, type NatpairRun, withDaemons } from '../lib/ntm.js';
 import { probe, startEcho } from '../lib/probes.js';
 import * as NT from '../../agent/src/protocol/node-transaction.js';
 import type { Testbed } from '../../scripts/netns/index.js';
@@ -62,11 +62,9 @@ async function dcRefuses(tb: Testbed, run: NatpairRun): Promise<{ code: number |
 
 void describe('the DC killed with SIGKILL and restarted (natpair)', () => {
   test('registry intact, terminals recover by themselves, tampering is refused', async (t) => {
-    await withTestbed('natpair', { nat: { nata: 'eim', natb: 'eim' } }, async (tb) => {
-      const tmp = tempDir();
-      const started: Daemon[] = [];
-      try {
-        const run = await startNatpair(tb, tmp.path, started);
+    await withTestbed('natpair', { nat: { nata: 'eim', natb: 'eim' } }, (tb) =>
+      withDaemons('ntm-test-', (line) => t.diagnostic(line), async ({ dir, started }) => {
+        const run = await startNatpair(tb, dir, started);
         const { a, b } = run;
         const bId = String(b.ready.id);
         const before = (await a.call({ cmd: 'connect', target: 'b.ntm' }, 30_000)) as { tunnel: { tunnelId: string } };
@@ -182,13 +180,7 @@ void describe('the DC killed with SIGKILL and restarted (natpair)', () => {
         // And the untouched database starts again.
         restore();
         started.push(await startNtm(tb, 'dc', 'dc', run.dcArgs, run.dirs.dc));
-      } catch (e) {
-        for (const d of started) t.diagnostic(`--- ${d.host}\n${d.output().slice(-2500)}`);
-        throw e;
-      } finally {
-        await Promise.all(started.map((d) => d.stop()));
-        tmp.remove();
-      }
-    });
+      }),
+    );
   });
 });

@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { withTestbed } from '../lib/testbed.js';
-import { TCP_SINK, TCP_SOURCE, expectedTransfer, firstJsonLine, printId, startNtm, tempDir, tunnelTo, waitFor, type Daemon } from '../lib/ntm.js';
+import { TCP_SINK, TCP_SOURCE, expectedTransfer, firstJsonLine, printId, startNtm, tunnelTo, waitFor, withDaemons } from '../lib/ntm.js';
 
 const TOTAL = 12 * 1024 * 1024;
 const RATE = 1024 * 1024;
@@ -26,11 +26,9 @@ interface SinkReport {
 
 void describe('NTMobile mobility on the household topology', () => {
   test('a TCP transfer between virtual addresses survives the phone moving Wi-Fi → LTE → Wi-Fi', async (t) => {
-    await withTestbed('household', {}, async (tb) => {
-      const tmp = tempDir();
-      const started: Daemon[] = [];
-      try {
-        const dir = (n: string) => join(tmp.path, n);
+    await withTestbed('household', {}, (tb) =>
+      withDaemons('ntm-test-', (line) => t.diagnostic(line), async ({ dir: root, started }) => {
+        const dir = (n: string) => join(root, n);
         const dcId = await printId(tb, 'vcpe', 'dc', dir('dc'));
         const rsId = await printId(tb, 'vcpe', 'rs', dir('rs'));
         const dc = await startNtm(
@@ -101,13 +99,7 @@ void describe('NTMobile mobility on the household topology', () => {
         for (const d of [phone, home]) for (const l of d.output().split('\n')) if (/address changed|tunnel moved|re-register|location/.test(l)) t.diagnostic(`${d.host}: ${l}`);
         source.kill();
         sink.kill();
-      } catch (e) {
-        for (const d of started) t.diagnostic(`--- ${d.host}\n${d.output().slice(-3000)}`);
-        throw e;
-      } finally {
-        await Promise.all(started.map((d) => d.stop()));
-        tmp.remove();
-      }
-    });
+      }),
+    );
   });
 });

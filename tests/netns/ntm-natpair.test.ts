@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withTestbed } from '../lib/testbed.js';
-import { curl, startHttp, startNatpair, tempDir, tunnelTo, waitFor, type Daemon, type NatpairRun, type TunnelStatus } from '../lib/ntm.js';
+import { curl, startHttp, startNatpair, tunnelTo, waitFor, type Daemon, type NatpairRun, type TunnelStatus, withDaemons } from '../lib/ntm.js';
 import { probe, startEcho } from '../lib/probes.js';
 import type { Testbed } from '../../scripts/netns/index.js';
 
@@ -75,22 +75,14 @@ async function relayed(rs: Daemon): Promise<number> {
 }
 
 async function run(t: TestContext, kinds: { a: Kind; b: Kind }, body: (tb: Testbed, p: Pair, root: string) => Promise<void>): Promise<void> {
-  await withTestbed('natpair', { nat: { nata: kinds.a, natb: kinds.b } }, async (tb) => {
-    const tmp = tempDir();
-    const started: Daemon[] = [];
-    try {
-      const p = await startNatpair(tb, tmp.path, started);
+  await withTestbed('natpair', { nat: { nata: kinds.a, natb: kinds.b } }, (tb) =>
+    withDaemons('ntm-test-', (line) => t.diagnostic(line), async ({ dir, started }) => {
+      const p = await startNatpair(tb, dir, started);
       assert.equal(p.a.ready.behindNat, true);
       assert.equal(p.b.ready.behindNat, true);
-      await body(tb, p, tmp.path);
-    } catch (e) {
-      for (const d of started) t.diagnostic(`--- ${d.host}\n${d.output().slice(-2500)}`);
-      throw e;
-    } finally {
-      await Promise.all(started.map((d) => d.stop()));
-      tmp.remove();
-    }
-  });
+      await body(tb, p, dir);
+    }),
+  );
 }
 
 void describe('NTMobile across two home NATs (natpair)', () => {
