@@ -390,17 +390,23 @@ static napi_value nfq_close_js(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* A JavaScript object { names[i]: stats[i] } for a source's or socket's stats(). */
+static napi_value stats_object(napi_env env, const char *const *names, const double *stats, int n) {
+  napi_value o, v;
+  napi_create_object(env, &o);
+  for (int i = 0; i < n; i++) {
+    napi_create_double(env, stats[i], &v);
+    napi_set_named_property(env, o, names[i], v);
+  }
+  return o;
+}
+
 static napi_value nfq_stats(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   nfqsrc *s = unwrap_src(env, info, &argc, NULL);
   if (!s) return NULL;
-  static const char *names[8] = {"received", "bursts", "batchVerdicts", "singleVerdicts", "overflowDrops", "enobufs", "errors", "maxBurst"};
-  napi_value o, v;
-  napi_create_object(env, &o);
-  for (int i = 0; i < 8; i++) {
-    napi_create_double(env, s->stats[i], &v);
-    napi_set_named_property(env, o, names[i], v);
-  }
+  static const char *const names[8] = {"received", "bursts", "batchVerdicts", "singleVerdicts", "overflowDrops", "enobufs", "errors", "maxBurst"};
+  napi_value o = stats_object(env, names, s->stats, 8), v;
   napi_create_int32(env, s->deferred, &v);
   napi_set_named_property(env, o, "deferredPending", v);
   return o;
@@ -1122,14 +1128,8 @@ static napi_value udp_stats(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   udpsock *u = unwrap_udp(env, info, &argc, NULL);
   if (!u) return NULL;
-  static const char *names[8] = {"received", "bursts", "sendErrors", "receiveErrors", "gsoSends", "groMessages", "queued", "flushes"};
-  napi_value o, v;
-  napi_create_object(env, &o);
-  for (int i = 0; i < 8; i++) {
-    napi_create_double(env, u->stats[i], &v);
-    napi_set_named_property(env, o, names[i], v);
-  }
-  return o;
+  static const char *const names[8] = {"received", "bursts", "sendErrors", "receiveErrors", "gsoSends", "groMessages", "queued", "flushes"};
+  return stats_object(env, names, u->stats, 8);
 }
 
 
