@@ -5,12 +5,14 @@
 // packet (STYLE.md habits 1–2), so scavenges stay cheap, and the agent's resident set drops by some 13 MB idle and
 // under load (agent_memory benchmark, issue 6 item 4: 98.6 → 85.3 MB idle, 102.1 → 90.8 MB under iperf3 load).
 // V8 sizes the heap when the process starts; setting the flag later (v8.setFlagsFromString) has no effect.
+// A standalone DC runs without it: two peered DCs started with it were once seen spinning on the `paper` testbed
+// (tests/bench/README.md, "DC memory"); without it the DC still holds 100,000 terminals in ~447 MiB.
 
 export type Role = 'agent' | 'dc' | 'rs' | 'up';
 
 export const NODE_FLAGS: Readonly<Record<Role, readonly string[]>> = Object.freeze({
   agent: ['--max-semi-space-size=2'],
-  dc: ['--max-semi-space-size=2'],
+  dc: [],
   rs: [],
   up: [],
 });
