@@ -19,8 +19,7 @@
 // vcpe:  DR 7.5, PI 58, RC 65.5, RM 116, QR 123.5, BM 123.5, QM 131, AC 131 + 7.5 + 58 = 196.5 ms.
 // CN initiates because it learns its route 40.5 ms (today) before MN does; with MN initiating, the request would
 // wait at the RS for CN's bind (162.5) and the bound would be 335.5 ms.
-import { execFileSync } from 'node:child_process';
-import { loadTopology, realtime } from '../../scripts/netns/index.js';
+import { loadTopology } from '../../scripts/netns/index.js';
 import type { Testbed } from '../../scripts/netns/index.js';
 import { withTestbed } from '../lib/testbed.js';
 import { printId, startNtm, waitFor, withDaemons, type Daemon } from '../lib/ntm.js';
@@ -117,18 +116,6 @@ async function startRoles(tb: Testbed, root: string, started: Daemon[]): Promise
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * Puts the roles under the same real-time policy as the link emulator and the testbed's probes (tests/lib/probes.ts):
- * the machine is shared, and without it other jobs' CPU use shows up as protocol time. Every thread (-a); threads
- * started later inherit the policy. No-op where SCHED_FIFO is not permitted.
- */
-function realtimeRoles(daemons: readonly Daemon[]): boolean {
-  const [cmd, policy, priority] = realtime();
-  if (!cmd || !policy || !priority) return false;
-  // `ip netns exec` execs the command, so the spawned pid is the daemon's own.
-  for (const d of daemons) execFileSync(cmd, ['-a', policy, '-p', priority, String(d.proc.pid)]);
-  return true;
-}
 
 /**
  * A trivial UDP echo (tests/lib's, real-time too) across the same MN–DC_MN link: the round trip any Node request and
@@ -218,7 +205,10 @@ export async function benchPaperColumn(column: Column, opts: PaperBenchOptions):
   return withTestbed('paper', { column }, (tb) =>
     withDaemons('ntm-bench-', log, async ({ dir, started }) => {
       const roles = await startRoles(tb, dir, started);
-      const rt = realtimeRoles(started);
+      // The roles run at normal priority. Under SCHED_FIFO on every thread (chrt -a), two DCs were seen livelocked on
+      // this 2-core machine: each main thread spinning at 94% CPU, waiting for its own V8 helper threads that the
+      // two equal-priority spinners never let run; MN and the probes starved with them.
+      const rt = false;
       const out: PaperColumnResult = {};
       if (opts.registrationRuns) {
         log(`registration (${column}): ${opts.registrationRuns} runs`);
