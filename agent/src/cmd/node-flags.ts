@@ -5,8 +5,8 @@
 // packet (STYLE.md habits 1–2), so scavenges stay cheap, and the agent's resident set drops by some 13 MB idle and
 // under load (agent_memory benchmark, issue 6 item 4: 98.6 → 85.3 MB idle, 102.1 → 90.8 MB under iperf3 load).
 // V8 sizes the heap when the process starts; setting the flag later (v8.setFlagsFromString) has no effect.
-// A standalone DC runs without it: two peered DCs started with it were once seen spinning on the `paper` testbed
-// (tests/bench/README.md, "DC memory"); without it the DC still holds 100,000 terminals in ~447 MiB.
+// A standalone DC runs without it for now (withdrawn on a suspicion that proved wrong, tests/bench/README.md "DC
+// memory"); without it the DC still holds 100,000 terminals in ~447 MiB, with it ~440 MiB.
 
 export type Role = 'agent' | 'dc' | 'rs' | 'up';
 
