@@ -264,8 +264,11 @@ export interface NatpairRun {
   dcId: { id: string; publicKey: string };
 }
 
-/** Starts DC, RS and both terminals (each pushed onto `started` at once, so the caller can stop them on failure). */
-export async function startNatpair(tb: Testbed, root: string, started: Daemon[]): Promise<NatpairRun> {
+/**
+ * Starts DC, RS and both terminals (each pushed onto `started` at once, so the caller can stop them on failure);
+ * `terminalArgs` go to both `ntm up`s (e.g. `--set terminal.rekeyAfterMs=2000`).
+ */
+export async function startNatpair(tb: Testbed, root: string, started: Daemon[], terminalArgs: readonly string[] = []): Promise<NatpairRun> {
   const dirs = Object.fromEntries(['dc', 'rs', 'a', 'b'].map((h) => [h, join(root, h)])) as NatpairRun['dirs'];
   const dcId = await printId(tb, 'dc', 'dc', dirs.dc);
   const rsId = await printId(tb, 'rs', 'rs', dirs.rs);
@@ -277,8 +280,8 @@ export async function startNatpair(tb: Testbed, root: string, started: Daemon[])
   await waitFor('the DC has the RS load report', async () => ((await dc.status()).relays as Array<{ load: number | null }>).every((r) => r.load !== null), 15_000);
   const dcRef = `${dcId.publicKey}@192.0.2.2:7100`;
   const [a, b] = await Promise.all([
-    startNtm(tb, 'a', 'up', ['--dc', dcRef, '--name', 'a', '--dns', ''], dirs.a).then((d) => (started.push(d), d)),
-    startNtm(tb, 'b', 'up', ['--dc', dcRef, '--name', 'b', '--dns', ''], dirs.b).then((d) => (started.push(d), d)),
+    startNtm(tb, 'a', 'up', ['--dc', dcRef, '--name', 'a', '--dns', '', ...terminalArgs], dirs.a).then((d) => (started.push(d), d)),
+    startNtm(tb, 'b', 'up', ['--dc', dcRef, '--name', 'b', '--dns', '', ...terminalArgs], dirs.b).then((d) => (started.push(d), d)),
   ]);
   return { dc, rs, a, b, dirs, dcArgs, dcId };
 }

@@ -69,3 +69,66 @@ export async function pingRtts(tb: Testbed, host: string, address: string, count
   if (rtts.length === 0) throw new Error(`ping ${address} from ${host}: no replies (${r.code}): ${r.stdout}${r.stderr}`);
   return rtts;
 }
+
+/** What udp-stream.js prints at the end (see its header). */
+export interface StreamReport {
+  sent: number;
+  received: number;
+  unique: number;
+  duplicates: number;
+  fromPeers: number;
+  maxGapMs: number;
+}
+
+export interface StreamOptions {
+  port: number;
+  peer?: string;
+  rate?: number;
+  seconds: number;
+  graceMs?: number;
+  reportEveryS?: number;
+  /** Hold the sending until `go()` (so that both ends of a test listen first). */
+  waitForGo?: boolean;
+}
+
+/**
+ * Starts udp-stream.js in `host`; resolves once it listens, with `done` (its final report), `lines` (every JSON
+ * line so far, interim reports included) and `go` (starts the sending of a waitForGo stream). `child` lets the
+ * caller kill it.
+ */
+export async function startStream(
+  tb: Testbed,
+  host: string,
+  o: StreamOptions,
+): Promise<{ child: ChildProcess; done: Promise<StreamReport>; lines: Record<string, unknown>[]; go: () => void }> {
+  const args = [process.execPath, join(LIB_DIR, 'udp-stream.js'), '--port', String(o.port), '--seconds', String(o.seconds)];
+  if (o.peer !== undefined) args.push('--peer', o.peer);
+  if (o.rate !== undefined) args.push('--rate', String(o.rate));
+  if (o.graceMs !== undefined) args.push('--grace-ms', String(o.graceMs));
+  if (o.reportEveryS !== undefined) args.push('--report-every-s', String(o.reportEveryS));
+  if (o.waitForGo) args.push('--wait-for-go');
+  const child = tb.spawn(host, args);
+  const lines: Record<string, unknown>[] = [];
+  let buf = '';
+  let err = '';
+  child.stderr?.on('data', (b: Buffer) => (err += b.toString()));
+  let listening: () => void = () => undefined;
+  const ready = new Promise<void>((r) => (listening = r));
+  const done = new Promise<StreamReport>((resolve, reject) => {
+    child.stdout?.on('data', (b: Buffer) => {
+      buf += b.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const j = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
+        buf = buf.slice(nl + 1);
+        lines.push(j);
+        if ('listening' in j) listening();
+        if ('received' in j) resolve(j as unknown as StreamReport);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`udp-stream in ${host} exited (${code}) without a report: ${err.slice(-2000)}`)));
+  });
+  done.catch(() => undefined); // a caller that fails before awaiting it must not leave an unhandled rejection
+  await Promise.race([ready, done.then(() => undefined)]);
+  return { child, done, lines, go: () => void child.stdin?.write('go\n') };
+}

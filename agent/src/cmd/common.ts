@@ -7,6 +7,7 @@ import { idFromPublicKey, defaultSecp256k1, formatId } from '../crypto/secp256k1
 import { tryParseHex } from '../crypto/hex.js';
 import { ConfigError } from '../types/errors.js';
 import type { Endpoint } from '../types/net.js';
+import type { SessionLimits } from '../crypto/session.js';
 import type { Logger } from '../util/log.js';
 
 export function resolveIn(dir: string, file: string): string {
@@ -43,6 +44,12 @@ export function parseDcRef(text: string, key = 'terminal.dc'): DcReference {
   }
   const id = idFromPublicKey(pub);
   return { id, idHex: formatId(id), publicKey: pub, endpoint };
+}
+
+/** The tunnel keypair lifetimes of a terminal's config (rekey must come before reject, or every keypair dies unrenewed). */
+export function tunnelLimits(rekeyAfterMs: number, rejectAfterMs: number): Pick<SessionLimits, 'rekeyAfterMs' | 'rejectAfterMs'> {
+  if (rejectAfterMs <= rekeyAfterMs) throw new ConfigError('terminal.rejectAfterMs', `must exceed terminal.rekeyAfterMs (${rekeyAfterMs})`);
+  return { rekeyAfterMs, rejectAfterMs };
 }
 
 export function formatDcRef(publicKey: Uint8Array, endpoint: Endpoint): string {

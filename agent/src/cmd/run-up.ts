@@ -16,7 +16,7 @@ import type { Target } from '../protocol/control.js';
 import type { Endpoint } from '../types/net.js';
 import { InputError } from '../types/errors.js';
 import { parseArgs, one, has, overrides } from './args.js';
-import { announce, loadOrCreateIdentity, onShutdown, parseDcRef, resolveIn } from './common.js';
+import { announce, loadOrCreateIdentity, onShutdown, parseDcRef, resolveIn, tunnelLimits } from './common.js';
 import { ControlServer } from './control-socket.js';
 import { startTerminalDataplane } from '../terminal/localnet.js';
 import { ENROLLMENT_FILE } from './run-enroll.js';
@@ -87,6 +87,7 @@ export async function runUp(argv: readonly string[]): Promise<void> {
     locals,
     log,
     punchTimeoutMs: cfg.punchTimeoutMs,
+    limits: tunnelLimits(cfg.rekeyAfterMs, cfg.rejectAfterMs),
     retry: { initialMs: 500, maxMs: 4000, deadlineMs: cfg.requestDeadlineMs },
   });
   const token = one(p, 'token');

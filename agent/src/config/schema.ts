@@ -128,6 +128,8 @@ export const SCHEMA = {
     requestDeadlineMs: f(10000, num(100, 600000), 'Overall deadline of one signalling request (retransmissions included).'),
     moveCheckMs: f(1000, num(50, 60000), 'Address-change poll period; netlink events usually notice a move sooner.'),
     tunnelKeepaliveS: f(15, num(1, 600), 'Keep-alive period inside tunnels that cross a NAT.'),
+    rekeyAfterMs: f(120_000, num(500, 86_400_000), 'Age of a tunnel keypair at which the initiator starts a new handshake (WireGuard\'s REKEY_AFTER_TIME); shorter only for tests.'),
+    rejectAfterMs: f(180_000, num(750, 86_400_000), 'Age at which a tunnel keypair is refused (REJECT_AFTER_TIME); must exceed rekeyAfterMs.'),
   },
   agent: {
     dataDir: f('/var/lib/ntm/agent', str, 'Directory of the agent database (pairings, phones, grants, web users).'),

@@ -44,6 +44,11 @@ export interface TunnelIo {
 export const STALE_MS = 6000;
 /** A receiving end that has sent nothing for this long answers with a keep-alive, so one-way flows never look stale. */
 export const PASSIVE_KEEPALIVE_MS = 2000;
+/**
+ * WireGuard's REKEY_TIMEOUT: a rekey handshake gets this long to complete before another is sent. Shorter when the
+ * keypair limits leave less time between rekey and reject (tests shorten them), so a lost request is retried in time.
+ */
+export const REKEY_TIMEOUT_MS = 5000;
 
 export type PathNow = 'direct' | 'relay' | 'none';
 
@@ -120,6 +125,19 @@ export class Tunnel {
   private staticDh(): Buffer | undefined {
     if (!this.ss) this.ss = this.me.dh(this.route.peerPublicKey) ?? undefined;
     return this.ss ? Buffer.from(this.ss) : undefined;
+  }
+
+  /**
+   * Whether the initiator should start a rekey handshake now (WireGuard's keep_key_fresh_send / _receive): the
+   * keypair is due and no handshake is in flight, or the one in flight had REKEY_TIMEOUT to complete. Without the
+   * second condition every packet sent while a rekey is due starts a handshake that cancels the previous one, and
+   * a busy tunnel never completes one (issue 11).
+   */
+  private rekeyDue(kp: TunnelKeypair, now: number): boolean {
+    if (!this.route.initiator || !kp.needsRekey(now)) return false;
+    if (!this.initiator) return true;
+    const timeout = Math.min(REKEY_TIMEOUT_MS, (kp.limits.rejectAfterMs - kp.limits.rekeyAfterMs) / 3);
+    return now - this.initiator.sentAt >= timeout;
   }
 
   /** Starts (or restarts, after a new Route Direction) the setup described by the route. */
@@ -278,6 +296,8 @@ export class Tunnel {
       localIndex,
       remoteIndex,
       isInitiator,
+      // The tunnel's own (monotonic) clock: tick() and the keypair's age must be read on one clock.
+      clock: () => this.io.now(),
       ...(this.opts.limits ? { limits: this.opts.limits } : {}),
     });
     send.fill(0);
@@ -375,6 +395,11 @@ export class Tunnel {
       this.sendInner(Buffer.alloc(0));
       this.io.onUp(this);
     } else if (this.state !== 'up') this.up(via, from);
+    // An idle initiator still hears its keys age (WireGuard's keep_key_fresh_receive): the responder may be the one
+    // sending, and it does not rekey on time itself. The current keypair's age, not that of the one this packet came
+    // under: late packets under the previous keypair would otherwise start a second rekey right after the first.
+    const cur = this.keypairs.current;
+    if (cur && this.rekeyDue(cur, this.lastRx)) this.initiate();
     return pt;
   }
 
@@ -394,19 +419,20 @@ export class Tunnel {
     const size = head + inner.length + SEALED_OVERHEAD;
     const scratch = this.io.sealScratch;
     const out = scratch !== undefined && scratch.length >= size ? scratch.subarray(0, size) : Buffer.allocUnsafe(size);
-    const sealed = kp.seal(inner, out.subarray(head));
+    const now = this.io.now();
+    const sealed = kp.seal(inner, out.subarray(head), now);
     if (typeof sealed === 'string') {
       this.stats.drops++;
-      if (this.route.initiator) this.initiate();
+      if (this.rekeyDue(kp, now)) this.initiate();
       return 'dropped';
     }
     if (relay) writeRelayHeader(out, this.tunnelId);
     this.io.send(out, relay ? this.route.relay!.endpoint : this.endpoint!);
     this.stats.txPackets++;
     this.stats.txBytes += inner.length;
-    this.lastTx = this.io.now();
+    this.lastTx = now;
     if (this.unansweredSince === 0) this.unansweredSince = this.lastTx;
-    if (this.route.initiator && kp.needsRekey()) this.initiate();
+    if (this.rekeyDue(kp, now)) this.initiate();
     return 'sent';
   }
 
@@ -438,7 +464,7 @@ export class Tunnel {
       this.io.onStale?.(this);
     }
     const cur = this.keypairs.current;
-    if (cur && this.route.initiator && !this.initiator && cur.needsRekey(now)) this.initiate();
+    if (cur && this.rekeyDue(cur, now)) this.initiate();
   }
 
   describe(): Record<string, unknown> {
