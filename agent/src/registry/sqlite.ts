@@ -1,10 +1,12 @@
-// The embedded node-transaction ledger: an append-only, hash-chained SQLite table (paper §2.2's chain, kept locally).
-// Every entry stores keccak256(prevHash ‖ kind ‖ bytes); the chain is verified at start, so a changed, removed or
-// reordered entry is found. Entries are verified by the DC (signatures) before they reach append().
+// The embedded node-transaction ledger: an append-only, hash-chained SQLite table in the DC's own database (paper
+// §2.2's chain, kept locally; the default for a single household). Every entry stores keccak256(prevHash ‖ kind ‖
+// bytes); the chain is verified at start, so a changed, removed or reordered entry is found. One writer (this DC): the
+// change feed never fires. Entries are verified by the DC (signatures) before they are staged.
 import { keccak256 } from '../crypto/hex.js';
-import type { ChainReport, Registry, RegistryKind, RegistryRecord } from '../types/registry.js';
+import type { Registry, RegistryEntry, RegistryKind, RegistryReport } from '../types/registry.js';
 import type { Db, Migrations } from '../store/db.js';
 import { migrate } from '../store/db.js';
+import { checkEntry, sameBytes } from './entry.js';
 
 export const REGISTRY_MIGRATIONS: Migrations = {
   module: 'registry',
@@ -43,98 +45,89 @@ interface Row {
   hash: Buffer;
 }
 
-const toRecord = (r: Row): RegistryRecord => ({
-  seq: r.seq,
-  kind: r.kind,
-  id: r.id,
-  bytes: r.bytes,
-  hash: r.hash,
-  prevHash: r.prev_hash,
-});
+const toEntry = (r: Pick<Row, 'kind' | 'id' | 'bytes'>): RegistryEntry => ({ kind: r.kind, id: r.id, bytes: r.bytes });
 
-/**
- * SQLite registry. Synchronous underneath (better-sqlite3), so `appendSync` can join the caller's transaction;
- * the async `Registry` methods wrap it for callers that must not care which backend they have.
- */
+/** The SQLite registry. Synchronous underneath (better-sqlite3), so `stage` joins the DC's per-turn transaction. */
 export class SqliteRegistry implements Registry {
+  /** The hash of the last entry written, committed or staged (reloaded from the table after a rollback). */
   private head: Uint8Array;
   private readonly stmt;
 
-  constructor(private readonly db: Db) {
+  /** `db` stays the caller's: the DC's database, so staging joins the DC's transaction. */
+  constructor(db: Db) {
     migrate(db, REGISTRY_MIGRATIONS);
     this.stmt = {
       insert: db.prepare('INSERT INTO registry (kind, id, bytes, prev_hash, hash) VALUES (?, ?, ?, ?, ?)'),
-      latest: db.prepare('SELECT * FROM registry WHERE kind = ? AND id = ? ORDER BY seq DESC LIMIT 1'),
+      latest: db.prepare('SELECT kind, id, bytes FROM registry WHERE kind = ? AND id = ? ORDER BY seq DESC LIMIT 1'),
       head: db.prepare('SELECT hash FROM registry ORDER BY seq DESC LIMIT 1'),
-      since: db.prepare('SELECT * FROM registry WHERE seq > ? ORDER BY seq LIMIT ?'),
       all: db.prepare('SELECT * FROM registry ORDER BY seq'),
-      count: db.prepare('SELECT COUNT(*) AS n FROM registry'),
+      directory: db.prepare(
+        "SELECT r.kind, r.id, r.bytes FROM registry r JOIN (SELECT MAX(seq) AS seq FROM registry WHERE kind = 'dc' GROUP BY id) l ON r.seq = l.seq",
+      ),
     };
+    this.head = this.readHead();
+  }
+
+  private readHead(): Uint8Array {
     const h = this.stmt.head.get() as { hash: Buffer } | undefined;
-    this.head = h ? new Uint8Array(h.hash) : GENESIS;
+    return h ? new Uint8Array(h.hash) : GENESIS;
   }
 
-  /** Appends inside whatever transaction is open (the DC commits an allocation and its entry together). */
-  appendSync(kind: RegistryKind, id: string, bytes: Uint8Array): RegistryRecord {
-    const latest = this.stmt.latest.get(kind, id) as Row | undefined;
-    if (latest && Buffer.compare(latest.bytes, bytes) === 0) return toRecord(latest);
-    const prev = this.head;
-    const hash = chainHash(prev, kind, bytes);
-    const info = this.stmt.insert.run(kind, id, bytes, prev, hash);
-    this.head = hash;
-    return { seq: Number(info.lastInsertRowid), kind, id, bytes, hash, prevHash: prev };
-  }
-
-  /** Must be called if a transaction that included appendSync rolled back. */
-  reloadHead(): void {
-    const h = this.stmt.head.get() as { hash: Buffer } | undefined;
-    this.head = h ? new Uint8Array(h.hash) : GENESIS;
-  }
-
-  latestSync(kind: RegistryKind, id: string): RegistryRecord | undefined {
-    const r = this.stmt.latest.get(kind, id) as Row | undefined;
-    return r ? toRecord(r) : undefined;
-  }
-
-  async append(kind: RegistryKind, id: string, bytes: Uint8Array): Promise<RegistryRecord> {
-    return this.db.transaction(() => this.appendSync(kind, id, bytes))();
-  }
-
-  async latest(kind: RegistryKind, id: string): Promise<RegistryRecord | undefined> {
-    return this.latestSync(kind, id);
-  }
-
-  async since(seq: number, limit: number): Promise<RegistryRecord[]> {
-    return (this.stmt.since.all(seq, limit) as Row[]).map(toRecord);
-  }
-
-  async length(): Promise<number> {
-    return (this.stmt.count.get() as { n: number }).n;
-  }
-
-  verifySync(): ChainReport {
+  async verify(): Promise<RegistryReport> {
     let prev: Uint8Array = GENESIS;
     let n = 0;
     let expectSeq = 1;
     for (const row of this.stmt.all.iterate() as IterableIterator<Row>) {
       n++;
-      if (row.seq !== expectSeq) return { ok: false, length: n, badSeq: row.seq, reason: `gap before seq ${row.seq}` };
+      if (row.seq !== expectSeq) return { ok: false, entries: n, at: row.seq, reason: `gap before seq ${row.seq}` };
       expectSeq++;
-      if (Buffer.compare(row.prev_hash, prev) !== 0)
-        return { ok: false, length: n, badSeq: row.seq, reason: 'previous-hash link broken' };
+      if (Buffer.compare(row.prev_hash, prev) !== 0) return { ok: false, entries: n, at: row.seq, reason: 'previous-hash link broken' };
       const h = chainHash(prev, row.kind, row.bytes);
       if (Buffer.compare(Buffer.from(h), row.hash) !== 0)
-        return { ok: false, length: n, badSeq: row.seq, reason: 'entry hash does not match its contents' };
+        return { ok: false, entries: n, at: row.seq, reason: 'entry hash does not match its contents' };
       prev = h;
     }
-    return { ok: true, length: n, head: prev };
+    this.head = prev;
+    return { ok: true, entries: n, head: Buffer.from(prev).toString('hex') };
   }
 
-  async verify(): Promise<ChainReport> {
-    return this.verifySync();
+  stage(entry: RegistryEntry): void {
+    checkEntry(entry);
+    const latest = this.latest(entry.kind, entry.id);
+    if (latest && sameBytes(latest.bytes, entry.bytes)) return;
+    const hash = chainHash(this.head, entry.kind, entry.bytes);
+    this.stmt.insert.run(entry.kind, entry.id, entry.bytes, this.head, hash);
+    this.head = hash;
+  }
+
+  committed(): void {
+    // The rows are the ledger: nothing more to do once they are committed.
+  }
+
+  rolledBack(): void {
+    this.head = this.readHead();
+  }
+
+  latest(kind: RegistryKind, id: string): RegistryEntry | undefined {
+    const r = this.stmt.latest.get(kind, id) as Row | undefined;
+    return r ? toEntry(r) : undefined;
+  }
+
+  async lookup(kind: RegistryKind, id: string): Promise<RegistryEntry | undefined> {
+    // The table is the whole ledger: there is nowhere else to ask.
+    return this.latest(kind, id);
+  }
+
+  directory(): RegistryEntry[] {
+    return (this.stmt.directory.all() as Row[]).map(toEntry);
+  }
+
+  onChange(): () => void {
+    // This DC is the only writer of its chain: nobody else's entries arrive.
+    return () => {};
   }
 
   async close(): Promise<void> {
-    // The database handle belongs to whoever opened it.
+    // No background work; the database handle belongs to whoever opened it.
   }
 }

@@ -1,36 +1,72 @@
-// The node-transaction ledger boundary (paper §2.2: the DC records Node Transactions on a chain through a smart contract).
-// Implementations: registry/sqlite.ts (embedded default, hash-chained); an EVM contract backend later. No dependencies.
+// The node-transaction ledger boundary, as the DC uses it (paper §2.2: the DC records each terminal's Node Transaction
+// through a smart contract; §2.3: DC_MN finds CN's managing DC there). Implementations: registry/sqlite.ts (embedded
+// default: a hash-chained table in the DC's own database), registry/fake.ts (in memory, for tests), an EVM contract
+// backend (issue 12: an outbox table in the DC's database, batched to the chain; a cache fed by contract events).
+// Every implementation passes registry/testing/compliance.ts. No dependencies.
+//
+// Writes are staged inside the DC's per-turn SQLite transaction (the DC commits a terminal's record and its entry
+// together, before any answer leaves): the SQLite backend appends to its chain there, an EVM backend to its outbox.
+// So a DC answers at once and a backend may reach its ledger later; what was staged in a committed transaction is never
+// lost (kill -9 included). Reads the DC makes per packet are synchronous, from the backend's local view.
 
-/** What a ledger entry holds: a Node Transaction of a terminal, or a DC's signed directory record. */
+/** What an entry holds: a terminal's Node Transaction, or a DC's signed directory record (protocol/dc-record.ts). */
 export type RegistryKind = 'node' | 'dc';
 
-export interface RegistryRecord {
-  /** Position in this ledger, from 1. */
-  readonly seq: number;
+export interface RegistryEntry {
   readonly kind: RegistryKind;
-  /** The subject's ID, `0x` + 40 hex digits. */
+  /** The subject's ID: `0x` + 40 lowercase hex digits (a terminal's or a DC's; both are EVM addresses). */
   readonly id: string;
-  /** The signed, encoded entry (e.g. the 148-byte Node Transaction); verified before it was appended. */
+  /** The signed encoding (the 148-byte Node Transaction, or the DC record), verified by the DC before staging. */
   readonly bytes: Uint8Array;
-  /** keccak256(prevHash ‖ kind ‖ bytes): each entry commits to everything before it. */
-  readonly hash: Uint8Array;
-  readonly prevHash: Uint8Array;
 }
 
-export type ChainReport =
-  | { readonly ok: true; readonly length: number; readonly head: Uint8Array }
-  | { readonly ok: false; readonly length: number; readonly badSeq: number; readonly reason: string };
+/** The outcome of `verify()`: how many entries the local view holds and an opaque name for the state verified. */
+export type RegistryReport =
+  | { readonly ok: true; readonly entries: number; readonly head: string }
+  | { readonly ok: false; readonly entries: number; readonly at: number; readonly reason: string };
 
 export interface Registry {
-  /** Appends an already-verified entry. Idempotent for identical bytes already at the head for that id. */
-  append(kind: RegistryKind, id: string, bytes: Uint8Array): Promise<RegistryRecord>;
-  /** The newest entry of that kind for that id, if any. */
-  latest(kind: RegistryKind, id: string): Promise<RegistryRecord | undefined>;
-  /** Entries after `seq` in ledger order, at most `limit` (replication between DCs). */
-  since(seq: number, limit: number): Promise<RegistryRecord[]>;
-  /** Recomputes the whole hash chain. */
-  verify(): Promise<ChainReport>;
-  /** Number of entries. */
-  length(): Promise<number>;
+  /**
+   * Checks what the backend holds before the DC serves anyone (SQLite: recomputes the hash chain; EVM: the outbox and
+   * cache against the contract). Async; call once, before any other method. `ok: false` means the DC must not start.
+   * `at` names the first bad entry in the backend's own numbering; `head` is the verified state (SQLite: the chain
+   * head's hash in hex), shown in the DC's status.
+   */
+  verify(): Promise<RegistryReport>;
+
+  /**
+   * Stages an entry, synchronously, inside the transaction the caller has open on the database the backend was
+   * opened on; it becomes durable when that transaction commits, and is gone if it rolls back. The caller has
+   * verified the signature. Idempotent: bytes equal to the latest entry for (kind, id) stage nothing. A newer entry
+   * for the same (kind, id) supersedes the older for `latest`. Throws RangeError on a malformed ID (a bug, not input).
+   */
+  stage(entry: RegistryEntry): void;
+  /** The transaction that held `stage` calls committed (an EVM backend wakes its batcher). Synchronous, cheap. */
+  committed(): void;
+  /** The transaction that held `stage` calls rolled back: forget what they changed in memory. Synchronous. */
+  rolledBack(): void;
+
+  /**
+   * The latest entry for (kind, id) in the local view: this DC's own staged entries (read-your-writes, even before the
+   * commit), and what the backend learnt of others' (SQLite: entries the DC staged from peers' announcements; EVM:
+   * the event cache). Synchronous and never touches the network: fit for per-packet use. Undefined if not known here.
+   */
+  latest(kind: RegistryKind, id: string): RegistryEntry | undefined;
+  /**
+   * As `latest`, but a miss may ask the ledger itself (EVM: a contract lookup), and what it finds joins the local
+   * view. Async; resolves undefined when the ledger has nothing either; rejects only when the ledger cannot be asked.
+   */
+  lookup(kind: RegistryKind, id: string): Promise<RegistryEntry | undefined>;
+  /** The DC directory: the latest 'dc' entry of every DC in the local view (ours included), in no fixed order. */
+  directory(): RegistryEntry[];
+
+  /**
+   * Entries that others put on the ledger (another DC's revocation, a DC joining), once each, after they joined the
+   * local view; never this instance's own `stage` calls. A backend with one writer (SQLite) has none to deliver.
+   * Handlers run on the event loop, never inside `stage`. Returns the unsubscribe function.
+   */
+  onChange(handler: (entry: RegistryEntry) => void): () => void;
+
+  /** Stops background work (an EVM backend's batcher and event watch). Idempotent. The database stays the caller's. */
   close(): Promise<void>;
 }
