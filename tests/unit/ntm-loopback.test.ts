@@ -7,6 +7,8 @@ import { openDb } from '../../agent/src/store/db.js';
 import { loadSection } from '../../agent/src/config/schema.js';
 import { Identity } from '../../agent/src/protocol/identity.js';
 import { DcServer } from '../../agent/src/dc/server.js';
+import { openDcBinds } from '../../agent/src/dc/binds.js';
+import { SqliteRegistry } from '../../agent/src/registry/sqlite.js';
 import { TerminalHost } from '../../agent/src/terminal/host.js';
 import { UdpBind } from '../../agent/src/dataplane/conn/udp.js';
 import type { Endpoint } from '../../agent/src/types/net.js';
@@ -27,7 +29,7 @@ async function startDc() {
   const db = openDb(':memory:');
   const identity = Identity.generate();
   const config = loadSection('dc', undefined, { 'dc.listen': '127.0.0.1:0', 'dc.probePort': 0 });
-  const dc = await DcServer.start({ identity, db, config });
+  const dc = await DcServer.start({ identity, db, registry: new SqliteRegistry(db), ...(await openDcBinds(config)), config });
   return { dc, identity, db };
 }
 

@@ -29,6 +29,8 @@ import { toHex } from '../crypto/hex.js';
 import { bytesToIp4, bytesToIp6, canonicalIp, ip4ToBytes, ip6ToBytes, ipFamily } from '../protocol/ip.js';
 import { formatEndpoint, parseEndpoint } from '../protocol/endpoint.js';
 import { DcServer, type DcEvent } from '../dc/server.js';
+import { openDcBinds } from '../dc/binds.js';
+import { SqliteRegistry } from '../registry/sqlite.js';
 import { RsServer } from '../rs/server.js';
 import { TerminalHost, type HostEvent } from '../terminal/host.js';
 import type { Node } from '../terminal/node.js';
@@ -178,6 +180,8 @@ export class AgentRuntime implements AgentApi {
     const dc = await DcServer.start({
       identity: o.dcIdentity,
       db,
+      registry: new SqliteRegistry(db),
+      ...(await openDcBinds(dcConfig)),
       config: dcConfig,
       log: o.log,
       admit: (id, token) => ref.self?.admit(id, token) ?? false,

@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { loadSection, readConfigFile } from '../config/schema.js';
 import { openDb } from '../store/db.js';
 import { DcServer } from '../dc/server.js';
+import { openDcBinds } from '../dc/binds.js';
+import { SqliteRegistry } from '../registry/sqlite.js';
 import { createLogger } from '../util/log.js';
 import { parseArgs, one, has, overrides } from './args.js';
 import { missingNodeFlags } from './node-flags.js';
@@ -55,7 +57,9 @@ export async function runDc(argv: readonly string[]): Promise<void> {
   if (has(p, 'print-id')) return announce({ id: identity.idHex, publicKey: identity.publicKey.toString('hex') });
   const dbPath = join(cfg.dataDir, 'dc.db');
   const db = openDb(dbPath);
-  const dc = await DcServer.start({ identity, db, config: cfg, log }).catch((e: unknown) => {
+  // The ledger: the hash-chained SQLite registry in the DC's own database (the embedded default).
+  const registry = new SqliteRegistry(db);
+  const dc = await DcServer.start({ identity, db, registry, ...(await openDcBinds(cfg)), config: cfg, log }).catch((e: unknown) => {
     db.close();
     if (e instanceof IntegrityError)
       throw new IntegrityError(`${dbPath}: ${e.message}. The DC refuses to start on a registry that does not verify; restore dc.db from a backup.`);

@@ -1,0 +1,72 @@
+// The DC's per-turn commit (its outbox): every change of one event-loop turn (terminal records, registry entries) is
+// written in one SQLite transaction before any answer that tells of them leaves, so a kill -9 never loses what a
+// terminal was told. The registry stages its entries inside that transaction (types/registry.ts: SQLite appends to its
+// chain, an EVM backend to its outbox) and is told how it ended.
+import type { Bind, Endpoint } from '../types/net.js';
+import type { Registry, RegistryEntry } from '../types/registry.js';
+import type { Db } from '../store/db.js';
+import type { Logger } from '../util/log.js';
+import type { TerminalTable } from './terminals.js';
+
+export class TurnCommit {
+  private readonly entries: RegistryEntry[] = [];
+  private readonly outbox: Array<[Uint8Array, Endpoint, Bind]> = [];
+  private readonly announced: Buffer[] = [];
+  private scheduled = false;
+  /** After each successful commit, with the Node Transactions of our own terminals it recorded (to tell peer DCs). */
+  onCommitted: (announce: Buffer[]) => void = () => {};
+
+  constructor(
+    private readonly db: Db,
+    private readonly terminals: TerminalTable,
+    private readonly registry: Registry,
+    private readonly log: Logger,
+    private readonly send: (data: Uint8Array, to: Endpoint, bind: Bind) => void,
+  ) {}
+
+  /** A verified entry for the registry, committed with this turn. */
+  stage(entry: RegistryEntry): void {
+    this.entries.push(entry);
+    this.schedule();
+  }
+
+  /** One of our terminals' new Node Transaction, announced to peer DCs once committed. */
+  announce(nt: Buffer): void {
+    this.announced.push(nt);
+  }
+
+  /** Queues a send for after this turn's commit. */
+  sendAfter(data: Uint8Array, to: Endpoint, bind: Bind): void {
+    this.outbox.push([data, to, bind]);
+    this.schedule();
+  }
+
+  /** Commits at the end of this turn (changes made by touch() alone need it too). */
+  schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** Commits the turn's changes in one transaction, then releases the answers that depend on them. */
+  flush(): void {
+    this.scheduled = false;
+    const entries = this.entries.splice(0);
+    if (this.terminals.pendingWrites > 0 || entries.length > 0) {
+      try {
+        this.db.transaction(() => {
+          this.terminals.flushSync();
+          for (const e of entries) this.registry.stage(e);
+        })();
+      } catch (e) {
+        this.registry.rolledBack();
+        this.log.error('commit failed; answers withheld (terminals will retransmit)', { err: e });
+        this.outbox.length = 0;
+        return;
+      }
+      this.registry.committed();
+    }
+    for (const [d, to, b] of this.outbox.splice(0)) this.send(d, to, b);
+    if (this.announced.length > 0) this.onCommitted(this.announced.splice(0));
+  }
+}

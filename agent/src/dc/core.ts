@@ -1,0 +1,110 @@
+// The state the DC's parts share (dc/server.ts owns it; registration, channel, direction and federation work on it):
+// the options it was started with, its terminals, the peer DCs and RSs it knows, its counters, and the per-turn commit
+// through which every answer leaves. One event loop: nothing here is locked.
+import type { Bind, Clock, Endpoint } from '../types/net.js';
+import type { Registry } from '../types/registry.js';
+import type { Db } from '../store/db.js';
+import type { SectionConfig } from '../config/schema.js';
+import type { Identity } from '../protocol/identity.js';
+import type { ServerRecord } from '../protocol/dc-record.js';
+import { Counters, silentLogger, type Logger } from '../util/log.js';
+import { TerminalTable } from './terminals.js';
+import { TurnCommit } from './commit.js';
+import { defaultPools } from './pools.js';
+
+export interface DcServerOptions {
+  readonly identity: Identity;
+  /** The DC's database: its terminal table, and the transaction each turn's registry entries are staged in. */
+  readonly db: Db;
+  /** The ledger (types/registry.ts), opened by the starter on `db` (SQLite by default). The DC closes it on stop. */
+  readonly registry: Registry;
+  /** The terminals' socket (config `listen`); the DC owns it from start() on and closes it. */
+  readonly bind: Bind;
+  /** The NAT-probe socket (a second port, docs/protocol.md §3.2); owned and closed as `bind`. */
+  readonly probeBind: Bind;
+  readonly config: SectionConfig<'dc'>;
+  readonly log?: Logger;
+  readonly clock?: Clock;
+  /**
+   * Whether an ID seen for the first time may register (with the token it presented). Absent: an open DC, as the
+   * paper's public DCs. The agent's household DC admits only paired appliances and enrolled phones.
+   */
+  readonly admit?: (id: string, token: Uint8Array) => boolean;
+  /** Whether `from` may get a route to `to` (the household's access policy); absent: allowed. */
+  readonly allowDirection?: (from: string, to: string) => boolean;
+  /** Events for the web UI's live view. */
+  readonly onEvent?: (e: DcEvent) => void;
+}
+
+export type DcEvent =
+  | { readonly kind: 'registered'; readonly id: string; readonly v4: string; readonly observed: string; readonly nat: string; readonly first: boolean }
+  | { readonly kind: 'route'; readonly from: string; readonly to: string; readonly path: string; readonly tunnelId: string }
+  | { readonly kind: 'direction-refused'; readonly from: string; readonly target: string; readonly status: string };
+
+export interface PeerState {
+  readonly id: string;
+  readonly endpoint: Endpoint;
+  publicKey?: Buffer;
+  record?: ServerRecord;
+  helloAt: number;
+  answered: boolean;
+}
+
+export interface RelayState {
+  readonly id: string;
+  v4?: Endpoint;
+  v6?: Endpoint;
+  publicKey?: Buffer;
+  load?: number;
+  loadAt?: number;
+  tunnels?: number;
+}
+
+const SYSTEM_CLOCK: Clock = { now: () => Date.now(), monotonic: () => performance.now() };
+
+export class DcCore {
+  readonly drops = new Counters();
+  readonly counts = new Counters();
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly identity: Identity;
+  readonly config: SectionConfig<'dc'>;
+  readonly terminals: TerminalTable;
+  readonly registry: Registry;
+  readonly commit: TurnCommit;
+  readonly peers = new Map<string, PeerState>();
+  readonly relays = new Map<string, RelayState>();
+  stopped = false;
+
+  constructor(
+    readonly opts: DcServerOptions,
+    readonly bind: Bind,
+  ) {
+    this.log = (opts.log ?? silentLogger).child({ role: 'dc' });
+    this.clock = opts.clock ?? SYSTEM_CLOCK;
+    this.identity = opts.identity;
+    this.config = opts.config;
+    this.registry = opts.registry;
+    const pools = defaultPools(opts.config, opts.identity.id);
+    this.terminals = new TerminalTable(opts.db, pools.v4, pools.v6);
+    this.commit = new TurnCommit(opts.db, this.terminals, this.registry, this.log, (d, to, b) => this.send(d, to, b));
+    for (const p of opts.config.peers) this.peers.set(p.id, { id: p.id, endpoint: p.endpoint, helloAt: 0, answered: false });
+    for (const r of opts.config.relays) {
+      const st = this.relays.get(r.id) ?? { id: r.id };
+      if (r.endpoint.family === 4) st.v4 = r.endpoint;
+      else st.v6 = r.endpoint;
+      this.relays.set(r.id, st);
+    }
+  }
+
+  /** Sends now (answers that depend on nothing uncommitted). */
+  send(data: Uint8Array, to: Endpoint, bind: Bind = this.bind): void {
+    this.counts.inc('tx');
+    bind.send(data, to);
+  }
+
+  /** Sends once the current turn's changes are committed (an answer that tells what they record). */
+  sendAfterCommit(data: Uint8Array, to: Endpoint, bind: Bind = this.bind): void {
+    this.commit.sendAfter(data, to, bind);
+  }
+}

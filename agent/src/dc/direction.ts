@@ -1,0 +1,231 @@
+// Direction (paper §2.3, Fig. 3): a terminal asks its DC for a route to a target (ID, name or virtual address). If the
+// target is ours, the DC plans the route from both ends' views and directs both at once; if not, it finds the target's
+// DC (from the registry by ID, or from the DCs' pools by address) and asks it: that DC (DC_CN) has both ends then, so
+// it plans the route and directs its own terminal itself (peerInfo), saving a round trip.
+import { randomBytes } from 'node:crypto';
+import type { Endpoint } from '../types/net.js';
+import * as NT from '../protocol/node-transaction.js';
+import { formatId } from '../crypto/secp256k1.js';
+import { Ctl, Status, type Route, type Target } from '../protocol/control.js';
+import { Peer, type TerminalInfo } from '../protocol/peer.js';
+import { signTicket } from '../protocol/relay.js';
+import { newTxid } from '../protocol/retransmit.js';
+import { cidrContainsText, parseCidr } from '../protocol/ip.js';
+import type { TerminalRecord } from './terminals.js';
+import { planRoute, type EndView, type RelayView, type RoutePlan } from './route.js';
+import type { DcCore, PeerState } from './core.js';
+import type { ControlChannel, ChannelRequests } from './channel.js';
+import type { Federation, PeerInfoRequest } from './federation.js';
+
+function endView(rec: TerminalRecord): EndView {
+  return { id: rec.id, observed: rec.observed!, nat: rec.nat, locals: rec.locals, rsRtt: rec.rsRtt };
+}
+
+function infoOf(rec: TerminalRecord): TerminalInfo {
+  return {
+    id: rec.idBytes,
+    publicKey: rec.publicKey,
+    v4: rec.v4,
+    v6: rec.v6,
+    name: rec.name,
+    observed: rec.observed!,
+    nat: rec.nat,
+    locals: rec.locals,
+    rsRtts: [...rec.rsRtt].map(([id, ms]) => [Buffer.from(id.slice(2), 'hex'), ms] as const),
+  };
+}
+
+function viewOfInfo(t: TerminalInfo): EndView {
+  return {
+    id: formatId(t.id),
+    observed: t.observed,
+    nat: t.nat,
+    locals: t.locals,
+    rsRtt: new Map(t.rsRtts.map(([id, ms]) => [formatId(id), ms])),
+  };
+}
+
+function targetText(t: Target): string {
+  return t.kind === 'id' ? formatId(t.id) : t.kind === 'name' ? t.name : t.address;
+}
+
+export class Direction implements ChannelRequests {
+  constructor(
+    private readonly dc: DcCore,
+    private readonly channel: ControlChannel,
+    private readonly federation: Federation,
+  ) {}
+
+  findLocal(t: Target): TerminalRecord | undefined {
+    const { terminals } = this.dc;
+    switch (t.kind) {
+      case 'id':
+        return terminals.byId.get(formatId(t.id));
+      case 'v4':
+        return terminals.byV4.get(t.address);
+      case 'v6':
+        return terminals.byV6.get(t.address);
+      case 'name': {
+        const n = t.name.toLowerCase().replace(/\.ntm\.?$/, '');
+        return terminals.byName.get(n);
+      }
+    }
+  }
+
+  /** The peer DC that manages the target, from the registry (IDs: may ask the ledger) or the DCs' pools (addresses). */
+  private async findRemoteDc(t: Target): Promise<PeerState | undefined> {
+    if (t.kind === 'id') {
+      const entry = await this.dc.registry.lookup('node', formatId(t.id)).catch((e: unknown) => {
+        this.dc.log.warn('registry lookup failed; asking every peer DC', { err: e });
+        return undefined;
+      });
+      if (!entry) return undefined;
+      const nt = NT.decode(entry.bytes);
+      if (nt instanceof NT.NodeTransactionDecodeError) return undefined;
+      return this.dc.peers.get(formatId(nt.dcId));
+    }
+    if (t.kind === 'v4' || t.kind === 'v6') {
+      for (const p of this.dc.peers.values()) {
+        const pool = t.kind === 'v4' ? p.record?.poolV4 : p.record?.poolV6;
+        if (pool && cidrContainsText(parseCidr(pool), t.address)) return p;
+      }
+    }
+    return undefined;
+  }
+
+  private relayViews(): RelayView[] {
+    const now = this.dc.clock.monotonic();
+    return [...this.dc.relays.values()].map((r) => ({
+      id: r.id,
+      ...(r.v4 ? { v4: r.v4 } : {}),
+      ...(r.v6 ? { v6: r.v6 } : {}),
+      // A report older than 4 periods is no longer trusted.
+      ...(r.load !== undefined && r.loadAt !== undefined && now - r.loadAt < 60_000 ? { load: r.load } : {}),
+    }));
+  }
+
+  /** The two Route Directions of a plan: `a` is the requester (MN), `b` the target (CN). Tickets are signed here. */
+  private routesFor(tunnelId: bigint, a: TerminalInfo, b: TerminalInfo, plan: RoutePlan): [Route, Route] {
+    const { config, identity } = this.dc;
+    const natOnPath = a.nat !== 'none' || b.nat !== 'none';
+    const keepaliveS = natOnPath ? 15 : 0;
+    let ticket: Uint8Array | undefined;
+    if (plan.relay) {
+      ticket = signTicket(
+        {
+          tunnelId,
+          rsId: Buffer.from(plan.relay.rsId.slice(2), 'hex'),
+          endA: a.id,
+          endB: b.id,
+          expiresAt: this.dc.clock.now() + config.relayTicketS * 1000,
+          byteQuota: config.relayQuotaBytes,
+          packetQuota: config.relayQuotaPackets,
+          dcId: identity.id,
+        },
+        identity,
+      );
+    }
+    const leg = (forMe: Endpoint | undefined) =>
+      plan.relay && ticket && forMe ? { relay: { rsId: Buffer.from(plan.relay.rsId.slice(2), 'hex'), endpoint: forMe, ticket } } : {};
+    const base = (peer: TerminalInfo) => ({
+      tunnelId,
+      peerId: peer.id,
+      peerPublicKey: peer.publicKey,
+      peerV4: peer.v4,
+      peerV6: peer.v6,
+      peerName: peer.name,
+      kind: plan.kind,
+      keepaliveS,
+    });
+    const ra: Route = { ...base(b), initiator: plan.initiator === 'a', endpoints: plan.toB, ...leg(plan.relay?.forA) };
+    const rb: Route = { ...base(a), initiator: plan.initiator === 'b', endpoints: plan.toA, ...leg(plan.relay?.forB) };
+    return [ra, rb];
+  }
+
+  /** Directs our terminal `rec` (CN's side of a route), retransmitting until it acknowledges. */
+  private directOurs(rec: TerminalRecord, route: Route): void {
+    this.channel.request(rec, { type: Ctl.ROUTE_DIRECTION, txid: newTxid(), route }, 'route direction').catch((e: Error) =>
+      this.dc.log.warn('route direction not acknowledged', { to: rec.id, err: e }),
+    );
+  }
+
+  private directionError(rec: TerminalRecord, txid: bigint, status: number, message: string, target: string): void {
+    this.channel.reply(rec, { type: Ctl.DIRECTION_ERROR, txid, status, message });
+    this.dc.opts.onEvent?.({ kind: 'direction-refused', from: rec.id, target, status: message });
+  }
+
+  private routed(from: string, to: string, kind: string, tunnelId: bigint): void {
+    this.dc.counts.inc(`routes-${kind}`);
+    this.dc.opts.onEvent?.({ kind: 'route', from, to, path: kind, tunnelId: tunnelId.toString(16) });
+  }
+
+  async direction(rec: TerminalRecord, txid: bigint, target: Target): Promise<void> {
+    const { dc } = this;
+    const tunnelId = randomBytes(8).readBigUInt64BE(0);
+    const tText = targetText(target);
+    const local = this.findLocal(target);
+    if (local) {
+      if (local === rec) return this.directionError(rec, txid, Status.BAD_REQUEST, 'a terminal cannot direct to itself', tText);
+      if (local.revoked) return this.directionError(rec, txid, Status.REVOKED, 'peer revoked', tText);
+      if (dc.opts.allowDirection && !dc.opts.allowDirection(rec.id, local.id))
+        return this.directionError(rec, txid, Status.NOT_ALLOWED, 'not allowed by the access policy', tText);
+      if (!this.channel.online(local)) return this.directionError(rec, txid, Status.OFFLINE, 'peer offline', tText);
+      const plan = planRoute(endView(rec), endView(local), this.relayViews());
+      if (!plan) return this.directionError(rec, txid, Status.NO_ROUTE, 'no route (no common family and no relay)', tText);
+      const [ra, rb] = this.routesFor(tunnelId, infoOf(rec), infoOf(local), plan);
+      // Both ends at once: the overlap that the paper's sequential sequence lacks (§2.4: transit dominates).
+      this.directOurs(local, rb);
+      this.channel.reply(rec, { type: Ctl.ROUTE_DIRECTION, txid, route: ra });
+      this.routed(rec.id, local.id, plan.kind, tunnelId);
+      return;
+    }
+    const known = await this.findRemoteDc(target);
+    const candidates = known ? [known] : [...dc.peers.values()];
+    const usable = candidates.filter((p) => p.publicKey);
+    if (usable.length === 0) return this.directionError(rec, txid, Status.NOT_FOUND, 'unknown peer', tText);
+    const requester = infoOf(rec);
+    const asks = usable.map((p) =>
+      this.federation.request(p, { type: Peer.PEER_INFO_REQUEST, txid: newTxid(), time: dc.clock.now(), tunnelId, target, requester }, 'peer info'),
+    );
+    const answers = await Promise.allSettled(asks);
+    let refusal: { status: number; message: string } | undefined;
+    for (const a of answers) {
+      if (a.status !== 'fulfilled' || a.value.type !== Peer.PEER_INFO_RESPONSE) continue;
+      if (a.value.status === Status.OK && a.value.route) {
+        const route = a.value.route;
+        this.channel.reply(rec, { type: Ctl.ROUTE_DIRECTION, txid, route });
+        this.routed(rec.id, formatId(route.peerId), route.kind, tunnelId);
+        return;
+      }
+      if (a.value.status !== Status.NOT_FOUND || !refusal) refusal = { status: a.value.status, message: a.value.message };
+    }
+    if (refusal) return this.directionError(rec, txid, refusal.status, refusal.message, tText);
+    return this.directionError(rec, txid, Status.PEER_DC_UNREACHABLE, "the peer's DC did not answer", tText);
+  }
+
+  resolve(rec: TerminalRecord, txid: bigint, target: Target): void {
+    const t = this.findLocal(target);
+    if (!t || t.revoked)
+      return this.channel.reply(rec, { type: Ctl.RESOLVE_RESPONSE, txid, status: Status.NOT_FOUND, id: Buffer.alloc(20), v4: '0.0.0.0', v6: '::', name: '' });
+    this.channel.reply(rec, { type: Ctl.RESOLVE_RESPONSE, txid, status: Status.OK, id: t.idBytes, v4: t.v4, v6: t.v6, name: t.name });
+  }
+
+  /** DC_CN's side: it has both ends now, so it computes the route and directs its terminal itself (saves a round trip). */
+  peerInfo(peer: PeerState, from: Endpoint, m: PeerInfoRequest): void {
+    const { dc } = this;
+    const answer = (status: number, message: string, route?: Route): void =>
+      this.federation.answer(peer, from, { type: Peer.PEER_INFO_RESPONSE, txid: m.txid, time: dc.clock.now(), status, message, ...(route ? { route } : {}) });
+    const local = this.findLocal(m.target);
+    const requesterId = formatId(m.requester.id);
+    if (!local) return answer(Status.NOT_FOUND, 'unknown peer');
+    if (local.revoked) return answer(Status.REVOKED, 'peer revoked');
+    if (dc.opts.allowDirection && !dc.opts.allowDirection(requesterId, local.id)) return answer(Status.NOT_ALLOWED, 'not allowed by the access policy');
+    if (!this.channel.online(local)) return answer(Status.OFFLINE, 'peer offline');
+    const plan = planRoute(viewOfInfo(m.requester), endView(local), this.relayViews());
+    if (!plan) return answer(Status.NO_ROUTE, 'no route (no common family and no relay)');
+    const [ra, rb] = this.routesFor(m.tunnelId, m.requester, infoOf(local), plan);
+    this.directOurs(local, rb);
+    answer(Status.OK, '', ra);
+    this.routed(requesterId, local.id, plan.kind, m.tunnelId);
+  }
+}

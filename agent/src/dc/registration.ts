@@ -1,0 +1,212 @@
+// Registration at the DC (paper §2.2, Fig. 2; docs/protocol.md §3.2): a terminal's Registration Request is checked
+// (freshness, its Node Transaction's key and signature, the MAC under the terminal–DC key), it gets its virtual
+// addresses and a control channel, its Node Transaction goes to the registry with this turn's commit, and the answer
+// leaves after it. The NAT in front of it is learnt from where the request came from and a probe to the second port.
+import { randomBytes } from 'node:crypto';
+import type { Bind, Endpoint } from '../types/net.js';
+import * as NT from '../protocol/node-transaction.js';
+import { CONTROL_LIMITS, CONTROL_TYPE, TunnelKeypair } from '../crypto/session.js';
+import { defaultAead } from '../crypto/aead.js';
+import { formatId, tryIdFromPublicKey } from '../crypto/secp256k1.js';
+import {
+  channelKeys,
+  checkRegistrationMac,
+  decodeNatProbe,
+  decodeRegistrationRequest,
+  encodeNatProbe,
+  encodeRegistrationBody,
+  encodeRegistrationResponseHeader,
+  registrationKey,
+  type RelayEntry,
+} from '../protocol/registration.js';
+import { Status } from '../protocol/control.js';
+import { formatEndpoint, sameEndpoint } from '../protocol/endpoint.js';
+import type { TerminalRecord } from './terminals.js';
+import type { DcCore } from './core.js';
+import type { ControlChannel } from './channel.js';
+import { keep } from '../util/keep.js';
+
+interface Probe {
+  mapping?: Endpoint;
+  rec?: TerminalRecord;
+  regMapping?: Endpoint;
+  at: number;
+}
+
+export class Registration {
+  /** NAT probes by txid: the mapping the probe port saw, or the registration waiting for its probe. */
+  private readonly probes = new Map<bigint, Probe>();
+
+  constructor(
+    private readonly dc: DcCore,
+    private readonly channel: ControlChannel,
+    private readonly probeBind: Bind,
+  ) {
+    channel.onLocation = (rec, from, locals, txid) => this.learnLocation(rec, from, locals, txid);
+  }
+
+  onRegistration(data: Buffer, from: Endpoint, bind: Bind): void {
+    const { dc } = this;
+    const d = decodeRegistrationRequest(data);
+    if (!d.ok) return dc.drops.inc('reg-malformed');
+    const req = d.value;
+    const idBytes = req.nt.subarray(1, 21);
+    const idHex = formatId(idBytes);
+    const src = formatEndpoint(from);
+    let rec = dc.terminals.byId.get(idHex);
+    if (rec?.lastReg && rec.lastReg.txid === req.txid && rec.lastReg.time === req.time) {
+      if (rec.lastReg.src !== src) return dc.drops.inc('reg-replay');
+      dc.counts.inc('reg-retransmission');
+      return dc.send(rec.lastReg.response, from, bind);
+    }
+    const now = dc.clock.now();
+    if (Math.abs(req.time - now) > dc.config.freshnessS * 1000) return dc.drops.inc('reg-stale');
+    if (rec && req.time <= rec.lastReqTime) return dc.drops.inc('reg-replay');
+
+    const ntChanged = !rec || !rec.nt.equals(req.nt);
+    let nt: NT.NodeTransaction | undefined;
+    if (ntChanged) {
+      const d = NT.decode(req.nt);
+      if (d instanceof NT.NodeTransactionDecodeError) return dc.drops.inc('nt-malformed');
+      if (!d.dcId.equals(dc.identity.id)) return dc.drops.inc('nt-wrong-dc');
+      // The ID is the hash of the key: the same ID with another key, or a key that does not hash to the ID, is forged.
+      if (rec ? !d.publicKey.equals(rec.publicKey) : !tryIdFromPublicKey(d.publicKey)?.equals(d.id)) return dc.drops.inc('nt-signature');
+      nt = d;
+    }
+    const publicKey = rec?.publicKey ?? nt!.publicKey;
+    // The MAC comes before the Node Transaction's signature: for a terminal we know it is one HMAC (K_ss cached), so a
+    // flood of altered copies of a genuine request costs no signature recovery. Only the key's owner can make it hold.
+    let kss = rec?.kss;
+    if (!kss) {
+      const x = dc.identity.dh(publicKey);
+      if (!x) return dc.drops.inc('reg-key');
+      kss = registrationKey(x);
+    }
+    if (!checkRegistrationMac(req, kss)) return dc.drops.inc('reg-mac');
+    if (nt && NT.check(nt) !== 'ok') return dc.drops.inc('nt-signature');
+    const revoking = nt?.revoked ?? false;
+    if (!rec && dc.opts.admit && !dc.opts.admit(idHex, req.token)) {
+      dc.log.warn('registration refused: not admitted', { id: idHex, from: src });
+      return dc.drops.inc('reg-not-admitted');
+    }
+    if (revoking) {
+      // A terminal revoking itself (signed by its own key): record it; it gets no channel.
+      dc.commit.stage({ kind: 'node', id: idHex, bytes: Buffer.from(req.nt) });
+      if (rec) {
+        rec.revoked = true;
+        rec.nt = keep(req.nt);
+        dc.terminals.touch(rec);
+        this.channel.drop(rec);
+      }
+      return;
+    }
+    if (rec?.revoked) return dc.drops.inc('reg-revoked');
+
+    const first = !rec;
+    if (!rec) {
+      try {
+        rec = dc.terminals.create({ id: idHex, idBytes: keep(idBytes), publicKey: keep(publicKey), nt: keep(req.nt), lastReqTime: req.time, now });
+      } catch (e) {
+        dc.log.error('registration failed', { err: e, id: idHex });
+        return dc.drops.inc('reg-pool-exhausted');
+      }
+    }
+    if (ntChanged) {
+      rec.nt = keep(req.nt);
+      dc.commit.stage({ kind: 'node', id: idHex, bytes: rec.nt });
+      dc.commit.announce(rec.nt);
+    }
+    if (rec.kss !== kss) rec.kss = keep(kss);
+    rec.lastReqTime = req.time;
+    rec.lastSeen = now;
+    this.learnLocation(rec, from, req.locals, req.txid);
+    if (req.name) dc.terminals.setName(rec, req.name);
+    dc.terminals.touch(rec);
+
+    const nonceDc = randomBytes(16);
+    const [kT2Dc, kDc2T, kResp] = channelKeys(kss, req.nonce, nonceDc);
+    const dcIndex = this.channel.open(
+      rec,
+      (localIndex) =>
+        new TunnelKeypair({
+          packetType: CONTROL_TYPE,
+          sendKey: kDc2T,
+          receiveKey: kT2Dc,
+          localIndex,
+          remoteIndex: req.terminalIndex,
+          isInitiator: false,
+          limits: CONTROL_LIMITS,
+        }),
+    );
+    const body = encodeRegistrationBody({
+      txid: req.txid,
+      status: Status.OK,
+      v4: rec.v4,
+      v4Len: dc.terminals.pools.v4.length,
+      v6: rec.v6,
+      v6Len: dc.terminals.pools.v6.length,
+      observed: from,
+      behindNat: rec.nat !== 'none',
+      keepaliveS: rec.nat !== 'none' ? dc.config.keepaliveS : 0,
+      dcTime: now,
+      relays: this.relayEntries(),
+    });
+    const header = encodeRegistrationResponseHeader(req.terminalIndex, dcIndex, nonceDc);
+    const response = Buffer.concat([header, defaultAead.seal(kResp, 0, body)]);
+    rec.lastReg = { txid: req.txid, time: req.time, src, response: keep(response) };
+    rec.keepaliveDue = dc.clock.monotonic() + dc.config.keepaliveS * 1000;
+    dc.counts.inc(first ? 'registrations-new' : 'registrations-renewed');
+    dc.sendAfterCommit(response, from, bind);
+    dc.opts.onEvent?.({ kind: 'registered', id: idHex, v4: rec.v4, observed: src, nat: rec.nat, first });
+  }
+
+  /** Where the terminal is and what is in front of it: NAT if the observed address is none of its own. */
+  learnLocation(rec: TerminalRecord, from: Endpoint, locals: readonly Endpoint[], txid: bigint | undefined): void {
+    rec.observed = from;
+    rec.locals = [...locals];
+    const behindNat = !locals.some((l) => sameEndpoint(l, from));
+    if (!behindNat) rec.nat = 'none';
+    else {
+      rec.nat = 'unknown';
+      if (txid !== undefined) {
+        const p = this.probes.get(txid);
+        if (p?.mapping) {
+          rec.nat = sameEndpoint(p.mapping, from) ? 'eim' : 'symmetric';
+          this.probes.delete(txid);
+        } else this.probes.set(txid, { rec, regMapping: from, at: this.dc.clock.monotonic() });
+      }
+    }
+  }
+
+  /** NAT_PROBE on the second port: the mapping seen here vs. the one the registration came from. */
+  onProbe(data: Buffer, from: Endpoint): void {
+    const { dc } = this;
+    const d = decodeNatProbe(data);
+    if (!d.ok || d.value.kind !== 0) return dc.drops.inc('probe-malformed');
+    const { txid, id } = d.value;
+    dc.send(encodeNatProbe(1, txid, id, from), from, this.probeBind);
+    const p = this.probes.get(txid);
+    if (p?.rec && p.regMapping) {
+      if (formatId(id) === p.rec.id && p.rec.nat === 'unknown' && sameEndpoint(p.rec.observed, p.regMapping)) {
+        p.rec.nat = sameEndpoint(from, p.regMapping) ? 'eim' : 'symmetric';
+        dc.terminals.touch(p.rec);
+        dc.commit.schedule();
+      }
+      this.probes.delete(txid);
+    } else if (this.probes.size < 100_000) this.probes.set(txid, { mapping: from, at: dc.clock.monotonic() });
+  }
+
+  /** Forgets half-finished probes (called every second). */
+  expire(): void {
+    const mono = this.dc.clock.monotonic();
+    for (const [k, p] of this.probes) if (mono - p.at > 10_000) this.probes.delete(k);
+  }
+
+  private relayEntries(): RelayEntry[] {
+    return [...this.dc.relays.values()].map((r) => ({
+      id: Buffer.from(r.id.slice(2), 'hex'),
+      ...(r.v4 ? { v4: r.v4 } : {}),
+      ...(r.v6 ? { v6: r.v6 } : {}),
+    }));
+  }
+}
