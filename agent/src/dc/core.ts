@@ -88,7 +88,8 @@ export class DcCore {
     const pools = defaultPools(opts.config, opts.identity.id);
     this.terminals = new TerminalTable(opts.db, pools.v4, pools.v6);
     this.commit = new TurnCommit(opts.db, this.terminals, this.registry, this.log, (d, to, b) => this.send(d, to, b));
-    for (const p of opts.config.peers) this.peers.set(p.id, { id: p.id, endpoint: p.endpoint, helloAt: 0, answered: false });
+    // helloAt -Infinity: the first HELLO goes at start (0 held it back until the process was 5 s old: monotonic time).
+    for (const p of opts.config.peers) this.peers.set(p.id, { id: p.id, endpoint: p.endpoint, helloAt: -Infinity, answered: false });
     for (const r of opts.config.relays) {
       const st = this.relays.get(r.id) ?? { id: r.id };
       if (r.endpoint.family === 4) st.v4 = r.endpoint;

@@ -1,0 +1,251 @@
+// The DC on fake binds and a fake registry (no sockets, no root): real TerminalHosts and Nodes speak the real protocol
+// to it over a FakeNetwork. Registration, retransmitted requests answered from the DC's caches, direction between two
+// terminals of one DC and between two peered DCs (federation), revocation, and a refusal to start on a registry that
+// does not verify. tests/unit/ntm-loopback repeats the first over real UDP; the netns tier across real NATs.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { openDb } from '../../agent/src/store/db.js';
+import { loadSection } from '../../agent/src/config/schema.js';
+import { Identity } from '../../agent/src/protocol/identity.js';
+import { DcServer } from '../../agent/src/dc/server.js';
+import { TerminalHost } from '../../agent/src/terminal/host.js';
+import type { Node } from '../../agent/src/terminal/node.js';
+import { FakeNetwork, type FakeBind } from '../../agent/src/dataplane/conn/fake.js';
+import { FakeLedger, FakeRegistry } from '../../agent/src/registry/fake.js';
+import { SqliteRegistry } from '../../agent/src/registry/sqlite.js';
+import type { Registry } from '../../agent/src/types/registry.js';
+import type { Endpoint } from '../../agent/src/types/net.js';
+import * as NT from '../../agent/src/protocol/node-transaction.js';
+import { IntegrityError, RejectedError } from '../../agent/src/types/errors.js';
+
+const RETRY = { initialMs: 100, maxMs: 400, deadlineMs: 4000 };
+
+interface TestDc {
+  readonly dc: DcServer;
+  readonly identity: Identity;
+  readonly registry: Registry;
+  readonly endpoint: Endpoint;
+}
+
+async function startDc(net: FakeNetwork, address: string, o: { identity?: Identity; peers?: TestDc[]; peerIds?: Array<[Identity, string]>; registry?: Registry } = {}): Promise<TestDc> {
+  const identity = o.identity ?? Identity.generate();
+  const db = openDb(':memory:');
+  const peers = (o.peerIds ?? []).map(([id, addr]) => `${id.idHex}@${addr}:7100`);
+  const config = loadSection('dc', undefined, { 'dc.listen': `${address}:7100`, 'dc.advertise': [`${address}:7100`], 'dc.peers': peers });
+  const registry = o.registry ?? new FakeRegistry();
+  const dc = await DcServer.start({ identity, db, registry, bind: net.open([address], 7100), probeBind: net.open([address], 7101), config });
+  return { dc, identity, registry, endpoint: { family: 4, address, port: 7100 } };
+}
+
+interface TestTerminal {
+  readonly host: TerminalHost;
+  readonly node: Node;
+  readonly bind: FakeBind;
+  readonly inbox: Buffer[];
+}
+
+function startTerminal(net: FakeNetwork, address: string, dc: TestDc, name: string): TestTerminal {
+  const bind = net.open([address]);
+  const inbox: Buffer[] = [];
+  const host = new TerminalHost({ bind, locals: () => [bind.endpoint()], retry: RETRY, onInner: (p: Buffer) => void inbox.push(Buffer.from(p)) });
+  const node = host.addNode(Identity.generate(), { id: dc.identity.id, publicKey: dc.identity.publicKey, endpoint: dc.endpoint }, { name });
+  return { host, node, bind, inbox };
+}
+
+function ipv4Packet(src: string, dst: string, payload: string): Buffer {
+  const body = Buffer.from(payload);
+  const p = Buffer.alloc(20 + body.length);
+  p[0] = 0x45;
+  p.writeUInt16BE(p.length, 2);
+  p[8] = 64;
+  p[9] = 17;
+  src.split('.').forEach((x, i) => (p[12 + i] = Number(x)));
+  dst.split('.').forEach((x, i) => (p[16 + i] = Number(x)));
+  body.copy(p, 20);
+  return p;
+}
+
+async function until(what: string, cond: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Loses the next `n` datagrams from `from` to `to` (the DC's answers, to make a terminal retransmit). */
+function loseNext(net: FakeNetwork, from: Endpoint, to: Endpoint, n = 1): { lost: number } {
+  const state = { lost: 0 };
+  net.filter = (_d, f, t) => {
+    if (state.lost < n && f.address === from.address && f.port === from.port && t.address === to.address && t.port === to.port) {
+      state.lost++;
+      return false;
+    }
+    return true;
+  };
+  return state;
+}
+
+async function closeAll(dcs: TestDc[], terminals: TestTerminal[]): Promise<void> {
+  for (const t of terminals) await t.host.close();
+  for (const d of dcs) await d.dc.stop();
+}
+
+const count = (dc: DcServer, k: string): number => dc.counts.toJSON()[k] ?? 0;
+
+void describe('the DC on a fake network', () => {
+  test('registration: virtual addresses from the pool, the Node Transaction committed to the registry, the terminal online', async () => {
+    const net = new FakeNetwork();
+    const d = await startDc(net, '10.0.0.1');
+    const a = startTerminal(net, '10.0.1.1', d, 'alice');
+    try {
+      const r = await a.node.register();
+      assert.match(r.v4, /^198\.(18|19)\./);
+      assert.match(r.v6, /^fd4e:544d:/);
+      assert.equal(r.behindNat, false);
+      const entry = d.registry.latest('node', a.node.id);
+      assert.ok(entry, 'its Node Transaction is in the registry');
+      const nt = NT.decode(entry.bytes);
+      assert.ok(!(nt instanceof NT.NodeTransactionDecodeError));
+      assert.equal(NT.check(nt), 'ok');
+      assert.ok(nt.dcId.equals(d.identity.id));
+      // Committed: it is on the shared ledger, not only in the DC's view.
+      assert.ok((d.registry as FakeRegistry).ledger.latest('node', a.node.id));
+      assert.ok(d.registry.directory().some((e) => e.id === d.identity.idHex), "the DC's own record is in the directory");
+      const st = d.dc.status() as { terminals: number; online: number };
+      assert.deepEqual([st.terminals, st.online], [1, 1]);
+      assert.equal(count(d.dc, 'registrations-new'), 1);
+    } finally {
+      await closeAll([d], [a]);
+    }
+  });
+
+  test('a retransmitted registration gets the same answer again; the same request from elsewhere is a replay', async () => {
+    const net = new FakeNetwork();
+    const d = await startDc(net, '10.0.0.1');
+    const a = startTerminal(net, '10.0.1.1', d, 'alice');
+    const captured: Buffer[] = [];
+    try {
+      // The DC's first answer is lost: the terminal sends its request again, the DC answers from its cache.
+      const lost = loseNext(net, d.endpoint, a.bind.endpoint());
+      const inner = net.filter!;
+      net.filter = (data, f, t) => {
+        if (data[0] === 0x01 && t.port === 7100) captured.push(Buffer.from(data));
+        return inner(data, f, t);
+      };
+      const r = await a.node.register();
+      assert.equal(lost.lost, 1);
+      assert.ok(captured.length >= 2, 'the request was sent again');
+      assert.ok(captured[1]!.equals(captured[0]!), 'a retransmission is the same request');
+      assert.equal(count(d.dc, 'reg-retransmission'), 1);
+      assert.equal(count(d.dc, 'registrations-new'), 1, 'registered once');
+      assert.equal(d.dc.terminals.size, 1);
+      // The captured request replayed from another address is dropped, and the terminal keeps its address.
+      const mallory = net.open(['10.0.9.9']);
+      mallory.send(captured[0]!, d.endpoint);
+      await until('the replay counted', () => (d.dc.drops.toJSON()['reg-replay'] ?? 0) === 1);
+      assert.equal(d.dc.terminals.byId.get(a.node.id)?.observed?.address, '10.0.1.1');
+      assert.equal(r.v4, d.dc.terminals.byId.get(a.node.id)?.v4);
+      await mallory.close();
+    } finally {
+      await closeAll([d], [a]);
+    }
+  });
+
+  test('direction between two terminals of one DC, with a retransmitted Direction Request answered once', async () => {
+    const net = new FakeNetwork();
+    const d = await startDc(net, '10.0.0.1');
+    const a = startTerminal(net, '10.0.1.1', d, 'alice');
+    const b = startTerminal(net, '10.0.2.1', d, 'bob');
+    try {
+      const ra = await a.node.register();
+      const rb = await b.node.register();
+      // The route direction to A is lost once: A asks again, the DC answers from its reply cache.
+      loseNext(net, d.endpoint, a.bind.endpoint());
+      const t = await a.host.connect(a.node, { kind: 'name', name: 'bob.ntm' });
+      net.filter = undefined;
+      assert.equal(t.state, 'up');
+      assert.equal(t.peerId, b.node.id);
+      assert.equal(count(d.dc, 'ctl-retransmission'), 1);
+      assert.equal(count(d.dc, 'routes-direct'), 1, 'one route computed');
+      assert.equal(a.host.sendInner(ipv4Packet(ra.v4, rb.v4, 'hello bob'), 4), 'sent');
+      await until('the packet reached bob', () => b.inbox.length === 1);
+      assert.equal(b.inbox[0]!.subarray(20).toString(), 'hello bob');
+    } finally {
+      await closeAll([d], [a, b]);
+    }
+  });
+
+  test('federation: a terminal of one DC reaches a terminal of a peered DC, found by ID from the announced Node Transactions', async () => {
+    const net = new FakeNetwork();
+    const id1 = Identity.generate();
+    const id2 = Identity.generate();
+    const d1 = await startDc(net, '10.0.0.1', { identity: id1, peerIds: [[id2, '10.0.0.2']] });
+    const d2 = await startDc(net, '10.0.0.2', { identity: id2, peerIds: [[id1, '10.0.0.1']] });
+    const a = startTerminal(net, '10.0.1.1', d1, 'alice');
+    const b = startTerminal(net, '10.0.2.1', d2, 'bob');
+    try {
+      await until('the DCs know each other', () =>
+        [d1, d2].every((d) => (d.dc.status() as { peers: Array<{ known: boolean }> }).peers.every((p) => p.known)),
+      );
+      const ra = await a.node.register();
+      const rb = await b.node.register();
+      assert.notEqual(ra.v4.split('.')[2], rb.v4.split('.')[2], 'the DCs hand out different pools');
+      await until("bob's Node Transaction reached DC 1", () => d1.registry.latest('node', b.node.id) !== undefined);
+      assert.ok(d1.registry.directory().some((e) => e.id === id2.idHex), "DC 2's record is in DC 1's directory");
+      const t = await a.host.connect(a.node, { kind: 'id', id: b.node.identity.id });
+      assert.equal(t.state, 'up');
+      assert.equal(t.peerId, b.node.id);
+      assert.equal(count(d2.dc, 'routes-direct'), 1, "DC 2 planned the route (it has both ends)");
+      assert.equal(a.host.sendInner(ipv4Packet(ra.v4, rb.v4, 'across DCs'), 4), 'sent');
+      await until('the packet reached bob', () => b.inbox.length === 1);
+      assert.equal(b.inbox[0]!.subarray(20).toString(), 'across DCs');
+    } finally {
+      await closeAll([d1, d2], [a, b]);
+    }
+  });
+
+  test('revocation: the terminal is told and refused, and no direction to it is given, locally or through a peer DC', async () => {
+    const net = new FakeNetwork();
+    const id1 = Identity.generate();
+    const id2 = Identity.generate();
+    const d1 = await startDc(net, '10.0.0.1', { identity: id1, peerIds: [[id2, '10.0.0.2']] });
+    const d2 = await startDc(net, '10.0.0.2', { identity: id2, peerIds: [[id1, '10.0.0.1']] });
+    const a = startTerminal(net, '10.0.1.1', d1, 'alice');
+    const b = startTerminal(net, '10.0.1.2', d1, 'bob');
+    const c = startTerminal(net, '10.0.2.1', d2, 'carol');
+    try {
+      await until('the DCs know each other', () =>
+        [d1, d2].every((d) => (d.dc.status() as { peers: Array<{ known: boolean }> }).peers.every((p) => p.known)),
+      );
+      await Promise.all([a.node.register(), b.node.register(), c.node.register()]);
+      assert.equal(d1.dc.revoke(b.node.id), true);
+      await until('bob was told', () => b.node.revoked);
+      assert.equal(d1.dc.isOnline(b.node.id), false);
+      await assert.rejects(a.host.connect(a.node, { kind: 'name', name: 'bob.ntm' }), (e: unknown) => e instanceof RejectedError && /revoked/.test(e.message));
+      await assert.rejects(c.host.connect(c.node, { kind: 'id', id: b.node.identity.id }), (e: unknown) => e instanceof RejectedError && /revoked/.test(e.message));
+      // Bob registering again is refused (the DC does not answer a revoked terminal).
+      const before = d1.dc.drops.toJSON()['reg-revoked'] ?? 0;
+      b.node.revoked = false;
+      await assert.rejects(b.node.register());
+      assert.ok((d1.dc.drops.toJSON()['reg-revoked'] ?? 0) > before);
+    } finally {
+      await closeAll([d1, d2], [a, b, c]);
+    }
+  });
+
+  test('the DC runs on the SQLite registry as on the fake, and refuses to start on a registry that does not verify', async () => {
+    const net = new FakeNetwork();
+    const db = openDb(':memory:');
+    const d = await startDc(net, '10.0.0.1', { registry: new SqliteRegistry(db) });
+    await d.dc.stop();
+    await assert.rejects(startDc(net, '10.0.0.1', { registry: new FakeRegistry(new FakeLedger(), { broken: 'entry 7 was changed' }) }), (e: unknown) => {
+      assert.ok(e instanceof IntegrityError);
+      assert.match(e.message, /entry 7 was changed/);
+      return true;
+    });
+    // Its sockets were closed: the port is free again.
+    const again = net.open(['10.0.0.1'], 7100);
+    await again.close();
+  });
+});
