@@ -17,6 +17,8 @@ import type { Registry } from '../../agent/src/types/registry.js';
 import type { Endpoint } from '../../agent/src/types/net.js';
 import * as NT from '../../agent/src/protocol/node-transaction.js';
 import { IntegrityError, RejectedError } from '../../agent/src/types/errors.js';
+import { buildPacket } from '../../agent/src/dataplane/packet/testing/build.js';
+import { ip4ToBytes } from '../../agent/src/protocol/ip.js';
 
 const RETRY = { initialMs: 100, maxMs: 400, deadlineMs: 4000 };
 
@@ -27,7 +29,7 @@ interface TestDc {
   readonly endpoint: Endpoint;
 }
 
-async function startDc(net: FakeNetwork, address: string, o: { identity?: Identity; peers?: TestDc[]; peerIds?: Array<[Identity, string]>; registry?: Registry } = {}): Promise<TestDc> {
+async function startDc(net: FakeNetwork, address: string, o: { identity?: Identity; peerIds?: Array<[Identity, string]>; registry?: Registry } = {}): Promise<TestDc> {
   const identity = o.identity ?? Identity.generate();
   const db = openDb(':memory:');
   const peers = (o.peerIds ?? []).map(([id, addr]) => `${id.idHex}@${addr}:7100`);
@@ -35,6 +37,16 @@ async function startDc(net: FakeNetwork, address: string, o: { identity?: Identi
   const registry = o.registry ?? new FakeRegistry();
   const dc = await DcServer.start({ identity, db, registry, bind: net.open([address], 7100), probeBind: net.open([address], 7101), config });
   return { dc, identity, registry, endpoint: { family: 4, address, port: 7100 } };
+}
+
+/** Two DCs at 10.0.0.1 and 10.0.0.2, each the other's --peer, once they know each other's keys (HELLO). */
+async function peeredDcs(net: FakeNetwork): Promise<[TestDc, TestDc]> {
+  const id1 = Identity.generate();
+  const id2 = Identity.generate();
+  const d1 = await startDc(net, '10.0.0.1', { identity: id1, peerIds: [[id2, '10.0.0.2']] });
+  const d2 = await startDc(net, '10.0.0.2', { identity: id2, peerIds: [[id1, '10.0.0.1']] });
+  await until('the DCs know each other', () => [d1, d2].every((d) => (d.dc.status() as { peers: Array<{ known: boolean }> }).peers.every((p) => p.known)));
+  return [d1, d2];
 }
 
 interface TestTerminal {
@@ -52,17 +64,9 @@ function startTerminal(net: FakeNetwork, address: string, dc: TestDc, name: stri
   return { host, node, bind, inbox };
 }
 
+/** A UDP datagram between two virtual IPv4 addresses (its payload starts at byte 28). */
 function ipv4Packet(src: string, dst: string, payload: string): Buffer {
-  const body = Buffer.from(payload);
-  const p = Buffer.alloc(20 + body.length);
-  p[0] = 0x45;
-  p.writeUInt16BE(p.length, 2);
-  p[8] = 64;
-  p[9] = 17;
-  src.split('.').forEach((x, i) => (p[12 + i] = Number(x)));
-  dst.split('.').forEach((x, i) => (p[16 + i] = Number(x)));
-  body.copy(p, 20);
-  return p;
+  return Buffer.from(buildPacket({ src: ip4ToBytes(src), dst: ip4ToBytes(dst), protocol: 'udp', srcPort: 5000, dstPort: 7777, payload: Buffer.from(payload) }));
 }
 
 async function until(what: string, cond: () => boolean, ms = 3000): Promise<void> {
@@ -170,7 +174,7 @@ void describe('the DC on a fake network', () => {
       assert.equal(count(d.dc, 'routes-direct'), 1, 'one route computed');
       assert.equal(a.host.sendInner(ipv4Packet(ra.v4, rb.v4, 'hello bob'), 4), 'sent');
       await until('the packet reached bob', () => b.inbox.length === 1);
-      assert.equal(b.inbox[0]!.subarray(20).toString(), 'hello bob');
+      assert.equal(b.inbox[0]!.subarray(28).toString(), 'hello bob');
     } finally {
       await closeAll([d], [a, b]);
     }
@@ -178,28 +182,22 @@ void describe('the DC on a fake network', () => {
 
   test('federation: a terminal of one DC reaches a terminal of a peered DC, found by ID from the announced Node Transactions', async () => {
     const net = new FakeNetwork();
-    const id1 = Identity.generate();
-    const id2 = Identity.generate();
-    const d1 = await startDc(net, '10.0.0.1', { identity: id1, peerIds: [[id2, '10.0.0.2']] });
-    const d2 = await startDc(net, '10.0.0.2', { identity: id2, peerIds: [[id1, '10.0.0.1']] });
+    const [d1, d2] = await peeredDcs(net);
     const a = startTerminal(net, '10.0.1.1', d1, 'alice');
     const b = startTerminal(net, '10.0.2.1', d2, 'bob');
     try {
-      await until('the DCs know each other', () =>
-        [d1, d2].every((d) => (d.dc.status() as { peers: Array<{ known: boolean }> }).peers.every((p) => p.known)),
-      );
       const ra = await a.node.register();
       const rb = await b.node.register();
       assert.notEqual(ra.v4.split('.')[2], rb.v4.split('.')[2], 'the DCs hand out different pools');
       await until("bob's Node Transaction reached DC 1", () => d1.registry.latest('node', b.node.id) !== undefined);
-      assert.ok(d1.registry.directory().some((e) => e.id === id2.idHex), "DC 2's record is in DC 1's directory");
+      assert.ok(d1.registry.directory().some((e) => e.id === d2.identity.idHex), "DC 2's record is in DC 1's directory");
       const t = await a.host.connect(a.node, { kind: 'id', id: b.node.identity.id });
       assert.equal(t.state, 'up');
       assert.equal(t.peerId, b.node.id);
       assert.equal(count(d2.dc, 'routes-direct'), 1, "DC 2 planned the route (it has both ends)");
       assert.equal(a.host.sendInner(ipv4Packet(ra.v4, rb.v4, 'across DCs'), 4), 'sent');
       await until('the packet reached bob', () => b.inbox.length === 1);
-      assert.equal(b.inbox[0]!.subarray(20).toString(), 'across DCs');
+      assert.equal(b.inbox[0]!.subarray(28).toString(), 'across DCs');
     } finally {
       await closeAll([d1, d2], [a, b]);
     }
@@ -207,17 +205,11 @@ void describe('the DC on a fake network', () => {
 
   test('revocation: the terminal is told and refused, and no direction to it is given, locally or through a peer DC', async () => {
     const net = new FakeNetwork();
-    const id1 = Identity.generate();
-    const id2 = Identity.generate();
-    const d1 = await startDc(net, '10.0.0.1', { identity: id1, peerIds: [[id2, '10.0.0.2']] });
-    const d2 = await startDc(net, '10.0.0.2', { identity: id2, peerIds: [[id1, '10.0.0.1']] });
+    const [d1, d2] = await peeredDcs(net);
     const a = startTerminal(net, '10.0.1.1', d1, 'alice');
     const b = startTerminal(net, '10.0.1.2', d1, 'bob');
     const c = startTerminal(net, '10.0.2.1', d2, 'carol');
     try {
-      await until('the DCs know each other', () =>
-        [d1, d2].every((d) => (d.dc.status() as { peers: Array<{ known: boolean }> }).peers.every((p) => p.known)),
-      );
       await Promise.all([a.node.register(), b.node.register(), c.node.register()]);
       assert.equal(d1.dc.revoke(b.node.id), true);
       await until('bob was told', () => b.node.revoked);
