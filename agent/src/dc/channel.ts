@@ -29,6 +29,8 @@ export class ControlChannel {
   private readonly hintAt = new Map<string, number>();
   /** Set once the direction part exists (it answers through this channel). */
   handler: ChannelRequests | undefined;
+  /** Set by the registration part: where a terminal is, learnt again from a Location Update. */
+  onLocation: ((rec: TerminalRecord, from: Endpoint, locals: readonly Endpoint[], txid: bigint) => void) | undefined;
 
   constructor(private readonly dc: DcCore) {}
 
@@ -123,9 +125,6 @@ export class ControlChannel {
         return this.dc.drops.inc('ctl-unexpected');
     }
   }
-
-  /** Set by the registration part: where a terminal is, learnt again from a Location Update. */
-  onLocation: ((rec: TerminalRecord, from: Endpoint, locals: readonly Endpoint[], txid: bigint) => void) | undefined;
 
   /** Seals and sends a control message already encoded (now, or after this turn's commit). */
   sendRaw(rec: TerminalRecord, plaintext: Uint8Array, afterCommit = false): void {

@@ -76,10 +76,10 @@ export class DcCore {
   readonly relays = new Map<string, RelayState>();
   stopped = false;
 
-  constructor(
-    readonly opts: DcServerOptions,
-    readonly bind: Bind,
-  ) {
+  readonly bind: Bind;
+
+  constructor(readonly opts: DcServerOptions) {
+    this.bind = opts.bind;
     this.log = (opts.log ?? silentLogger).child({ role: 'dc' });
     this.clock = opts.clock ?? SYSTEM_CLOCK;
     this.identity = opts.identity;

@@ -44,7 +44,7 @@ export class DcServer {
     readonly probeBind: Bind,
   ) {
     this.idHex = opts.identity.idHex;
-    this.core = new DcCore(opts, bind);
+    this.core = new DcCore(opts);
     this.channel = new ControlChannel(this.core);
     this.registration = new Registration(this.core, this.channel, probeBind);
     this.federation = new Federation(this.core);
