@@ -2,8 +2,8 @@
   "targets": [
     {
       "target_name": "ntmdp",
-      "sources": ["ntmdp.c"],
-      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
+      "sources": ["module.c", "common.c", "poll.c", "nfqueue.c", "inject.c", "udp.c", "aead.c", "keccak.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
       "libraries": ["-lnetfilter_queue", "-lnfnetlink"]
     }
   ]

@@ -1,5 +1,6 @@
-// Loads the data plane's native fast path (agent/native/ntmdp.c, built by `npm run build:native`). Everything that
-// uses it has a TypeScript (or node-nfqueue) fallback, so a host without the addon still works, only slower.
+// Loads the data plane's native fast path (agent/native/: one C file per unit, built by `npm run build:native`).
+// Everything that uses it has a TypeScript (or node-nfqueue) fallback, so a host without the addon still works, only
+// slower.
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 

@@ -1,4 +1,4 @@
-// The native fast path (agent/native/ntmdp.c) against its references: the AEAD gives noble's bytes, refuses forgeries
+// The native fast path (agent/native/) against its references: the AEAD gives noble's bytes, refuses forgeries
 // and never leaves unauthenticated plaintext; the UDP bind behaves like node:dgram's (both families, dual-stack,
 // borrowed buffers, close). The NFQUEUE source runs the shared compliance suite in tests/netns/nfqueue-compliance.
 import { test } from 'node:test';

@@ -158,7 +158,7 @@ function makeNoble(): Aead {
 }
 
 /**
- * OpenSSL's ChaCha20-Poly1305 on one reused context (agent/native/ntmdp.c): ~2 µs per 1,400-byte packet where
+ * OpenSSL's ChaCha20-Poly1305 on one reused context (agent/native/aead.c): ~2 µs per 1,400-byte packet where
  * node:crypto's createCipheriv costs ~10 µs. Counter nonces only; explicit nonces (test vectors) go to node:crypto.
  */
 function makeNtmdp(): Aead | null {

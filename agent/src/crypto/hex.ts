@@ -35,7 +35,7 @@ export function tryParseHex(text: string, length?: number): Buffer | null {
   return Buffer.from(body, 'hex');
 }
 
-/** The native Keccak-256 (agent/native/ntmdp.c, ~3 µs where @noble/hashes takes ~20), when the addon is built. */
+/** The native Keccak-256 (agent/native/keccak.c, ~3 µs where @noble/hashes takes ~20), when the addon is built. */
 const nativeKeccak = nativeAddon()?.keccak256;
 
 /** Keccak-256 of `data`. With `out` (≥ 32 bytes, caller-owned) the digest is written there and `out` returned. */

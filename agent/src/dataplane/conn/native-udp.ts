@@ -1,4 +1,4 @@
-// The fast `Bind`: the terminal's one UDP socket in the native addon (agent/native/ntmdp.c) — datagrams read with
+// The fast `Bind`: the terminal's one UDP socket in the native addon (agent/native/udp.c) — datagrams read with
 // recvmmsg in bursts (one JS call per burst; runs that arrive GRO'd are split there), written without a request object
 // per datagram as with node:dgram. Same contract as UdpBind; `data` handed to the handler is borrowed from a shared
 // arena.

@@ -1,4 +1,4 @@
-// The fast PacketSource: NFQUEUE read in bursts by the native addon (agent/native/ntmdp.c). One event-loop wakeup
+// The fast PacketSource: NFQUEUE read in bursts by the native addon (agent/native/nfqueue.c). One event-loop wakeup
 // drains every queued packet into a shared arena and calls JavaScript once; the handler sees each packet through the
 // same borrowed view as with node-nfqueue (source.ts), and the verdicts go back together (one batch verdict when they
 // all agree, as the data plane's "drop after sealing" always does). Same contract, same compliance suite.

@@ -1,0 +1,104 @@
+/*
+ * ntmdp.h: what the units of the native addon share: N-API error helpers, argument parsing, the poll helper that wires
+ * a socket into libuv and calls JavaScript once per burst, and each unit's registration function (module.c calls
+ * them). One unit per file:
+ *
+ *   nfqueue.c  NfqSource    NFQUEUE read in bursts, verdicts in batches
+ *   inject.c   RawInjector  a decrypted IP packet handed to the kernel as this host's own
+ *   udp.c      UdpSocket    recvmmsg / sendmmsg, UDP GSO and GRO, per-datagram TTL
+ *   aead.c     ChaChaPoly   ChaCha20-Poly1305 (RFC 8439) on one reused OpenSSL context
+ *   keccak.c   keccak256    Keccak-256 as Ethereum uses it
+ *   poll.c     the poll helper;  common.c  the error helpers and class definition;  module.c  the addon's exports
+ *
+ * Threading: everything runs on the JS thread that created it (uv_poll on the default loop). Buffers passed in are
+ * borrowed for the duration of the call only.
+ */
+#ifndef NTMDP_H
+#define NTMDP_H
+
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <uv.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* In a function returning napi_value: throws and returns NULL when an N-API call fails. */
+#define CHECK(call)                                                                                                  \
+  do {                                                                                                                \
+    if ((call) != napi_ok) {                                                                                          \
+      napi_throw_error(env, NULL, "ntmdp: N-API call failed: " #call);                                                \
+      return NULL;                                                                                                    \
+    }                                                                                                                 \
+  } while (0)
+
+/* Throws an Error "`what`: strerror(err)"; returns NULL for the caller to return. */
+napi_value throw_errno(napi_env env, const char *what, int err);
+
+/* A JavaScript object { names[i]: stats[i] } for a source's or socket's stats(). */
+napi_value stats_object(napi_env env, const char *const *names, const double *stats, int n);
+
+/* Finalizer of an external ArrayBuffer over a malloc'd block: the block is the ArrayBuffer's from then on. */
+void free_block(napi_env env, void *data, void *hint);
+
+/* Defines class `name` with methods `props` on `exports`; the class, or NULL. */
+napi_value define_class(napi_env env, napi_value exports, const char *name, napi_callback ctor, const napi_property_descriptor *props,
+                        size_t n);
+
+/* The bytes of a Uint8Array (borrowed: valid during this call); 0, or -1 when `v` is not one. Inline: the AEAD and the
+ * UDP sends call it per packet. */
+static inline int bytes_of(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+  napi_typedarray_type t;
+  napi_value ab;
+  size_t off;
+  void *d = NULL;
+  if (napi_get_typedarray_info(env, v, &t, len, &d, &ab, &off) != napi_ok || t != napi_uint8_array) return -1;
+  *data = d;
+  return 0;
+}
+
+/* A method's arguments (up to *argc into argv) and the native object wrapped in `this`; NULL when it has none. */
+static inline void *unwrap_this(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
+  napi_value self;
+  void *p = NULL;
+  if (napi_get_cb_info(env, info, argc, argv, &self, NULL) != napi_ok) return NULL;
+  if (napi_unwrap(env, self, &p) != napi_ok) return NULL;
+  return p;
+}
+
+/*
+ * The poll helper: a readable socket wired into the event loop, and the JavaScript callback it calls once per burst.
+ * Embedded in its owner (NfqSource, UdpSocket), whose memory must outlive the uv handle: libuv holds `handle` from
+ * poller_start until the close callback given to poller_stop ran (handle_live), so the owner is freed only when that
+ * happened and JavaScript let go of it (finalized).
+ */
+typedef struct {
+  napi_env env;
+  int fd;
+  uv_poll_t handle; /* handle.data: the owner */
+  int polling;      /* uv_poll_init done, uv_close not asked yet */
+  int handle_live, finalized;
+  napi_ref cb;
+  napi_async_context actx;
+} poller;
+
+/* Makes the async context JavaScript's callbacks run in (`resource`: its name in async_hooks). */
+napi_status poller_init(poller *p, napi_env env, const char *resource);
+/* (Re)places the callback and, the first time, starts polling `p->fd` with `on_readable` (handle.data = owner). */
+napi_status poller_start(poller *p, napi_value cb, void *owner, uv_poll_cb on_readable);
+/* Stops polling; `on_closed` runs once libuv let go of the handle. Nothing when polling never started. */
+void poller_stop(poller *p, uv_close_cb on_closed);
+/* Drops the callback and the async context (close() from JavaScript). */
+void poller_release(poller *p);
+/* Calls the callback with (count) in a handle scope of its own. A throw is caught and cleared here (the loop must go on:
+ * the caller fails closed); 0, or -1 when the call failed. `what` names the unit in NTMDP_DEBUG's message. */
+int poller_call(poller *p, int count, const char *what);
+
+/* The units' registration on the addon's exports. */
+void nfqueue_register(napi_env env, napi_value exports);
+void inject_register(napi_env env, napi_value exports);
+void udp_register(napi_env env, napi_value exports);
+void aead_register(napi_env env, napi_value exports);
+void keccak_register(napi_env env, napi_value exports);
+
+#endif

@@ -1,0 +1,527 @@
+/*
+ * udp.c: UdpSocket, the terminal's one UDP socket (dual-stack "[::]:port", or IPv4), read with recvmmsg in bursts into
+ * a shared arena (one JS call per burst) and written with synchronous sendto (no per-datagram request object, unlike
+ * node:dgram), or queued and flushed with one sendmmsg. Its TypeScript side is agent/src/dataplane/conn/native-udp.ts.
+ * meta per datagram (int32 × UMETA): arena offset, length, port, family (4 or 6); addresses: 16 bytes each in `addrs`
+ * (IPv4 as ::ffff:a.b.c.d).
+ *
+ * Segmentation offload (Linux ≥ 4.18 / 5.0; kernel docs: Documentation/networking/segmentation-offloads.rst, "UDP
+ * GSO", and udp(7) UDP_SEGMENT / UDP_GRO): queue() collects datagrams and flush() sends them in one sendmmsg, each run
+ * of equal-sized datagrams to one destination as a single UDP_SEGMENT (GSO) send: the stack, the routers' netfilter and
+ * the links on the way see one packet per run instead of one per datagram, and the peer's socket, which has UDP_GRO
+ * set, receives the run whole (split here into the datagrams it carries). A kernel or route that refuses GSO gets the
+ * run as separate datagrams. Only the data path's bulk sends are queued; the TTL-limited sends (IP_TTL, ip(7);
+ * IPV6_HOPLIMIT, RFC 3542 §6.3) are not.
+ */
+#define _GNU_SOURCE
+#include "ntmdp.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define UMETA 4
+/* Messages per recvmmsg: each slot is 64 KiB (a GRO'd run fills it), so this bounds the arena's resident size. */
+#define UBATCH 32
+/* Datagrams one GRO'd message can carry (the kernel's UDP_MAX_SEGMENTS: 64, 128 since Linux 6.x). */
+#define UGRO_SEGS 128
+#define UMAXD (UBATCH * UGRO_SEGS)
+#define TXMAX 256
+#define TXBYTES (1 << 20)
+#define GSO_MAX_SEGS 64
+/* Sum of one GSO send's datagrams: under the 65,535-byte IP packet with the IPv6 and UDP headers. */
+#define GSO_MAX_BYTES 65000
+
+typedef struct {
+  uint32_t off, len;
+  struct sockaddr_in6 to; /* a sockaddr_in on an IPv4 socket */
+  socklen_t tolen;
+} txent;
+
+typedef struct {
+  poller io; /* io.fd: the socket, closed here */
+  int closed;
+  uint8_t *arena;
+  size_t slot; /* bytes per datagram slot */
+  int32_t *meta;
+  uint8_t *addrs;
+  int family_v6;
+  int gro; /* UDP_GRO is on: a message may carry a run of datagrams */
+  int gso; /* UDP_SEGMENT works (cleared at the first refusal of the kind that will not change) */
+  uint8_t *txbuf;
+  size_t txused;
+  txent *tx;
+  int ntx;
+  double stats[8]; /* received, bursts, send errors, receive errors, GSO sends, GRO messages, queued, flushes */
+} udpsock;
+
+static void udp_release(udpsock *u) {
+  free(u->txbuf);
+  free(u->tx);
+  free(u);
+}
+
+/* A socket that failed before JavaScript got it: nothing else refers to its buffers yet. */
+static napi_value udp_abandon(udpsock *u, napi_value ret) {
+  if (u->io.fd >= 0) close(u->io.fd);
+  free(u->arena);
+  free(u->meta);
+  free(u->addrs);
+  free(u->txbuf);
+  free(u->tx);
+  free(u);
+  return ret;
+}
+
+static void on_udp_closed(uv_handle_t *h) {
+  udpsock *u = h->data;
+  close(u->io.fd);
+  u->io.fd = -1;
+  u->io.handle_live = 0;
+  if (u->io.finalized) udp_release(u);
+}
+
+/* Stops reading; the socket is closed at once, or by on_udp_closed once libuv let go of it. */
+static void udp_shut(udpsock *u) {
+  u->closed = 1;
+  if (u->io.polling) poller_stop(&u->io, on_udp_closed);
+  else if (u->io.fd >= 0) {
+    close(u->io.fd);
+    u->io.fd = -1;
+  }
+}
+
+static void udp_free(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  udpsock *u = data;
+  u->io.finalized = 1;
+  if (!u->closed) udp_shut(u);
+  /* Still in libuv's hands (closing): on_udp_closed frees it. */
+  if (u->io.handle_live) return;
+  udp_release(u);
+}
+
+static void on_udp_poll(uv_poll_t *handle, int status, int events) {
+  (void)events;
+  udpsock *u = handle->data;
+  if (u->closed || status < 0) return;
+  struct mmsghdr msgs[UBATCH];
+  struct iovec iov[UBATCH];
+  struct sockaddr_in6 from[UBATCH];
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl[UBATCH];
+  for (;;) {
+    memset(msgs, 0, sizeof msgs);
+    for (int i = 0; i < UBATCH; i++) {
+      iov[i].iov_base = u->arena + (size_t)i * u->slot;
+      iov[i].iov_len = u->slot;
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+      msgs[i].msg_hdr.msg_name = &from[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+      if (u->gro) {
+        msgs[i].msg_hdr.msg_control = ctl[i].buf;
+        msgs[i].msg_hdr.msg_controllen = sizeof ctl[i].buf;
+      }
+    }
+    int n = recvmmsg(u->io.fd, msgs, UBATCH, MSG_DONTWAIT, NULL);
+    if (n <= 0) {
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) u->stats[3]++;
+      return;
+    }
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+        u->stats[3]++;
+        continue;
+      }
+      /* A GRO'd message is a run of datagrams of `seg` bytes each (the last may be shorter). */
+      size_t len = msgs[i].msg_len, seg = len;
+      if (u->gro) {
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+          if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int g;
+            memcpy(&g, CMSG_DATA(c), sizeof g);
+            if (g > 0 && (size_t)g < len) {
+              seg = (size_t)g;
+              u->stats[5]++;
+            }
+          }
+        }
+      }
+      uint8_t a[16];
+      int32_t port, fam;
+      if (from[i].sin6_family == AF_INET6) {
+        memcpy(a, &from[i].sin6_addr, 16);
+        port = ntohs(from[i].sin6_port);
+        fam = (a[0] == 0 && a[8] == 0 && a[10] == 0xff && a[11] == 0xff && a[1] == 0 && a[2] == 0 && a[3] == 0 && a[4] == 0 && a[5] == 0 &&
+               a[6] == 0 && a[7] == 0 && a[9] == 0)
+                  ? 4
+                  : 6;
+      } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&from[i];
+        memset(a, 0, 10);
+        a[10] = a[11] = 0xff;
+        memcpy(a + 12, &s4->sin_addr, 4);
+        port = ntohs(s4->sin_port);
+        fam = 4;
+      }
+      /* One entry per datagram of the run; an empty datagram is one entry of length 0 (the handler counts it). */
+      size_t off = 0;
+      do {
+        if (kept >= UMAXD) {
+          u->stats[3]++; /* cannot happen within UDP_MAX_SEGMENTS; counted, never written past the arrays */
+          break;
+        }
+        int32_t *m = u->meta + (size_t)kept * UMETA;
+        memcpy(u->addrs + (size_t)kept * 16, a, 16);
+        m[0] = (int32_t)((size_t)i * u->slot + off);
+        m[1] = (int32_t)(len - off < seg ? len - off : seg);
+        m[2] = port;
+        m[3] = fam;
+        kept++;
+        off += seg;
+      } while (off < len);
+    }
+    u->stats[0] += kept;
+    u->stats[1]++;
+    if (kept > 0 && poller_call(&u->io, kept, "udp callback") != 0) u->stats[3]++;
+    if (u->closed || n < UBATCH) return;
+  }
+}
+
+/* new UdpSocket(address, port, rcvbuf, sndbuf): address "::" (dual-stack), an IPv6 or an IPv4 address. */
+static napi_value udp_new(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], self;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+  char addr[64] = {0};
+  size_t alen = 0;
+  uint32_t port = 0, rcvbuf = 4 << 20, sndbuf = 4 << 20;
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], addr, sizeof addr, &alen) != napi_ok) {
+    napi_throw_type_error(env, NULL, "ntmdp: UdpSocket(address, port[, rcvbuf, sndbuf])");
+    return NULL;
+  }
+  napi_get_value_uint32(env, argv[1], &port);
+  if (argc > 2) napi_get_value_uint32(env, argv[2], &rcvbuf);
+  if (argc > 3) napi_get_value_uint32(env, argv[3], &sndbuf);
+  udpsock *u = calloc(1, sizeof *u);
+  if (!u) return throw_errno(env, "ntmdp: calloc", ENOMEM);
+  u->io.env = env;
+  u->io.fd = -1;
+  u->slot = 65536;
+  u->arena = malloc(u->slot * UBATCH);
+  u->meta = calloc(UMAXD, sizeof(int32_t) * UMETA);
+  u->addrs = calloc(UMAXD, 16);
+  u->txbuf = malloc(TXBYTES);
+  u->tx = calloc(TXMAX, sizeof(txent));
+  if (!u->arena || !u->meta || !u->addrs || !u->txbuf || !u->tx) return udp_abandon(u, throw_errno(env, "ntmdp: malloc", ENOMEM));
+  struct in_addr a4;
+  struct in6_addr a6;
+  int v4 = inet_pton(AF_INET, addr, &a4) == 1;
+  if (!v4 && inet_pton(AF_INET6, addr, &a6) != 1) {
+    napi_throw_type_error(env, NULL, "ntmdp: not an IP address");
+    return udp_abandon(u, NULL);
+  }
+  u->family_v6 = !v4;
+  u->io.fd = socket(v4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (u->io.fd < 0) return udp_abandon(u, throw_errno(env, "ntmdp: socket", errno));
+  int zero = 0, rb = (int)rcvbuf, sb = (int)sndbuf;
+  if (!v4) setsockopt(u->io.fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+  if (setsockopt(u->io.fd, SOL_SOCKET, SO_RCVBUFFORCE, &rb, sizeof rb) < 0) setsockopt(u->io.fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
+  if (setsockopt(u->io.fd, SOL_SOCKET, SO_SNDBUFFORCE, &sb, sizeof sb) < 0) setsockopt(u->io.fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof sb);
+  int r;
+  if (v4) {
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr = a4};
+    r = bind(u->io.fd, (struct sockaddr *)&sa, sizeof sa);
+  } else {
+    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = a6};
+    r = bind(u->io.fd, (struct sockaddr *)&sa, sizeof sa);
+  }
+  if (r < 0) return udp_abandon(u, throw_errno(env, "ntmdp: bind", errno));
+  int one = 1;
+  u->gro = setsockopt(u->io.fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
+  /* GSO only where the kernel knows UDP_SEGMENT (≥ 4.18): an older one would ignore the control message and send a
+   * whole run as one datagram. */
+  u->gso = !getenv("NTMDP_NO_GSO") && setsockopt(u->io.fd, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0;
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  getsockname(u->io.fd, (struct sockaddr *)&ss, &sl);
+  uint32_t bound = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port) : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  CHECK(napi_wrap(env, self, u, udp_free, NULL, NULL));
+  napi_value ab, meta, ab_meta, ab_addrs, addrs, pv, fv;
+  CHECK(napi_create_external_arraybuffer(env, u->arena, u->slot * UBATCH, free_block, NULL, &ab));
+  CHECK(napi_create_external_arraybuffer(env, u->meta, (size_t)UMAXD * UMETA * 4, free_block, NULL, &ab_meta));
+  CHECK(napi_create_external_arraybuffer(env, u->addrs, (size_t)UMAXD * 16, free_block, NULL, &ab_addrs));
+  CHECK(napi_create_typedarray(env, napi_int32_array, (size_t)UMAXD * UMETA, ab_meta, 0, &meta));
+  CHECK(napi_create_typedarray(env, napi_uint8_array, (size_t)UMAXD * 16, ab_addrs, 0, &addrs));
+  CHECK(napi_create_uint32(env, bound, &pv));
+  CHECK(napi_create_int32(env, v4 ? 4 : 6, &fv));
+  CHECK(napi_set_named_property(env, self, "arena", ab));
+  CHECK(napi_set_named_property(env, self, "meta", meta));
+  CHECK(napi_set_named_property(env, self, "addrs", addrs));
+  CHECK(napi_set_named_property(env, self, "port", pv));
+  CHECK(napi_set_named_property(env, self, "family", fv));
+  CHECK(poller_init(&u->io, env, "ntmdp.udp"));
+  return self;
+}
+
+static napi_value udp_start(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  udpsock *u = unwrap_this(env, info, &argc, argv);
+  if (!u || argc < 1 || u->closed) return NULL;
+  CHECK(poller_start(&u->io, argv[0], u, on_udp_poll));
+  return NULL;
+}
+
+/* send(data, address, port[, ttl]) → 0 or -errno. IPv4 addresses go out as ::ffff:a.b.c.d on a dual-stack socket. With
+ * `ttl` (1..255) the datagram carries that TTL / hop limit (a control message: short-TTL hole punches, which open our
+ * own NAT and die before reaching the peer's). */
+/* The socket address for (address, port) on this socket; 0 when the family cannot be reached from it. */
+static socklen_t udp_dest(const udpsock *u, const char *addr, uint32_t port, struct sockaddr_in6 *out, int *to_v4) {
+  struct in_addr a4;
+  struct in6_addr a6;
+  memset(out, 0, sizeof *out);
+  *to_v4 = 0;
+  if (inet_pton(AF_INET, addr, &a4) == 1) {
+    *to_v4 = 1;
+    if (u->family_v6) {
+      out->sin6_family = AF_INET6;
+      out->sin6_port = htons((uint16_t)port);
+      out->sin6_addr.s6_addr[10] = out->sin6_addr.s6_addr[11] = 0xff;
+      memcpy(&out->sin6_addr.s6_addr[12], &a4, 4);
+      return sizeof *out;
+    }
+    struct sockaddr_in *s4 = (struct sockaddr_in *)out;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    s4->sin_addr = a4;
+    return sizeof *s4;
+  }
+  if (u->family_v6 && inet_pton(AF_INET6, addr, &a6) == 1) {
+    out->sin6_family = AF_INET6;
+    out->sin6_port = htons((uint16_t)port);
+    out->sin6_addr = a6;
+    /* ::ffff:a.b.c.d written out leaves as IPv4 all the same (its TTL is IP_TTL's). */
+    *to_v4 = IN6_IS_ADDR_V4MAPPED(&a6);
+    return sizeof *out;
+  }
+  return 0;
+}
+
+/* The arguments send() and queue() share: (Uint8Array data, string address, uint32 port, …). 0, or -1 with a
+ * TypeError thrown saying `usage`. */
+static int udp_args(napi_env env, napi_value *argv, uint8_t **data, size_t *len, char addr[64], uint32_t *port, const char *usage) {
+  size_t alen;
+  memset(addr, 0, 64);
+  if (bytes_of(env, argv[0], data, len) || napi_get_value_string_utf8(env, argv[1], addr, 64, &alen) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], port) != napi_ok) {
+    napi_throw_type_error(env, NULL, usage);
+    return -1;
+  }
+  return 0;
+}
+
+static void udp_flush(udpsock *u);
+
+static napi_value udp_send(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], ret;
+  udpsock *u = unwrap_this(env, info, &argc, argv);
+  if (!u || argc < 3) return NULL;
+  static const char usage[] = "ntmdp: send(Uint8Array, address, port[, ttl])";
+  uint8_t *data;
+  size_t len;
+  char addr[64];
+  uint32_t port = 0, ttl = 0;
+  if (udp_args(env, argv, &data, &len, addr, &port, usage)) return NULL;
+  if ((argc > 3 && napi_get_value_uint32(env, argv[3], &ttl) != napi_ok) || ttl > 255) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  struct sockaddr_in6 ss;
+  int to_v4 = 0;
+  socklen_t sl = udp_dest(u, addr, port, &ss, &to_v4);
+  /* What was queued before leaves before this one. */
+  if (u->ntx > 0 && !u->closed) udp_flush(u);
+  int rc;
+  if (u->closed) rc = -EBADF;
+  else if (sl == 0) rc = -EAFNOSUPPORT;
+  else if (ttl == 0) rc = sendto(u->io.fd, data, len, 0, (struct sockaddr *)&ss, sl) < 0 ? -errno : 0;
+  else {
+    union {
+      char buf[CMSG_SPACE(sizeof(int))];
+      struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {.iov_base = data, .iov_len = len};
+    struct msghdr mh = {.msg_name = &ss, .msg_namelen = sl, .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    int v = (int)ttl;
+    /* IPv4 (also IPv4-mapped on a dual-stack socket) takes IP_TTL; IPv6 takes IPV6_HOPLIMIT. */
+    c->cmsg_level = to_v4 ? IPPROTO_IP : IPPROTO_IPV6;
+    c->cmsg_type = to_v4 ? IP_TTL : IPV6_HOPLIMIT;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &v, sizeof v);
+    rc = sendmsg(u->io.fd, &mh, 0) < 0 ? -errno : 0;
+  }
+  if (rc < 0) u->stats[2]++;
+  napi_create_int32(env, rc, &ret);
+  return ret;
+}
+
+/* Sends everything queued: one sendmmsg, a GSO message per run of equal-sized datagrams to one destination. */
+static void udp_flush(udpsock *u) {
+  struct mmsghdr mm[TXMAX];
+  struct iovec iov[TXMAX];
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } ctl[TXMAX];
+  int first[TXMAX + 1]; /* message k carries queue entries first[k] .. first[k+1]-1 */
+  int m = 0;
+  memset(mm, 0, sizeof mm);
+  for (int i = 0; i < u->ntx;) {
+    const txent *e = &u->tx[i];
+    int j = i + 1;
+    size_t total = e->len;
+    if (u->gso) {
+      /* Equal sizes, one destination; a shorter datagram may end the run (GSO's last segment). */
+      while (j < u->ntx && j - i < GSO_MAX_SEGS && u->tx[j].len <= e->len && u->tx[j].len > 0 && total + u->tx[j].len <= GSO_MAX_BYTES &&
+             u->tx[j].tolen == e->tolen && memcmp(&u->tx[j].to, &e->to, e->tolen) == 0) {
+        total += u->tx[j].len;
+        j++;
+        if (u->tx[j - 1].len < e->len) break;
+      }
+    }
+    iov[m].iov_base = u->txbuf + e->off; /* entries are contiguous in txbuf */
+    iov[m].iov_len = total;
+    mm[m].msg_hdr.msg_name = (void *)&e->to;
+    mm[m].msg_hdr.msg_namelen = e->tolen;
+    mm[m].msg_hdr.msg_iov = &iov[m];
+    mm[m].msg_hdr.msg_iovlen = 1;
+    if (j - i > 1) {
+      memset(&ctl[m], 0, sizeof ctl[m]);
+      mm[m].msg_hdr.msg_control = ctl[m].buf;
+      mm[m].msg_hdr.msg_controllen = sizeof ctl[m].buf;
+      struct cmsghdr *c = CMSG_FIRSTHDR(&mm[m].msg_hdr);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      uint16_t g = (uint16_t)e->len;
+      memcpy(CMSG_DATA(c), &g, sizeof g);
+    }
+    first[m] = i;
+    m++;
+    i = j;
+  }
+  first[m] = u->ntx;
+  for (int k = 0; k < m;) {
+    int r = sendmmsg(u->io.fd, mm + k, (unsigned)(m - k), 0);
+    if (r > 0) {
+      for (int q = k; q < k + r; q++)
+        if (first[q + 1] - first[q] > 1) u->stats[4]++;
+      k += r;
+      continue;
+    }
+    int e = errno;
+    if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
+      /* The socket's send buffer is full: the rest of this flush is dropped at once (counted), as a full queue drops,
+       * rather than asked for again datagram by datagram. */
+      u->stats[2] += (double)(u->ntx - first[k]);
+      break;
+    }
+    if (first[k + 1] - first[k] > 1) {
+      /* The run was refused as a GSO send: send its datagrams one by one, and stop asking when GSO is not there. */
+      if (e == EIO || e == ENOPROTOOPT || e == EOPNOTSUPP) u->gso = 0;
+      for (int q = first[k]; q < first[k + 1]; q++)
+        if (sendto(u->io.fd, u->txbuf + u->tx[q].off, u->tx[q].len, 0, (struct sockaddr *)&u->tx[q].to, u->tx[q].tolen) < 0) u->stats[2]++;
+    } else
+      u->stats[2]++;
+    k++;
+  }
+  u->stats[7]++;
+  u->ntx = 0;
+  u->txused = 0;
+}
+
+/* queue(data, address, port) → 0 or -errno: copies the datagram for the next flush() (which happens first when the
+ * queue is full). Errors of the send itself are counted in stats().sendErrors. */
+static napi_value udp_queue(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], ret;
+  udpsock *u = unwrap_this(env, info, &argc, argv);
+  if (!u || argc < 3) return NULL;
+  uint8_t *data;
+  size_t len;
+  char addr[64];
+  uint32_t port = 0;
+  if (udp_args(env, argv, &data, &len, addr, &port, "ntmdp: queue(Uint8Array, address, port)")) return NULL;
+  int rc = 0;
+  if (u->closed) rc = -EBADF;
+  else if (len > 65535) rc = -EMSGSIZE;
+  else {
+    if (u->ntx >= TXMAX || u->txused + len > TXBYTES) udp_flush(u);
+    txent *e = &u->tx[u->ntx];
+    int to_v4;
+    e->tolen = udp_dest(u, addr, port, &e->to, &to_v4);
+    if (e->tolen == 0) rc = -EAFNOSUPPORT;
+    else {
+      memcpy(u->txbuf + u->txused, data, len);
+      e->off = (uint32_t)u->txused;
+      e->len = (uint32_t)len;
+      u->txused += len;
+      u->ntx++;
+      u->stats[6]++;
+    }
+  }
+  if (rc < 0) u->stats[2]++;
+  napi_create_int32(env, rc, &ret);
+  return ret;
+}
+
+static napi_value udp_flush_js(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  udpsock *u = unwrap_this(env, info, &argc, NULL);
+  if (u && !u->closed && u->ntx > 0) udp_flush(u);
+  return NULL;
+}
+
+static napi_value udp_close(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  udpsock *u = unwrap_this(env, info, &argc, NULL);
+  if (!u || u->closed) return NULL;
+  if (u->ntx > 0) udp_flush(u);
+  poller_release(&u->io);
+  udp_shut(u);
+  return NULL;
+}
+
+static napi_value udp_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  udpsock *u = unwrap_this(env, info, &argc, NULL);
+  if (!u) return NULL;
+  static const char *const names[8] = {"received", "bursts", "sendErrors", "receiveErrors", "gsoSends", "groMessages", "queued", "flushes"};
+  return stats_object(env, names, u->stats, 8);
+}
+
+void udp_register(napi_env env, napi_value exports) {
+  static const napi_property_descriptor methods[] = {
+      {"start", NULL, udp_start, NULL, NULL, NULL, napi_default, NULL},
+      {"send", NULL, udp_send, NULL, NULL, NULL, napi_default, NULL},
+      {"queue", NULL, udp_queue, NULL, NULL, NULL, napi_default, NULL},
+      {"flush", NULL, udp_flush_js, NULL, NULL, NULL, napi_default, NULL},
+      {"close", NULL, udp_close, NULL, NULL, NULL, napi_default, NULL},
+      {"stats", NULL, udp_stats, NULL, NULL, NULL, napi_default, NULL},
+  };
+  define_class(env, exports, "UdpSocket", udp_new, methods, sizeof methods / sizeof methods[0]);
+}
