@@ -26,10 +26,24 @@ napi_value stats_object(napi_env env, const char *const *names, const double *st
   return o;
 }
 
-void free_block(napi_env env, void *data, void *hint) {
+/* Finalizer of an external ArrayBuffer over a malloc'd block. */
+static void free_block(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   free(data);
+}
+
+napi_status expose_buffer(napi_env env, napi_value self, const char *name, void *block, size_t bytes) {
+  napi_value ab;
+  napi_status st = napi_create_external_arraybuffer(env, block, bytes, free_block, NULL, &ab);
+  return st != napi_ok ? st : napi_set_named_property(env, self, name, ab);
+}
+
+napi_status expose_array(napi_env env, napi_value self, const char *name, void *block, size_t length, napi_typedarray_type type) {
+  napi_value ab, view;
+  napi_status st = napi_create_external_arraybuffer(env, block, length * (type == napi_int32_array ? 4 : 1), free_block, NULL, &ab);
+  if (st == napi_ok) st = napi_create_typedarray(env, type, length, ab, 0, &view);
+  return st != napi_ok ? st : napi_set_named_property(env, self, name, view);
 }
 
 napi_value define_class(napi_env env, napi_value exports, const char *name, napi_callback ctor, const napi_property_descriptor *props,

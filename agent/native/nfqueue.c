@@ -223,17 +223,10 @@ static napi_value nfq_new(napi_env env, napi_callback_info info) {
   if (setsockopt(s->io.fd, SOL_SOCKET, SO_RCVBUFFORCE, &rb, sizeof rb) < 0) setsockopt(s->io.fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
   CHECK(napi_wrap(env, self, s, nfq_free, NULL, NULL));
 
-  napi_value ab_arena, ab_out, ab_meta, ab_verd, meta, verd;
-  CHECK(napi_create_external_arraybuffer(env, s->arena, arena, free_block, NULL, &ab_arena));
-  CHECK(napi_create_external_arraybuffer(env, s->out, arena, free_block, NULL, &ab_out));
-  CHECK(napi_create_external_arraybuffer(env, s->meta, (size_t)max_batch * META * 4, free_block, NULL, &ab_meta));
-  CHECK(napi_create_external_arraybuffer(env, s->verdicts, (size_t)max_batch * VERD * 4, free_block, NULL, &ab_verd));
-  CHECK(napi_create_typedarray(env, napi_int32_array, (size_t)max_batch * META, ab_meta, 0, &meta));
-  CHECK(napi_create_typedarray(env, napi_int32_array, (size_t)max_batch * VERD, ab_verd, 0, &verd));
-  CHECK(napi_set_named_property(env, self, "arena", ab_arena));
-  CHECK(napi_set_named_property(env, self, "out", ab_out));
-  CHECK(napi_set_named_property(env, self, "meta", meta));
-  CHECK(napi_set_named_property(env, self, "verdicts", verd));
+  CHECK(expose_buffer(env, self, "arena", s->arena, arena));
+  CHECK(expose_buffer(env, self, "out", s->out, arena));
+  CHECK(expose_array(env, self, "meta", s->meta, (size_t)max_batch * META, napi_int32_array));
+  CHECK(expose_array(env, self, "verdicts", s->verdicts, (size_t)max_batch * VERD, napi_int32_array));
   CHECK(poller_init(&s->io, env, "ntmdp.nfq"));
   return self;
 }

@@ -38,8 +38,10 @@ napi_value throw_errno(napi_env env, const char *what, int err);
 /* A JavaScript object { names[i]: stats[i] } for a source's or socket's stats(). */
 napi_value stats_object(napi_env env, const char *const *names, const double *stats, int n);
 
-/* Finalizer of an external ArrayBuffer over a malloc'd block: the block is the ArrayBuffer's from then on. */
-void free_block(napi_env env, void *data, void *hint);
+/* this[name] = an ArrayBuffer over the malloc'd `block`, which JavaScript owns from then on (freed when collected). */
+napi_status expose_buffer(napi_env env, napi_value self, const char *name, void *block, size_t bytes);
+/* this[name] = an Int32Array or a Uint8Array (`type`) of `length` elements over the malloc'd `block`, owned likewise. */
+napi_status expose_array(napi_env env, napi_value self, const char *name, void *block, size_t length, napi_typedarray_type type);
 
 /* Defines class `name` with methods `props` on `exports`; the class, or NULL. */
 napi_value define_class(napi_env env, napi_value exports, const char *name, napi_callback ctor, const napi_property_descriptor *props,

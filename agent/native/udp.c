@@ -257,17 +257,12 @@ static napi_value udp_new(napi_env env, napi_callback_info info) {
   getsockname(u->io.fd, (struct sockaddr *)&ss, &sl);
   uint32_t bound = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port) : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
   CHECK(napi_wrap(env, self, u, udp_free, NULL, NULL));
-  napi_value ab, meta, ab_meta, ab_addrs, addrs, pv, fv;
-  CHECK(napi_create_external_arraybuffer(env, u->arena, u->slot * UBATCH, free_block, NULL, &ab));
-  CHECK(napi_create_external_arraybuffer(env, u->meta, (size_t)UMAXD * UMETA * 4, free_block, NULL, &ab_meta));
-  CHECK(napi_create_external_arraybuffer(env, u->addrs, (size_t)UMAXD * 16, free_block, NULL, &ab_addrs));
-  CHECK(napi_create_typedarray(env, napi_int32_array, (size_t)UMAXD * UMETA, ab_meta, 0, &meta));
-  CHECK(napi_create_typedarray(env, napi_uint8_array, (size_t)UMAXD * 16, ab_addrs, 0, &addrs));
+  napi_value pv, fv;
+  CHECK(expose_buffer(env, self, "arena", u->arena, u->slot * UBATCH));
+  CHECK(expose_array(env, self, "meta", u->meta, (size_t)UMAXD * UMETA, napi_int32_array));
+  CHECK(expose_array(env, self, "addrs", u->addrs, (size_t)UMAXD * 16, napi_uint8_array));
   CHECK(napi_create_uint32(env, bound, &pv));
   CHECK(napi_create_int32(env, v4 ? 4 : 6, &fv));
-  CHECK(napi_set_named_property(env, self, "arena", ab));
-  CHECK(napi_set_named_property(env, self, "meta", meta));
-  CHECK(napi_set_named_property(env, self, "addrs", addrs));
   CHECK(napi_set_named_property(env, self, "port", pv));
   CHECK(napi_set_named_property(env, self, "family", fv));
   CHECK(poller_init(&u->io, env, "ntmdp.udp"));
@@ -320,7 +315,7 @@ static socklen_t udp_dest(const udpsock *u, const char *addr, uint32_t port, str
 
 /* The arguments send() and queue() share: (Uint8Array data, string address, uint32 port, …). 0, or -1 with a
  * TypeError thrown saying `usage`. */
-static int udp_args(napi_env env, napi_value *argv, uint8_t **data, size_t *len, char addr[64], uint32_t *port, const char *usage) {
+static inline int udp_args(napi_env env, napi_value *argv, uint8_t **data, size_t *len, char addr[64], uint32_t *port, const char *usage) {
   size_t alen;
   memset(addr, 0, 64);
   if (bytes_of(env, argv[0], data, len) || napi_get_value_string_utf8(env, argv[1], addr, 64, &alen) != napi_ok ||

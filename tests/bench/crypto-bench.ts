@@ -1,9 +1,11 @@
 // Micro-benchmarks of the crypto layer (secp256k1 native vs noble, Node Transaction checks, ChaCha20-Poly1305
-// native vs noble, sealed frames, Noise KK handshakes, replay window). Prints one JSON document; not a pass/fail
-// timer (STYLE habit 10). Run: node dist/tests/bench/crypto-bench.js [--ms 300] [--only substring]
+// native vs noble, the native addon's own Keccak and AEAD, sealed frames, Noise KK handshakes, replay window). Prints
+// one JSON document; not a pass/fail timer (STYLE habit 10). Run: node dist/tests/bench/crypto-bench.js [--ms 300]
+// [--only substring]
 
 import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
+import { nativeAddon, type NativeAddon } from '../../agent/src/native.js';
 import { nativeAead, nobleAead, type Aead } from '../../agent/src/crypto/aead.js';
 import { keccak256 } from '../../agent/src/crypto/hex.js';
 import { consumeRequest, consumeResponse, createRequest, createResponse, type NoiseSuite } from '../../agent/src/crypto/noise.js';
@@ -21,7 +23,7 @@ export interface BenchResult {
 }
 
 /** Runs `fn` for about `ms` milliseconds (after a short warm-up) and reports its rate. */
-function measure(name: string, ms: number, fn: (i: number) => unknown): BenchResult {
+export function measure(name: string, ms: number, fn: (i: number) => unknown): BenchResult {
   for (let i = 0; i < 200; i++) fn(i);
   let ops = 0;
   const start = process.hrtime.bigint();
@@ -34,6 +36,34 @@ function measure(name: string, ms: number, fn: (i: number) => unknown): BenchRes
   }
   const secs = Number(elapsed) / 1e9;
   return { name, opsPerSec: Math.round(ops / secs), usPerOp: Number(((secs * 1e6) / ops).toFixed(2)), ops };
+}
+
+/** A benchmark's body, closed over its inputs. */
+export interface BenchCase {
+  readonly name: string;
+  readonly fn: (i: number) => unknown;
+}
+
+/**
+ * The native addon's own crypto entry points (agent/native: keccak.c, aead.c), called directly so that no TypeScript
+ * wrapper is in the figure; addon-ab.ts runs the same cases on two builds of the addon.
+ */
+export function addonCryptoCases(addon: NativeAddon): BenchCase[] {
+  const body104 = randomBytes(104);
+  const digest = Buffer.alloc(32);
+  const cases: BenchCase[] = [{ name: 'ntmdp.keccak256.104B', fn: () => addon.keccak256(body104, digest) }];
+  const ctx = new addon.ChaChaPoly();
+  for (const size of [64, 1400]) {
+    const key = randomBytes(32);
+    const pt = randomBytes(size);
+    const out = Buffer.alloc(size + 16);
+    ctx.seal(key, 1, pt, out);
+    const sealed = Buffer.from(out);
+    const ptOut = Buffer.alloc(size);
+    cases.push({ name: `ntmdp.chachapoly.seal.${size}B`, fn: (i) => ctx.seal(key, i, pt, out) });
+    cases.push({ name: `ntmdp.chachapoly.open.${size}B`, fn: () => ctx.open(key, 1, sealed, ptOut) });
+  }
+  return cases;
 }
 
 export function runCryptoBench(opts: { ms?: number; only?: string } = {}): { environment: Record<string, string | number>; results: BenchResult[] } {
@@ -76,6 +106,9 @@ export function runCryptoBench(opts: { ms?: number; only?: string } = {}): { env
     });
     run('nodeTransaction.check.noble', (i) => NT.check(decoded[i & 63]!, nobleSecp256k1), Math.max(100, ms / 2));
   }
+
+  const addon = nativeAddon();
+  if (addon) for (const c of addonCryptoCases(addon)) run(c.name, c.fn);
 
   for (const aead of [nativeAead, nobleAead] as Aead[]) {
     for (const size of [64, 1400]) {
