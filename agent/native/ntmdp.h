@@ -8,7 +8,9 @@
  *   udp.c      UdpSocket    recvmmsg / sendmmsg, UDP GSO and GRO, per-datagram TTL
  *   aead.c     ChaChaPoly   ChaCha20-Poly1305 (RFC 8439) on one reused OpenSSL context
  *   keccak.c   keccak256    Keccak-256 as Ethereum uses it
- *   poll.c     the poll helper;  common.c  the error helpers and class definition;  module.c  the addon's exports
+ *   poll.c                  the poll helper (below)
+ *   common.c                errors, stats objects, arenas handed to JavaScript, class definitions
+ *   module.c                the addon's exports
  *
  * Threading: everything runs on the JS thread that created it (uv_poll on the default loop). Buffers passed in are
  * borrowed for the duration of the call only.
