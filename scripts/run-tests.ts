@@ -1,11 +1,12 @@
 // The test command's driver: type check, lint, then every test tier with Node's own runner, so the run ends in its summary lines.
-// Tiers run in this order (fast first): unit, vectors, netns (root; real packets), browser (real Chromium), bench (smoke runs).
+// Tiers run in this order (fast first): unit, vectors, evm (a real local chain on loopback), netns (root; real packets),
+// browser (real Chromium), bench (smoke runs).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-const TIERS = ['unit', 'vectors', 'netns', 'browser', 'bench'] as const;
+const TIERS = ['unit', 'vectors', 'evm', 'netns', 'browser', 'bench'] as const;
 
 function parseArgs(argv: string[]): { tiers: string[]; only: string | undefined; skipStatic: boolean } {
   let tiers: string[] = [...TIERS];
@@ -17,7 +18,7 @@ function parseArgs(argv: string[]): { tiers: string[]; only: string | undefined;
     else if (a === '--only') only = argv[++i];
     else if (a === '--no-static') skipStatic = true;
     else if (a === '--help' || a === '-h') {
-      console.log('usage: npm test -- [--tier unit,vectors,netns,browser,bench] [--only SUBSTRING] [--no-static]');
+      console.log('usage: npm test -- [--tier unit,vectors,evm,netns,browser,bench] [--only SUBSTRING] [--no-static]');
       process.exit(0);
     } else {
       console.error(`unknown argument: ${a}`);

@@ -44,8 +44,9 @@ const RULES: Rule[] = [
       /^agent\/src\/(store|registry|dc|rs|terminal|cmd|config|discovery|agent)\//,
       /^web-ui\//,
       /^(better-sqlite3|koa|@koa\/.*|mdns|qrcode)$/,
+      /^viem(\/|$)/,
     ],
-    why: 'the data plane must not depend on storage, web or control code',
+    why: 'the data plane must not depend on storage, web, control code or the chain client',
   },
   {
     from: 'agent/src',
@@ -64,8 +65,8 @@ const RULES: Rule[] = [
   },
   {
     from: 'agent/src/protocol',
-    forbidden: [/^agent\/src\/(store|registry|dc|rs|terminal|cmd|dataplane|discovery|agent)\//, /^web-ui\//, /^(better-sqlite3|koa|mdns|nfqueue)$/],
-    why: 'wire formats are below every role',
+    forbidden: [/^agent\/src\/(store|registry|dc|rs|terminal|cmd|dataplane|discovery|agent)\//, /^web-ui\//, /^(better-sqlite3|koa|mdns|nfqueue)$/, /^viem(\/|$)/],
+    why: 'wire formats are below every role (and the EVM client: the contract rebuilds them, not the reverse)',
   },
 ];
 
