@@ -3,6 +3,7 @@
 // unit in its key; a benchmark that could not run is `null` in `results` with the reason in `notes`.
 import { readFileSync } from 'node:fs';
 import type { AgentMemoryFigures, HandoverFigures, ThroughputBenchFigures } from './agent.js';
+import type { LedgerFigures } from './ledger.js';
 
 /** One column of a paper-topology procedure (paper Table 2), in ms. Extra keys are details, not part of the contract. */
 export interface ProcedureFigures {
@@ -56,10 +57,11 @@ export interface Results {
   agent_memory?: AgentMemoryFigures | null;
   handover?: HandoverFigures | null;
   throughput?: ThroughputBenchFigures | null;
+  ledger?: LedgerFigures | null;
 }
 
 export type BenchName = keyof Results;
-export const BENCH_NAMES: readonly BenchName[] = ['registration', 'communication_start', 'dc_capacity', 'agent_memory', 'handover', 'throughput'];
+export const BENCH_NAMES: readonly BenchName[] = ['registration', 'communication_start', 'dc_capacity', 'agent_memory', 'handover', 'throughput', 'ledger'];
 
 export interface ResultsFile {
   machine: { cpus: number; model: string; memory_gib: number; kernel: string; node: string };
@@ -235,7 +237,7 @@ export function summaryTable(f: ResultsFile): string {
     other.push(['DC re-registrations/s (1 core)', fmt(dc.reregistrations_per_s, 0)]);
     other.push([`DC RSS MiB with ${dc.terminals} terminals (peak)`, `${fmt(dc.rss_mib_100k)} (${fmt(dc.rss_peak_mib)})`]);
   }
-  for (const n of ['dc_capacity', 'agent_memory', 'handover', 'throughput'] as const) {
+  for (const n of ['dc_capacity', 'agent_memory', 'handover', 'throughput', 'ledger'] as const) {
     if (r[n] === null || r[n] === undefined) other.push([n, `– ${f.notes?.[n] ?? 'not run'}`]);
   }
   if (r.agent_memory) other.push(['agent RSS MB idle / load', `${fmt(r.agent_memory.rss_mb_idle)} / ${fmt(r.agent_memory.rss_mb_load)}`]);
@@ -250,6 +252,13 @@ export function summaryTable(f: ResultsFile): string {
     other.push([
       'UDP Mbit/s received agent / wireguard-go / plain',
       `${three(t.udp_mbps)}${t.udp_ratio_vs_wireguard_go === undefined ? '' : ` (agent / wireguard-go ${fmt(t.udp_ratio_vs_wireguard_go, 2)})`}`,
+    ]);
+  }
+  const l = r.ledger;
+  if (l) {
+    other.push([
+      `ledger NTs committed/s (${l.block_time_s} s blocks, batches of ${l.batch_size})`,
+      `${fmt(l.node_transactions_committed_per_s, 0)} (full-block ceiling ${fmt(l.ceiling_nt_per_s, 0)}; ${fmt(l.gas_per_nt_first, 0)} gas per first-time NT)`,
     ]);
   }
   if (other.length > 0) out.push(table(['figure', 'value'], other));

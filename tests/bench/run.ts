@@ -14,6 +14,7 @@ import { ROOT } from '../lib/ntm.js';
 import { benchAgentMemory, benchHandover, benchThroughput } from './agent.js';
 import { benchDcCapacity } from './dc-capacity.js';
 import { BenchmarkUnavailableError } from './errors.js';
+import { benchLedger } from './ledger.js';
 import { benchPaperColumn, COLUMNS, type PaperColumnResult } from './paper.js';
 import { BENCH_NAMES, type BenchName, type ColumnPair, type Results, readResults, type ResultsFile, summaryTable } from './results.js';
 
@@ -115,6 +116,7 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<{ file: Resu
   await attempt('agent_memory', () => benchAgentMemory({ quick: !!opts.quick, log }));
   await attempt('handover', () => benchHandover({ quick: !!opts.quick, log }));
   await attempt('throughput', () => benchThroughput({ quick: !!opts.quick, log }));
+  await attempt('ledger', () => benchLedger({ quick: !!opts.quick, log }));
 
   const prev = readResults(out);
   const mergedNotes: Partial<Record<BenchName, string>> = { ...(prev?.notes ?? {}) };

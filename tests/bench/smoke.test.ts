@@ -54,6 +54,9 @@ void describe('benchmarks (smoke)', () => {
         assert.ok(v, `${name}: ${f.notes?.[name]}`);
         for (const [k, x] of Object.entries(v)) if (typeof x === 'number') finite(x, `${name}.${k}`);
       }
+      const l = f.results.ledger;
+      assert.ok(l, `ledger: ${f.notes?.ledger}`);
+      assert.ok(l.committed > 0 && l.node_transactions_committed_per_s > 0 && l.gas_per_nt_first > 0, JSON.stringify(l));
       const m = f.results.agent_memory!;
       assert.ok(m.rss_mb_idle > 0 && m.rss_mb_load > 0, `agent RSS ${m.rss_mb_idle} / ${m.rss_mb_load}`);
       assert.equal(m.tunnels, 5, 'five live tunnels while measuring');

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Identity } from '../../agent/src/protocol/identity.js';
 import * as NT from '../../agent/src/protocol/node-transaction.js';
 import { ContractRevertError } from '../../agent/src/registry/evm/errors.js';
-import { RegistryContract, type LedgerEvent } from '../../agent/src/registry/evm/contract.js';
+import { RegistryContract, submitGas, type LedgerEvent } from '../../agent/src/registry/evm/contract.js';
 import { startChain, withChain, type LocalChain } from '../../scripts/chain.js';
 import { tempDir } from '../lib/ntm.js';
 
@@ -135,6 +135,10 @@ test('NtmRegistry on anvil', async (t) => {
       const victim = Identity.generate();
       const r = await a.c.submit([nt(t1, a.id, 1), forged(victim, t1, a.id, 1), nt(t2, b.id, 1), nt(t2, a.id, 1)]);
       assert.deepEqual(r.statuses, ['accepted', 'signature', 'wrong-dc', 'accepted']);
+      const many = Array.from({ length: 40 }, () => nt(Identity.generate(), a.id, 7));
+      const big = await a.c.submit(many);
+      assert.ok(big.statuses.every((s) => s === 'accepted'));
+      assert.ok(big.gasUsed <= Number(submitGas(40 * 148)), `40 first-time entries used ${big.gasUsed} gas, over the client's bound`);
       assert.equal((await a.c.terminal(t1.idHex))?.dc, a.id.idHex);
       assert.equal((await a.c.terminal(t2.idHex))?.dc, a.id.idHex);
     });

@@ -92,6 +92,24 @@ export interface ContractClientOptions {
   readonly log?: Logger;
 }
 
+/**
+ * Gas bounds of submit(): the contract does a fixed amount of work per entry (no loop depends on the ledger's size),
+ * at most a first-time entry's new storage slot, ecrecover, modexp and a 148-byte event: 37,556 gas measured
+ * (tests/bench/ledger.ts); the bound leaves room for calldata of all-non-zero bytes and a cold account.
+ */
+export const SUBMIT_GAS_PER_ENTRY = 42_000n;
+export const SUBMIT_GAS_FIXED = 60_000n;
+
+/** Gas limit of a submit() of `bytes` bytes of Node Transactions. */
+export function submitGas(bytes: number): bigint {
+  return SUBMIT_GAS_FIXED + SUBMIT_GAS_PER_ENTRY * BigInt(Math.ceil(bytes / 148));
+}
+
+/** The most Node Transactions one submit() may carry on a chain with this block gas limit (and under 128 KiB). */
+export function maxBatch(blockGasLimit: bigint): number {
+  return Math.max(1, Math.min(800, Number((blockGasLimit - SUBMIT_GAS_FIXED) / SUBMIT_GAS_PER_ENTRY)));
+}
+
 const lower = (a: string): string => a.toLowerCase();
 const bytes = (h: Hex): Buffer => Buffer.from(h.slice(2), 'hex');
 
@@ -289,6 +307,11 @@ export class RegistryContract {
     return out;
   }
 
+  /** The latest block's gas limit (what one batch must fit in). */
+  async blockGasLimit(): Promise<bigint> {
+    return (await this.retry('block', () => this.client.getBlock({ blockTag: 'latest' }))).gasLimit;
+  }
+
   async blockNumber(): Promise<number> {
     return Number(await this.retry('blockNumber', () => this.client.getBlockNumber({ cacheTime: 0 })));
   }
@@ -362,13 +385,24 @@ export class RegistryContract {
     const account = this.account;
     const run = async (): Promise<TransactionReceipt> => {
       const call = { address: this.address, abi: NtmRegistryAbi, functionName, args, account } as Parameters<typeof this.client.estimateContractGas>[0];
-      // The estimate runs the call: a revert (NotADc, BlockOverlaps, …) ends here, before anything is signed.
-      const gas = await this.retry(functionName, () => this.client.estimateContractGas(call));
       const data = encodeFunctionData({ abi: NtmRegistryAbi, functionName, args } as Parameters<typeof encodeFunctionData>[0]);
-      // claimFreeBlock may find more blocks taken when it runs than when it was estimated (DCs starting together):
-      // each extra try is one more pass over the claims, so it gets double the estimate. The rest get 20% headroom.
-      const limit = functionName === 'claimFreeBlock' ? gas * 2n : (gas * 12n) / 10n;
-      return this.transact(functionName, data, limit, this.address);
+      const block = await this.blockGasLimit();
+      let limit: bigint;
+      if (functionName === 'submit') {
+        // One run of the call catches a revert (NotADc, …) before anything is signed. Its gas comes from the bound
+        // per entry, not eth_estimateGas: the estimate's binary search runs a full batch a dozen times (4 s on anvil
+        // for 665 entries, longer than the block it is meant for).
+        await this.retry(functionName, () => this.client.simulateContract({ ...call, gas: block } as Parameters<typeof this.client.simulateContract>[0]));
+        limit = submitGas((args[0] as string).length / 2 - 1);
+      } else {
+        // The estimate runs the call: a revert (BlockOverlaps, …) ends here. claimFreeBlock may find more blocks
+        // taken when it runs than when it was estimated (DCs starting together): each extra try is one more pass
+        // over the claims, so it gets double. The rest get 20% headroom.
+        const gas = await this.retry(functionName, () => this.client.estimateContractGas(call));
+        limit = functionName === 'claimFreeBlock' ? gas * 2n : (gas * 12n) / 10n;
+      }
+      // Never above the block's gas limit: the node refuses such a transaction outright, however long we wait.
+      return this.transact(functionName, data, limit < block ? limit : block, this.address);
     };
     const p = this.writes.then(run, run);
     this.writes = p.catch(() => undefined);
