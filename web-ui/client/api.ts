@@ -1,5 +1,6 @@
 // The page's calls to the agent: one function per API operation (the operations of /api/openapi.json; a unit test
 // checks that every path used here is documented there). Same-origin fetch, JSON, the CSRF header on changes.
+import type { AgentEvent, DeviceView, EnrollmentView, GrantView, PhoneView, StatusView } from '../../agent/src/types/household.js';
 
 export interface Session {
   authenticated: boolean;
@@ -8,74 +9,17 @@ export interface Session {
   household: string | null;
 }
 
-export interface Device {
-  id: number;
-  name: string;
-  kind: string;
-  mac: string | null;
-  ipv4: string | null;
-  ipv6: string | null;
-  online: boolean;
-  sources: string[];
-  lastSeen: string | null;
-  paired: boolean;
-  ntmId: string | null;
-  virtualV4: string | null;
-  virtualV6: string | null;
-  /** The name phones reach it by ("living-room-lamp.ntm"), when paired. */
-  ntmName: string | null;
-}
-
-export interface Phone {
-  id: string;
-  name: string;
-  enrolledAt: string;
-  online: boolean;
-  virtualV4: string | null;
-}
-
-export interface Enrollment {
-  token: string;
-  link: string;
-  qrSvg: string;
-  expiresAt: string;
-  name: string;
-}
-
-export interface Grant {
-  phoneId: string;
-  deviceId: number;
-  ports: number[];
-}
-
-export interface Tunnel {
-  device: string;
-  peer: string;
-  peerName: string;
-  path: string;
-  state: string;
-  rttMs: number;
-  txBytes: number;
-  rxBytes: number;
-}
-
-export interface Health {
-  agent: { ok: boolean; uptimeS: number; version: string };
-  dc: { ok: boolean; id: string; terminals: number; online: number };
-  rs: { ok: boolean; id: string; tunnels: number };
-  dataplane: { ok: boolean; drops: Record<string, number> };
-}
-
-export interface Status {
-  health: Health;
-  tunnels: Tunnel[];
-}
-
-export interface AgentEvent {
-  at: string;
-  kind: string;
-  message: string;
-}
+/** The view types are the agent's own (one definition, agent/src/types/household.ts); type-only, so nothing of it is loaded. */
+export type {
+  AgentEvent,
+  DeviceView as Device,
+  EnrollmentView as Enrollment,
+  GrantView as Grant,
+  HealthView as Health,
+  PhoneView as Phone,
+  StatusView as Status,
+  TunnelView as Tunnel,
+} from '../../agent/src/types/household.js';
 
 /** An error answer of the API: `message` is written for people; `field` names the input at fault. */
 export class ApiError extends Error {
@@ -129,17 +73,17 @@ export const api = {
   changePassword: (currentPassword: string, newPassword: string) => call<void>('POST', '/api/password', { currentPassword, newPassword }),
   household: () => call<{ name: string }>('GET', '/api/household'),
   setHousehold: (name: string) => call<{ name: string }>('PUT', '/api/household', { name }),
-  devices: () => call<Device[]>('GET', '/api/devices'),
-  addDevice: (d: { name: string; kind?: string; mac?: string; ipv4?: string; ipv6?: string }) => call<Device>('POST', '/api/devices', d),
-  pair: (deviceId: number, body: { name?: string }) => call<Device>('POST', `/api/devices/${deviceId}/pairing`, body),
+  devices: () => call<DeviceView[]>('GET', '/api/devices'),
+  addDevice: (d: { name: string; kind?: string; mac?: string; ipv4?: string; ipv6?: string }) => call<DeviceView>('POST', '/api/devices', d),
+  pair: (deviceId: number, body: { name?: string }) => call<DeviceView>('POST', `/api/devices/${deviceId}/pairing`, body),
   unpair: (deviceId: number) => call<void>('DELETE', `/api/devices/${deviceId}/pairing`),
-  phones: () => call<Phone[]>('GET', '/api/phones'),
+  phones: () => call<PhoneView[]>('GET', '/api/phones'),
   removePhone: (phoneId: string) => call<void>('DELETE', `/api/phones/${enc(phoneId)}`),
-  createEnrollment: (name: string) => call<Enrollment>('POST', '/api/enrollments', { name }),
-  grants: () => call<Grant[]>('GET', '/api/grants'),
-  setGrant: (phoneId: string, deviceId: number, ports: number[]) => call<Grant>('PUT', `/api/grants/${enc(phoneId)}/${deviceId}`, { ports }),
+  createEnrollment: (name: string) => call<EnrollmentView>('POST', '/api/enrollments', { name }),
+  grants: () => call<GrantView[]>('GET', '/api/grants'),
+  setGrant: (phoneId: string, deviceId: number, ports: number[]) => call<GrantView>('PUT', `/api/grants/${enc(phoneId)}/${deviceId}`, { ports }),
   revokeGrant: (phoneId: string, deviceId: number) => call<void>('DELETE', `/api/grants/${enc(phoneId)}/${deviceId}`),
-  status: () => call<Status>('GET', '/api/status'),
+  status: () => call<StatusView>('GET', '/api/status'),
   events: (limit: number) => call<AgentEvent[]>('GET', `/api/events?limit=${limit}`),
 };
 

@@ -2,9 +2,9 @@
 // handler over the AgentApi. app.ts registers exactly these and nothing else, so the OpenAPI document lists every
 // route by construction.
 import type Koa from 'koa';
-import { type HouseholdStore, validHouseholdName } from '../../agent/src/agent/household-store.js';
 import { ConflictError, NotFoundError } from '../../agent/src/types/errors.js';
 import type { AgentApi, PairInput } from '../../agent/src/types/household.js';
+import type { OwnerStore } from '../../agent/src/types/owner.js';
 import { checkPasswordPolicy, hashPassword, type LoginLimiter, type Session, type Sessions, setupCodeMatches, verifyPassword } from './auth.js';
 import { SetupUnavailableError, TooManyStreamsError, WrongPasswordError, WrongSetupCodeError } from './errors.js';
 import type { LiveHub } from './live.js';
@@ -34,7 +34,7 @@ export interface Operation extends OperationSpec {
 
 export interface ApiDeps {
   readonly api: AgentApi;
-  readonly store: HouseholdStore;
+  readonly store: OwnerStore;
   readonly sessions: Sessions;
   readonly limiter: LoginLimiter;
   readonly live: LiveHub;
@@ -106,7 +106,7 @@ export function operations(d: ApiDeps): Operation[] {
         if (!setupCodeMatches(b.setupCode, code)) throw new WrongSetupCodeError();
         withdraw();
         checkPasswordPolicy(b.password);
-        if (b.household !== undefined) validHouseholdName(b.household, 'household');
+        // The store checks the household's name (InputError, field "household") before it writes anything.
         store.setupOwner(await hashPassword(b.password), b.household);
         d.onSetupComplete();
         return startSession(c, 201);

@@ -10,9 +10,9 @@ import type { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import Koa from 'koa';
 import Router from '@koa/router';
-import type { HouseholdStore } from '../../agent/src/agent/household-store.js';
 import { InputError } from '../../agent/src/types/errors.js';
 import type { AgentApi } from '../../agent/src/types/household.js';
+import type { OwnerStore } from '../../agent/src/types/owner.js';
 import { silentLogger, type Logger } from '../../agent/src/util/log.js';
 import { operations, type Operation } from './api.js';
 import { clientKey, DEFAULT_LIMITS, DEFAULT_SESSIONS, LoginLimiter, safeEqual, Sessions, type LimitPolicy, type SessionPolicy } from './auth.js';
@@ -37,7 +37,7 @@ import { loadStatic } from './static.js';
 export interface WebAppOptions {
   readonly api: AgentApi;
   /** The household store: the owner's password, sessions and sign-in attempts live there. */
-  readonly store: HouseholdStore;
+  readonly store: OwnerStore;
   /** The one-time setup code (agent.setupCodeFile); a function is asked each time (the file may change). */
   readonly setupCode: string | null | (() => string | null);
   /** Host names accepted besides localhost and the agent's own addresses (agent.allowedHosts). */

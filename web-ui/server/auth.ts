@@ -3,7 +3,7 @@
 import { createHash, randomBytes, randomInt, scrypt, timingSafeEqual } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import { InputError } from '../../agent/src/types/errors.js';
-import type { HouseholdStore, SessionRecord } from '../../agent/src/agent/household-store.js';
+import type { OwnerStore, SessionRecord } from '../../agent/src/types/owner.js';
 import { RateLimitedError } from './errors.js';
 
 /**
@@ -119,7 +119,7 @@ export const DEFAULT_LIMITS: LimitPolicy = { perClient: 10, total: 100, windowMs
 /** Sign-in and setup-code attempts, counted in the store so a restart does not reset them. */
 export class LoginLimiter {
   constructor(
-    private readonly store: HouseholdStore,
+    private readonly store: OwnerStore,
     private readonly now: () => number,
     private readonly policy: LimitPolicy = DEFAULT_LIMITS,
   ) {}
@@ -162,7 +162,7 @@ export interface Session extends SessionRecord {
 /** Sessions: the cookie holds a random id; the store holds its SHA-256 (a copied database opens no session). */
 export class Sessions {
   constructor(
-    private readonly store: HouseholdStore,
+    private readonly store: OwnerStore,
     private readonly now: () => number,
     readonly policy: SessionPolicy = DEFAULT_SESSIONS,
   ) {}

@@ -1,5 +1,6 @@
 // The household agent's API as the web UI (and the CLI) see it: devices, phones, access grants, status. Interfaces only.
-// Implemented by agent/src/agent/runtime.ts (the real agent) and by fakes in tests; web-ui/server calls only this.
+// Implemented by agent/src/agent/runtime.ts (the real agent) and by fakes in tests; web-ui/server calls only this, and
+// the page (web-ui/client/api.ts) reads these same views: type-only, so this file must stay free of values.
 
 export type DeviceSource = 'mdns' | 'neighbour' | 'manual';
 
@@ -76,6 +77,12 @@ export interface HealthView {
   readonly dc: { readonly ok: boolean; readonly id: string; readonly terminals: number; readonly online: number };
   readonly rs: { readonly ok: boolean; readonly id: string; readonly tunnels: number };
   readonly dataplane: { readonly ok: boolean; readonly drops: Readonly<Record<string, number>> };
+}
+
+/** GET /api/status: the health and the live tunnels, in one answer. */
+export interface StatusView {
+  readonly health: HealthView;
+  readonly tunnels: readonly TunnelView[];
 }
 
 export interface AgentEvent {
