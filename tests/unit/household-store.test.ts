@@ -1,11 +1,12 @@
 // The household store (agent/src/agent/household-store.ts): validation with typed errors, discovery merging,
 // pairing, one-time expiring enrollments, grants, the bounded event log, and that no change is ever half saved.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
-import { HouseholdStore, type NewIdentity } from '../../agent/src/agent/household-store.js';
+import { HOUSEHOLD_MIGRATIONS, HouseholdStore, type NewIdentity } from '../../agent/src/agent/household-store.js';
 import { newSecret } from '../../agent/src/agent/enrollment.js';
 import type { DiscoveredDevice } from '../../agent/src/discovery/types.js';
 import { ConflictError, InputError, NotFoundError } from '../../agent/src/types/errors.js';
@@ -315,4 +316,11 @@ describe('household store', () => {
     store.resetOwner();
     assert.equal(store.hasOwner(), false);
   });
+});
+
+test('released schema steps are never edited (migrations are append-only, so every existing database still opens)', () => {
+  // SHA-256 of each released step. A new schema is a new step at the end, with its hash added here.
+  const released = ['5892a59678d0ea70fa0786ee993886c06f75666e31d83d17ce2d716a01d00460'];
+  const steps = HOUSEHOLD_MIGRATIONS.steps.map((s) => createHash('sha256').update(s).digest('hex'));
+  assert.deepEqual(steps.slice(0, released.length), released);
 });
