@@ -112,6 +112,22 @@ describe('household store', () => {
     assert.equal(devs[0]!.mac, '02:00:00:00:00:10');
   });
 
+  test('the neighbour table and mDNS first seen apart, then merged: one device, under its own name (no "(2)")', () => {
+    // The lamp's MAC first appears with only its link-local IPv6 (neighbour table), its name only from mDNS (no MAC):
+    // two rows. Once discovery merges them, the MAC's row takes the name the mDNS row held, and that row goes.
+    store.applyDiscovery([
+      lamp({ name: '', kind: '', ipv4: null, ipv6: 'fe80::10', host: null, sources: ['neighbour'] }),
+      lamp({ mac: null, ipv6: null, sources: ['mdns'] }),
+    ]);
+    assert.equal(store.devices().length, 2);
+    store.applyDiscovery([lamp({ ipv6: 'fe80::10' })]);
+    const devs = store.devices();
+    assert.deepEqual(
+      devs.map((d) => [d.name, d.mac]),
+      [['Living Room Lamp', '02:00:00:00:00:10']],
+    );
+  });
+
   test('untrusted names from the LAN: control characters and overlong names are not stored as names', () => {
     store.applyDiscovery([lamp({ name: 'evil\u0000name' }), lamp({ name: 'x'.repeat(200), mac: '02:00:00:00:00:13', ipv4: '192.168.1.13', host: 'h.local' })]);
     assert.deepEqual(store.devices().map((d) => d.name), ['', '']);

@@ -201,6 +201,11 @@ export class DeviceStore extends Part {
         }
         if (seen.has(r.id)) continue;
         seen.add(r.id);
+        // A device first known only by mDNS (no MAC) and now matched by MAC leaves a stale duplicate: drop it, before
+        // this row is named, so the name the duplicate held is free (else the device would become "name (2)").
+        if (mac !== null && d.host) {
+          this.db.prepare("DELETE FROM hh_devices WHERE host = ? AND mac IS NULL AND paired = 0 AND id <> ? AND sources NOT LIKE '%manual%'").run(d.host, r.id);
+        }
         const keepManual = r.sources.split(',').includes('manual') ? ['manual'] : [];
         const next = {
           name: r.name_by_user === 1 || r.paired === 1 || name === '' ? r.name : this.freeDeviceName(name, r.id),
@@ -221,10 +226,6 @@ export class DeviceStore extends Part {
           .run(next.name, next.kind, next.mac, next.ipv4, next.ipv6, next.host, next.sources, next.online, next.last_seen, r.id);
         if (changed) updated++;
         if (r.paired === 1 && r.online !== next.online) this.event(next.online ? 'device.online' : 'device.offline', `${r.name} is ${next.online ? 'online' : 'offline'}`);
-        // A device first known only by mDNS (no MAC) and now matched by MAC leaves a stale duplicate: drop it.
-        if (mac !== null && d.host) {
-          this.db.prepare("DELETE FROM hh_devices WHERE host = ? AND mac IS NULL AND paired = 0 AND id <> ? AND sources NOT LIKE '%manual%'").run(d.host, r.id);
-        }
       }
       let wentOffline = 0;
       const online = this.db.prepare('SELECT id, name, paired FROM hh_devices WHERE online = 1').all() as { id: number; name: string; paired: number }[];
