@@ -47,7 +47,7 @@ function rssMiB(d: Daemon): number | null {
 }
 
 async function handshakes(d: Daemon, peer: Daemon): Promise<number | null> {
-  const t = (await tunnelTo(d, String(peer.ready.id)).catch(() => undefined)) as (TunnelStatus & { handshakes: number }) | undefined;
+  const t = await tunnelTo(d, String(peer.ready.id)).catch(() => undefined);
   return t ? t.handshakes : null;
 }
 
@@ -57,7 +57,7 @@ async function main(): Promise<void> {
   const extra = o.rekeyMs ? ['--set', `terminal.rekeyAfterMs=${o.rekeyMs}`, '--set', `terminal.rejectAfterMs=${Math.round(o.rekeyMs * 1.5)}`] : [];
   await withTestbed('natpair', { nat: { nata: 'eim', natb: 'eim' } }, (tb) =>
     withDaemons('ntm-soak-', (line) => console.error(line), async ({ dir, started }) => {
-      const p = await startNatpair(tb, dir, started, extra);
+      const p = await startNatpair(tb, dir, started, { terminalArgs: extra });
       const c = (await p.a.call({ cmd: 'connect', target: 'b.ntm' }, 30_000)) as { tunnel: TunnelStatus };
       const opts = { port: PORT, rate: o.rate, seconds, graceMs: 2000, reportEveryS: o.reportS, waitForGo: true };
       const [sa, sb] = await Promise.all([

@@ -65,8 +65,19 @@ export async function withDaemons<T>(prefix: string, log: (line: string) => void
 const SOCKETS: Record<string, string> = { dc: 'dc.sock', rs: 'rs.sock', up: 'terminal.sock', agent: 'agent.sock' };
 
 /** Runs `ntm <role> ...args --data-dir <dataDir>` in the host and resolves on its ready line. */
-export async function startNtm(tb: Testbed, host: string, role: 'dc' | 'rs' | 'up' | 'agent', args: string[], dataDir: string, timeoutMs = 20_000): Promise<Daemon> {
-  const proc = tb.spawn(host, [process.execPath, '--enable-source-maps', ...NODE_FLAGS[role], NTM, role, '--data-dir', dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startNtm(
+  tb: Testbed,
+  host: string,
+  role: 'dc' | 'rs' | 'up' | 'agent',
+  args: string[],
+  dataDir: string,
+  timeoutMs = 20_000,
+  env?: Record<string, string>,
+): Promise<Daemon> {
+  const proc = tb.spawn(host, [process.execPath, '--enable-source-maps', ...NODE_FLAGS[role], NTM, role, '--data-dir', dataDir, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(env ? { env: { ...process.env, ...env } } : {}),
+  });
   let out = '';
   proc.stdout!.setEncoding('utf8');
   proc.stderr!.setEncoding('utf8');
@@ -241,6 +252,17 @@ export interface TunnelStatus {
   rxPackets: number;
   txBytes: number;
   rxBytes: number;
+  /** This end sends the TUNNEL_REQUESTs (and rekeys on time). */
+  initiator: boolean;
+  /** Handshakes this end did on the tunnel (as initiator: requests sent; as responder: requests answered). */
+  handshakes: number;
+}
+
+/** The up tunnel of daemon `d` to daemon `peer` (fails the test when there is none). */
+export async function upTunnel(d: Daemon, peer: Daemon): Promise<TunnelStatus> {
+  const t = await tunnelTo(d, String(peer.ready.id));
+  if (!t) throw new Error(`${d.host} has no up tunnel to ${peer.host}`);
+  return t;
 }
 
 /** The up tunnel of `d` to `peerId`, if any. */
@@ -264,11 +286,17 @@ export interface NatpairRun {
   dcId: { id: string; publicKey: string };
 }
 
-/**
- * Starts DC, RS and both terminals (each pushed onto `started` at once, so the caller can stop them on failure);
- * `terminalArgs` go to both `ntm up`s (e.g. `--set terminal.rekeyAfterMs=2000`).
- */
-export async function startNatpair(tb: Testbed, root: string, started: Daemon[], terminalArgs: readonly string[] = []): Promise<NatpairRun> {
+/** Extras for the terminals of startNatpair. */
+export interface NatpairOptions {
+  /** Arguments for both `ntm up`s (e.g. `--set terminal.rekeyAfterMs=2000`). */
+  readonly terminalArgs?: readonly string[];
+  /** Environment additions for one terminal's process (e.g. libfaketime's). */
+  readonly env?: Partial<Record<'a' | 'b', Record<string, string>>>;
+}
+
+/** Starts DC, RS and both terminals (each pushed onto `started` at once, so the caller can stop them on failure). */
+export async function startNatpair(tb: Testbed, root: string, started: Daemon[], o: NatpairOptions = {}): Promise<NatpairRun> {
+  const terminalArgs = o.terminalArgs ?? [];
   const dirs = Object.fromEntries(['dc', 'rs', 'a', 'b'].map((h) => [h, join(root, h)])) as NatpairRun['dirs'];
   const dcId = await printId(tb, 'dc', 'dc', dirs.dc);
   const rsId = await printId(tb, 'rs', 'rs', dirs.rs);
@@ -280,8 +308,8 @@ export async function startNatpair(tb: Testbed, root: string, started: Daemon[],
   await waitFor('the DC has the RS load report', async () => ((await dc.status()).relays as Array<{ load: number | null }>).every((r) => r.load !== null), 15_000);
   const dcRef = `${dcId.publicKey}@192.0.2.2:7100`;
   const [a, b] = await Promise.all([
-    startNtm(tb, 'a', 'up', ['--dc', dcRef, '--name', 'a', '--dns', '', ...terminalArgs], dirs.a).then((d) => (started.push(d), d)),
-    startNtm(tb, 'b', 'up', ['--dc', dcRef, '--name', 'b', '--dns', '', ...terminalArgs], dirs.b).then((d) => (started.push(d), d)),
+    startNtm(tb, 'a', 'up', ['--dc', dcRef, '--name', 'a', '--dns', '', ...terminalArgs], dirs.a, 20_000, o.env?.a).then((d) => (started.push(d), d)),
+    startNtm(tb, 'b', 'up', ['--dc', dcRef, '--name', 'b', '--dns', '', ...terminalArgs], dirs.b, 20_000, o.env?.b).then((d) => (started.push(d), d)),
   ]);
   return { dc, rs, a, b, dirs, dcArgs, dcId };
 }

@@ -132,3 +132,18 @@ export async function startStream(
   await Promise.race([ready, done.then(() => undefined)]);
   return { child, done, lines, go: () => void child.stdin?.write('go\n') };
 }
+
+/**
+ * One udp-stream in each of two hosts, each sending to the other (rate 0: that end only receives); both listen before
+ * either sends. Resolves with what each end received (its final report), in the order given.
+ */
+export async function streamPair(
+  tb: Testbed,
+  ends: readonly [{ host: string; peer: string; rate: number }, { host: string; peer: string; rate: number }],
+  o: Omit<StreamOptions, 'peer' | 'rate' | 'waitForGo'>,
+): Promise<[StreamReport, StreamReport]> {
+  const s = await Promise.all(ends.map((e) => startStream(tb, e.host, { ...o, peer: e.peer, rate: e.rate, waitForGo: true })));
+  for (const x of s) x.go();
+  const [r0, r1] = await Promise.all(s.map((x) => x.done));
+  return [r0!, r1!];
+}

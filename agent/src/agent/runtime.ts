@@ -33,6 +33,7 @@ import { openDcBinds } from '../dc/binds.js';
 import { SqliteRegistry } from '../registry/sqlite.js';
 import { RsServer } from '../rs/server.js';
 import { TerminalHost, type HostEvent } from '../terminal/host.js';
+import { HandshakeClock, HANDSHAKE_CLOCK_FILE } from '../terminal/handshake-clock.js';
 import type { Node } from '../terminal/node.js';
 import { UdpBind } from '../dataplane/conn/udp.js';
 import { OverlayFirewall } from '../dataplane/nfqueue/rules.js';
@@ -199,10 +200,12 @@ export class AgentRuntime implements AgentApi {
     }
     const bind = await UdpBind.open({ listen: o.agent.listen });
     const locals = (): Endpoint[] => advertise.map((a) => ({ family: ipFamily(a) as 4 | 6, address: a, port: bind.port }));
+    const handshakeClock = new HandshakeClock(join(o.agent.dataDir, HANDSHAKE_CLOCK_FILE), o.log);
     const host = new TerminalHost({
       bind,
       locals,
       log: o.log,
+      handshakeTime: () => handshakeClock.next(),
       onEvent: (e) => ref.self?.onHostEvent(e),
     });
     const self = new AgentRuntime(o, db, store, dc, rs, host, advertise);

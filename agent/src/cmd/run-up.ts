@@ -9,6 +9,7 @@ import { UdpBind } from '../dataplane/conn/udp.js';
 import { TerminalHost } from '../terminal/host.js';
 import { NetWatch, pathChanged } from '../terminal/netwatch.js';
 import { NtmDns } from '../terminal/dns.js';
+import { HandshakeClock, HANDSHAKE_CLOCK_FILE } from '../terminal/handshake-clock.js';
 import { parseEndpoint } from '../protocol/endpoint.js';
 import { tryParseId } from '../crypto/secp256k1.js';
 import { ipFamily } from '../protocol/ip.js';
@@ -74,6 +75,7 @@ export async function runUp(argv: readonly string[]): Promise<void> {
   const dc = parseDcRef(dcText);
   const identity = await loadOrCreateIdentity(resolveIn(cfg.dataDir, cfg.key));
   const ntPath = join(cfg.dataDir, 'node-transaction.bin');
+  const handshakeClock = new HandshakeClock(join(cfg.dataDir, HANDSHAKE_CLOCK_FILE), log);
   const bind = await UdpBind.open({ listen: cfg.listen });
   const watch = new NetWatch(
     () => [dc.endpoint],
@@ -88,6 +90,7 @@ export async function runUp(argv: readonly string[]): Promise<void> {
     log,
     punchTimeoutMs: cfg.punchTimeoutMs,
     limits: tunnelLimits(cfg.rekeyAfterMs, cfg.rejectAfterMs),
+    handshakeTime: () => handshakeClock.next(),
     retry: { initialMs: 500, maxMs: 4000, deadlineMs: cfg.requestDeadlineMs },
   });
   const token = one(p, 'token');

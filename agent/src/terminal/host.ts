@@ -31,6 +31,8 @@ export interface TerminalHostOptions {
   readonly tunnelDeadlineMs?: number;
   readonly retry?: RetryPolicy;
   readonly limits?: Partial<SessionLimits>;
+  /** Timestamps of our TUNNEL_REQUESTs: a clock that only goes up (terminal/handshake-clock.ts); default Date.now. */
+  readonly handshakeTime?: () => number;
   /**
    * Decrypted inner packets (borrowed: valid until the handler returns, then the buffer is reused for the next one;
    * copy to keep); the data plane sets it later with setInnerHandler.
@@ -246,7 +248,7 @@ export class TerminalHost implements Overlay {
     if (early) {
       this.stash.delete(key);
       const why = t.onRequest(early.packet, early.from, early.via);
-      if (why) this.drops.inc(`handshake-${why}`);
+      if (why) this.requestRefused(t, why);
     }
     return t;
   }
@@ -272,11 +274,29 @@ export class TerminalHost implements Overlay {
       onFailed: (t: Tunnel, why: string) => this.onTunnelFailed(t, why),
       onStale: (t: Tunnel) => this.onTunnelStale(t),
       now: () => performance.now(),
+      ...(this.opts.handshakeTime ? { handshakeTime: this.opts.handshakeTime } : {}),
       ...(this.sealScratch ? { sealScratch: this.sealScratch } : {}),
     };
   }
 
   private readonly refreshing = new Set<string>();
+  private staleLoggedAt = -Infinity;
+
+  /**
+   * A TUNNEL_REQUEST refused: counted; a replayed or clock-stale one (timestamp not newer than the last accepted)
+   * is also logged, at most every 10 s (a replay flood must not flood the log), since it silently stops a rekey.
+   */
+  private requestRefused(t: Tunnel, why: string): void {
+    this.drops.inc(`handshake-${why}`);
+    const now = performance.now();
+    if (why !== 'stale' || now - this.staleLoggedAt < 10_000) return;
+    this.staleLoggedAt = now;
+    this.log.warn('tunnel request refused: its timestamp is not newer than the last accepted (a replay, or the peer\'s clock went back)', {
+      peer: t.peerId,
+      tunnel: t.tunnelId.toString(16),
+      refused: this.drops.get('handshake-stale'),
+    });
+  }
 
   /** A stale tunnel is rebuilt from a new Direction Request; the old one keeps carrying until the new one is up. */
   private onTunnelStale(t: Tunnel): void {
@@ -555,7 +575,7 @@ export class TerminalHost implements Overlay {
           return this.drops.inc('handshake-early');
         }
         const why = t.onRequest(data, from, via);
-        if (why) this.drops.inc(`handshake-${why}`);
+        if (why) this.requestRefused(t, why);
         return;
       }
       case TUNNEL_RESPONSE_TYPE: {

@@ -6,7 +6,7 @@ import type { Route } from '../protocol/control.js';
 import type { Identity } from '../protocol/identity.js';
 import { formatId } from '../crypto/secp256k1.js';
 import { KeypairSet, TunnelKeypair, DATA_TYPE, SEALED_OVERHEAD, type SessionLimits } from '../crypto/session.js';
-import { createRequest, consumeRequest, consumeResponse, createResponse, type InitiatorHandshake } from '../crypto/noise.js';
+import { createRequest, consumeRequest, consumeResponse, createResponse, tai64n, type InitiatorHandshake } from '../crypto/noise.js';
 import { RELAY_HEADER, encodeRelayBind, writeRelayHeader } from '../protocol/relay.js';
 import { formatEndpoint, sameEndpoint } from '../protocol/endpoint.js';
 import { ip4ToBytes, ip6ToBytes } from '../protocol/ip.js';
@@ -33,6 +33,8 @@ export interface TunnelIo {
   /** We keep sending and hear nothing back: the peer lost its state (restarted) or moved out of reach. */
   onStale?(t: Tunnel): void;
   now(): number;
+  /** Our next TUNNEL_REQUEST timestamp (ms since the epoch; must only grow, see handshake-clock.ts); default Date.now. */
+  handshakeTime?(): number;
   /**
    * Optional scratch for sealing DATA packets, lent for the duration of one `send` (the host's socket copies every
    * datagram before `send` returns); without it each packet gets a buffer of its own.
@@ -224,6 +226,7 @@ export class Tunnel {
       tunnelId: this.tunnelIdBytes,
       senderIndex: index,
       precomputedSs: ss,
+      timestamp: tai64n(this.io.handshakeTime?.() ?? Date.now()),
     });
     this.initiator = { hs: state, index, sentAt: this.io.now(), via: this.usingRelay ? 'relay' : 'direct' };
     this.stats.handshakes++;
@@ -477,6 +480,8 @@ export class Tunnel {
       state: this.state,
       path: this.kind,
       planned: this.route.kind,
+      // The end that sends TUNNEL_REQUESTs (the DC's plan chooses it): the only one that rekeys on time.
+      initiator: this.route.initiator,
       endpoint: this.path === 'relay' && this.route.relay ? formatEndpoint(this.route.relay.endpoint) : this.endpoint ? formatEndpoint(this.endpoint) : null,
       rttMs: Math.round(this.rttMs * 10) / 10,
       // Wall-clock (epoch ms, sub-ms precision): comparable across processes on one machine (benchmarks).
