@@ -28,7 +28,7 @@ void describe('ntm --help and the roles\' --help', () => {
       assert.match(r.stdout, /ntm <command> --help/);
     }
     const bad = ntm(['nonsense']);
-    assert.equal(bad.code, 2);
+    assert.equal(bad.code, 64, 'EX_USAGE');
     assert.match(bad.stderr, /unknown command "nonsense"/);
   });
 

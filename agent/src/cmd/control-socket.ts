@@ -3,7 +3,7 @@
 import net from 'node:net';
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { NtmError } from '../types/errors.js';
+import { InputError, NotFoundError, NtmError, RefusedError, UnavailableError } from '../types/errors.js';
 
 export type Handler = (req: Record<string, unknown>) => Promise<unknown> | unknown;
 
@@ -61,6 +61,22 @@ export class ControlServer {
   }
 }
 
+/** The daemon's error as the same class here, so `ntm` exits with the code its kind deserves (cmd/exit.ts). */
+function remoteError(name: string | undefined, message: string): NtmError {
+  switch (name) {
+    case 'InputError':
+      return new InputError(message);
+    case 'NotFoundError':
+      return new NotFoundError(message);
+    case 'ConflictError':
+    case 'RejectedError':
+    case 'RefusedError':
+      return new RefusedError(message);
+    default:
+      return new NtmError(message);
+  }
+}
+
 /** Sends one request and returns the `result` (throws with the daemon's message on failure). */
 export function request(path: string, req: Record<string, unknown>, timeoutMs = 15_000): Promise<unknown> {
   return new Promise((resolve, reject) => {
@@ -68,7 +84,7 @@ export function request(path: string, req: Record<string, unknown>, timeoutMs = 
     let buf = '';
     const timer = setTimeout(() => {
       c.destroy();
-      reject(new NtmError(`no answer from ${path} within ${timeoutMs} ms`));
+      reject(new UnavailableError(`no answer from ${path} within ${timeoutMs} ms`));
     }, timeoutMs);
     c.setEncoding('utf8');
     c.on('connect', () => c.write(JSON.stringify(req) + '\n'));
@@ -78,13 +94,13 @@ export function request(path: string, req: Record<string, unknown>, timeoutMs = 
       if (nl < 0) return;
       clearTimeout(timer);
       c.end();
-      const a = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; message?: string };
+      const a = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string; message?: string };
       if (a.ok) resolve(a.result);
-      else reject(new NtmError(a.message ?? 'request failed'));
+      else reject(remoteError(a.error, a.message ?? 'request failed'));
     });
     c.on('error', (e) => {
       clearTimeout(timer);
-      reject(new NtmError(`cannot reach the daemon at ${path}: ${e.message}`));
+      reject(new UnavailableError(`cannot reach the daemon at ${path}: ${e.message} (is it running?)`));
     });
   });
 }

@@ -2,8 +2,9 @@
 // `ntm`: the one command line of the NTMobile agent appliance. Each role runs alone (dc, rs, up) or all together in
 // the household's agent (agent); status and connect talk to a running daemon. The only place that wires modules.
 import { join } from 'node:path';
-import { describeSchema } from '../config/schema.js';
-import { NtmError } from '../types/errors.js';
+import { describeSchema, SCHEMA } from '../config/schema.js';
+import { InputError, NtmError } from '../types/errors.js';
+import { Exit, EXIT_HELP, exitCodeOf } from './exit.js';
 import { parseArgs, one, has } from './args.js';
 import { request } from './control-socket.js';
 import { runDc, DC_HELP } from './run-dc.js';
@@ -12,6 +13,7 @@ import { runUp, UP_HELP } from './run-up.js';
 import { runAgent, AGENT_HELP } from './run-agent.js';
 import { runEnroll, ENROLL_HELP } from './run-enroll.js';
 import { runProvision, PROVISION_HELP } from './run-provision.js';
+import { runKeys, KEYS_HELP } from './run-keys.js';
 
 const HELP = `ntm — NTMobile (Network Traversal with Mobility) for the vCPE
 
@@ -27,8 +29,12 @@ Tools:
   ntm config   every configuration key, its default and meaning
   ntm provision --subscribers CSV --out DIR   bulk provisioning of household agents (ISP)
 
+  ntm keys     create|list|revoke        enrollment keys of an ISP-run DC (expiry, uses, tags)
+
 Run \`ntm <command> --help\` for a role's options. Wire format: docs/protocol.md.
-`;
+Commands that print state take --json (one JSON document on stdout).
+
+${EXIT_HELP}`;
 
 const DEFAULT_DIRS: Record<string, string> = {
   terminal: '/var/lib/ntm/terminal',
@@ -47,7 +53,7 @@ function socketOf(argv: readonly string[]): { path: string; rest: string[]; json
 
 async function status(argv: readonly string[]): Promise<void> {
   if (argv.includes('--help')) {
-    process.stdout.write('ntm status [--role terminal|dc|rs|agent] [--data-dir DIR | --socket PATH] [--json]\n');
+    process.stdout.write(`ntm status [--role terminal|dc|rs|agent] [--data-dir DIR | --socket PATH] [--json]\n\n${EXIT_HELP}`);
     return;
   }
   const { path, json } = socketOf(argv);
@@ -65,10 +71,27 @@ async function status(argv: readonly string[]): Promise<void> {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
+/** `ntm config --json`: section → key → {default, doc}, for tools that generate config files. */
+function schemaJson(): Record<string, Record<string, { default: unknown; doc: string }>> {
+  const out: Record<string, Record<string, { default: unknown; doc: string }>> = {};
+  for (const [section, fields] of Object.entries(SCHEMA))
+    out[section] = Object.fromEntries(Object.entries(fields as Record<string, { def: unknown; doc: string }>).map(([k, f]) => [k, { default: f.def, doc: f.doc }]));
+  return out;
+}
+
+const CONNECT_HELP = `ntm connect [--data-dir DIR | --socket PATH] [--json] TARGET
+
+Opens a tunnel from the running terminal (\`ntm up\`) to TARGET (an ID, a virtual address or NAME.ntm)
+and prints {peer, path, setupMs, …} as JSON.
+
+${EXIT_HELP}`;
+
 async function connect(argv: readonly string[]): Promise<void> {
+  if (argv.includes('--help')) return void process.stdout.write(CONNECT_HELP);
   const { path, rest } = socketOf(argv);
-  if (rest.length !== 1) throw new NtmError('usage: ntm connect [--data-dir DIR] TARGET');
+  if (rest.length !== 1) throw new InputError('usage: ntm connect [--data-dir DIR] TARGET');
   const r = await request(path, { cmd: 'connect', target: rest[0] }, 30_000);
+  // Always JSON (the setup time, the path): --json is accepted for symmetry with the other commands.
   process.stdout.write(JSON.stringify(r) + '\n');
 }
 
@@ -91,8 +114,11 @@ async function main(): Promise<void> {
       return status(rest);
     case 'connect':
       return connect(rest);
+    case 'keys':
+      return runKeys(rest);
     case 'config':
-      process.stdout.write(describeSchema() + '\n');
+      if (rest.includes('--help')) return void process.stdout.write(`ntm config [--json]: every configuration key, its default and meaning\n\n${EXIT_HELP}`);
+      process.stdout.write((rest.includes('--json') ? JSON.stringify(schemaJson(), null, 2) : describeSchema()) + '\n');
       return;
     case undefined:
     case 'help':
@@ -102,16 +128,17 @@ async function main(): Promise<void> {
       return;
     default:
       process.stderr.write(`ntm: unknown command "${cmd}"\n\n${HELP}`);
-      process.exit(2);
+      process.exit(Exit.USAGE);
   }
 }
 
 main().catch((e: unknown) => {
   const err = e as Error;
-  // Expected failures (bad flags, config, unreachable daemon) get one clear line; anything else its stack.
-  if (err instanceof NtmError) process.stderr.write(`ntm: ${err.message}\n`);
+  const code = exitCodeOf(e);
+  // Expected failures (bad flags, config, unreachable daemon, refusals) get one clear line; a bug its stack.
+  if (code !== Exit.SOFTWARE || err instanceof NtmError) process.stderr.write(`ntm: ${err.message}\n`);
   else process.stderr.write(`ntm: ${err.stack ?? String(err)}\n`);
-  process.exit(1);
+  process.exit(code);
 });
 
-export { DC_HELP, RS_HELP, UP_HELP, AGENT_HELP, ENROLL_HELP, PROVISION_HELP };
+export { DC_HELP, RS_HELP, UP_HELP, AGENT_HELP, ENROLL_HELP, PROVISION_HELP, KEYS_HELP };

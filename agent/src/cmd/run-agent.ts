@@ -9,6 +9,8 @@ import { AgentRuntime } from '../agent/runtime.js';
 import { parseArgs, one, has, overrides } from './args.js';
 import { announce, loadOrCreateIdentity, onShutdown, processMemory } from './common.js';
 import { ControlServer, request } from './control-socket.js';
+import { agentOperator } from './operator.js';
+import { EXIT_HELP } from './exit.js';
 import type { AgentApi, PairInput } from '../types/household.js';
 import { LanDiscovery } from '../discovery/index.js';
 import { createWebApp } from '../../../web-ui/server/app.js';
@@ -35,7 +37,10 @@ Managing a running agent (same --data-dir):
   ntm agent grant --phone PHONE-ID --device DEVICE-ID [--ports 80,443]   (no --ports: all ports)
   ntm agent revoke --phone PHONE-ID --device DEVICE-ID
   ntm agent status [--json]
-`;
+
+  --metrics-listen ADDR:PORT   Prometheus /metrics for the ISP (default 127.0.0.1:9102; "" disables)
+
+${EXIT_HELP}`;
 
 const CLIENT_COMMANDS = ['pair', 'devices', 'unpair', 'enroll', 'phones', 'remove-phone', 'grant', 'revoke', 'status'];
 
@@ -116,7 +121,7 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
   const file = readConfigFile(one(p, 'config'));
   const ov = overrides(
     p,
-    { 'data-dir': 'agent.dataDir', advertise: 'agent.advertise', listen: 'agent.listen', 'lan-interface': 'agent.lanInterface', web: 'agent.web', 'web-socket': 'agent.webSocket', mtu: 'agent.mtu' },
+    { 'data-dir': 'agent.dataDir', advertise: 'agent.advertise', listen: 'agent.listen', 'lan-interface': 'agent.lanInterface', web: 'agent.web', 'web-socket': 'agent.webSocket', mtu: 'agent.mtu', 'metrics-listen': 'operator.agentListen' },
     ['no-dataplane', 'no-rs', 'no-web'],
   );
   if (has(p, 'no-web')) ov['agent.web'] = '';
@@ -125,6 +130,7 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
   const agent = loadSection('agent', file, ov);
   const dc = loadSection('dc', file, { 'dc.dataDir': agent.dataDir, ...ov });
   const rs = loadSection('rs', file, { 'rs.dataDir': agent.dataDir, ...ov });
+  const op = loadSection('operator', file, ov);
   const log = createLogger(loadSection('log', file).level);
   const missing = missingNodeFlags('agent');
   if (missing.length > 0) log.warn('started without the agent\'s Node.js flags: its memory will be larger than it need be', { missing: missing.join(' '), hint: `node ${missing.join(' ')} ntm.js agent` });
@@ -167,6 +173,8 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
   if (web && agent.web) await web.listen(agent.web);
   if (web && agent.webSocket) await web.listenUnix(agent.webSocket);
   if (setupCode) log.info('first start: set the owner password in the web UI with this setup code', { setupCode, file: codeFile });
+  // /metrics on the ISP's side of the vCPE (loopback by default), never on the household's web page.
+  const ops = await agentOperator(runtime, op, log);
   announce({
     role: 'agent',
     ready: true,
@@ -178,8 +186,10 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
     lan: lan ?? null,
     web: agent.web || null,
     setupCode,
+    metricsPort: ops?.port ?? null,
   });
   onShutdown(log, async () => {
+    await ops?.close();
     discovery?.stop();
     await web?.close();
     await ctl.close();

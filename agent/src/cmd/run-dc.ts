@@ -11,6 +11,8 @@ import { missingNodeFlags } from './node-flags.js';
 import { announce, loadOrCreateIdentity, onShutdown, processMemory, resolveIn } from './common.js';
 import { ControlServer } from './control-socket.js';
 import { IntegrityError } from '../types/errors.js';
+import { dcOperator } from './operator.js';
+import { EXIT_HELP } from './exit.js';
 
 export const DC_HELP = `ntm dc — run a Direction Coordinator alone
 
@@ -24,6 +26,9 @@ ID and public key; terminals need "<publicKey>@<address>:<port>" as their --dc.
 
   --print-id        create the key if needed, print {id, publicKey} and exit
   --keepalive S     keep-alive period towards terminals behind NATs (default 20 s)
+  --operator-listen ADDR:PORT  operator API and /metrics (default 127.0.0.1:9100; "" disables):
+                    the ISP's side only; the bearer token is in DIR/operator-token
+  --admission open|key         "key": a new terminal must present an enrollment key (\`ntm keys\`)
   --config FILE     JSON config ({"dc": {...}}); --set dc.KEY=VALUE overrides any key (see \`ntm config\`)
   ntm status --data-dir DIR --role dc    shows its state while it runs
 
@@ -35,21 +40,20 @@ Alone, on its own host (UDP 7100 and 7101 open), with an RS elsewhere:
   then terminals: ntm up --dc DCKEY@192.0.2.2:7100 --name phone
 Several DCs: give each a disjoint --pool and the others as --peer 0xID@ADDR:PORT. The registry chain is
 verified at every start; the DC refuses to start on one that does not verify.
-`;
+
+${EXIT_HELP}`;
 
 export async function runDc(argv: readonly string[]): Promise<void> {
   const p = parseArgs(argv, ['help', 'print-id']);
   if (has(p, 'help')) return void process.stdout.write(DC_HELP);
   const file = readConfigFile(one(p, 'config'));
-  const cfg = loadSection(
-    'dc',
-    file,
-    overrides(
+  const ov = overrides(
       p,
-      { listen: 'dc.listen', 'data-dir': 'dc.dataDir', advertise: 'dc.advertise', peer: 'dc.peers', relay: 'dc.relays', pool: 'dc.poolV4', pool6: 'dc.poolV6', keepalive: 'dc.keepaliveS' },
+      { listen: 'dc.listen', 'data-dir': 'dc.dataDir', advertise: 'dc.advertise', peer: 'dc.peers', relay: 'dc.relays', pool: 'dc.poolV4', pool6: 'dc.poolV6', keepalive: 'dc.keepaliveS', 'operator-listen': 'operator.dcListen', admission: 'operator.admission' },
       ['print-id'],
-    ),
   );
+  const cfg = loadSection('dc', file, ov);
+  const op = loadSection('operator', file, ov);
   const log = createLogger(loadSection('log', file).level);
   const missing = missingNodeFlags('dc');
   if (missing.length > 0 && !has(p, 'print-id')) log.warn('started without the DC\'s Node.js flags: its memory will be larger than it need be', { missing: missing.join(' ') });
@@ -59,7 +63,8 @@ export async function runDc(argv: readonly string[]): Promise<void> {
   const db = openDb(dbPath);
   // The ledger: the hash-chained SQLite registry in the DC's own database (the embedded default).
   const registry = new SqliteRegistry(db);
-  const dc = await DcServer.start({ identity, db, registry, ...(await openDcBinds(cfg)), config: cfg, log }).catch((e: unknown) => {
+  const operator = dcOperator({ dc: cfg, op, db, identity, log });
+  const dc = await DcServer.start({ identity, db, registry, ...(await openDcBinds(cfg)), config: cfg, log, onEvent: operator.onEvent, ...(operator.admit ? { admit: operator.admit } : {}) }).catch((e: unknown) => {
     db.close();
     if (e instanceof IntegrityError)
       throw new IntegrityError(`${dbPath}: ${e.message}. The DC refuses to start on a registry that does not verify; restore dc.db from a backup.`);
@@ -69,8 +74,10 @@ export async function runDc(argv: readonly string[]): Promise<void> {
     if (req.cmd === 'status') return { ...dc.status(), memory: processMemory() };
     throw new Error(`unknown command ${String(req.cmd)}`);
   });
-  announce({ role: 'dc', ready: true, id: identity.idHex, publicKey: identity.publicKey.toString('hex'), port: dc.port, probePort: dc.probePort });
+  const ops = await operator.start(dc);
+  announce({ role: 'dc', ready: true, id: identity.idHex, publicKey: identity.publicKey.toString('hex'), port: dc.port, probePort: dc.probePort, operatorPort: ops?.port ?? null });
   onShutdown(log, async () => {
+    await ops?.close();
     await ctl.close();
     await dc.stop();
     db.close();

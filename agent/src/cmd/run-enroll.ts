@@ -4,7 +4,8 @@
 import { join } from 'node:path';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { decodeEnrollment } from '../agent/enrollment.js';
-import { InputError } from '../types/errors.js';
+import { DataError, RefusedError, UnavailableError } from '../types/errors.js';
+import { Exit, EXIT_HELP } from './exit.js';
 import { UdpBind } from '../dataplane/conn/udp.js';
 import { TerminalHost } from '../terminal/host.js';
 import { readAddresses } from '../terminal/netwatch.js';
@@ -18,8 +19,10 @@ export const ENROLL_HELP = `ntm enroll — join a household with the one-time to
 
 Creates this terminal's identity (if it has none), registers once with the household's DC using
 the token (which it spends), and saves the DC in DIR/enrollment.json; then \`ntm up --data-dir DIR\`
-starts the terminal without further arguments.
-`;
+starts the terminal without further arguments. An ISP's enrollment key (\`ntm keys create\`) is
+used the same way.
+
+${EXIT_HELP}`;
 
 export const ENROLLMENT_FILE = 'enrollment.json';
 
@@ -27,11 +30,13 @@ export async function runEnroll(argv: readonly string[]): Promise<void> {
   const p = parseArgs(argv, ['help']);
   if (has(p, 'help') || p.positional.length !== 1) {
     process.stdout.write(ENROLL_HELP);
-    if (!has(p, 'help')) process.exitCode = 2;
+    if (!has(p, 'help')) process.exitCode = Exit.USAGE;
     return;
   }
   const d = decodeEnrollment(p.positional[0]);
-  if (!d.ok) throw new InputError(`this is not a valid enrollment token: ${d.message}`);
+  // An expired token is a refusal (77: ask for a new one); a mangled one is bad data (65).
+  if (!d.ok && d.reason === 'expired') throw new RefusedError(`this enrollment token or key cannot be used: ${d.message}`);
+  if (!d.ok) throw new DataError(`this is not a valid enrollment token: ${d.message}`);
   const t = d.token;
   const dir = one(p, 'data-dir') ?? '/var/lib/ntm/terminal';
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -58,5 +63,8 @@ export async function runEnroll(argv: readonly string[]): Promise<void> {
       await host.close();
     }
   }
-  throw new InputError(`the household's DC did not admit this phone (${(lastErr as Error)?.message ?? 'no address'}); the token may be used or expired`);
+  // The DC answers nothing to a registration it does not admit, so "unreachable" and "refused" look alike here.
+  throw new UnavailableError(
+    `the DC did not admit this terminal (${(lastErr as Error)?.message ?? 'no address'}): it is unreachable, or the token or key is used up, revoked or expired (the DC's log says which)`,
+  );
 }

@@ -7,6 +7,8 @@ import { parseEndpoint } from '../protocol/endpoint.js';
 import { parseArgs, one, has, overrides } from './args.js';
 import { announce, loadOrCreateIdentity, onShutdown, processMemory, resolveIn } from './common.js';
 import { ControlServer } from './control-socket.js';
+import { rsOperator } from './operator.js';
+import { EXIT_HELP } from './exit.js';
 
 export const RS_HELP = `ntm rs — run a Relay Server alone
 
@@ -21,6 +23,7 @@ should hand out (one per family). Prints one JSON line with its ID when ready.
 
   --print-id        create the key if needed, print {id, publicKey} and exit
   --capacity N      tunnels it accepts (its reported load is tunnels / N; default 10000)
+  --metrics-listen ADDR:PORT   Prometheus /metrics (default 127.0.0.1:9101; "" disables)
   --config FILE     JSON config ({"rs": {...}}); --set rs.KEY=VALUE overrides any key
   ntm status --data-dir DIR --role rs    shows its tunnels, load and drop counters while it runs
 
@@ -28,18 +31,21 @@ Alone, on its own dual-stack host (UDP 7200 open), for the DC 0xDCID at 192.0.2.
   ntm rs --data-dir /var/lib/ntm/rs --print-id              # {"id":"0xRSID",…}: give it to the DC (--relay)
   ntm rs --data-dir /var/lib/ntm/rs --report-to 0xDCID@192.0.2.2:7100 \\
          --advertise 192.0.2.66:7200 --advertise [2001:db8:2::2]:7200
-`;
+
+${EXIT_HELP}`;
 
 export async function runRs(argv: readonly string[]): Promise<void> {
   const p = parseArgs(argv, ['help', 'print-id']);
   if (has(p, 'help')) return void process.stdout.write(RS_HELP);
   const file = readConfigFile(one(p, 'config'));
   const adv = p.flags.get('advertise') ?? [];
-  const cfg = loadSection(
-    'rs',
-    file,
-    overrides(p, { listen: 'rs.listen', 'data-dir': 'rs.dataDir', 'report-to': 'rs.reportTo', trust: 'rs.trust', capacity: 'rs.capacityTunnels' }, ['print-id', 'advertise']),
+  const ov = overrides(
+    p,
+    { listen: 'rs.listen', 'data-dir': 'rs.dataDir', 'report-to': 'rs.reportTo', trust: 'rs.trust', capacity: 'rs.capacityTunnels', 'metrics-listen': 'operator.rsListen' },
+    ['print-id', 'advertise'],
   );
+  const cfg = loadSection('rs', file, ov);
+  const op = loadSection('operator', file, ov);
   const log = createLogger(loadSection('log', file).level);
   const identity = await loadOrCreateIdentity(resolveIn(cfg.dataDir, cfg.key));
   if (has(p, 'print-id')) return announce({ id: identity.idHex, publicKey: identity.publicKey.toString('hex') });
@@ -48,8 +54,10 @@ export async function runRs(argv: readonly string[]): Promise<void> {
     if (req.cmd === 'status') return { ...rs.status(), memory: processMemory() };
     throw new Error(`unknown command ${String(req.cmd)}`);
   });
-  announce({ role: 'rs', ready: true, id: identity.idHex, publicKey: identity.publicKey.toString('hex'), port: rs.port });
+  const ops = await rsOperator(rs, op, log);
+  announce({ role: 'rs', ready: true, id: identity.idHex, publicKey: identity.publicKey.toString('hex'), port: rs.port, metricsPort: ops?.port ?? null });
   onShutdown(log, async () => {
+    await ops?.close();
     await ctl.close();
     await rs.stop();
   });

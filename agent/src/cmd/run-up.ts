@@ -21,6 +21,7 @@ import { announce, loadOrCreateIdentity, onShutdown, parseDcRef, resolveIn, tunn
 import { ControlServer } from './control-socket.js';
 import { startTerminalDataplane } from '../terminal/localnet.js';
 import { ENROLLMENT_FILE } from './run-enroll.js';
+import { EXIT_HELP } from './exit.js';
 
 export const UP_HELP = `ntm up — run an NTM terminal (a phone, a laptop)
 
@@ -44,7 +45,8 @@ connections between virtual addresses survive. Prints one JSON line when registe
 Alone, as root on a phone or laptop, with a DC whose \`ntm dc --print-id\` gave publicKey DCKEY:
   ntm up --data-dir /var/lib/ntm/terminal --dc DCKEY@192.0.2.2:7100 --name phone
   ntm connect --data-dir /var/lib/ntm/terminal laptop        # prints the tunnel and the peer's virtual address
-`;
+
+${EXIT_HELP}`;
 
 /** "lamp.ntm", "0x…", "198.18.1.5", "fd4e:…" → the wire Target. */
 export function parseTarget(text: string): Target {

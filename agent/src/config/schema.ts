@@ -75,6 +75,13 @@ const idP: Parser<string> = (v, k) => {
   return s;
 };
 
+const oneOf =
+  <T extends string>(values: readonly T[]): Parser<T> =>
+  (v, k) => {
+    if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) throw new ConfigError(k, `must be one of ${values.join(', ')}`);
+    return v as T;
+  };
+
 function f<T>(def: T, parse: Parser<T>, doc: string): Field<T> {
   return { def, parse, doc };
 }
@@ -150,6 +157,13 @@ export const SCHEMA = {
     setupCodeFile: f('', str, 'Where the one-time setup code is written on first start; empty: dataDir/setup-code.'),
     enrollTtlS: f(900, num(30, 7 * 86400), 'Lifetime of a phone enrollment token (seconds).'),
     mdns: f(true, bool, 'Discover LAN appliances with mDNS through the system\'s Avahi daemon.'),
+  },
+  operator: {
+    dcListen: f('127.0.0.1:9100', str, 'TCP address of `ntm dc`\'s operator API and /metrics (the ISP\'s side: loopback unless you set its management address; "" disables).'),
+    rsListen: f('127.0.0.1:9101', str, 'TCP address of `ntm rs`\'s /metrics ("" disables).'),
+    agentListen: f('127.0.0.1:9102', str, 'TCP address of `ntm agent`\'s /metrics: the ISP\'s side of the vCPE, never the household\'s LAN page ("" disables).'),
+    tokenFile: f('operator-token', str, 'Bearer token of the operator API (created on first start, mode 0600); relative to the DC\'s dataDir.'),
+    admission: f<'open' | 'key'>('open', oneOf(['open', 'key'] as const), 'Who may register with `ntm dc` the first time: "open" (anyone, as the paper\'s public DCs) or "key" (only a terminal presenting a valid enrollment key: `ntm keys`).'),
   },
   log: {
     level: f('info', str, 'Log level: debug, info, warn, error.'),

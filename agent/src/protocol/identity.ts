@@ -118,8 +118,11 @@ export class Identity extends KeyPair {
   /**
    * Writes the identity file atomically: a temporary file in the same directory created with mode 0600, fsynced,
    * renamed over `path`, then the directory fsynced. A crash leaves either the old file or the new one.
+   * `durable: false` skips both fsyncs for a caller that writes thousands and syncs the filesystem once after
+   * (`ntm provision`); the rename still keeps the file whole for the process, not for a power loss until then.
    */
-  async save(path: string): Promise<void> {
+  async save(path: string, opts: { readonly durable?: boolean } = {}): Promise<void> {
+    const durable = opts.durable ?? true;
     const priv = this.exportPrivateKey();
     const doc: IdentityFileV1 = { version: 1, kind: 'ntm-identity', privateKey: toHex(priv), publicKey: toHex(this.publicKey), id: this.idHex };
     priv.fill(0);
@@ -130,7 +133,7 @@ export class Identity extends KeyPair {
       try {
         await fh.writeFile(`${JSON.stringify(doc, null, 2)}\n`, 'utf8');
         await fh.chmod(0o600); // the umask may have narrowed it already; never widen
-        await fh.sync();
+        if (durable) await fh.sync();
       } finally {
         await fh.close();
       }
@@ -139,6 +142,7 @@ export class Identity extends KeyPair {
       await unlink(tmp).catch(() => undefined);
       throw new IdentityFileError(path, `cannot write: ${(e as Error).message}`);
     }
+    if (!durable) return;
     try {
       const dh = await open(dir, 'r');
       try {

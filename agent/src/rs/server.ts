@@ -160,6 +160,7 @@ export class RsServer {
       return;
     }
     this.counts.inc('relayed');
+    this.counts.inc('relayed-bytes', data.length);
     this.bind.send(data, to);
   }
 

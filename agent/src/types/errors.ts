@@ -86,3 +86,24 @@ export class PoolExhaustedError extends NtmError {
   override readonly name = 'PoolExhaustedError';
   override readonly code = 'pool_exhausted';
 }
+
+/** The daemon did not answer: it is not running, or not reachable. */
+export class UnavailableError extends NtmError {
+  override readonly name = 'UnavailableError';
+  override readonly code = 'unavailable';
+  override readonly expose = true;
+}
+
+/** The input data is wrong in a way the user must fix in the data, not the command line. */
+export class DataError extends NtmError {
+  override readonly name = 'DataError';
+  override readonly code = 'data';
+  override readonly expose = true;
+}
+
+/** What was asked was refused: revoked, expired, used up, not allowed. */
+export class RefusedError extends NtmError {
+  override readonly name = 'RefusedError';
+  override readonly code = 'refused';
+  override readonly expose = true;
+}
