@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { AgentMemoryFigures, HandoverFigures, ThroughputBenchFigures } from './agent.js';
 import type { LedgerFigures } from './ledger.js';
+import type { ProvisioningFigures } from './provision.js';
 
 /** One column of a paper-topology procedure (paper Table 2), in ms. Extra keys are details, not part of the contract. */
 export interface ProcedureFigures {
@@ -58,10 +59,11 @@ export interface Results {
   handover?: HandoverFigures | null;
   throughput?: ThroughputBenchFigures | null;
   ledger?: LedgerFigures | null;
+  provisioning?: ProvisioningFigures | null;
 }
 
 export type BenchName = keyof Results;
-export const BENCH_NAMES: readonly BenchName[] = ['registration', 'communication_start', 'dc_capacity', 'agent_memory', 'handover', 'throughput', 'ledger'];
+export const BENCH_NAMES: readonly BenchName[] = ['registration', 'communication_start', 'dc_capacity', 'agent_memory', 'handover', 'throughput', 'ledger', 'provisioning'];
 
 export interface ResultsFile {
   machine: { cpus: number; model: string; memory_gib: number; kernel: string; node: string };
@@ -193,6 +195,12 @@ export function goalRows(f: ResultsFile): GoalRow[] {
           met: t.tcp_ratio_vs_wireguard_go >= 1,
         }
       : { figure: 'TCP throughput vs wireguard-go', measured: why('throughput'), goal: '≥ 1.0', met: null },
+  );
+  const pv = r.provisioning;
+  rows.push(
+    pv
+      ? { figure: `ntm provision, ${pv.subscribers} subscribers`, measured: `${fmt(pv.first_run_s)} s (re-run ${fmt(pv.rerun_s)} s)`, goal: '< 60 s at 10,000', met: pv.subscribers >= 10_000 ? pv.first_run_s < 60 : null }
+      : { figure: 'ntm provision, 10,000 subscribers', measured: why('provisioning'), goal: '< 60 s', met: null },
   );
   return rows;
 }

@@ -13,6 +13,7 @@ import { writeFileSync } from 'node:fs';
 import { ROOT } from '../lib/ntm.js';
 import { benchAgentMemory, benchHandover, benchThroughput } from './agent.js';
 import { benchDcCapacity } from './dc-capacity.js';
+import { benchProvision } from './provision.js';
 import { BenchmarkUnavailableError } from './errors.js';
 import { benchLedger } from './ledger.js';
 import { benchPaperColumn, COLUMNS, type PaperColumnResult } from './paper.js';
@@ -27,8 +28,8 @@ export interface RunOptions {
 }
 
 /** Full-mode sizes (issue 6: ≥ 30 registrations and ≥ 20 communication starts per column; 100,000 terminals). */
-const FULL = { registrationRuns: 30, communicationRuns: 20, terminals: 100_000, reregister: 50_000, settleS: 12, gapMs: 1600 };
-const QUICK = { registrationRuns: 3, communicationRuns: 2, terminals: 1500, reregister: 1500, settleS: 2, gapMs: 300 };
+const FULL = { registrationRuns: 30, communicationRuns: 20, terminals: 100_000, reregister: 50_000, settleS: 12, gapMs: 1600, subscribers: 10_000 };
+const QUICK = { registrationRuns: 3, communicationRuns: 2, terminals: 1500, reregister: 1500, settleS: 2, gapMs: 300, subscribers: 200 };
 
 export const DEFAULT_OUT = join(ROOT, 'bench-results.json');
 
@@ -117,6 +118,7 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<{ file: Resu
   await attempt('handover', () => benchHandover({ quick: !!opts.quick, log }));
   await attempt('throughput', () => benchThroughput({ quick: !!opts.quick, log }));
   await attempt('ledger', () => benchLedger({ quick: !!opts.quick, log }));
+  await attempt('provisioning', () => benchProvision({ subscribers: size.subscribers, log }));
 
   const prev = readResults(out);
   const mergedNotes: Partial<Record<BenchName, string>> = { ...(prev?.notes ?? {}) };

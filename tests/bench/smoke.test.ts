@@ -68,6 +68,10 @@ void describe('benchmarks (smoke)', () => {
         assert.ok(t.udp_mbps[p] > 0, `UDP through ${p} carried data`);
       }
       finite(t.tcp_ratio_vs_wireguard_go, 'throughput.tcp_ratio_vs_wireguard_go');
+      const pv = f.results.provisioning;
+      assert.ok(pv, `provisioning: ${f.notes?.provisioning}`);
+      assert.equal(pv.subscribers, 200);
+      for (const k of ['first_run_s', 'subscribers_per_s', 'rerun_s', 'rss_peak_mib'] as const) assert.ok(pv[k] > 0, `provisioning.${k} = ${pv[k]}`);
       // The human table on stdout after the JSON.
       assert.match(r.stdout, /procedure \(ms\)\s+median\s+p95/);
 

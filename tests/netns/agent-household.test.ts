@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { up, type Testbed } from '../../scripts/netns/index.js';
 import { ROOT, NTM, startNtm, tempDir, waitFor, type Daemon } from '../lib/ntm.js';
+import { scrapeIn } from '../lib/metrics.js';
 
 const LAMP = join(ROOT, 'dist/scripts/appliances/lamp.js');
 const CAMERA = join(ROOT, 'dist/scripts/appliances/camera.js');
@@ -99,6 +100,28 @@ void describe('the household agent (issue 4)', () => {
     const ping = await c.tb.exec('phone', ['ping', '-c', '3', '-i', '0.3', '-W', '2', c.lampDev.virtualV4]);
     assert.equal(ping.code, 0, ping.stdout + ping.stderr);
     assert.match(ping.stdout, /3 received/);
+  });
+
+  test("the ISP scrapes the agent's /metrics on the vCPE's own loopback; the LAN and the WAN cannot", async () => {
+    const m = await scrapeIn(c.tb, 'vcpe', 9102);
+    assert.ok((m.get('ntm_dc_terminals') ?? 0) >= 3, 'the lamp, the camera and the phone are registered');
+    assert.ok((m.get('ntm_dc_packets_received_total') ?? 0) > 0);
+    assert.ok((m.get('ntm_dc_directions_total') ?? 0) >= 1, 'the phone asked for a route');
+    assert.ok((m.get('ntm_terminal_tunnels_established_total{path="direct"}') ?? 0) >= 1, 'tunnels by path kind');
+    assert.ok((m.get('process_resident_memory_bytes') ?? 0) > 10e6);
+    const packets = m.get('ntm_dc_packets_received_total')!;
+    const ping = await c.tb.exec('phone', ['ping', '-c', '2', '-i', '0.3', '-W', '2', c.lampDev.virtualV4]);
+    assert.equal(ping.code, 0, ping.stdout + ping.stderr);
+    const again = await scrapeIn(c.tb, 'vcpe', 9102);
+    assert.ok((again.get('ntm_terminal_tunnels_received_bytes') ?? 0) > 0, 'bytes through the tunnels');
+    assert.ok(again.get('ntm_dc_packets_received_total')! >= packets);
+    for (const [host, addr] of [
+      ['laptop', '192.168.1.1'],
+      ['phone', '198.51.100.2'],
+    ] as const) {
+      const r = await curl(c.tb, host, `http://${addr}:9102/metrics`, [], 3);
+      assert.notEqual(r.code, 0, `${host} must not reach the agent's metrics at ${addr}`);
+    }
   });
 
   test('only granted ports pass; an unpaired LAN host is unreachable through the overlay', async () => {

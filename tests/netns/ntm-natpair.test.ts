@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { withTestbed } from '../lib/testbed.js';
 import { curl, startHttp, startNatpair, tunnelTo, waitFor, type Daemon, type NatpairRun, type TunnelStatus, withDaemons } from '../lib/ntm.js';
 import { probe, startEcho } from '../lib/probes.js';
+import { scrapeIn } from '../lib/metrics.js';
 import type { Testbed } from '../../scripts/netns/index.js';
 
 type Kind = 'eim' | 'symmetric';
@@ -111,8 +112,19 @@ void describe('NTMobile across two home NATs (natpair)', () => {
       const [ta] = await bothEnds(p, 'relayed');
       assert.equal(ta.planned, 'relay', 'the DC routed through the RS (its NAT probe saw per-destination mappings)');
       assert.equal(ta.endpoint, '192.0.2.66:7200');
+      const rsBefore = await scrapeIn(tb, 'rs', 9101);
       await dataFlows(tb, p, root);
       assert.ok((await relayed(p.rs)) > 20, 'the RS carried the traffic');
+      // What an operator's Prometheus sees of it, on the RS's and the DC's loopback (their default metrics address).
+      const rsAfter = await scrapeIn(tb, 'rs', 9101);
+      const moved = (k: string) => (rsAfter.get(k) ?? 0) - (rsBefore.get(k) ?? 0);
+      assert.ok(moved('ntm_rs_relayed_bytes_total') > 64 * 1024, `the 64 KiB HTTP body went through the RS: ${moved('ntm_rs_relayed_bytes_total')} B`);
+      assert.ok(moved('ntm_rs_relayed_packets_total') > 20);
+      assert.ok((rsAfter.get('ntm_rs_tunnels') ?? 0) >= 1);
+      const dcm = await scrapeIn(tb, 'dc', 9100);
+      assert.ok((dcm.get('ntm_dc_directions_total') ?? 0) >= 3, 'three Direction Requests answered');
+      assert.equal(dcm.get('ntm_dc_registrations_total{kind="first"}'), 2, 'A and B registered');
+      assert.equal(dcm.get('ntm_dc_terminals'), 2);
       const figure = { case: 'symmetric+symmetric', path: 'relayed', setupMs: ms };
       t.diagnostic(JSON.stringify(figure));
       console.log(JSON.stringify(figure));

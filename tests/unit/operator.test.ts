@@ -14,6 +14,7 @@ import { UdpBind } from '../../agent/src/dataplane/conn/udp.js';
 import { validate, type Schema } from '../../web-ui/server/schema.js';
 import { OPERATOR_COMPONENTS } from '../../agent/src/operator/openapi.js';
 import { firstJsonLine } from '../lib/ntm.js';
+import { parseMetrics } from '../lib/metrics.js';
 
 const NTM = resolve(import.meta.dirname, '..', '..', 'agent/src/cmd/ntm.js');
 const COMPONENTS = OPERATOR_COMPONENTS as Record<string, Schema>;
@@ -70,13 +71,7 @@ async function scrape(base: string): Promise<Map<string, number>> {
   const r = await fetch(`${base}/metrics`);
   assert.equal(r.status, 200);
   assert.match(r.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
-  const out = new Map<string, number>();
-  for (const line of (await r.text()).split('\n')) {
-    if (line.startsWith('#') || line.trim() === '') continue;
-    const sp = line.lastIndexOf(' ');
-    out.set(line.slice(0, sp), Number(line.slice(sp + 1)));
-  }
-  return out;
+  return parseMetrics(await r.text());
 }
 
 /** Registers `identity` with the DC in-process, presenting `token`, with a short deadline; resolves to the outcome. */
