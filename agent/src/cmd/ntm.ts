@@ -28,7 +28,6 @@ Tools:
   ntm connect  [--data-dir DIR] TARGET      open a tunnel from a running terminal; prints the setup time
   ntm config   every configuration key, its default and meaning
   ntm provision --subscribers CSV --out DIR   bulk provisioning of household agents (ISP)
-
   ntm keys     create|list|revoke        enrollment keys of an ISP-run DC (expiry, uses, tags)
 
 Run \`ntm <command> --help\` for a role's options. Wire format: docs/protocol.md.

@@ -7,7 +7,8 @@ import { openDb } from '../store/db.js';
 import { Identity } from '../protocol/identity.js';
 import { parseEndpoint } from '../protocol/endpoint.js';
 import { EnrollmentKeys, parseDuration, type KeyInfo } from '../operator/enrollment-keys.js';
-import { InputError } from '../types/errors.js';
+import { InputError, NotFoundError } from '../types/errors.js';
+import { existsSync } from 'node:fs';
 import { parseArgs, one, has } from './args.js';
 import { resolveIn } from './common.js';
 import { EXIT_HELP } from './exit.js';
@@ -58,7 +59,9 @@ export async function runKeys(argv: readonly string[]): Promise<void> {
       return void process.stdout.write(json ? JSON.stringify(k) + '\n' : `revoked ${describe(k)}\n`);
     }
     if (p.positional.length > 0) throw new InputError(`unexpected argument "${p.positional[0]}" (see --help)`);
-    const identity = await Identity.load(resolveIn(dc.dataDir, dc.key));
+    const keyFile = resolveIn(dc.dataDir, dc.key);
+    if (!existsSync(keyFile)) throw new NotFoundError(`no DC identity at ${keyFile}: run the DC once (or \`ntm dc --print-id\`) with this --data-dir`);
+    const identity = await Identity.load(keyFile);
     const adv = p.flags.get('advertise') ?? dc.advertise;
     const endpoints = adv.map((a) => {
       try {
