@@ -105,6 +105,7 @@ void describe('the household agent (issue 4)', () => {
   test("the ISP scrapes the agent's /metrics on the vCPE's own loopback; the LAN and the WAN cannot", async () => {
     const m = await scrapeIn(c.tb, 'vcpe', 9102);
     assert.ok((m.get('ntm_dc_terminals') ?? 0) >= 3, 'the lamp, the camera and the phone are registered');
+    assert.ok((m.get('ntm_dc_registrations_total{kind="first"}') ?? 0) >= 3, 'their first registrations were counted');
     assert.ok((m.get('ntm_dc_packets_received_total') ?? 0) > 0);
     assert.ok((m.get('ntm_dc_directions_total') ?? 0) >= 1, 'the phone asked for a route');
     assert.ok((m.get('ntm_terminal_tunnels_established_total{path="direct"}') ?? 0) >= 1, 'tunnels by path kind');

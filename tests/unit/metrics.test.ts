@@ -15,7 +15,7 @@ function types(text: string): Map<string, string> {
 }
 
 test('DC, RS and agent metrics follow the naming conventions and turn status counters into samples', async () => {
-  const dcStatus = { terminals: 3, online: 2, counts: { directions: 5, rx: 40, 'reg-retransmission': 1 }, drops: { 'reg-mac': 2 }, extra: { registrations: { first: 3 }, refusals: { revoked: 1 } } };
+  const dcStatus = { terminals: 3, online: 2, counts: { directions: 5, rx: 40, 'reg-retransmission': 1, 'registrations-new': 3, 'routes-relay': 1 }, drops: { 'reg-mac': 2 }, extra: { refusals: { revoked: 1 } } };
   const rsStatus = { tunnels: [{}, {}], load: 0.0002, counts: { relayed: 10, 'relayed-bytes': 12000 }, drops: { 'relay-quota': 1 } };
   const terminal = { counts: { 'tunnels-direct': 2, 'tunnels-relayed': 1 }, drops: { 'handshake-mac': 4, length: 1 }, tunnels: [{ state: 'up', path: 'direct', txBytes: 100, rxBytes: 50 }] };
   const dc = dcMetrics(new Metrics().source('dc', () => dcStatus), 'dc');
@@ -32,6 +32,8 @@ test('DC, RS and agent metrics follow the naming conventions and turn status cou
   }
   const a = parseMetrics(texts[2]!);
   assert.equal(a.get('ntm_dc_directions_total'), 5);
+  assert.equal(a.get('ntm_dc_registrations_total{kind="first"}'), 3);
+  assert.equal(a.get('ntm_dc_routes_total{path="relay"}'), 1);
   assert.equal(a.get('ntm_dc_drops_total{reason="reg-mac"}'), 2);
   assert.equal(a.get('ntm_rs_relayed_bytes_total'), 12000);
   assert.equal(a.get('ntm_rs_tunnels'), 2);

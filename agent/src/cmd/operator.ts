@@ -6,7 +6,7 @@ import type { Db } from '../store/db.js';
 import type { Identity } from '../protocol/identity.js';
 import { parseEndpoint } from '../protocol/endpoint.js';
 import type { SectionConfig } from '../config/schema.js';
-import type { DcEvent, DcServer } from '../dc/server.js';
+import type { DcServer } from '../dc/server.js';
 import type { RsServer } from '../rs/server.js';
 import { EnrollmentKeys } from '../operator/enrollment-keys.js';
 import { Metrics, agentMetrics, dcMetrics, rsMetrics, type StatusSource } from '../operator/metrics.js';
@@ -16,15 +16,12 @@ import { resolveIn } from './common.js';
 export interface DcOperator {
   /** For DcServerOptions.admit: set only when operator.admission is "key". */
   readonly admit?: (id: string, token: Uint8Array) => boolean;
-  /** For DcServerOptions.onEvent: counts registrations for the metrics. */
-  readonly onEvent: (e: DcEvent) => void;
   /** Starts the operator endpoint once the DC runs (null when operator.dcListen is ""). */
   start(dc: DcServer): Promise<OperatorServer | null>;
 }
 
 export function dcOperator(o: { readonly dc: SectionConfig<'dc'>; readonly op: SectionConfig<'operator'>; readonly db: Db; readonly identity: Identity; readonly log: Logger }): DcOperator {
   const keys = new EnrollmentKeys(o.db);
-  const registrations = new Counters();
   const refusals = new Counters();
   const log = o.log.child({ part: 'admission' });
   const admit =
@@ -42,12 +39,9 @@ export function dcOperator(o: { readonly dc: SectionConfig<'dc'>; readonly op: S
       : undefined;
   return {
     ...(admit ? { admit } : {}),
-    onEvent: (e) => {
-      if (e.kind === 'registered') registrations.inc(e.first ? 'first' : 'renewal');
-    },
     async start(dc) {
       if (!o.op.dcListen) return null;
-      const metrics = dcMetrics(new Metrics().source('dc', () => ({ ...dc.status(), extra: { registrations: registrations.toJSON(), refusals: refusals.toJSON() } })), 'dc');
+      const metrics = dcMetrics(new Metrics().source('dc', () => ({ ...dc.status(), extra: { refusals: refusals.toJSON() } })), 'dc');
       const view: OperatorDc = {
         publicKey: o.identity.publicKey,
         endpoints: () => o.dc.advertise.map(parseEndpoint),

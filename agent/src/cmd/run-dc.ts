@@ -64,7 +64,7 @@ export async function runDc(argv: readonly string[]): Promise<void> {
   // The ledger: the hash-chained SQLite registry in the DC's own database (the embedded default).
   const registry = new SqliteRegistry(db);
   const operator = dcOperator({ dc: cfg, op, db, identity, log });
-  const dc = await DcServer.start({ identity, db, registry, ...(await openDcBinds(cfg)), config: cfg, log, onEvent: operator.onEvent, ...(operator.admit ? { admit: operator.admit } : {}) }).catch((e: unknown) => {
+  const dc = await DcServer.start({ identity, db, registry, ...(await openDcBinds(cfg)), config: cfg, log, ...(operator.admit ? { admit: operator.admit } : {}) }).catch((e: unknown) => {
     db.close();
     if (e instanceof IntegrityError)
       throw new IntegrityError(`${dbPath}: ${e.message}. The DC refuses to start on a registry that does not verify; restore dc.db from a backup.`);

@@ -87,11 +87,18 @@ export class Metrics {
   }
 }
 
-/** The DC's metrics (paper §2.2–2.3: registrations and directions); `extra` holds the counts only `ntm dc` keeps. */
+/** The DC's metrics (paper §2.2–2.3: registrations and directions); `extra` holds the counts only `ntm dc` keeps (admission). */
 export function dcMetrics(m: Metrics, source: string): Metrics {
   const c = (k: string) => (s: Json) => numbers(s.counts)[k] ?? 0;
   return m
-    .counter(source, 'ntm_dc_registrations_total', 'Registrations answered, by kind (first: a new terminal; renewal: a known one).', (s) => numbers(obj(s.extra).registrations), 'kind')
+    .counter(
+      source,
+      'ntm_dc_registrations_total',
+      'Registrations accepted, by kind (first: a new terminal; renewal: a known one).',
+      (s) => ({ first: numbers(s.counts)['registrations-new'] ?? 0, renewal: numbers(s.counts)['registrations-renewed'] ?? 0 }),
+      'kind',
+    )
+    .counter(source, 'ntm_dc_routes_total', 'Routes handed out, by the path planned (direct, hole punching, relay).', (s) => pick('routes-', s.counts, true), 'path')
     .counter(source, 'ntm_dc_directions_total', 'Direction Requests answered with a route (paper §2.3).', c('directions'))
     .counter(source, 'ntm_dc_keepalives_sent_total', 'NAT keep-alives sent to terminals behind NATs.', c('keepalives'))
     .counter(source, 'ntm_dc_location_updates_total', 'Terminals seen at a new address (handovers, NAT rebinding).', c('location-updates'))
