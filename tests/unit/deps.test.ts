@@ -14,6 +14,8 @@ const RULES = {
   dataplane: {
     from: 'agent/src/dataplane',
     forbidden: [new RegExp(`^agent/src/(${ROLES})/`), /^web-ui\//, /^(better-sqlite3|koa|@koa\/.*|mdns|qrcode)$/, /^viem(\/|$)/],
+    // The engine (dataplane/engine.ts) reaches the tunnels only through types/tunnels.ts (TunnelTable), which the
+    // terminal host implements: the host and the agent import the engine, never the other way round.
     why: 'the data plane must not depend on storage, web, control code, the agent or the chain client',
   },
   transports: {
@@ -101,20 +103,22 @@ test('each rule fails on a made-up forbidden import', () => {
 
   // The data plane and the agent.
   fails(RULES.dataplane, 'agent/src/dataplane/engine.ts', 'agent/src/agent/runtime.js');
-  fails(RULES.dataplane, 'agent/src/dataplane/outside.ts', 'agent/src/agent/household-store.js');
-  fails(RULES.dataplane, 'agent/src/dataplane/inside.ts', 'better-sqlite3');
-  fails(RULES.dataplane, 'agent/src/dataplane/inside.ts', 'viem');
-  passes(RULES.dataplane, 'agent/src/dataplane/inside.ts', 'agent/src/dataplane/packet/parse.js');
+  fails(RULES.dataplane, 'agent/src/dataplane/engine.ts', 'agent/src/terminal/host.js');
+  fails(RULES.dataplane, 'agent/src/dataplane/policy.ts', 'agent/src/agent/household-store.js');
+  fails(RULES.dataplane, 'agent/src/dataplane/engine.ts', 'better-sqlite3');
+  fails(RULES.dataplane, 'agent/src/dataplane/engine.ts', 'viem');
+  passes(RULES.dataplane, 'agent/src/dataplane/engine.ts', 'agent/src/dataplane/packet/parse.js');
+  passes(RULES.dataplane, 'agent/src/dataplane/engine.ts', 'agent/src/types/tunnels.js');
 
   // The transports are a sibling of the engine.
   fails(RULES.transports, 'agent/src/dataplane/conn/udp.ts', 'agent/src/dataplane/engine.js');
   fails(RULES.transports, 'agent/src/dataplane/conn/udp.ts', 'agent/src/dataplane/packet/parse.js');
   passes(RULES.transports, 'agent/src/dataplane/conn/udp.ts', 'agent/src/dataplane/conn/native-udp.js');
   passes(RULES.transports, 'agent/src/dataplane/conn/udp.ts', 'agent/src/types/net.js');
-  passes(RULES.transports, 'agent/src/dataplane/inside.ts', 'agent/src/dataplane/packet/parse.js');
+  passes(RULES.transports, 'agent/src/dataplane/engine.ts', 'agent/src/dataplane/packet/parse.js');
 
   // The DC and RS may use the transports, not the engine.
-  fails(RULES.socketRoles, 'agent/src/dc/server.ts', 'agent/src/dataplane/inside.js');
+  fails(RULES.socketRoles, 'agent/src/dc/server.ts', 'agent/src/dataplane/engine.js');
   passes(RULES.socketRoles, 'agent/src/dc/server.ts', 'agent/src/dataplane/conn/udp.js');
   fails(RULES.relay, 'agent/src/rs/server.ts', 'agent/src/dataplane/nfqueue/open.js');
   passes(RULES.relay, 'agent/src/rs/server.ts', 'agent/src/dataplane/conn/udp.js');

@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { SectionConfig } from '../config/schema.js';
 import type { Logger } from '../util/log.js';
-import { Counters } from '../util/log.js';
 import type {
   AgentApi,
   AgentEvent,
@@ -26,7 +25,7 @@ import { openDb, type Db } from '../store/db.js';
 import { Identity } from '../protocol/identity.js';
 import * as NT from '../protocol/node-transaction.js';
 import { toHex } from '../crypto/hex.js';
-import { bytesToIp4, bytesToIp6, canonicalIp, ip4ToBytes, ip6ToBytes, ipFamily } from '../protocol/ip.js';
+import { canonicalIp, ipFamily } from '../protocol/ip.js';
 import { formatEndpoint, parseEndpoint } from '../protocol/endpoint.js';
 import { DcServer, type DcEvent } from '../dc/server.js';
 import { openDcBinds } from '../dc/binds.js';
@@ -36,23 +35,11 @@ import { TerminalHost, type HostEvent } from '../terminal/host.js';
 import { HandshakeClock, HANDSHAKE_CLOCK_FILE } from '../terminal/handshake-clock.js';
 import type { Node } from '../terminal/node.js';
 import { UdpBind } from '../dataplane/conn/udp.js';
-import { OverlayFirewall } from '../dataplane/nfqueue/rules.js';
-import { openPacketSource } from '../dataplane/nfqueue/open.js';
-import { insideHandler } from '../dataplane/inside.js';
-import { carrierHandler, outsideDeliver } from '../dataplane/outside.js';
-import { Reinjector } from '../dataplane/reinject.js';
-import { PROTO_ICMP, PROTO_ICMPV6, type PacketInfo } from '../dataplane/packet/parse.js';
-import { rewriteAddress } from '../dataplane/packet/rewrite.js';
-import { buildDestinationUnreachable, ICMP4_ERROR_MAX, ICMP6_ERROR_MAX } from '../dataplane/packet/icmp.js';
-import type { PacketSource } from '../types/packet-source.js';
+import { DataEngine } from '../dataplane/engine.js';
+import { HouseholdPolicy, type PolicySnapshot } from '../dataplane/policy.js';
 import { HouseholdStore } from './household-store.js';
 import { makeEnrollment } from './enrollment.js';
 import { ntmLabel } from './names.js';
-import { be32 } from '../util/bytes.js';
-
-/** ICMP errors the agent may originate: a burst, then this many a second. */
-const ICMP_BURST = 10;
-const ICMP_PER_S = 10;
 
 const run = promisify(execFile);
 
@@ -66,27 +53,14 @@ export interface AgentRuntimeOptions {
   readonly rsIdentity: Identity;
 }
 
-/** A paired appliance as the data path sees it: addresses as bytes for per-packet lookups. */
+/** A paired appliance's identity, held by the agent (its LAN addresses are the store's, read into each policy). */
 interface Paired {
   readonly deviceId: number;
   readonly name: string;
   readonly ntmId: string;
-  readonly lan4: Buffer | undefined;
-  readonly lan6: Buffer | undefined;
-  readonly v4: Buffer;
-  readonly v6: Buffer;
+  readonly v4: string;
+  readonly v6: string;
   readonly node: Node;
-}
-
-/**
- * Data-path outcomes that are not drops: the counters also count what went through (inside.ts, outside.ts) and the
- * ICMP errors the agent answered with (unreachable).
- */
-const DELIVERED = new Set(['out-sent', 'out-queued', 'in-delivered', 'icmp-unreachable-sent', 'icmp-unreachable-queued']);
-
-/** The data path's drop counters by reason, without the packets that were sent or delivered. */
-function dropsOf(counters: Counters): Record<string, number> {
-  return Object.fromEntries(Object.entries(counters.toJSON()).filter(([k]) => !DELIVERED.has(k)));
 }
 
 
@@ -126,22 +100,12 @@ export async function detectLanInterface(wan: readonly string[]): Promise<string
 }
 
 export class AgentRuntime implements AgentApi {
-  readonly counters = new Counters();
   private readonly paired = new Map<string, Paired>();
-  private readonly byLan4 = new Map<number, Paired>();
-  private readonly byLan6 = new Map<string, Paired>();
-  /** phone ID → device NTM ID → allowed ports (empty: all). */
-  private access = new Map<string, Map<string, readonly number[]>>();
-  /** Phones by their virtual addresses (for the LAN → tunnel policy check). */
-  private readonly phoneBy4 = new Map<number, string>();
-  private readonly phoneBy6 = new Map<string, string>();
+  /** The packet policy in force (and the DC's direction policy): rebuilt whole on every change, never edited. */
+  private policy = new HouseholdPolicy({ devices: [], phones: [], grants: [] });
   /** Identities being paired right now: the DC admits them before the store has them. */
   private readonly pendingAdmit = new Set<string>();
   private readonly startedAt = Date.now();
-  private sources: PacketSource[] = [];
-  private firewall: OverlayFirewall | undefined;
-  private reinject: Reinjector | undefined;
-  private timers: NodeJS.Timeout[] = [];
   private readonly version: string;
 
   private constructor(
@@ -151,6 +115,7 @@ export class AgentRuntime implements AgentApi {
     readonly dc: DcServer,
     readonly rs: RsServer | undefined,
     readonly host: TerminalHost,
+    readonly engine: DataEngine,
     readonly advertise: string[],
   ) {
     try {
@@ -208,13 +173,25 @@ export class AgentRuntime implements AgentApi {
       handshakeTime: () => handshakeClock.next(),
       onEvent: (e) => ref.self?.onHostEvent(e),
     });
-    const self = new AgentRuntime(o, db, store, dc, rs, host, advertise);
+    const engine = new DataEngine({ bind, tunnels: host, policy: new HouseholdPolicy({ devices: [], phones: [], grants: [] }), mtu: o.agent.mtu, log: o.log });
+    const self = new AgentRuntime(o, db, store, dc, rs, host, engine, advertise);
     ref.self = self;
     await self.loadPaired();
     self.reconcile();
-    self.refreshAccess();
-    if (o.agent.dataplane) await self.startDataplane();
-    self.timers.push(setInterval(() => self.refreshPhones(), 2000));
+    self.reconfigure();
+    if (o.agent.dataplane) {
+      await engine.start({
+        queueIn: o.agent.queueIn,
+        queueOut: o.agent.queueOut,
+        rules: {
+          chainPrefix: 'NTMA',
+          virtualRanges: [o.dc.virtualV4, o.dc.virtualV6],
+          forward: true,
+          pairedSources: self.policy.lanSources(),
+          innerMtu: o.agent.mtu,
+        },
+      });
+    }
     log.info('agent started', {
       dc: o.dcIdentity.idHex,
       wan: advertise,
@@ -250,27 +227,34 @@ export class AgentRuntime implements AgentApi {
         const v4 = r?.v4 ?? p.virtualV4;
         const v6 = r?.v6 ?? p.virtualV6;
         if (!v4 || !v6) return;
-        this.index({ deviceId: p.deviceId, name: p.name, ntmId: p.ntmId, lan4: p.ipv4 ?? undefined, lan6: p.ipv6 ?? undefined, v4, v6, node });
+        this.paired.set(p.ntmId, { deviceId: p.deviceId, name: p.name, ntmId: p.ntmId, v4, v6, node });
       }),
     );
   }
 
-  private index(p: { deviceId: number; name: string; ntmId: string; lan4?: string; lan6?: string; v4: string; v6: string; node: Node }): void {
-    const e: Paired = {
-      deviceId: p.deviceId,
-      name: p.name,
-      ntmId: p.ntmId,
-      lan4: p.lan4 ? Buffer.from(ip4ToBytes(p.lan4)) : undefined,
-      // A link-local address (all the neighbour table may know of an appliance's IPv6) names no interface here, so
-      // packets rewritten to it could not be delivered: such a device is reached over IPv4 only.
-      lan6: p.lan6 && !/^fe[89ab]/i.test(p.lan6) ? Buffer.from(ip6ToBytes(p.lan6)) : undefined,
-      v4: Buffer.from(ip4ToBytes(p.v4)),
-      v6: Buffer.from(ip6ToBytes(p.v6)),
-      node: p.node,
+  /** What the packet policy is built from, as the store and the DC know it now. */
+  private snapshot(): PolicySnapshot {
+    const lan = new Map(this.store.devices().map((d) => [d.ntmId, d] as const));
+    return {
+      devices: [...this.paired.values()].map((e) => ({ ntmId: e.ntmId, lan4: lan.get(e.ntmId)?.ipv4 ?? null, lan6: lan.get(e.ntmId)?.ipv6 ?? null, v4: e.v4, v6: e.v6 })),
+      phones: this.store.phones().map((p) => {
+        // Phones register with the household DC: their virtual addresses are in its table.
+        const rec = this.dc.terminals.byId.get(p.id);
+        return rec ? { id: p.id, v4: rec.v4, v6: rec.v6 } : { id: p.id };
+      }),
+      grants: this.store.accessRules(),
     };
-    this.paired.set(p.ntmId, e);
-    if (e.lan4) this.byLan4.set(be32(e.lan4, 0), e);
-    if (e.lan6) this.byLan6.set(e.lan6.toString('hex'), e);
+  }
+
+  /**
+   * Builds the policy whole from a fresh snapshot and hands it to the engine (tailscale's Reconfig): called on every
+   * change of paired devices, phones, grants or LAN addresses. Returns the policy it replaced.
+   */
+  private reconfigure(): HouseholdPolicy {
+    const old = this.policy;
+    this.policy = new HouseholdPolicy(this.snapshot());
+    this.engine.reconfig(this.policy);
+    return old;
   }
 
   /**
@@ -278,38 +262,17 @@ export class AgentRuntime implements AgentApi {
    * identities or virtual addresses. Returns how many devices moved.
    */
   async refreshLanAddresses(): Promise<number> {
+    const old = this.reconfigure();
     let moved = 0;
-    for (const p of this.store.pairedIdentities()) {
-      const e = this.paired.get(p.ntmId);
-      if (!e) continue;
-      const lan4 = e.lan4 ? bytesToIp4(e.lan4) : null;
-      const lan6 = e.lan6 ? bytesToIp6(e.lan6) : null;
-      const want6 = p.ipv6 && !/^fe[89ab]/i.test(p.ipv6) ? canonicalIp(p.ipv6) : null;
-      if (lan4 === (p.ipv4 ?? null) && lan6 === want6) continue;
-      this.unindex(p.ntmId);
-      this.index({
-        deviceId: e.deviceId,
-        name: e.name,
-        ntmId: e.ntmId,
-        ...(p.ipv4 ? { lan4: p.ipv4 } : {}),
-        ...(p.ipv6 ? { lan6: p.ipv6 } : {}),
-        v4: bytesToIp4(e.v4),
-        v6: bytesToIp6(e.v6),
-        node: e.node,
-      });
+    for (const e of this.paired.values()) {
+      const was = old.lanSourcesOf(e.ntmId);
+      const is = this.policy.lanSourcesOf(e.ntmId);
+      if (was.join() === is.join()) continue;
       moved++;
-      this.o.log.info('a paired device moved on the LAN', { device: e.name, from: [lan4, lan6], to: [p.ipv4, p.ipv6] });
+      this.o.log.info('a paired device moved on the LAN', { device: e.name, from: was, to: is });
     }
-    if (moved > 0) await this.firewall?.setPairedSources(this.pairedSources());
+    if (moved > 0) await this.engine.setPairedSources(this.policy.lanSources());
     return moved;
-  }
-
-  private unindex(ntmId: string): void {
-    const e = this.paired.get(ntmId);
-    if (!e) return;
-    this.paired.delete(ntmId);
-    if (e.lan4 && this.byLan4.get(be32(e.lan4, 0)) === e) this.byLan4.delete(be32(e.lan4, 0));
-    if (e.lan6 && this.byLan6.get(e.lan6.toString('hex')) === e) this.byLan6.delete(e.lan6.toString('hex'));
   }
 
   /** After a crash between the store's commit and the DC's: whatever the household no longer admits is revoked. */
@@ -335,138 +298,7 @@ export class AgentRuntime implements AgentApi {
   }
 
   private allowDirection(from: string, to: string): boolean {
-    const phones = (id: string) => this.access.has(id) || this.store.phones().some((p) => p.id === id);
-    if (this.access.get(from)?.has(to) || this.access.get(to)?.has(from)) return true;
-    // Two of the family's phones may reach each other; appliances only whom they were granted to.
-    return !this.paired.has(from) && !this.paired.has(to) && phones(from) && phones(to);
-  }
-
-  private refreshAccess(): void {
-    const m = new Map<string, Map<string, readonly number[]>>();
-    for (const r of this.store.accessRules()) {
-      let inner = m.get(r.phoneId);
-      if (!inner) m.set(r.phoneId, (inner = new Map()));
-      inner.set(r.deviceNtmId, r.ports);
-    }
-    this.access = m;
-  }
-
-  /** Phones' virtual addresses, from the DC's table (they register there). */
-  private refreshPhones(): void {
-    this.phoneBy4.clear();
-    this.phoneBy6.clear();
-    for (const p of this.store.phones()) {
-      const rec = this.dc.terminals.byId.get(p.id);
-      if (!rec) continue;
-      this.phoneBy4.set(be32(ip4ToBytes(rec.v4), 0), p.id);
-      this.phoneBy6.set(Buffer.from(ip6ToBytes(rec.v6)).toString('hex'), p.id);
-    }
-  }
-
-  /** Whether `phone` may exchange this packet with `device`: a grant, and its source or destination port in it. */
-  private allowed(phone: string, device: string, info: PacketInfo): boolean {
-    const ports = this.access.get(phone)?.get(device);
-    if (!ports) return false;
-    if (ports.length === 0) return true;
-    // ICMP has no ports: echo and errors follow the grant itself.
-    if (info.protocol === PROTO_ICMP || info.protocol === PROTO_ICMPV6) return true;
-    return ports.includes(info.srcPort) || ports.includes(info.dstPort);
-  }
-
-  /** LAN → tunnel: the appliance's LAN source becomes its virtual address, if a granted phone is the destination. */
-  private translateOut = (buf: Buffer, info: PacketInfo): string | undefined => {
-    const s = info.start;
-    const e = info.version === 4 ? this.byLan4.get(be32(buf, s + 12)) : this.byLan6.get(buf.toString('hex', s + 8, s + 24));
-    if (!e) return 'not-paired';
-    const phone = info.version === 4 ? this.phoneBy4.get(be32(buf, s + 16)) : this.phoneBy6.get(buf.toString('hex', s + 24, s + 40));
-    if (!phone) return 'not-a-phone';
-    // Replies come from the granted service port; the appliance may also start flows to a granted phone.
-    if (!this.allowed(phone, e.ntmId, info)) return 'policy';
-    const r = rewriteAddress(buf, info, 'src', info.version === 4 ? e.v4 : e.v6);
-    return r.ok ? undefined : `rewrite-${r.reason}`;
-  };
-
-  /** Tunnel → LAN: the access policy, then the appliance's virtual destination becomes its LAN address. */
-  private translateIn = (inner: Buffer, info: PacketInfo, node: string, peer: string): string | undefined => {
-    const e = this.paired.get(node);
-    if (!e) return 'not-paired';
-    if (!this.allowed(peer, node, info)) return 'policy';
-    const lan = info.version === 4 ? e.lan4 : e.lan6;
-    if (!lan) {
-      this.unreachable(inner, info);
-      return 'no-lan-address';
-    }
-    const r = rewriteAddress(inner, info, 'dst', lan);
-    return r.ok ? undefined : `rewrite-${r.reason}`;
-  };
-
-  /** ICMP errors the agent originates (RFC 4443 §2.4(f), RFC 1812 §4.3.2.8: rate-limited): a token bucket. */
-  private icmpTokens = ICMP_BURST;
-  private icmpRefilledAt = 0;
-
-  /**
-   * The phone asked an appliance for a family it does not have on the LAN (an IPv4-only lamp at its virtual IPv6
-   * address, which the name also resolves to): answer "unreachable" through the tunnel, from that virtual address, so
-   * the phone's stack fails the attempt at once and falls back to the other family (RFC 8305) instead of waiting.
-   */
-  private unreachable(inner: Buffer, info: PacketInfo): void {
-    const now = performance.now();
-    this.icmpTokens = Math.min(ICMP_BURST, this.icmpTokens + ((now - this.icmpRefilledAt) / 1000) * ICMP_PER_S);
-    this.icmpRefilledAt = now;
-    if (this.icmpTokens < 1) return this.counters.inc('icmp-unreachable-limited');
-    this.icmpTokens--;
-    const s = info.start;
-    const ours = info.version === 4 ? inner.subarray(s + 16, s + 20) : inner.subarray(s + 24, s + 40);
-    const out = Buffer.allocUnsafe(info.version === 4 ? ICMP4_ERROR_MAX : ICMP6_ERROR_MAX);
-    const r = buildDestinationUnreachable(inner, info, ours, out);
-    if (!r.ok) return this.counters.inc(`icmp-unreachable-${r.reason}`);
-    this.counters.inc(`icmp-unreachable-${this.host.sendInner(out.subarray(0, r.length), info.version)}`);
-  }
-
-  private pairedSources(): string[] {
-    const out: string[] = [];
-    for (const e of this.paired.values()) {
-      if (e.lan4) out.push(`${bytesToIp4(e.lan4)}/32`);
-      if (e.lan6) out.push(`${bytesToIp6(e.lan6)}/128`);
-    }
-    return out;
-  }
-
-  private async startDataplane(): Promise<void> {
-    const a = this.o.agent;
-    this.reinject = await Reinjector.open();
-    this.firewall = new OverlayFirewall({
-      chainPrefix: 'NTMA',
-      queueIn: a.queueIn,
-      queueOut: a.queueOut,
-      virtualRanges: [this.o.dc.virtualV4, this.o.dc.virtualV6],
-      forward: true,
-      pairedSources: this.pairedSources(),
-      innerMtu: a.mtu,
-      ...(this.reinject.mode === 'carrier' ? { carrierPorts: { 4: this.reinject.port4, 6: this.reinject.port6 } } : {}),
-    });
-    try {
-      const out = openPacketSource({ queue: a.queueOut });
-      this.sources.push(out);
-      out.onPacket(insideHandler({ overlay: this.host, mtu: a.mtu, translate: this.translateOut, counters: this.counters }));
-      if (this.reinject.mode === 'carrier') {
-        const inn = openPacketSource({ queue: a.queueIn });
-        this.sources.push(inn);
-        inn.onPacket(carrierHandler({ reinject: this.reinject, counters: this.counters }));
-      }
-      this.host.setInnerHandler(outsideDeliver({ reinject: this.reinject, translate: this.translateIn, counters: this.counters }));
-      await this.firewall.install();
-    } catch (e) {
-      await this.stopDataplane();
-      throw e;
-    }
-  }
-
-  private async stopDataplane(): Promise<void> {
-    await this.firewall?.remove().catch((e: Error) => this.o.log.error('removing firewall rules failed', { err: e }));
-    await Promise.all(this.sources.map((s) => s.close()));
-    this.sources = [];
-    this.reinject?.close();
+    return this.policy.allowsDirection(from, to);
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -486,17 +318,9 @@ export class AgentRuntime implements AgentApi {
       const priv = identity.exportPrivateKey();
       const view = this.store.pair(input, { privateKeyHex: toHex(priv, false), ntmId: identity.idHex, virtualV4: r.v4, virtualV6: r.v6 });
       priv.fill(0);
-      this.index({
-        deviceId: view.id,
-        name: view.name,
-        ntmId: identity.idHex,
-        ...(view.ipv4 ? { lan4: view.ipv4 } : {}),
-        ...(view.ipv6 ? { lan6: view.ipv6 } : {}),
-        v4: r.v4,
-        v6: r.v6,
-        node,
-      });
-      await this.firewall?.setPairedSources(this.pairedSources());
+      this.paired.set(identity.idHex, { deviceId: view.id, name: view.name, ntmId: identity.idHex, v4: r.v4, v6: r.v6, node });
+      this.reconfigure();
+      await this.engine.setPairedSources(this.policy.lanSources());
       this.o.log.info('device paired', { device: view.name, id: identity.idHex, v4: r.v4, v6: r.v6 });
       return view;
     } catch (e) {
@@ -514,10 +338,10 @@ export class AgentRuntime implements AgentApi {
     // The revocation goes to the registry signed by the appliance's own key, which the agent holds.
     const nt = e ? NT.encode(NT.sign(e.node.identity, { dcId: this.o.dcIdentity.id, revoked: true, timestamp: Date.now() })) : undefined;
     this.dc.revoke(ntmId, nt);
-    this.unindex(ntmId);
+    this.paired.delete(ntmId);
     this.host.removeNode(ntmId);
-    this.refreshAccess();
-    await this.firewall?.setPairedSources(this.pairedSources());
+    this.reconfigure();
+    await this.engine.setPairedSources(this.policy.lanSources());
     this.o.log.info('device unpaired', { device: device.name, id: ntmId });
   }
 
@@ -544,8 +368,7 @@ export class AgentRuntime implements AgentApi {
     const p = this.store.removePhone(phoneId);
     this.dc.revoke(p.id);
     const cut = this.host.dropPeer(p.id);
-    this.refreshAccess();
-    this.refreshPhones();
+    this.reconfigure();
     this.o.log.info('phone removed', { phone: p.name, id: p.id, tunnelsCut: cut });
   }
 
@@ -555,12 +378,12 @@ export class AgentRuntime implements AgentApi {
 
   setGrant(phoneId: string, deviceId: number, ports: readonly number[]): void {
     this.store.setGrant(phoneId, deviceId, ports);
-    this.refreshAccess();
+    this.reconfigure();
   }
 
   revokeGrant(phoneId: string, deviceId: number): void {
     this.store.revokeGrant(phoneId, deviceId);
-    this.refreshAccess();
+    this.reconfigure();
     const dev = this.store.device(deviceId);
     // Existing tunnels between them end now, not at their next rekey.
     if (dev.ntmId) {
@@ -576,7 +399,7 @@ export class AgentRuntime implements AgentApi {
       agent: { ok: true, uptimeS: Math.round((Date.now() - this.startedAt) / 1000), version: this.version },
       dc: { ok: true, id: this.dc.idHex, terminals: dcs.terminals, online: dcs.online },
       rs: { ok: !!this.rs, id: this.rs?.idHex ?? '', tunnels: rss?.tunnels.length ?? 0 },
-      dataplane: { ok: !this.o.agent.dataplane || this.sources.length > 0, drops: dropsOf(this.counters) },
+      dataplane: { ok: !this.o.agent.dataplane || this.engine.started, drops: this.engine.counts.drops() },
     };
   }
 
@@ -612,7 +435,8 @@ export class AgentRuntime implements AgentApi {
   // ---------------------------------------------------------------------------------------------------------------
 
   private onDcEvent(e: DcEvent): void {
-    if (e.kind === 'registered' && e.first) this.refreshPhones();
+    // A phone registered: its virtual addresses join the policy (the DC's event, not a poll).
+    if (e.kind === 'registered' && !this.paired.has(e.id) && (e.first || !this.policy.knowsPhoneAt(e.id, e.v4))) this.reconfigure();
     if (e.kind === 'direction-refused') this.store.addEvent('access.refused', `${this.describe(e.from)} may not reach ${this.describe(e.target)}: the connection was refused (${e.status})`);
   }
 
@@ -623,7 +447,7 @@ export class AgentRuntime implements AgentApi {
     const phone = this.store.phones().find((p) => p.id === w);
     if (phone) return phone.name;
     for (const e of this.paired.values()) {
-      if (e.ntmId === w || bytesToIp4(e.v4) === w || bytesToIp6(e.v6) === w || ntmLabel(e.name, e.ntmId) === label) return e.name;
+      if (e.ntmId === w || e.v4 === w || canonicalIp(e.v6) === w || ntmLabel(e.name, e.ntmId) === label) return e.name;
     }
     return who;
   }
@@ -643,21 +467,16 @@ export class AgentRuntime implements AgentApi {
       wan: this.advertise,
       devices: [...this.paired.values()].map((e) => ({ id: e.deviceId, name: e.name, ntmId: e.ntmId })),
       phones: this.phones(),
-      dataplane: {
-        counters: this.counters.toJSON(),
-        reinjected: this.reinject?.counters.toJSON() ?? null,
-        queues: this.sources.map((s) => ({ queue: s.queue, ...s.counters })),
-      },
+      dataplane: this.engine.status(),
       dc: this.dc.status(),
       rs: this.rs?.status() ?? null,
-      terminal: this.host.status(),
+      terminal: this.host.status(this.engine.counts.socket()),
       endpoints: { dc: this.dc.port, rs: this.rs?.port ?? null, tunnels: this.host.bind.port, wan: this.advertise.map((a) => formatEndpoint({ family: ipFamily(a) as 4 | 6, address: a, port: this.host.bind.port })) },
     };
   }
 
   async stop(): Promise<void> {
-    for (const t of this.timers) clearInterval(t);
-    await this.stopDataplane();
+    await this.engine.stop();
     await this.host.close();
     await this.rs?.stop();
     await this.dc.stop();

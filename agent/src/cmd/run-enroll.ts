@@ -8,6 +8,8 @@ import { DataError, RefusedError, UnavailableError } from '../types/errors.js';
 import { Exit, EXIT_HELP } from './exit.js';
 import { UdpBind } from '../dataplane/conn/udp.js';
 import { TerminalHost } from '../terminal/host.js';
+import { DataEngine } from '../dataplane/engine.js';
+import { PASS_THROUGH } from '../dataplane/policy.js';
 import { readAddresses } from '../terminal/netwatch.js';
 import type { Endpoint } from '../types/net.js';
 import { parseArgs, one, has } from './args.js';
@@ -49,6 +51,8 @@ export async function runEnroll(argv: readonly string[]): Promise<void> {
     const bind = await UdpBind.open({ listen: '[::]:0' });
     const locals = (): Endpoint[] => addrs.map((a) => ({ family: a.family, address: a.address, port: bind.port }));
     const host = new TerminalHost({ bind, locals, retry: { initialMs: 500, maxMs: 2000, deadlineMs: 6000 } });
+    // The engine reads the socket (registration answers are handed to the host); no packet queues are opened.
+    new DataEngine({ bind, tunnels: host, policy: PASS_THROUGH });
     const node = host.addNode(identity, { id: Buffer.from(t.dcId.slice(2), 'hex'), publicKey: dcPub, endpoint: ep }, { name: one(p, 'name') ?? '', token: t.secret });
     try {
       const r = await node.register();

@@ -20,6 +20,8 @@ import { parseArgs, one, has, overrides } from './args.js';
 import { announce, loadOrCreateIdentity, onShutdown, parseDcRef, resolveIn, tunnelLimits } from './common.js';
 import { ControlServer } from './control-socket.js';
 import { startTerminalDataplane } from '../terminal/localnet.js';
+import { DataEngine } from '../dataplane/engine.js';
+import { PASS_THROUGH } from '../dataplane/policy.js';
 import { ENROLLMENT_FILE } from './run-enroll.js';
 import { EXIT_HELP } from './exit.js';
 
@@ -95,6 +97,8 @@ export async function runUp(argv: readonly string[]): Promise<void> {
     handshakeTime: () => handshakeClock.next(),
     retry: { initialMs: 500, maxMs: 4000, deadlineMs: cfg.requestDeadlineMs },
   });
+  // A terminal's packets are its own: the engine passes them through, sealed and opened.
+  const engine = new DataEngine({ bind, tunnels: host, policy: PASS_THROUGH, mtu: cfg.mtu, log });
   const token = one(p, 'token');
   const node = host.addNode(
     identity,
@@ -112,7 +116,7 @@ export async function runUp(argv: readonly string[]): Promise<void> {
   }
   writeFileSync(ntPath, node.nodeTransaction, { mode: 0o600 });
 
-  const dataplane = cfg.dataplane ? await startTerminalDataplane({ host, reg, port: bind.port, mtu: cfg.mtu, queueOut: cfg.queueOut, queueIn: cfg.queueIn, log }) : undefined;
+  const dataplane = cfg.dataplane ? await startTerminalDataplane({ engine, reg, mtu: cfg.mtu, queueOut: cfg.queueOut, queueIn: cfg.queueIn, log }) : undefined;
 
   let dns: NtmDns | undefined;
   if (cfg.dns) {
@@ -130,7 +134,7 @@ export async function runUp(argv: readonly string[]): Promise<void> {
   const ctl = await ControlServer.listen(cfg.statusSocket || join(cfg.dataDir, 'terminal.sock'), async (req) => {
     switch (req.cmd) {
       case 'status':
-        return { role: 'terminal', id: identity.idHex, ...host.status(), dataplane: dataplane?.status() ?? null, dns: dns?.counts.toJSON() ?? null };
+        return { role: 'terminal', id: identity.idHex, ...host.status(engine.counts.socket()), dataplane: dataplane?.status() ?? null, dns: dns?.counts.toJSON() ?? null };
       case 'connect': {
         const started = performance.now();
         // `fresh`: a new Direction Request even when a tunnel to that peer is up (benchmarks of communication start).

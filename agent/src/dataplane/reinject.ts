@@ -11,6 +11,7 @@
 import dgram from 'node:dgram';
 import { Counters } from '../util/log.js';
 import { nativeAddon } from '../native.js';
+import type { InnerWriter } from '../types/tunnels.js';
 
 export interface CarrierEnd {
   readonly family: 4 | 6;
@@ -18,7 +19,7 @@ export interface CarrierEnd {
   readonly port: number;
 }
 
-export class Reinjector {
+export class Reinjector implements InnerWriter {
   readonly counters = new Counters();
   private constructor(
     private readonly s4: dgram.Socket | undefined,
@@ -74,27 +75,29 @@ export class Reinjector {
 
   /**
    * Sends `inner` (an IP packet of `family`; borrowed for the call: the raw socket sends it at once, the carrier sends
-   * a copy, since node:dgram may hold its buffer until later) towards the kernel's `family` stack. Returns undefined when
-   * sent, else why not (counted here too).
+   * a copy, since node:dgram may hold its buffer until later) towards the kernel's `family` stack. True when sent;
+   * why not is counted here ('raw-error' with the last errno kept, or 'no-ipv4' / 'no-ipv6').
    */
-  inject(inner: Buffer, family: 4 | 6): string | undefined {
-    let why: string;
+  write(inner: Buffer, family: 4 | 6): boolean {
     if (this.raw) {
       const rc = this.raw.inject(inner);
-      if (rc === 0) return undefined;
-      why = `raw-error-${-rc}`;
-    } else {
-      const s = family === 4 ? this.s4 : this.s6;
-      if (s) {
-        s.send(Buffer.from(inner), family === 4 ? this.port4 : this.port6, family === 4 ? '127.0.0.1' : '::1');
-        this.counters.inc('sent');
-        return undefined;
-      }
-      why = `no-ipv${family}`;
+      if (rc === 0) return true;
+      this.lastErrno = -rc;
+      this.counters.inc('raw-error');
+      return false;
     }
-    this.counters.inc(why);
-    return why;
+    const s = family === 4 ? this.s4 : this.s6;
+    if (!s) {
+      this.counters.inc(family === 4 ? 'no-ipv4' : 'no-ipv6');
+      return false;
+    }
+    s.send(Buffer.from(inner), family === 4 ? this.port4 : this.port6, family === 4 ? '127.0.0.1' : '::1');
+    this.counters.inc('sent');
+    return true;
   }
+
+  /** The errno of the last failed raw send (0: none), for `ntm status`. */
+  lastErrno = 0;
 
   /** True when the queued packet (outer UDP ports given) is one of our carriers. */
   isCarrier(family: 4 | 6, srcPort: number, dstPort: number): boolean {

@@ -1,24 +1,28 @@
 // The terminal host: one UDP socket shared by one or many NTM identities (a phone has one; the agent has one per paired
-// appliance) and all their tunnels. It dispatches every arriving datagram by type and index, implements the data
-// plane's Overlay (seal/open inner packets, start tunnels on demand), notices moves, and measures RS round trips.
+// appliance) and all their tunnels. It runs the tunnels' lifecycle (directions, handshakes, on-demand connects,
+// replacement, failure), answers every signalling datagram by type and index, and notices moves. It is the data-path
+// engine's TunnelTable (dataplane/engine.ts reads the socket and handles DATA itself); the routing tables are in
+// routes.ts, RS round trips in relay-probe.ts.
 import { randomBytes } from 'node:crypto';
 import type { Bind, Endpoint } from '../types/net.js';
-import type { Overlay, OutboundResult } from '../types/overlay.js';
+import { NO_NODE, type DataTunnel, type LocalEnd, type OutboundResult, type TunnelTable } from '../types/tunnels.js';
 import type { Identity } from '../protocol/identity.js';
 import { CONTROL_TYPE, DATA_TYPE, TunnelKeypair } from '../crypto/session.js';
 import { parseRequestHeader, TUNNEL_REQUEST_TYPE, TUNNEL_RESPONSE_TYPE } from '../crypto/noise.js';
 import { formatId } from '../crypto/secp256k1.js';
 import { HINT, NAT_PROBE, REGISTRATION_RESPONSE, decodeHint } from '../protocol/registration.js';
-import { RELAY_BIND_ACK, RELAY_FRAME, RELAY_HEADER, RS_PING, decodeRelayBindAck, decodeRsPing, encodeRsPing } from '../protocol/relay.js';
+import { RELAY_BIND_ACK, RELAY_FRAME, RELAY_HEADER, RS_PING, decodeRelayBindAck } from '../protocol/relay.js';
 import type { Route, Target } from '../protocol/control.js';
 import { DEFAULT_RETRY, type RetryPolicy } from '../protocol/retransmit.js';
-import { bytesToIp4, bytesToIp6, ip4ToBytes, ip6ToBytes } from '../protocol/ip.js';
+import { bytesToIp4, bytesToIp6 } from '../protocol/ip.js';
 import { formatEndpoint } from '../protocol/endpoint.js';
 import { Counters, silentLogger, type Logger } from '../util/log.js';
 import { Node, type DcRef } from './node.js';
 import { PUNCH, PUNCH_TTL, Tunnel, type PathNow, type TunnelIo, type TunnelOptions } from './tunnel.js';
 import type { SessionLimits } from '../crypto/session.js';
 import { be32 } from '../util/bytes.js';
+import { RouteTable } from './routes.js';
+import { RelayProbe } from './relay-probe.js';
 
 export interface TerminalHostOptions {
   readonly bind: Bind;
@@ -33,11 +37,6 @@ export interface TerminalHostOptions {
   readonly limits?: Partial<SessionLimits>;
   /** Timestamps of our TUNNEL_REQUESTs: a clock that only goes up (terminal/handshake-clock.ts); default Date.now. */
   readonly handshakeTime?: () => number;
-  /**
-   * Decrypted inner packets (borrowed: valid until the handler returns, then the buffer is reused for the next one;
-   * copy to keep); the data plane sets it later with setInnerHandler.
-   */
-  readonly onInner?: (packet: Buffer, node: string, peer: string) => void;
   readonly onEvent?: (e: HostEvent) => void;
 }
 
@@ -48,12 +47,6 @@ export type HostEvent =
   | { readonly kind: 'tunnel-failed'; readonly node: string; readonly peer: string; readonly why: string }
   | { readonly kind: 'moved'; readonly locals: string[] }
   | { readonly kind: 'revoked'; readonly node: string };
-
-/** What became of a DATA packet. */
-type Inbound =
-  | { readonly kind: 'inner'; readonly packet: Buffer; readonly node: string; readonly peer: string }
-  | { readonly kind: 'consumed' }
-  | { readonly kind: 'drop'; readonly reason: string };
 
 /** How long a replaced tunnel keeps accepting packets sealed before the switch (ms). */
 const RETIRE_MS = 5000;
@@ -66,7 +59,13 @@ interface StashedRequest {
   readonly at: number;
 }
 
-export class TerminalHost implements Overlay {
+/** The socket's view from the data path: DATA datagrams it received and dropped (dataplane/counts.ts). */
+export interface DataSocketView {
+  readonly rx: number;
+  readonly drops: Record<string, number>;
+}
+
+export class TerminalHost implements TunnelTable {
   readonly drops = new Counters();
   readonly counts = new Counters();
   readonly nodes = new Map<string, Node>();
@@ -75,44 +74,35 @@ export class TerminalHost implements Overlay {
   private readonly tunnels = new Map<string, Tunnel>();
   private readonly byPeer = new Map<string, Tunnel>();
   /** Data-path lookups: our virtual address → node; (our virtual, peer virtual) → tunnel. */
-  private readonly nodeBy4 = new Map<number, Node>();
-  private readonly nodeBy6 = new Map<string, Node>();
-  private readonly route4 = new Map<number, Map<number, Tunnel>>();
-  private readonly route6 = new Map<string, Map<string, Tunnel>>();
+  private readonly routes = new RouteTable();
   private readonly connecting = new Map<string, { promise: Promise<Tunnel>; queue: Buffer[] }>();
   private readonly stash = new Map<string, StashedRequest>();
   private readonly waiters = new Map<Tunnel, Array<{ resolve(t: Tunnel): void; reject(e: Error): void }>>();
-  private readonly pings = new Map<bigint, { rs: string; node: Node; at: number }>();
-  private readonly rsRtt = new Map<string, number>();
+  private readonly relays: RelayProbe;
   private timer: NodeJS.Timeout | undefined;
   /** When the last move was noticed (ms, monotonic), for the interruption figure; 0 when none pending. */
   private movedAt = 0;
   /** Handover interruptions measured (ms): from the move until an authentic packet arrived on the new path. */
   readonly interruptions: number[] = [];
-  /** Where DATA packets are decrypted (one at a time, single-threaded): the inner packet handed on is borrowed. */
-  private readonly openScratch = Buffer.allocUnsafe(65_536);
   /** Where tunnels seal DATA packets, when the socket copies each datagram at send (the native one does). */
   private readonly sealScratch: Buffer | undefined;
-  /** A registration's virtual addresses as bytes, for the per-packet destination check (made once per registration). */
-  private readonly regBytes = new WeakMap<object, { readonly v4: number; readonly v6: Buffer }>();
 
-  private innerHandler: ((packet: Buffer, node: string, peer: string) => void) | undefined;
-
+  /**
+   * The host does not read its socket: the data-path engine does, and hands every datagram that is not DATA to
+   * onSignal (create a DataEngine on the same bind).
+   */
   constructor(private readonly opts: TerminalHostOptions) {
-    this.innerHandler = opts.onInner;
     this.sealScratch = (opts.bind as Bind & { copiesOnSend?: boolean }).copiesOnSend === true ? Buffer.allocUnsafe(65_536) : undefined;
     this.log = (opts.log ?? silentLogger).child({ role: 'terminal' });
-    opts.bind.onMessage((d, f) => this.onSocket(d, f));
+    this.relays = new RelayProbe(
+      (d, to) => this.send(d, to),
+      () => new Set(opts.locals().map((l) => l.family)),
+    );
     this.timer = setInterval(() => this.tick(), 1000);
   }
 
   get bind(): Bind {
     return this.opts.bind;
-  }
-
-  /** Where decrypted inner packets go (the data plane's outside delivery); the packet is borrowed, as for onInner. */
-  setInnerHandler(fn: (packet: Buffer, node: string, peer: string) => void): void {
-    this.innerHandler = fn;
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -152,7 +142,7 @@ export class TerminalHost implements Overlay {
     if (!node) return;
     for (const t of [...this.tunnels.values()]) if (this.ownerOf(t) === node) this.closeTunnel(t);
     this.closeRetired((t) => this.ownerOf(t) === node);
-    this.unindexNode(node);
+    this.routes.removeNode(node);
     node.close();
     this.nodes.delete(id);
   }
@@ -170,19 +160,11 @@ export class TerminalHost implements Overlay {
     return n;
   }
 
-  private unindexNode(node: Node): void {
-    const r = node.registration;
-    if (!r) return;
-    this.nodeBy4.delete(be32(ip4ToBytes(r.v4), 0));
-    this.nodeBy6.delete(Buffer.from(ip6ToBytes(r.v6)).toString('hex'));
-  }
-
   private onRegistered(node: Node, v4: string, v6: string, first: boolean): void {
-    this.nodeBy4.set(be32(ip4ToBytes(v4), 0), node);
-    this.nodeBy6.set(Buffer.from(ip6ToBytes(v6)).toString('hex'), node);
+    this.routes.addNode(node);
     this.opts.onEvent?.({ kind: 'registered', node: node.id, v4, v6, ms: node.registrationMs });
     if (first) this.log.info('registered', { node: node.id, v4, v6, ms: Math.round(node.registrationMs * 10) / 10 });
-    this.probeRelays(node);
+    this.relays.probe(node);
   }
 
   private onRevoked(node: Node): void {
@@ -313,12 +295,6 @@ export class TerminalHost implements Overlay {
       .finally(() => setTimeout(() => this.refreshing.delete(key), 3000).unref());
   }
 
-  private routeKeys(node: Node): { v4: number; v6: string } | undefined {
-    const r = node.registration;
-    if (!r) return undefined;
-    return { v4: be32(ip4ToBytes(r.v4), 0), v6: Buffer.from(ip6ToBytes(r.v6)).toString('hex') };
-  }
-
   private onTunnelUp(t: Tunnel): void {
     const node = this.ownerOf(t);
     if (!node || this.retired.has(t)) return;
@@ -327,15 +303,7 @@ export class TerminalHost implements Overlay {
     const isNew = old !== t;
     if (isNew) {
       this.byPeer.set(peerKey, t);
-      const k = this.routeKeys(node);
-      if (k) {
-        let m4 = this.route4.get(k.v4);
-        if (!m4) this.route4.set(k.v4, (m4 = new Map()));
-        m4.set(be32(t.peerV4, 0), t);
-        let m6 = this.route6.get(k.v6);
-        if (!m6) this.route6.set(k.v6, (m6 = new Map()));
-        m6.set(t.peerV6.toString('hex'), t);
-      }
+      this.routes.setTunnel(node, t);
       if (old) this.retire(old);
       const setupMs = performance.now() - t.createdAt;
       this.counts.inc(`tunnels-${t.kind}`);
@@ -398,11 +366,7 @@ export class TerminalHost implements Overlay {
       const peerKey = `${node.id}/${t.peerId}`;
       if (this.byPeer.get(peerKey) === t) {
         this.byPeer.delete(peerKey);
-        const k = this.routeKeys(node);
-        if (k) {
-          this.route4.get(k.v4)?.delete(be32(t.peerV4, 0));
-          this.route6.get(k.v6)?.delete(t.peerV6.toString('hex'));
-        }
+        this.routes.deleteTunnel(node, t);
       }
     }
     this.tunnelOwner.delete(t);
@@ -444,31 +408,38 @@ export class TerminalHost implements Overlay {
   }
 
   // ---------------------------------------------------------------------------------------------------------------
-  // Overlay: the data plane's calls (per packet: no await, no throw).
+  // TunnelTable: the data-path engine's lookups (per packet: no await, no throw, nothing built).
 
-  sendInner(packet: Buffer, family: 4 | 6): OutboundResult {
-    let node: Node | undefined;
-    let t: Tunnel | undefined;
-    if (family === 4) {
-      if (packet.length < 20) return 'dropped';
-      const src = be32(packet, 12);
-      node = this.nodeBy4.get(src);
-      if (!node) return 'no-node';
-      t = this.route4.get(src)?.get(be32(packet, 16));
-    } else {
-      if (packet.length < 40) return 'dropped';
-      const src = packet.toString('hex', 8, 24);
-      node = this.nodeBy6.get(src);
-      if (!node) return 'no-node';
-      t = this.route6.get(src)?.get(packet.toString('hex', 24, 40));
-    }
-    if (t && t.state === 'up') return t.sendInner(packet);
+  tunnelFor(packet: Buffer, family: 4 | 6): DataTunnel | typeof NO_NODE | undefined {
+    const t = this.routes.tunnelFor(packet, family);
+    return t === NO_NODE || t?.state === 'up' ? t : undefined;
+  }
+
+  connectOnDemand(packet: Buffer, family: 4 | 6): OutboundResult {
+    const node = this.routes.nodeFor(packet, family);
+    if (!node) return 'dropped';
     const dst = family === 4 ? bytesToIp4(packet, 16) : bytesToIp6(packet, 24);
-    return this.connectOnDemand(node, { kind: family === 4 ? 'v4' : 'v6', address: dst }, packet);
+    return this.startOnDemand(node, { kind: family === 4 ? 'v4' : 'v6', address: dst }, packet);
+  }
+
+  byIndex(index: number): DataTunnel | undefined {
+    const owner = this.indexes.get(index);
+    return owner instanceof Tunnel ? owner : undefined;
+  }
+
+  localEnd(t: DataTunnel): LocalEnd | undefined {
+    const node = this.nodes.get(this.tunnelOwner.get(t as Tunnel) ?? '');
+    return node && this.routes.localEnd(node);
+  }
+
+  heard(t: DataTunnel): void {
+    if (this.movedAt === 0) return;
+    const tunnel = t as Tunnel;
+    if (this.byPeer.get(`${this.tunnelOwner.get(tunnel)}/${tunnel.peerId}`) === tunnel) this.onTunnelUp(tunnel);
   }
 
   /** First packet to a virtual address without a tunnel: ask for a direction, hold a few packets meanwhile. */
-  private connectOnDemand(node: Node, target: Target, packet: Buffer): OutboundResult {
+  private startOnDemand(node: Node, target: Target, packet: Buffer): OutboundResult {
     const key = `${node.id}/${target.kind === 'id' ? formatId(target.id) : target.kind === 'name' ? target.name : target.address}`;
     let c = this.connecting.get(key);
     if (!c) {
@@ -495,55 +466,13 @@ export class TerminalHost implements Overlay {
     return 'queued';
   }
 
-  private onDataPacket(packet: Buffer, from: Endpoint, via: PathNow): Inbound {
-    const idx = TunnelKeypair.receiverIndex(packet);
-    const owner = this.indexes.get(idx);
-    if (!(owner instanceof Tunnel)) {
-      this.drops.inc('data-unknown-index');
-      return { kind: 'drop', reason: 'unknown-index' };
-    }
-    const kp = owner.keypairs.byIndex(idx);
-    if (!kp) {
-      this.drops.inc('data-stale-index');
-      return { kind: 'drop', reason: 'stale-index' };
-    }
-    const inner = owner.onData(packet, kp, from, via, this.openScratch);
-    if (typeof inner === 'string') {
-      this.drops.inc(`data-${inner}`);
-      return { kind: 'drop', reason: inner };
-    }
-    const nodeId = this.tunnelOwner.get(owner);
-    if (this.movedAt > 0 && this.byPeer.get(`${nodeId}/${owner.peerId}`) === owner) this.onTunnelUp(owner);
-    if (inner.length === 0) return { kind: 'consumed' };
-    // Cryptokey routing: the inner source must be the peer's virtual address, the destination ours.
-    const node = nodeId === undefined ? undefined : this.nodes.get(nodeId);
-    const r = node?.registration;
-    const v = inner[0]! >> 4;
-    if (!r) return this.dropInner('no-registration');
-    let ours = this.regBytes.get(r);
-    if (ours === undefined) this.regBytes.set(r, (ours = { v4: be32(ip4ToBytes(r.v4), 0), v6: Buffer.from(ip6ToBytes(r.v6)) }));
-    if (v === 4) {
-      if (inner.length < 20 || be32(inner, 12) !== be32(owner.peerV4, 0)) return this.dropInner('inner-source');
-      if (be32(inner, 16) !== ours.v4) return this.dropInner('inner-destination');
-    } else if (v === 6) {
-      if (inner.length < 40 || inner.compare(owner.peerV6, 0, 16, 8, 24) !== 0) return this.dropInner('inner-source');
-      if (inner.compare(ours.v6, 0, 16, 24, 40) !== 0) return this.dropInner('inner-destination');
-    } else return this.dropInner('inner-version');
-    return { kind: 'inner', packet: inner, node: nodeId!, peer: owner.peerId };
-  }
-
-  private dropInner(reason: string): Inbound {
-    this.drops.inc(reason);
-    return { kind: 'drop', reason };
-  }
-
   // ---------------------------------------------------------------------------------------------------------------
-  // The socket: signalling (and data, when no NFQUEUE takes it first).
+  // Signalling: every datagram the engine does not take as DATA.
 
-  private onSocket(data: Buffer, from: Endpoint): void {
+  onSignal(data: Buffer, from: Endpoint, via: PathNow): void {
     this.counts.inc('rx');
     try {
-      this.dispatch(data, from, 'direct');
+      this.dispatch(data, from, via);
     } catch (e) {
       this.drops.inc('internal');
       this.log.error('packet handler failed', { err: e, type: data[0], from: formatEndpoint(from) });
@@ -553,14 +482,9 @@ export class TerminalHost implements Overlay {
   private dispatch(data: Buffer, from: Endpoint, via: PathNow): void {
     if (data.length < 4) return this.drops.inc('length');
     switch (data[0]) {
-      case DATA_TYPE: {
-        const r = this.onDataPacket(data, from, via);
-        if (r.kind === 'inner') {
-          if (this.innerHandler) this.innerHandler(r.packet, r.node, r.peer);
-          else this.drops.inc('inner-no-dataplane');
-        }
-        return;
-      }
+      case DATA_TYPE:
+        // Too short for the engine to have taken it (an RS frame of one is opened here, then comes back as DATA).
+        return this.drops.inc('length');
       case RELAY_FRAME:
         if (via === 'relay' || data.length <= RELAY_HEADER) return this.drops.inc('relay-malformed');
         return this.dispatch(data.subarray(RELAY_HEADER), from, 'relay');
@@ -623,44 +547,12 @@ export class TerminalHost implements Overlay {
         t?.onBindAck(a.value.ok);
         return;
       }
-      case RS_PING: {
-        const p = decodeRsPing(data);
-        if (!p.ok || p.value.kind !== 1) return this.drops.inc('pong-malformed');
-        const s = this.pings.get(p.value.nonce);
-        if (!s) return;
-        this.pings.delete(p.value.nonce);
-        const rtt = performance.now() - s.at;
-        const prev = this.rsRtt.get(s.rs);
-        this.rsRtt.set(s.rs, prev === undefined ? rtt : Math.min(prev, rtt));
+      case RS_PING:
+        if (!this.relays.onPong(data)) this.drops.inc('pong-malformed');
         return;
-      }
       default:
         return this.drops.inc('type');
     }
-  }
-
-  // ---------------------------------------------------------------------------------------------------------------
-  // RS round trips (paper §2.4: the DC chooses the RS by distance; we measure it and report).
-
-  private probeRelays(node: Node): void {
-    const relays = node.registration?.relays ?? [];
-    if (relays.length === 0) return;
-    const fams = new Set(this.opts.locals().map((l) => l.family));
-    for (let round = 0; round < 3; round++) {
-      setTimeout(() => {
-        for (const r of relays) {
-          const ep = (fams.has(6) && r.v6) || (fams.has(4) && r.v4) || r.v6 || r.v4;
-          if (!ep) continue;
-          const nonce = randomBytes(8).readBigUInt64BE(0);
-          this.pings.set(nonce, { rs: formatId(r.id), node, at: performance.now() });
-          this.send(encodeRsPing(0, nonce), ep);
-        }
-      }, round * 200).unref();
-    }
-    setTimeout(() => {
-      const rtts = relays.filter((r) => this.rsRtt.has(formatId(r.id))).map((r) => [Buffer.from(r.id), this.rsRtt.get(formatId(r.id))!] as const);
-      node.reportRtts(rtts).catch(() => undefined);
-    }, 1500).unref();
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -674,7 +566,7 @@ export class TerminalHost implements Overlay {
    */
   moved(o: { readonly pathChanged?: boolean; readonly at?: number } = {}): void {
     if (o.pathChanged !== false && this.movedAt === 0) this.movedAt = o.at ?? performance.now();
-    this.rsRtt.clear();
+    this.relays.clear();
     const locals = this.opts.locals().map(formatEndpoint);
     this.log.info('address changed', { locals });
     this.opts.onEvent?.({ kind: 'moved', locals });
@@ -682,7 +574,7 @@ export class TerminalHost implements Overlay {
     for (const n of this.nodes.values()) {
       n.resend();
       n.locationUpdate()
-        .then(() => this.probeRelays(n))
+        .then(() => this.relays.probe(n))
         .catch((e: Error) => this.log.warn('location update failed', { err: e }));
     }
   }
@@ -692,7 +584,7 @@ export class TerminalHost implements Overlay {
     for (const n of this.nodes.values()) n.tick();
     for (const t of this.tunnels.values()) t.tick(now);
     for (const [k, s] of this.stash) if (now - s.at > 3000) this.stash.delete(k);
-    for (const [k, p] of this.pings) if (now - p.at > 5000) this.pings.delete(k);
+    this.relays.tick(now);
     if (this.movedAt > 0 && now - this.movedAt > 30_000) this.movedAt = 0;
   }
 
@@ -704,14 +596,17 @@ export class TerminalHost implements Overlay {
     await this.opts.bind.close();
   }
 
-  status(): Record<string, unknown> {
+  /** `data`: what the engine saw of DATA on this socket (counted among the host's datagrams and drops). */
+  status(data?: DataSocketView): Record<string, unknown> {
+    const counts = this.counts.toJSON();
+    if (data) counts.rx = (counts.rx ?? 0) + data.rx;
     return {
       nodes: [...this.nodes.values()].map((n) => n.describe()),
       tunnels: [...this.tunnels.values()].map((t) => ({ node: this.tunnelOwner.get(t), ...t.describe() })),
-      rsRttMs: Object.fromEntries([...this.rsRtt].map(([k, v]) => [k, Math.round(v * 10) / 10])),
+      rsRttMs: this.relays.toJSON(),
       interruptionsMs: this.interruptions.map((x) => Math.round(x * 10) / 10),
-      counts: this.counts.toJSON(),
-      drops: this.drops.toJSON(),
+      counts,
+      drops: { ...this.drops.toJSON(), ...data?.drops },
     };
   }
 }
