@@ -9,20 +9,20 @@ import { NO_NODE, type DataTunnel, type LocalEnd, type OutboundResult, type Tunn
 import type { Identity } from '../protocol/identity.js';
 import { CONTROL_TYPE, DATA_TYPE, TunnelKeypair } from '../crypto/session.js';
 import { parseRequestHeader, TUNNEL_REQUEST_TYPE, TUNNEL_RESPONSE_TYPE } from '../crypto/noise.js';
-import { formatId } from '../crypto/secp256k1.js';
 import { HINT, NAT_PROBE, REGISTRATION_RESPONSE, decodeHint } from '../protocol/registration.js';
 import { RELAY_BIND_ACK, RELAY_FRAME, RELAY_HEADER, RS_PING, decodeRelayBindAck } from '../protocol/relay.js';
-import type { Route, Target } from '../protocol/control.js';
+import type { Target } from '../protocol/control.js';
 import { DEFAULT_RETRY, type RetryPolicy } from '../protocol/retransmit.js';
 import { bytesToIp4, bytesToIp6 } from '../protocol/ip.js';
 import { formatEndpoint } from '../protocol/endpoint.js';
 import { Counters, silentLogger, type Logger } from '../util/log.js';
 import { Node, type DcRef } from './node.js';
-import { PUNCH, PUNCH_TTL, Tunnel, type PathNow, type TunnelIo, type TunnelOptions } from './tunnel.js';
+import { PUNCH, PUNCH_TTL, Tunnel, type PathNow, type TunnelIo } from './tunnel.js';
 import type { SessionLimits } from '../crypto/session.js';
 import { be32 } from '../util/bytes.js';
 import { RouteTable } from './routes.js';
 import { RelayProbe } from './relay-probe.js';
+import { TunnelLifecycle, type HostEvent } from './lifecycle.js';
 
 export interface TerminalHostOptions {
   readonly bind: Bind;
@@ -40,24 +40,7 @@ export interface TerminalHostOptions {
   readonly onEvent?: (e: HostEvent) => void;
 }
 
-export type HostEvent =
-  | { readonly kind: 'registered'; readonly node: string; readonly v4: string; readonly v6: string; readonly ms: number }
-  | { readonly kind: 'tunnel-up'; readonly node: string; readonly peer: string; readonly path: string; readonly setupMs: number }
-  | { readonly kind: 'tunnel-moved'; readonly node: string; readonly peer: string; readonly path: string; readonly interruptionMs: number }
-  | { readonly kind: 'tunnel-failed'; readonly node: string; readonly peer: string; readonly why: string }
-  | { readonly kind: 'moved'; readonly locals: string[] }
-  | { readonly kind: 'revoked'; readonly node: string };
-
-/** How long a replaced tunnel keeps accepting packets sealed before the switch (ms). */
-const RETIRE_MS = 5000;
-
-
-interface StashedRequest {
-  readonly packet: Buffer;
-  readonly from: Endpoint;
-  readonly via: PathNow;
-  readonly at: number;
-}
+export type { HostEvent };
 
 /** The socket's view from the data path: DATA datagrams it received and dropped (dataplane/counts.ts). */
 export interface DataSocketView {
@@ -71,29 +54,33 @@ export class TerminalHost implements TunnelTable {
   readonly nodes = new Map<string, Node>();
   private readonly log: Logger;
   private readonly indexes = new Map<number, Node | Tunnel>();
-  private readonly tunnels = new Map<string, Tunnel>();
-  private readonly byPeer = new Map<string, Tunnel>();
   /** Data-path lookups: our virtual address → node; (our virtual, peer virtual) → tunnel. */
   private readonly routes = new RouteTable();
-  private readonly connecting = new Map<string, { promise: Promise<Tunnel>; queue: Buffer[] }>();
-  private readonly stash = new Map<string, StashedRequest>();
-  private readonly waiters = new Map<Tunnel, Array<{ resolve(t: Tunnel): void; reject(e: Error): void }>>();
+  private readonly lifecycle: TunnelLifecycle;
   private readonly relays: RelayProbe;
   private timer: NodeJS.Timeout | undefined;
-  /** When the last move was noticed (ms, monotonic), for the interruption figure; 0 when none pending. */
-  private movedAt = 0;
-  /** Handover interruptions measured (ms): from the move until an authentic packet arrived on the new path. */
-  readonly interruptions: number[] = [];
-  /** Where tunnels seal DATA packets, when the socket copies each datagram at send (the native one does). */
-  private readonly sealScratch: Buffer | undefined;
 
   /**
    * The host does not read its socket: the data-path engine does, and hands every datagram that is not DATA to
    * onSignal (create a DataEngine on the same bind).
    */
   constructor(private readonly opts: TerminalHostOptions) {
-    this.sealScratch = (opts.bind as Bind & { copiesOnSend?: boolean }).copiesOnSend === true ? Buffer.allocUnsafe(65_536) : undefined;
     this.log = (opts.log ?? silentLogger).child({ role: 'terminal' });
+    this.lifecycle = new TunnelLifecycle({
+      nodes: this.nodes,
+      routes: this.routes,
+      tunnel: {
+        punchTimeoutMs: opts.punchTimeoutMs ?? 1500,
+        punchHoldMs: opts.punchHoldMs ?? 40,
+        deadlineMs: opts.tunnelDeadlineMs ?? 10_000,
+        ...(opts.limits ? { limits: opts.limits } : {}),
+      },
+      io: this.tunnelIo(),
+      counts: this.counts,
+      drops: this.drops,
+      log: this.log,
+      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+    });
     this.relays = new RelayProbe(
       (d, to) => this.send(d, to),
       () => new Set(opts.locals().map((l) => l.family)),
@@ -119,7 +106,7 @@ export class TerminalHost implements TunnelTable {
         allocIndex: (n) => this.allocIndex(n),
         freeIndex: (i) => this.freeIndex(i),
         locals: () => this.opts.locals(),
-        onRoute: (n, r) => this.onRoute(n, r),
+        onRoute: (n, r) => this.lifecycle.onRoute(n, r),
         onRegistered: (n, r, first) => this.onRegistered(n, r.v4, r.v6, first),
         onRevoked: (n) => this.onRevoked(n),
         now: () => Date.now(),
@@ -140,8 +127,7 @@ export class TerminalHost implements TunnelTable {
   removeNode(id: string): void {
     const node = this.nodes.get(id);
     if (!node) return;
-    for (const t of [...this.tunnels.values()]) if (this.ownerOf(t) === node) this.closeTunnel(t);
-    this.closeRetired((t) => this.ownerOf(t) === node);
+    this.lifecycle.closeOwnedBy(node);
     this.routes.removeNode(node);
     node.close();
     this.nodes.delete(id);
@@ -149,15 +135,7 @@ export class TerminalHost implements TunnelTable {
 
   /** Closes every tunnel to `peerId` (a phone removed from the household). */
   dropPeer(peerId: string): number {
-    let n = 0;
-    for (const t of [...this.tunnels.values()]) {
-      if (t.peerId === peerId.toLowerCase()) {
-        this.closeTunnel(t);
-        n++;
-      }
-    }
-    this.closeRetired((t) => t.peerId === peerId.toLowerCase());
-    return n;
+    return this.lifecycle.dropPeer(peerId);
   }
 
   private onRegistered(node: Node, v4: string, v6: string, first: boolean): void {
@@ -169,8 +147,7 @@ export class TerminalHost implements TunnelTable {
 
   private onRevoked(node: Node): void {
     this.log.warn('the DC revoked this identity', { node: node.id });
-    for (const t of [...this.tunnels.values()]) if (this.ownerOf(t) === node) this.closeTunnel(t);
-    this.closeRetired((t) => this.ownerOf(t) === node);
+    this.lifecycle.closeOwnedBy(node);
     this.opts.onEvent?.({ kind: 'revoked', node: node.id });
   }
 
@@ -196,46 +173,8 @@ export class TerminalHost implements TunnelTable {
     this.opts.bind.send(data, to);
   }
 
-  // ---------------------------------------------------------------------------------------------------------------
-  // Tunnels.
-
-  private tunnelOptions(): TunnelOptions {
-    return {
-      punchTimeoutMs: this.opts.punchTimeoutMs ?? 1500,
-      punchHoldMs: this.opts.punchHoldMs ?? 40,
-      deadlineMs: this.opts.tunnelDeadlineMs ?? 10_000,
-      ...(this.opts.limits ? { limits: this.opts.limits } : {}),
-    };
-  }
-
-  private ownerOf(t: Tunnel): Node | undefined {
-    return this.nodes.get(this.tunnelOwner.get(t) ?? '');
-  }
-  private readonly tunnelOwner = new Map<Tunnel, string>();
-  /** Replaced tunnels still receiving (see retire()), with the timer that closes them. */
-  private readonly retired = new Map<Tunnel, NodeJS.Timeout>();
-
-  private onRoute(node: Node, route: Route): Tunnel {
-    const key = route.tunnelId.toString(16);
-    let t = this.tunnels.get(key);
-    if (t) {
-      t.start(route);
-      return t;
-    }
-    t = new Tunnel(node.identity, route, this.tunnelIo(), this.tunnelOptions());
-    this.tunnels.set(key, t);
-    this.tunnelOwner.set(t, node.id);
-    t.start();
-    const early = this.stash.get(key);
-    if (early) {
-      this.stash.delete(key);
-      const why = t.onRequest(early.packet, early.from, early.via);
-      if (why) this.requestRefused(t, why);
-    }
-    return t;
-  }
-
-  private tunnelIo(): TunnelIo {
+  /** The sockets and indexes every tunnel uses (built once, before the lifecycle that adds its event handlers). */
+  private tunnelIo(): Omit<TunnelIo, 'onUp' | 'onFailed' | 'onStale'> {
     // A bind that can set a datagram's TTL (the real UdpBind) enables short-TTL punches; fakes simply lack it.
     const ttlBind = this.opts.bind as Bind & { sendWithTtl?: (d: Uint8Array, to: Endpoint, ttl: number) => boolean };
     const withTtl = typeof ttlBind.sendWithTtl === 'function' ? ttlBind.sendWithTtl.bind(ttlBind) : undefined;
@@ -252,159 +191,30 @@ export class TerminalHost implements TunnelTable {
         : {}),
       allocIndex: (t: Tunnel) => this.allocIndex(t),
       freeIndex: (i: number) => this.freeIndex(i),
-      onUp: (t: Tunnel) => this.onTunnelUp(t),
-      onFailed: (t: Tunnel, why: string) => this.onTunnelFailed(t, why),
-      onStale: (t: Tunnel) => this.onTunnelStale(t),
       now: () => performance.now(),
       ...(this.opts.handshakeTime ? { handshakeTime: this.opts.handshakeTime } : {}),
-      ...(this.sealScratch ? { sealScratch: this.sealScratch } : {}),
+      // Where tunnels seal DATA packets, when the socket copies each datagram at send (the native one does).
+      ...((this.opts.bind as Bind & { copiesOnSend?: boolean }).copiesOnSend === true ? { sealScratch: Buffer.allocUnsafe(65_536) } : {}),
     };
   }
 
-  private readonly refreshing = new Set<string>();
-  private staleLoggedAt = -Infinity;
-
-  /**
-   * A TUNNEL_REQUEST refused: counted; a replayed or clock-stale one (timestamp not newer than the last accepted)
-   * is also logged, at most every 10 s (a replay flood must not flood the log), since it silently stops a rekey.
-   */
-  private requestRefused(t: Tunnel, why: string): void {
-    this.drops.inc(`handshake-${why}`);
-    const now = performance.now();
-    if (why !== 'stale' || now - this.staleLoggedAt < 10_000) return;
-    this.staleLoggedAt = now;
-    this.log.warn('tunnel request refused: its timestamp is not newer than the last accepted (a replay, or the peer\'s clock went back)', {
-      peer: t.peerId,
-      tunnel: t.tunnelId.toString(16),
-      refused: this.drops.get('handshake-stale'),
-    });
-  }
-
-  /** A stale tunnel is rebuilt from a new Direction Request; the old one keeps carrying until the new one is up. */
-  private onTunnelStale(t: Tunnel): void {
-    const node = this.ownerOf(t);
-    if (!node || this.byPeer.get(`${node.id}/${t.peerId}`) !== t) return;
-    const key = `${node.id}/${t.peerId}`;
-    if (this.refreshing.has(key)) return;
-    this.refreshing.add(key);
-    this.counts.inc('tunnel-refresh');
-    this.log.info('tunnel stale: asking for a new direction', { node: node.id, peer: t.peerId });
-    this.connect(node, { kind: 'id', id: Buffer.from(t.peerId.slice(2), 'hex') }, true)
-      .catch((e: Error) => this.log.warn('tunnel refresh failed', { node: node.id, peer: t.peerId, err: e }))
-      // At most one attempt per stale period.
-      .finally(() => setTimeout(() => this.refreshing.delete(key), 3000).unref());
-  }
-
-  private onTunnelUp(t: Tunnel): void {
-    const node = this.ownerOf(t);
-    if (!node || this.retired.has(t)) return;
-    const peerKey = `${node.id}/${t.peerId}`;
-    const old = this.byPeer.get(peerKey);
-    const isNew = old !== t;
-    if (isNew) {
-      this.byPeer.set(peerKey, t);
-      this.routes.setTunnel(node, t);
-      if (old) this.retire(old);
-      const setupMs = performance.now() - t.createdAt;
-      this.counts.inc(`tunnels-${t.kind}`);
-      this.log.info('tunnel up', { node: node.id, peer: t.peerId, path: t.kind, setupMs: Math.round(setupMs * 10) / 10 });
-      this.opts.onEvent?.({ kind: 'tunnel-up', node: node.id, peer: t.peerId, path: t.kind, setupMs });
-      for (const w of this.waiters.get(t) ?? []) w.resolve(t);
-      this.waiters.delete(t);
-    } else if (this.movedAt > 0) {
-      const interruptionMs = performance.now() - this.movedAt;
-      this.interruptions.push(interruptionMs);
-      this.log.info('tunnel moved', { node: node.id, peer: t.peerId, path: t.kind, interruptionMs: Math.round(interruptionMs * 10) / 10 });
-      this.opts.onEvent?.({ kind: 'tunnel-moved', node: node.id, peer: t.peerId, path: t.kind, interruptionMs });
-      this.movedAt = 0;
-    }
-    t.flushQueue();
-    const pend = this.connecting.get(`${node.id}/${t.peerId}`);
-    if (pend) for (const p of pend.queue.splice(0)) t.sendInner(p);
-  }
-
-  private onTunnelFailed(t: Tunnel, why: string): void {
-    const node = this.ownerOf(t);
-    this.log.warn('tunnel failed', { node: node?.id, peer: t.peerId, why });
-    this.opts.onEvent?.({ kind: 'tunnel-failed', node: node?.id ?? '', peer: t.peerId, why });
-    for (const w of this.waiters.get(t) ?? []) w.reject(new Error(`tunnel to ${t.peerId} failed: ${why}`));
-    this.waiters.delete(t);
-    this.closeTunnel(t);
-  }
-
-  /**
-   * A tunnel replaced by a newer one to the same peer (a new Direction Request, or the peer's) stops sending at once but
-   * keeps receiving for RETIRE_MS: packets the peer sealed before it switched are still on their way.
-   */
-  private retire(t: Tunnel): void {
-    this.tunnels.delete(t.tunnelId.toString(16));
-    for (const w of this.waiters.get(t) ?? []) w.reject(new Error(`tunnel to ${t.peerId} replaced`));
-    this.waiters.delete(t);
-    const timer = setTimeout(() => {
-      this.retired.delete(t);
-      this.closeTunnel(t, false);
-    }, RETIRE_MS);
-    timer.unref();
-    this.retired.set(t, timer);
-  }
-
-  /** Closes retired tunnels at once (the identity or the peer is gone: no grace). */
-  private closeRetired(which: (t: Tunnel) => boolean): void {
-    for (const [t, timer] of [...this.retired]) {
-      if (!which(t)) continue;
-      clearTimeout(timer);
-      this.retired.delete(t);
-      this.closeTunnel(t, false);
-    }
-  }
-
-  private closeTunnel(t: Tunnel, notify = true): void {
-    const node = this.ownerOf(t);
-    t.close();
-    this.tunnels.delete(t.tunnelId.toString(16));
-    if (node) {
-      const peerKey = `${node.id}/${t.peerId}`;
-      if (this.byPeer.get(peerKey) === t) {
-        this.byPeer.delete(peerKey);
-        this.routes.deleteTunnel(node, t);
-      }
-    }
-    this.tunnelOwner.delete(t);
-    if (notify) for (const w of this.waiters.get(t) ?? []) w.reject(new Error(`tunnel to ${t.peerId} closed`));
-    this.waiters.delete(t);
-  }
-
-  private whenUp(t: Tunnel): Promise<Tunnel> {
-    if (t.state === 'up') return Promise.resolve(t);
-    return new Promise((resolve, reject) => {
-      const list = this.waiters.get(t) ?? [];
-      list.push({ resolve, reject });
-      this.waiters.set(t, list);
-    });
-  }
+  // ---------------------------------------------------------------------------------------------------------------
+  // Tunnels.
 
   /**
    * Direction Request + tunnel setup (paper §2.3): resolves when both ends can send. A tunnel already up to the same
-   * peer (asked by ID) is reused unless `fresh` (the stale-tunnel refresh needs a new route).
+   * peer (asked by ID) is reused unless `fresh` (a benchmark of communication start asks for a new route).
    */
-  async connect(node: Node, target: Target, fresh = false): Promise<Tunnel> {
-    if (!fresh && target.kind === 'id') {
-      const up = this.byPeer.get(`${node.id}/${formatId(target.id)}`);
-      if (up?.state === 'up') return up;
-    }
-    const route = await node.direction(target);
-    const existing = this.byPeer.get(`${node.id}/${formatId(route.peerId)}`);
-    if (existing && existing.state === 'up' && existing.tunnelId === route.tunnelId) return existing;
-    const t = this.onRoute(node, route);
-    return this.whenUp(t);
+  connect(node: Node, target: Target, fresh = false): Promise<Tunnel> {
+    return this.lifecycle.connect(node, target, fresh);
   }
 
   tunnelTo(node: Node, peerId: string): Tunnel | undefined {
-    return this.byPeer.get(`${node.id}/${peerId.toLowerCase()}`);
+    return this.lifecycle.tunnelTo(node, peerId);
   }
 
   allTunnels(): Tunnel[] {
-    return [...this.tunnels.values()];
+    return this.lifecycle.all();
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -419,7 +229,7 @@ export class TerminalHost implements TunnelTable {
     const node = this.routes.nodeFor(packet, family);
     if (!node) return 'dropped';
     const dst = family === 4 ? bytesToIp4(packet, 16) : bytesToIp6(packet, 24);
-    return this.startOnDemand(node, { kind: family === 4 ? 'v4' : 'v6', address: dst }, packet);
+    return this.lifecycle.startOnDemand(node, { kind: family === 4 ? 'v4' : 'v6', address: dst }, packet);
   }
 
   byIndex(index: number): DataTunnel | undefined {
@@ -428,42 +238,12 @@ export class TerminalHost implements TunnelTable {
   }
 
   localEnd(t: DataTunnel): LocalEnd | undefined {
-    const node = this.nodes.get(this.tunnelOwner.get(t as Tunnel) ?? '');
+    const node = this.nodes.get(this.lifecycle.ownerId(t as Tunnel) ?? '');
     return node && this.routes.localEnd(node);
   }
 
   heard(t: DataTunnel): void {
-    if (this.movedAt === 0) return;
-    const tunnel = t as Tunnel;
-    if (this.byPeer.get(`${this.tunnelOwner.get(tunnel)}/${tunnel.peerId}`) === tunnel) this.onTunnelUp(tunnel);
-  }
-
-  /** First packet to a virtual address without a tunnel: ask for a direction, hold a few packets meanwhile. */
-  private startOnDemand(node: Node, target: Target, packet: Buffer): OutboundResult {
-    const key = `${node.id}/${target.kind === 'id' ? formatId(target.id) : target.kind === 'name' ? target.name : target.address}`;
-    let c = this.connecting.get(key);
-    if (!c) {
-      const queue: Buffer[] = [];
-      const promise = this.connect(node, target);
-      c = { promise, queue };
-      this.connecting.set(key, c);
-      const entry = c;
-      promise
-        .then((t) => {
-          for (const p of entry.queue.splice(0)) t.sendInner(p);
-        })
-        .catch((e: Error) => {
-          this.counts.inc('on-demand-failed');
-          this.log.warn('no tunnel for traffic', { node: node.id, target: key, err: e });
-        })
-        .finally(() => {
-          // A failed attempt is remembered briefly, so a burst of packets does not become a burst of requests.
-          setTimeout(() => this.connecting.delete(key), 1000).unref();
-        });
-    }
-    if (c.queue.length >= 16) return 'dropped';
-    c.queue.push(Buffer.from(packet));
-    return 'queued';
+    this.lifecycle.heard(t as Tunnel);
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -492,14 +272,14 @@ export class TerminalHost implements TunnelTable {
         const h = parseRequestHeader(data);
         if (!h) return this.drops.inc('handshake-malformed');
         const key = h.tunnelId.readBigUInt64BE(0).toString(16);
-        const t = this.tunnels.get(key);
+        const t = this.lifecycle.tunnels.get(key);
         if (!t) {
-          // The request outran our Route Direction: keep it a moment (bounded).
-          if (this.stash.size < 256) this.stash.set(key, { packet: Buffer.from(data), from, via, at: performance.now() });
+          // The request outran our Route Direction: keep it a moment.
+          this.lifecycle.stashRequest(key, data, from, via);
           return this.drops.inc('handshake-early');
         }
         const why = t.onRequest(data, from, via);
-        if (why) this.requestRefused(t, why);
+        if (why) this.lifecycle.requestRefused(t, why);
         return;
       }
       case TUNNEL_RESPONSE_TYPE: {
@@ -511,7 +291,7 @@ export class TerminalHost implements TunnelTable {
       }
       case PUNCH: {
         if (data.length !== 32) return this.drops.inc('punch-malformed');
-        const t = this.tunnels.get(data.readBigUInt64BE(4).toString(16));
+        const t = this.lifecycle.tunnels.get(data.readBigUInt64BE(4).toString(16));
         if (!t || Buffer.compare(data.subarray(12, 32), Buffer.from(t.peerId.slice(2), 'hex')) !== 0) return this.drops.inc('punch-unknown');
         // Unauthenticated: it can only make a connecting initiator send its (authenticated) request once more.
         if (t.state !== 'connecting') return this.drops.inc('punch-late');
@@ -543,7 +323,7 @@ export class TerminalHost implements TunnelTable {
       case RELAY_BIND_ACK: {
         const a = decodeRelayBindAck(data);
         if (!a.ok) return this.drops.inc('bind-ack-malformed');
-        const t = this.tunnels.get(a.value.tunnelId.toString(16));
+        const t = this.lifecycle.tunnels.get(a.value.tunnelId.toString(16));
         t?.onBindAck(a.value.ok);
         return;
       }
@@ -565,12 +345,11 @@ export class TerminalHost implements TunnelTable {
    * has not yet carried traffic keeps the earlier start time.
    */
   moved(o: { readonly pathChanged?: boolean; readonly at?: number } = {}): void {
-    if (o.pathChanged !== false && this.movedAt === 0) this.movedAt = o.at ?? performance.now();
     this.relays.clear();
     const locals = this.opts.locals().map(formatEndpoint);
     this.log.info('address changed', { locals });
     this.opts.onEvent?.({ kind: 'moved', locals });
-    for (const t of this.tunnels.values()) t.moved();
+    this.lifecycle.moved(o.at ?? performance.now(), o.pathChanged !== false);
     for (const n of this.nodes.values()) {
       n.resend();
       n.locationUpdate()
@@ -582,16 +361,13 @@ export class TerminalHost implements TunnelTable {
   private tick(): void {
     const now = performance.now();
     for (const n of this.nodes.values()) n.tick();
-    for (const t of this.tunnels.values()) t.tick(now);
-    for (const [k, s] of this.stash) if (now - s.at > 3000) this.stash.delete(k);
+    this.lifecycle.tick(now);
     this.relays.tick(now);
-    if (this.movedAt > 0 && now - this.movedAt > 30_000) this.movedAt = 0;
   }
 
   async close(): Promise<void> {
     clearInterval(this.timer);
-    for (const t of [...this.tunnels.values()]) this.closeTunnel(t);
-    this.closeRetired(() => true);
+    this.lifecycle.close();
     for (const n of this.nodes.values()) n.close();
     await this.opts.bind.close();
   }
@@ -602,9 +378,9 @@ export class TerminalHost implements TunnelTable {
     if (data) counts.rx = (counts.rx ?? 0) + data.rx;
     return {
       nodes: [...this.nodes.values()].map((n) => n.describe()),
-      tunnels: [...this.tunnels.values()].map((t) => ({ node: this.tunnelOwner.get(t), ...t.describe() })),
+      tunnels: this.lifecycle.all().map((t) => ({ node: this.lifecycle.ownerId(t), ...t.describe() })),
       rsRttMs: this.relays.toJSON(),
-      interruptionsMs: this.interruptions.map((x) => Math.round(x * 10) / 10),
+      interruptionsMs: this.lifecycle.interruptions.map((x) => Math.round(x * 10) / 10),
       counts,
       drops: { ...this.drops.toJSON(), ...data?.drops },
     };
