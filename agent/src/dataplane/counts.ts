@@ -34,6 +34,8 @@ export const C = Object.freeze({
   DATA_UNKNOWN_INDEX: at('data-unknown-index'),
   DATA_STALE_INDEX: at('data-stale-index'),
   DATA_INTERNAL: at('data-internal'),
+  /** A tunnel refused a DATA packet for a reason this list does not know (cannot happen while OPEN_DROPS is whole). */
+  DATA_INVALID: at('data-invalid'),
   NO_REGISTRATION: at('no-registration'),
   INNER_SOURCE: at('inner-source'),
   INNER_DESTINATION: at('inner-destination'),
@@ -64,7 +66,7 @@ export const COUNT_NAMES: readonly string[] = Object.freeze(names);
 /** Outcomes that are not drops: what went through, and the ICMP answers sent. */
 const PASSED = new Set([C.DATA_RX, OUT_RESULT.sent, OUT_RESULT.queued, C.IN_DELIVERED, ICMP_RESULT.sent, ICMP_RESULT.queued]);
 /** Counted at the terminal's socket, before the inner packet is looked at (a terminal's `drops` beside the host's). */
-const SOCKET = new Set([C.DATA_RX, C.DATA_UNKNOWN_INDEX, C.DATA_STALE_INDEX, C.DATA_INTERNAL, ...Object.values(DATA_OPEN), C.NO_REGISTRATION, C.INNER_SOURCE, C.INNER_DESTINATION, C.INNER_VERSION]);
+const SOCKET = new Set([C.DATA_RX, C.DATA_UNKNOWN_INDEX, C.DATA_STALE_INDEX, C.DATA_INTERNAL, C.DATA_INVALID, ...Object.values(DATA_OPEN), C.NO_REGISTRATION, C.INNER_SOURCE, C.INNER_DESTINATION, C.INNER_VERSION]);
 
 /** One counter per outcome. Single-threaded: the engine's JS thread increments, anyone reads. */
 export class DataCounts {

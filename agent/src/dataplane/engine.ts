@@ -70,7 +70,7 @@ export class DataEngine {
   private readonly tunnels: TunnelTable;
   private readonly mtu: number;
   private readonly log: Logger;
-  /** Parse results, one per direction (a tunnel → LAN packet may send an ICMP answer LAN-wards' opposite way). */
+  /** Parse results, one per direction and one for carriers: each is overwritten by the next packet of its kind. */
   private readonly outInfo = new PacketInfo();
   private readonly inInfo = new PacketInfo();
   private readonly carrierInfo = new PacketInfo();
@@ -156,7 +156,7 @@ export class DataEngine {
     if (kp === undefined) return this.counts.inc(C.DATA_STALE_INDEX);
     // Crypto: open, replay window, roaming (the peer's new address is learnt from authentic packets only).
     const inner = t.onData(d, kp, from, via, this.openScratch);
-    if (typeof inner === 'string') return this.counts.inc(DATA_OPEN[inner as OpenDrop] ?? C.DATA_UNKNOWN_INDEX);
+    if (typeof inner === 'string') return this.counts.inc(DATA_OPEN[inner as OpenDrop] ?? C.DATA_INVALID);
     this.tunnels.heard(t);
     if (inner.length === 0) return; // a keep-alive
     // Cryptokey routing: the inner source must be the peer's virtual address, the destination ours.
