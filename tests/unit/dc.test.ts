@@ -9,6 +9,9 @@ import { loadSection } from '../../agent/src/config/schema.js';
 import { Identity } from '../../agent/src/protocol/identity.js';
 import { DcServer } from '../../agent/src/dc/server.js';
 import { TerminalHost } from '../../agent/src/terminal/host.js';
+import { DataEngine } from '../../agent/src/dataplane/engine.js';
+import { PASS_THROUGH } from '../../agent/src/dataplane/policy.js';
+import { OUT_RESULT } from '../../agent/src/dataplane/counts.js';
 import type { Node } from '../../agent/src/terminal/node.js';
 import { FakeNetwork, type FakeBind } from '../../agent/src/dataplane/conn/fake.js';
 import { FakeLedger, FakeRegistry } from '../../agent/src/registry/fake.js';
@@ -51,6 +54,7 @@ async function peeredDcs(net: FakeNetwork): Promise<[TestDc, TestDc]> {
 
 interface TestTerminal {
   readonly host: TerminalHost;
+  readonly engine: DataEngine;
   readonly node: Node;
   readonly bind: FakeBind;
   readonly inbox: Buffer[];
@@ -59,9 +63,11 @@ interface TestTerminal {
 function startTerminal(net: FakeNetwork, address: string, dc: TestDc, name: string): TestTerminal {
   const bind = net.open([address]);
   const inbox: Buffer[] = [];
-  const host = new TerminalHost({ bind, locals: () => [bind.endpoint()], retry: RETRY, onInner: (p: Buffer) => void inbox.push(Buffer.from(p)) });
+  const host = new TerminalHost({ bind, locals: () => [bind.endpoint()], retry: RETRY });
+  // Decrypted packets land in the inbox (borrowed: copied) instead of the kernel.
+  const engine = new DataEngine({ bind, tunnels: host, policy: PASS_THROUGH, writer: { write: (p) => (inbox.push(Buffer.from(p)), true) } });
   const node = host.addNode(Identity.generate(), { id: dc.identity.id, publicKey: dc.identity.publicKey, endpoint: dc.endpoint }, { name });
-  return { host, node, bind, inbox };
+  return { host, engine, node, bind, inbox };
 }
 
 /** A UDP datagram between two virtual IPv4 addresses (its payload starts at byte 28). */
@@ -172,7 +178,7 @@ void describe('the DC on a fake network', () => {
       assert.equal(t.peerId, b.node.id);
       assert.equal(count(d.dc, 'ctl-retransmission'), 1);
       assert.equal(count(d.dc, 'routes-direct'), 1, 'one route computed');
-      assert.equal(a.host.sendInner(ipv4Packet(ra.v4, rb.v4, 'hello bob'), 4), 'sent');
+      assert.equal(a.engine.fromLan(ipv4Packet(ra.v4, rb.v4, 'hello bob')), OUT_RESULT.sent);
       await until('the packet reached bob', () => b.inbox.length === 1);
       assert.equal(b.inbox[0]!.subarray(28).toString(), 'hello bob');
     } finally {
@@ -195,7 +201,7 @@ void describe('the DC on a fake network', () => {
       assert.equal(t.state, 'up');
       assert.equal(t.peerId, b.node.id);
       assert.equal(count(d2.dc, 'routes-direct'), 1, "DC 2 planned the route (it has both ends)");
-      assert.equal(a.host.sendInner(ipv4Packet(ra.v4, rb.v4, 'across DCs'), 4), 'sent');
+      assert.equal(a.engine.fromLan(ipv4Packet(ra.v4, rb.v4, 'across DCs')), OUT_RESULT.sent);
       await until('the packet reached bob', () => b.inbox.length === 1);
       assert.equal(b.inbox[0]!.subarray(28).toString(), 'across DCs');
     } finally {
