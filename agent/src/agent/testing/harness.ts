@@ -10,6 +10,8 @@ import { loadSection } from '../../config/schema.js';
 import { UdpBind } from '../../dataplane/conn/udp.js';
 import { Identity } from '../../protocol/identity.js';
 import { TerminalHost } from '../../terminal/host.js';
+import { DataEngine } from '../../dataplane/engine.js';
+import { PASS_THROUGH } from '../../dataplane/policy.js';
 import type { Endpoint } from '../../types/net.js';
 import { silentLogger } from '../../util/log.js';
 import { decodeEnrollment } from '../enrollment.js';
@@ -67,6 +69,8 @@ export async function runtimeHarness(): Promise<AgentHarness> {
     const bind = await UdpBind.open({ listen: '127.0.0.1:0' });
     const locals = (): Endpoint[] => [{ family: 4, address: '127.0.0.1', port: bind.port }];
     const host = new TerminalHost({ bind, locals, retry: { initialMs: 200, maxMs: 500, deadlineMs: 2000 } });
+    // The engine reads the phone's socket and hands the DC's answers to the host; no packet queues are opened.
+    new DataEngine({ bind, tunnels: host, policy: PASS_THROUGH });
     phones.push(host);
     const identity = Identity.generate();
     const t = d.token;
