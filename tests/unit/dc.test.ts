@@ -4,7 +4,11 @@
 // does not verify. tests/unit/ntm-loopback repeats the first over real UDP; the netns tier across real NATs.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openDb } from '../../agent/src/store/db.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openDb, type Db } from '../../agent/src/store/db.js';
+import { createLogger, type Logger } from '../../agent/src/util/log.js';
 import { loadSection } from '../../agent/src/config/schema.js';
 import { Identity } from '../../agent/src/protocol/identity.js';
 import { DcServer } from '../../agent/src/dc/server.js';
@@ -32,13 +36,17 @@ interface TestDc {
   readonly endpoint: Endpoint;
 }
 
-async function startDc(net: FakeNetwork, address: string, o: { identity?: Identity; peerIds?: Array<[Identity, string]>; registry?: Registry } = {}): Promise<TestDc> {
+async function startDc(
+  net: FakeNetwork,
+  address: string,
+  o: { identity?: Identity; peerIds?: Array<[Identity, string]>; registry?: Registry; db?: Db; log?: Logger } = {},
+): Promise<TestDc> {
   const identity = o.identity ?? Identity.generate();
-  const db = openDb(':memory:');
+  const db = o.db ?? openDb(':memory:');
   const peers = (o.peerIds ?? []).map(([id, addr]) => `${id.idHex}@${addr}:7100`);
   const config = loadSection('dc', undefined, { 'dc.listen': `${address}:7100`, 'dc.advertise': [`${address}:7100`], 'dc.peers': peers });
   const registry = o.registry ?? new FakeRegistry();
-  const dc = await DcServer.start({ identity, db, registry, bind: net.open([address], 7100), probeBind: net.open([address], 7101), config });
+  const dc = await DcServer.start({ identity, db, registry, bind: net.open([address], 7100), probeBind: net.open([address], 7101), config, ...(o.log ? { log: o.log } : {}) });
   return { dc, identity, registry, endpoint: { family: 4, address, port: 7100 } };
 }
 
@@ -246,4 +254,81 @@ void describe('the DC on a fake network', () => {
     const again = net.open(['10.0.0.1'], 7100);
     await again.close();
   });
+
+  test('a revocation of an ID the DC has not seen holds when that ID registers later, across a restart, until lifted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dc-revoke-'));
+    const net = new FakeNetwork();
+    const identity = Identity.generate();
+    const file = join(dir, 'dc.db');
+    let d = await startDc(net, '10.0.0.1', { identity, db: openDb(file), registry: new FakeRegistry() });
+    const a = startTerminal(net, '10.0.1.1', d, 'alice');
+    try {
+      assert.equal(d.dc.revoke(a.node.id), false, 'the DC had not seen it');
+      await assert.rejects(a.node.register());
+      assert.ok((d.dc.drops.toJSON()['reg-revoked'] ?? 0) >= 1, 'refused as revoked');
+      assert.equal(d.dc.terminals.size, 0, 'no address was handed out');
+      // The revocation is on disk: a restarted DC still refuses it.
+      await d.dc.stop();
+      d = await startDc(net, '10.0.0.1', { identity, db: openDb(file), registry: new FakeRegistry() });
+      await assert.rejects(a.node.register());
+      assert.ok((d.dc.drops.toJSON()['reg-revoked'] ?? 0) >= 1);
+      // Lifted (paired again): it registers.
+      d.dc.reinstate(a.node.id);
+      const r = await a.node.register();
+      assert.match(r.v4, /^198\.(18|19)\./);
+    } finally {
+      await closeAll([d], [a]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('an unauthenticated CONTROL frame gets silence, unless it comes from where a terminal of this DC is (then a HINT)', async () => {
+    const net = new FakeNetwork();
+    const d = await startDc(net, '10.0.0.1');
+    const a = startTerminal(net, '10.0.1.1', d, 'alice');
+    const hints: Endpoint[] = [];
+    net.filter = (data, f, t) => {
+      if (data[0] === 0x12 && f.port === 7100) hints.push(t);
+      return true;
+    };
+    const mallory = net.open(['10.0.9.9']);
+    try {
+      await a.node.register();
+      const garbage = Buffer.alloc(48, 0x5a);
+      garbage[0] = 0x10;
+      mallory.send(garbage, d.endpoint);
+      mallory.send(garbage.subarray(0, 4), d.endpoint);
+      await until('the frames counted', () => (d.dc.drops.toJSON()['ctl-unknown-session'] ?? 0) === 2);
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(hints.length, 0, 'no answer to a forged frame');
+      // From alice's own address (a frame of a session the DC lost): she is invited to register again.
+      a.bind.send(garbage, d.endpoint);
+      await until('alice got a HINT', () => hints.length === 1);
+      assert.equal(hints[0]!.address, '10.0.1.1');
+    } finally {
+      await mallory.close();
+      await closeAll([d], [a]);
+    }
+  });
+
+  test('a registration high-water mark left in the future by a wrong clock does not lock a terminal out; the refusals are logged', async () => {
+    const net = new FakeNetwork();
+    const lines: string[] = [];
+    const log = createLogger('info', {}, (l) => lines.push(l));
+    const d = await startDc(net, '10.0.0.1', { log });
+    const a = startTerminal(net, '10.0.1.1', d, 'alice');
+    try {
+      await a.node.register();
+      // What a boot with the clock in 2046 leaves behind: the last accepted request time 20 years ahead.
+      const rec = d.dc.terminals.byId.get(a.node.id)!;
+      rec.lastReqTime = Date.now() + 20 * 365 * 86400_000;
+      const r = await a.node.register();
+      assert.equal(r.v4, rec.v4, 'registered again, same address');
+      assert.ok(rec.lastReqTime <= Date.now() + 1000, 'the mark follows the clock again');
+      assert.ok(lines.some((l) => /clock/.test(l)), `the clamp was logged: ${lines.join('\n')}`);
+    } finally {
+      await closeAll([d], [a]);
+    }
+  });
 });
+

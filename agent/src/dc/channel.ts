@@ -69,7 +69,12 @@ export class ControlChannel {
     const rec = this.byIndex.get(TunnelKeypair.receiverIndex(data));
     if (!rec?.channel) {
       this.dc.drops.inc('ctl-unknown-session');
-      return this.hint(HintReason.UNKNOWN_SESSION, from);
+      // A terminal whose channel this DC lost (a restart, a deregistration it missed) is invited to register again,
+      // but only at an address a terminal of ours was last seen at: to anyone else an unauthenticated frame gets
+      // silence (docs/protocol.md §3), or every forged 4-byte frame would draw a 24-byte answer to its claimed source.
+      const known = this.dc.terminals.atEndpoint(from);
+      if (known && !known.revoked) this.hint(HintReason.UNKNOWN_SESSION, from);
+      return;
     }
     const pt = rec.channel.open(data);
     if (typeof pt === 'string') return this.dc.drops.inc(`ctl-${pt}`);
@@ -79,7 +84,7 @@ export class ControlChannel {
     rec.lastSeen = this.dc.clock.now();
     if (!sameEndpoint(rec.observed, from)) {
       // An authentic packet from a new address: the terminal moved (or its NAT rebound). Follow it at once.
-      rec.observed = from;
+      this.dc.terminals.observe(rec, from);
       if (rec.nat === 'none') rec.nat = rec.locals.some((l) => sameEndpoint(l, from)) ? 'none' : 'unknown';
       this.dc.terminals.touch(rec);
       this.dc.commit.schedule();

@@ -7,7 +7,7 @@ import type { Db } from '../store/db.js';
 import type { SectionConfig } from '../config/schema.js';
 import type { Identity } from '../protocol/identity.js';
 import type { ServerRecord } from '../protocol/dc-record.js';
-import { Counters, silentLogger, type Logger } from '../util/log.js';
+import { Counters, silentLogger, ThrottledLog, type Logger } from '../util/log.js';
 import { TerminalTable } from './terminals.js';
 import { TurnCommit } from './commit.js';
 import { defaultPools } from './pools.js';
@@ -66,6 +66,8 @@ export class DcCore {
   readonly drops = new Counters();
   readonly counts = new Counters();
   readonly log: Logger;
+  /** For refusals anyone can provoke (replays, stale requests, floods): a line per kind per 10 s. */
+  readonly refusals: ThrottledLog;
   readonly clock: Clock;
   readonly identity: Identity;
   readonly config: SectionConfig<'dc'>;
@@ -82,6 +84,7 @@ export class DcCore {
     this.bind = opts.bind;
     this.log = (opts.log ?? silentLogger).child({ role: 'dc' });
     this.clock = opts.clock ?? SYSTEM_CLOCK;
+    this.refusals = new ThrottledLog(this.log, () => this.clock.monotonic());
     this.identity = opts.identity;
     this.config = opts.config;
     this.registry = opts.registry;

@@ -59,9 +59,29 @@ export class Registration {
       dc.counts.inc('reg-retransmission');
       return dc.send(rec.lastReg.response, from, bind);
     }
+    // Silence either way, so this needs no proof of the key: refused before any work.
+    if (!rec && dc.terminals.isRevokedId(idHex)) return dc.drops.inc('reg-revoked');
     const now = dc.clock.now();
-    if (Math.abs(req.time - now) > dc.config.freshnessS * 1000) return dc.drops.inc('reg-stale');
-    if (rec && req.time <= rec.lastReqTime) return dc.drops.inc('reg-replay');
+    const freshMs = dc.config.freshnessS * 1000;
+    if (Math.abs(req.time - now) > freshMs) {
+      dc.refusals.warn('reg-stale', 'registration refused: its time is too far from ours (a clock is wrong, or a replay)', {
+        id: idHex,
+        from: src,
+        requestTime: new Date(req.time).toISOString(),
+        dcTime: new Date(now).toISOString(),
+      });
+      return dc.drops.inc('reg-stale');
+    }
+    if (rec && rec.lastReqTime > now + freshMs) this.clampMark(rec, now);
+    if (rec && req.time <= rec.lastReqTime) {
+      dc.refusals.warn('reg-replay', 'registration refused as a replay: not newer than the last one accepted', {
+        id: idHex,
+        from: src,
+        requestTime: new Date(req.time).toISOString(),
+        lastAccepted: new Date(rec.lastReqTime).toISOString(),
+      });
+      return dc.drops.inc('reg-replay');
+    }
 
     const ntChanged = !rec || !rec.nt.equals(req.nt);
     let nt: NT.NodeTransaction | undefined;
@@ -97,7 +117,7 @@ export class Registration {
         rec.nt = keep(req.nt);
         dc.terminals.touch(rec);
         this.channel.drop(rec);
-      }
+      } else dc.terminals.revokeId(idHex, now);
       return;
     }
     if (rec?.revoked) return dc.drops.inc('reg-revoked');
@@ -160,9 +180,31 @@ export class Registration {
     dc.opts.onEvent?.({ kind: 'registered', id: idHex, v4: rec.v4, observed: src, nat: rec.nat, first });
   }
 
+  /**
+   * The replay check compares request times (the terminal's wall clock) with the last one accepted, which is stored.
+   * A mark later than now + freshness cannot have come from a correct clock (no request that late was fresh): it was
+   * left by a boot with a wrong clock (one in 2046 locked every appliance out until 2046). It is moved back to
+   * now − freshness, so every fresh request passes again. What this reopens is small: a request accepted in the
+   * freshness window before the clock went wrong, replayed within that window after it was put right; a replayed
+   * request from the wrong-clock boot is stale. The DC keeps no clock of its own that only goes up for this, because
+   * the times compared are the terminal's, and freshness already bounds them by ours.
+   */
+  private clampMark(rec: TerminalRecord, now: number): void {
+    const { dc } = this;
+    dc.refusals.warn('reg-clock-clamp', 'a terminal\'s last registration time is ahead of our clock (a clock was wrong): moved back', {
+      id: rec.id,
+      lastAccepted: new Date(rec.lastReqTime).toISOString(),
+      dcTime: new Date(now).toISOString(),
+    });
+    dc.counts.inc('reg-clock-clamped');
+    rec.lastReqTime = now - dc.config.freshnessS * 1000;
+    dc.terminals.touch(rec);
+    dc.commit.schedule();
+  }
+
   /** Where the terminal is and what is in front of it: NAT if the observed address is none of its own. */
   learnLocation(rec: TerminalRecord, from: Endpoint, locals: readonly Endpoint[], txid: bigint | undefined): void {
-    rec.observed = from;
+    this.dc.terminals.observe(rec, from);
     rec.locals = [...locals];
     const behindNat = !locals.some((l) => sameEndpoint(l, from));
     if (!behindNat) rec.nat = 'none';

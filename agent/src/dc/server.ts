@@ -179,10 +179,20 @@ export class DcServer {
   // ---------------------------------------------------------------------------------------------------------------
   // Embedding API (agent, status).
 
-  /** Revokes a terminal: no more registrations or routes; its channel is closed. `nt` is its signed revocation, if any. */
+  /**
+   * Revokes a terminal: no more registrations or routes; its channel is closed. `nt` is its signed revocation, if any.
+   * Returns whether the DC knew the ID; an ID it did not know is revoked all the same (its first registration is refused).
+   */
   revoke(id: string, nt?: Uint8Array): boolean {
-    const rec = this.core.terminals.byId.get(id.toLowerCase());
-    if (!rec) return false;
+    const key = id.toLowerCase();
+    const rec = this.core.terminals.byId.get(key);
+    if (!rec) {
+      // Not registered here (yet): the revocation is kept and refuses its first registration (sticky in any order).
+      this.core.terminals.revokeId(key, this.core.clock.now());
+      if (nt) this.core.commit.stage({ kind: 'node', id: key, bytes: keep(nt) });
+      this.core.commit.flush();
+      return false;
+    }
     rec.revoked = true;
     if (nt) {
       rec.nt = keep(nt);
@@ -197,7 +207,12 @@ export class DcServer {
   /** Lifts a revocation (an unpaired device paired again). */
   reinstate(id: string): void {
     const rec = this.core.terminals.byId.get(id.toLowerCase());
-    if (!rec || !rec.revoked) return;
+    if (!rec) {
+      this.core.terminals.reinstateId(id.toLowerCase());
+      this.core.commit.flush();
+      return;
+    }
+    if (!rec.revoked) return;
     rec.revoked = false;
     rec.lastReqTime = 0;
     this.core.terminals.touch(rec);

@@ -29,6 +29,9 @@ export const DC_MIGRATIONS: Migrations = {
        last_seen INTEGER NOT NULL,
        revoked INTEGER NOT NULL DEFAULT 0)`,
     `CREATE INDEX dc_terminals_name ON dc_terminals (name) WHERE name <> ''`,
+    // IDs revoked before this DC ever saw them register (issue 11 #8): they have no address and no record above, yet
+    // the revocation must hold when they come, whatever the order.
+    `CREATE TABLE dc_revoked (id TEXT PRIMARY KEY, at INTEGER NOT NULL)`,
   ],
 };
 
@@ -129,11 +132,23 @@ export class TerminalTable {
   readonly byV4 = new Map<string, TerminalRecord>();
   readonly byV6 = new Map<string, TerminalRecord>();
   readonly byName = new Map<string, TerminalRecord>();
+  /**
+   * Terminals by where they were last seen ("addr:port"; the last one seen there when several share a socket, as the
+   * agent's appliances do). Only for deciding whether an unauthenticated packet may get a HINT (dc/channel.ts).
+   */
+  private readonly byObserved = new Map<string, TerminalRecord>();
   private readonly used = new Set<number>();
   private readonly pool4: Cidr;
   private readonly pool6: Cidr;
   private readonly dirty = new Set<TerminalRecord>();
   private readonly upsert;
+  /** IDs revoked that have no record (persisted in dc_revoked); a record's own flag covers the others. */
+  private readonly revokedIds = new Set<string>();
+  /** dc_revoked rows to write (true) or delete (false) with the next flush. */
+  private readonly revokedDirty = new Map<string, boolean>();
+  private readonly revokedAt = new Map<string, number>();
+  private readonly revokedInsert;
+  private readonly revokedDelete;
   private nextHint = 2;
 
   constructor(
@@ -150,7 +165,28 @@ export class TerminalTable {
       ON CONFLICT(id) DO UPDATE SET name = excluded.name, nt = excluded.nt, last_req_time = excluded.last_req_time,
         observed = excluded.observed, locals = excluded.locals, nat = excluded.nat, last_seen = excluded.last_seen,
         revoked = excluded.revoked`);
+    this.revokedInsert = db.prepare('INSERT OR REPLACE INTO dc_revoked (id, at) VALUES (?, ?)');
+    this.revokedDelete = db.prepare('DELETE FROM dc_revoked WHERE id = ?');
     for (const r of db.prepare('SELECT * FROM dc_terminals').iterate() as IterableIterator<Row>) this.load(r);
+    for (const r of db.prepare('SELECT id FROM dc_revoked').iterate() as IterableIterator<{ id: string }>) this.revokedIds.add(r.id);
+  }
+
+  /** Whether an ID without a record was revoked (a first registration of it is refused). */
+  isRevokedId(id: string): boolean {
+    return this.revokedIds.has(id);
+  }
+
+  /** Revokes an ID this DC has no record of; written with the next flush. */
+  revokeId(id: string, now: number): void {
+    this.revokedIds.add(id);
+    this.revokedDirty.set(id, true);
+    this.revokedAt.set(id, now);
+  }
+
+  /** Lifts the revocation of an ID without a record. */
+  reinstateId(id: string): void {
+    if (!this.revokedIds.delete(id)) return;
+    this.revokedDirty.set(id, false);
   }
 
   get pools(): { v4: Cidr; v6: Cidr } {
@@ -181,6 +217,7 @@ export class TerminalTable {
     this.byV4.set(rec.v4, rec);
     this.byV6.set(rec.v6, rec);
     if (rec.name) this.byName.set(rec.name.toLowerCase(), rec);
+    if (rec.observed) this.byObserved.set(formatEndpoint(rec.observed), rec);
     const idx = this.indexOf(rec.v4);
     if (idx >= 0) this.used.add(idx);
   }
@@ -238,13 +275,35 @@ export class TerminalTable {
     return true;
   }
 
+  /** Records where the terminal is now (every change of `observed` goes through here). */
+  observe(rec: TerminalRecord, at: Endpoint): void {
+    if (rec.observed) {
+      const old = formatEndpoint(rec.observed);
+      if (this.byObserved.get(old) === rec) this.byObserved.delete(old);
+    }
+    rec.observed = at;
+    this.byObserved.set(formatEndpoint(at), rec);
+    this.dirty.add(rec);
+  }
+
+  /** The terminal last seen at `at`, if any. */
+  atEndpoint(at: Endpoint): TerminalRecord | undefined {
+    return this.byObserved.get(formatEndpoint(at));
+  }
+
   touch(rec: TerminalRecord): void {
     this.dirty.add(rec);
   }
 
   /** Writes every changed record; call inside the DC's per-turn transaction. */
   flushSync(): number {
-    const n = this.dirty.size;
+    const n = this.dirty.size + this.revokedDirty.size;
+    for (const [id, revoked] of this.revokedDirty) {
+      if (revoked) this.revokedInsert.run(id, this.revokedAt.get(id) ?? 0);
+      else this.revokedDelete.run(id);
+    }
+    this.revokedDirty.clear();
+    this.revokedAt.clear();
     for (const rec of this.dirty) {
       this.upsert.run({
         id: rec.id,
@@ -266,7 +325,7 @@ export class TerminalTable {
   }
 
   get pendingWrites(): number {
-    return this.dirty.size;
+    return this.dirty.size + this.revokedDirty.size;
   }
 
   get size(): number {

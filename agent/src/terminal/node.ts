@@ -130,8 +130,11 @@ export class Node {
     const oldIndex = this.channelIndex;
     const index = this.io.allocIndex(this);
     // Strictly increasing even when two registrations fall in one millisecond: the DC drops a request no newer than
-    // the last one it accepted as a replay, and the retransmissions of that request carry the same time.
-    const time = Math.max(this.io.now(), this.regTime + 1);
+    // the last one it accepted as a replay, and the retransmissions of that request carry the same time. Only within a
+    // second, though: a clock stepped back further (one that was wrong, put right) would keep the old time, which the
+    // DC refuses as stale, until the process restarts.
+    const wall = this.io.now();
+    const time = this.regTime >= wall && this.regTime < wall + 1000 ? this.regTime + 1 : wall;
     this.regTime = time;
     const req = encodeRegistrationRequest(
       { terminalIndex: index, txid, nonce, time, nt: this.signNt(), locals: this.io.locals(), name: this.opts.name ?? '', token: this.token },

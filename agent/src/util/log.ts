@@ -63,3 +63,28 @@ export class Counters {
     return Object.fromEntries([...this.m.entries()].sort(([a], [b]) => a.localeCompare(b)));
   }
 }
+
+/**
+ * Logs a refusal that an attacker can repeat at will (a replay, a flood) at most once per `periodMs` for each kind:
+ * the first at once, then one line per period saying how many were held back. Memory: one entry per kind.
+ */
+export class ThrottledLog {
+  private readonly last = new Map<string, { at: number; held: number }>();
+
+  constructor(
+    private readonly log: Logger,
+    private readonly monotonic: () => number,
+    private readonly periodMs = 10_000,
+  ) {}
+
+  warn(kind: string, msg: string, ctx: Record<string, unknown> = {}): void {
+    const now = this.monotonic();
+    const s = this.last.get(kind);
+    if (s && now - s.at < this.periodMs) {
+      s.held++;
+      return;
+    }
+    this.last.set(kind, { at: now, held: 0 });
+    this.log.warn(msg, s && s.held > 0 ? { ...ctx, alsoSince: s.held } : ctx);
+  }
+}
