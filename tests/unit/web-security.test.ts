@@ -13,8 +13,8 @@ import { FakeAgent } from '../../agent/src/agent/fake-agent.js';
 import { HouseholdStore } from '../../agent/src/agent/household-store.js';
 import { silentLogger } from '../../agent/src/util/log.js';
 import { createWebApp, type WebApp, type WebAppOptions } from '../../web-ui/server/app.js';
-import { clientKey, hashPassword, SCRYPT, verifyPassword } from '../../web-ui/server/auth.js';
-import { SocketInUseError } from '../../web-ui/server/errors.js';
+import { clientKey, hashPassword, LoginLimiter, SCRYPT, verifyPassword } from '../../web-ui/server/auth.js';
+import { RateLimitedError, SocketInUseError } from '../../web-ui/server/errors.js';
 import { hostName } from '../../web-ui/server/security.js';
 import { loadOrCreateSetupCode } from '../../web-ui/server/setup-code.js';
 import { WebClient, type WebResponse } from '../../web-ui/server/testing/client.js';
@@ -42,6 +42,7 @@ async function start(dir: string, name: string, over: Partial<WebAppOptions> = {
     setupCode: CODE,
     log: silentLogger,
     now,
+    monotonic: now,
     allowedHosts: ['home.example', 'agent.lan.'],
     interfaces: () => ({ br0: [{ address: '192.168.1.1', netmask: '255.255.255.0', family: 'IPv4', mac: '02:00:00:00:00:01', internal: false, cidr: '192.168.1.1/24' }] }),
     ...over,
@@ -339,5 +340,41 @@ describe('web security', () => {
     assert.equal(clientKey('2001:db8:1:2::99'), '2001:db8:1:2::/64');
     assert.equal(clientKey('fe80::1%eth0'), 'fe80:0:0:0::/64');
     assert.equal(clientKey(undefined), 'local');
+  });
+
+  test('rate limit: failures stamped while the clock was 20 years ahead expire a minute after the clock is put right', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'limiter-'));
+    const real = Date.UTC(2026, 11, 5);
+    const wrong = Date.UTC(2046, 11, 5);
+    try {
+      const store = HouseholdStore.open(join(dir, 'hh.db'), { now: () => wrong });
+      // A boot with the clock in 2046: ten wrong passwords.
+      let mono = 0;
+      const before = new LoginLimiter(store, () => wrong, undefined, () => mono);
+      for (let i = 0; i < 10; i++) before.attempt('192.168.1.20');
+      assert.throws(() => before.check('192.168.1.20'), RateLimitedError);
+      // The next boot has the right time: refused for at most the window, then allowed.
+      mono = 0;
+      const after = new LoginLimiter(store, () => real, undefined, () => mono);
+      assert.throws(
+        () => after.check('192.168.1.20'),
+        (e: unknown) => e instanceof RateLimitedError && e.retryAfterS >= 1 && e.retryAfterS <= 60,
+      );
+      mono = 60_001;
+      after.check('192.168.1.20');
+      // The wall clock stepped back while running changes nothing: the limiter runs on the monotonic clock.
+      let wall = real;
+      mono = 0;
+      const running = new LoginLimiter(store, () => wall, undefined, () => mono);
+      for (let i = 0; i < 10; i++) running.attempt('192.168.1.21');
+      wall -= 3600_000;
+      mono = 30_000;
+      assert.throws(() => running.check('192.168.1.21'), (e: unknown) => e instanceof RateLimitedError && e.retryAfterS <= 30);
+      mono = 60_001;
+      running.check('192.168.1.21');
+      store.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -51,6 +51,8 @@ export interface WebAppOptions {
   readonly tls?: { readonly key: string | Buffer; readonly cert: string | Buffer };
   readonly version?: string;
   readonly now?: () => number;
+  /** Monotonic ms (the sign-in limiter's clock runs on it); default performance.now. Tests drive it with `now`. */
+  readonly monotonic?: () => number;
   readonly limits?: Partial<LimitPolicy>;
   readonly sessions?: Partial<SessionPolicy>;
   readonly live?: LiveOptions;
@@ -89,7 +91,7 @@ export function createWebApp(opts: WebAppOptions): WebApp {
   const now = opts.now ?? Date.now;
   const { api, store } = opts;
   const sessions = new Sessions(store, now, { ...DEFAULT_SESSIONS, ...opts.sessions });
-  const limiter = new LoginLimiter(store, now, { ...DEFAULT_LIMITS, ...opts.limits });
+  const limiter = new LoginLimiter(store, now, { ...DEFAULT_LIMITS, ...opts.limits }, opts.monotonic);
   const live = new LiveHub(api, log, opts.live);
   const hosts = new HostAllowList(opts.allowedHosts ?? [], now, opts.interfaces);
   const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;

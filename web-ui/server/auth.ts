@@ -116,13 +116,33 @@ export interface LimitPolicy {
 
 export const DEFAULT_LIMITS: LimitPolicy = { perClient: 10, total: 100, windowMs: 60_000 };
 
-/** Sign-in and setup-code attempts, counted in the store so a restart does not reset them. */
+/**
+ * Sign-in and setup-code attempts, counted in the store so a restart does not reset them.
+ *
+ * Failures are stamped on the limiter's own clock, which only goes up: it starts at the later of the wall clock and
+ * the latest failure stored, and runs on the monotonic clock from there. On the wall clock alone, failures stamped
+ * during a boot with the clock in 2046 counted forever once the clock was right (a Retry-After of 20 years was seen);
+ * here they expire a window after the limiter's time passes them, and a clock stepped back while running changes
+ * nothing.
+ */
 export class LoginLimiter {
+  private readonly base: number;
+  private readonly start: number;
+
   constructor(
     private readonly store: OwnerStore,
-    private readonly now: () => number,
+    wallNow: () => number,
     private readonly policy: LimitPolicy = DEFAULT_LIMITS,
-  ) {}
+    private readonly monotonic: () => number = () => performance.now(),
+  ) {
+    this.base = Math.max(wallNow(), store.latestLoginFailure() ?? -Infinity);
+    this.start = monotonic();
+  }
+
+  /** The limiter's clock (ms): never earlier than any failure it stored. */
+  now(): number {
+    return this.base + (this.monotonic() - this.start);
+  }
 
   /** Throws RateLimitedError when this client (or everyone together) has failed too often lately. */
   check(client: string): void {
@@ -139,7 +159,7 @@ export class LoginLimiter {
    * guesses cannot all slip past check()), and returns the function that withdraws it when the attempt succeeds.
    */
   attempt(client: string): () => void {
-    const id = this.store.recordLoginFailure(client);
+    const id = this.store.recordLoginFailure(client, this.now());
     return () => this.store.forgetLoginFailure(id);
   }
 }

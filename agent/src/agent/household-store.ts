@@ -170,8 +170,11 @@ export class HouseholdStore implements OwnerStore {
   deleteSession(idHash: Buffer): void {
     this.owner.deleteSession(idHash);
   }
-  recordLoginFailure(client: string): number {
-    return this.owner.recordLoginFailure(client);
+  recordLoginFailure(client: string, at?: number): number {
+    return this.owner.recordLoginFailure(client, at);
+  }
+  latestLoginFailure(): number | null {
+    return this.owner.latestLoginFailure();
   }
   forgetLoginFailure(id: number): void {
     this.owner.forgetLoginFailure(id);

@@ -34,8 +34,13 @@ export interface OwnerStore {
   touchSession(idHash: Buffer, expiresAt: number): void;
   deleteSession(idHash: Buffer): void;
 
-  /** Counts a failed sign-in by `client` (an address or IPv6 /64) at once; returns its id for forgetLoginFailure. */
-  recordLoginFailure(client: string): number;
+  /**
+   * Counts a failed sign-in by `client` (an address or IPv6 /64) at once, at `at` (the sign-in limiter's clock, which
+   * only goes up; default the store's clock); returns its id for forgetLoginFailure.
+   */
+  recordLoginFailure(client: string, at?: number): number;
+  /** The time of the latest failure stored, or null (the sign-in limiter's clock starts no earlier). */
+  latestLoginFailure(): number | null;
   /** Withdraws a failure recorded in advance (the password was right). */
   forgetLoginFailure(id: number): void;
   /** Failed sign-ins since `since` (ms), by one client or (client undefined) by all. */

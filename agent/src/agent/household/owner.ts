@@ -104,12 +104,15 @@ export class SqliteOwnerStore extends Part implements OwnerStore {
    * Counts a failed sign-in (wrong password or setup code) by `client` (an address or /64). The web layer records
    * the failure before checking the password and forgets it on success, so concurrent guesses count at once.
    */
-  recordLoginFailure(client: string): number {
-    const now = this.now();
+  recordLoginFailure(client: string, now: number = this.now()): number {
     const info = this.db.prepare('INSERT INTO hh_login_attempts (client, at) VALUES (?, ?)').run(client, now);
     // Only the last hour matters to any limit; older rows go.
     this.db.prepare('DELETE FROM hh_login_attempts WHERE at < ?').run(now - 3600_000);
     return Number(info.lastInsertRowid);
+  }
+
+  latestLoginFailure(): number | null {
+    return (this.db.prepare('SELECT MAX(at) AS t FROM hh_login_attempts').get() as { t: number | null }).t;
   }
 
   /** Withdraws a failure recorded in advance (the password was right). */
