@@ -2,7 +2,7 @@
 // line, query the control socket, stop with a signal (or kill -9). Data directories live in one temp dir per test.
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Testbed } from '../../scripts/netns/index.js';
@@ -106,6 +106,23 @@ export async function startNtm(
         }, 5000).unref();
       }),
   };
+}
+
+/** libfaketime's preload library (its directory is named by the architecture). */
+export function libfaketime(): string {
+  for (const d of readdirSync('/usr/lib')) {
+    const f = join('/usr/lib', d, 'faketime', 'libfaketime.so.1');
+    if (existsSync(f)) return f;
+  }
+  throw new Error('libfaketime.so.1 not found: scripts/setup installs the faketime package');
+}
+
+/**
+ * The environment that runs a program with its wall clock moved by `offset` (libfaketime, e.g. '+20y', '-10m'); the
+ * monotonic clock is left alone, as a clock put right leaves it.
+ */
+export function fakedClock(offset: string): Record<string, string> {
+  return { LD_PRELOAD: libfaketime(), FAKETIME: offset, FAKETIME_DONT_FAKE_MONOTONIC: '1' };
 }
 
 /** `ntm dc|rs --print-id` for a data dir (creates the key): what peers and terminals are configured with. */

@@ -7,25 +7,16 @@
 // drives the rekey timers, is left alone, as the kernel does when the wall clock is set.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withTestbed } from '../lib/testbed.js';
-import { startNatpair, upTunnel, withDaemons, type TunnelStatus } from '../lib/ntm.js';
+import { libfaketime, startNatpair, upTunnel, withDaemons, type TunnelStatus } from '../lib/ntm.js';
 import { HANDSHAKE_CLOCK_FILE } from '../../agent/src/terminal/handshake-clock.js';
 import { streamPair } from '../lib/probes.js';
 
 const PORT = 9320;
 const SECONDS = 16;
 const RATE = 500;
-
-/** libfaketime's preload library (its directory is named by the architecture). */
-function libfaketime(): string {
-  for (const d of readdirSync('/usr/lib')) {
-    const f = join('/usr/lib', d, 'faketime', 'libfaketime.so.1');
-    if (existsSync(f)) return f;
-  }
-  throw new Error('libfaketime.so.1 not found: scripts/setup installs the faketime package');
-}
 
 void test('a terminal whose wall clock jumps back, forward and back keeps its busy tunnel rekeying, losing nothing', async (t: TestContext) => {
   await withTestbed('natpair', { nat: { nata: 'eim', natb: 'eim' } }, (tb) =>

@@ -10,7 +10,7 @@ import { parseArgs, one, has, overrides } from './args.js';
 import { missingNodeFlags } from './node-flags.js';
 import { announce, loadOrCreateIdentity, onShutdown, processMemory, resolveIn } from './common.js';
 import { ControlServer } from './control-socket.js';
-import { IntegrityError } from '../types/errors.js';
+import { InputError, IntegrityError } from '../types/errors.js';
 import { dcOperator } from './operator.js';
 import { EXIT_HELP } from './exit.js';
 
@@ -31,6 +31,7 @@ ID and public key; terminals need "<publicKey>@<address>:<port>" as their --dc.
   --admission open|key         "key": a new terminal must present an enrollment key (\`ntm keys\`)
   --config FILE     JSON config ({"dc": {...}}); --set dc.KEY=VALUE overrides any key (see \`ntm config\`)
   ntm status --data-dir DIR --role dc    shows its state while it runs
+  its control socket (DIR/dc.sock) also takes {"cmd":"revoke","id":"0xID"} and {"cmd":"reinstate","id":"0xID"}
 
 Alone, on its own host (UDP 7100 and 7101 open), with an RS elsewhere:
   ntm dc --data-dir /var/lib/ntm/dc --print-id              # {"id":"0xDCID","publicKey":"DCKEY"}
@@ -72,6 +73,13 @@ export async function runDc(argv: readonly string[]): Promise<void> {
   });
   const ctl = await ControlServer.listen(join(cfg.dataDir, 'dc.sock'), (req) => {
     if (req.cmd === 'status') return { ...dc.status(), memory: processMemory() };
+    // The operator's revocation: holds for an ID not registered yet too (it is refused when it comes).
+    if (req.cmd === 'revoke' || req.cmd === 'reinstate') {
+      const id = String(req.id ?? '').toLowerCase();
+      if (!/^0x[0-9a-f]{40}$/.test(id)) throw new InputError('id must be 0x and 40 hex digits');
+      if (req.cmd === 'reinstate') return dc.reinstate(id), { id, revoked: false };
+      return { id, revoked: true, known: dc.revoke(id) };
+    }
     throw new Error(`unknown command ${String(req.cmd)}`);
   });
   const ops = await operator.start(dc);
