@@ -7,7 +7,7 @@
 // drives the rekey timers, is left alone, as the kernel does when the wall clock is set.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withTestbed } from '../lib/testbed.js';
 import { libfaketime, startNatpair, upTunnel, withDaemons, type TunnelStatus } from '../lib/ntm.js';
