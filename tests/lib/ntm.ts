@@ -309,6 +309,8 @@ export interface NatpairOptions {
   readonly terminalArgs?: readonly string[];
   /** Environment additions for one terminal's process (e.g. libfaketime's). */
   readonly env?: Partial<Record<'a' | 'b', Record<string, string>>>;
+  /** A terminal's DNS listener (`--dns`); none by default. */
+  readonly dns?: Partial<Record<'a' | 'b', string>>;
 }
 
 /** Starts DC, RS and both terminals (each pushed onto `started` at once, so the caller can stop them on failure). */
@@ -325,8 +327,8 @@ export async function startNatpair(tb: Testbed, root: string, started: Daemon[],
   await waitFor('the DC has the RS load report', async () => ((await dc.status()).relays as Array<{ load: number | null }>).every((r) => r.load !== null), 15_000);
   const dcRef = `${dcId.publicKey}@192.0.2.2:7100`;
   const [a, b] = await Promise.all([
-    startNtm(tb, 'a', 'up', ['--dc', dcRef, '--name', 'a', '--dns', '', ...terminalArgs], dirs.a, 20_000, o.env?.a).then((d) => (started.push(d), d)),
-    startNtm(tb, 'b', 'up', ['--dc', dcRef, '--name', 'b', '--dns', '', ...terminalArgs], dirs.b, 20_000, o.env?.b).then((d) => (started.push(d), d)),
+    startNtm(tb, 'a', 'up', ['--dc', dcRef, '--name', 'a', '--dns', o.dns?.a ?? '', ...terminalArgs], dirs.a, 20_000, o.env?.a).then((d) => (started.push(d), d)),
+    startNtm(tb, 'b', 'up', ['--dc', dcRef, '--name', 'b', '--dns', o.dns?.b ?? '', ...terminalArgs], dirs.b, 20_000, o.env?.b).then((d) => (started.push(d), d)),
   ]);
   return { dc, rs, a, b, dirs, dcArgs, dcId };
 }

@@ -9,8 +9,9 @@ import { UdpBind } from '../dataplane/conn/udp.js';
 import { TerminalHost } from '../terminal/host.js';
 import { NetWatch, pathChanged } from '../terminal/netwatch.js';
 import { NtmDns } from '../terminal/dns.js';
+import { registerNtmDomain, resolvedRuns, systemUpstream, parseDnsServer } from '../terminal/resolver-config.js';
 import { HandshakeClock, HANDSHAKE_CLOCK_FILE } from '../terminal/handshake-clock.js';
-import { parseEndpoint } from '../protocol/endpoint.js';
+import { formatEndpoint, parseEndpoint } from '../protocol/endpoint.js';
 import { tryParseId } from '../crypto/secp256k1.js';
 import { ipFamily } from '../protocol/ip.js';
 import type { Target } from '../protocol/control.js';
@@ -33,7 +34,9 @@ export const UP_HELP = `ntm up — run an NTM terminal (a phone, a laptop)
 Registers with its DC (virtual IPv4 and IPv6 addresses), keeps the registration alive through
 NATs, and carries IP packets between its virtual address and peers' virtual addresses over
 end-to-end encrypted tunnels (NFQUEUE + iptables-nft, a "ntm0" device holding the addresses).
-Peers are reached by virtual address, or by name: NAME.ntm resolves through the DNS listener.
+Peers are reached by virtual address, or by name: NAME.ntm resolves through the DNS listener,
+which forwards every other name to the resolver of /etc/resolv.conf (terminal.dnsUpstream sets
+another); where systemd-resolved runs, it only gets a "~ntm" routing domain on the device.
 When the host's real address changes it re-registers and moves its tunnels by itself; TCP
 connections between virtual addresses survive. Prints one JSON line when registered.
 
@@ -116,12 +119,20 @@ export async function runUp(argv: readonly string[]): Promise<void> {
   }
   writeFileSync(ntPath, node.nodeTransaction, { mode: 0o600 });
 
-  const dataplane = cfg.dataplane ? await startTerminalDataplane({ engine, reg, mtu: cfg.mtu, queueOut: cfg.queueOut, queueIn: cfg.queueIn, log }) : undefined;
+  const dataplane = cfg.dataplane ? await startTerminalDataplane({ engine, reg, device: cfg.device, mtu: cfg.mtu, queueOut: cfg.queueOut, queueIn: cfg.queueIn, log }) : undefined;
 
   let dns: NtmDns | undefined;
+  let unrouteNtm: (() => Promise<void>) | undefined;
   if (cfg.dns) {
+    const listen = parseEndpoint(cfg.dns);
+    // systemd-resolved stays the system's resolver and asks us for .ntm only; otherwise the host's resolver (or a phone)
+    // points at us and every other name must reach the resolver we replaced.
+    if (dataplane && (await resolvedRuns())) unrouteNtm = await registerNtmDomain(cfg.device, listen, log);
+    const upstream = cfg.dnsUpstream === 'none' ? undefined : cfg.dnsUpstream ? parseDnsServer(cfg.dnsUpstream) : systemUpstream(listen);
+    log.info('dns listening', { listen: cfg.dns, upstream: upstream ? formatEndpoint(upstream) : null });
     dns = await NtmDns.start({
-      listen: parseEndpoint(cfg.dns),
+      listen,
+      ...(upstream ? { upstream } : {}),
       resolve: async (name) => {
         const r = await node.resolve({ kind: 'name', name }).catch(() => undefined);
         // Start the tunnel while the application is still resolving: the first SYN finds it (nearly) ready.
@@ -153,6 +164,7 @@ export async function runUp(argv: readonly string[]): Promise<void> {
   onShutdown(log, async () => {
     watch.stop();
     dns?.close();
+    await unrouteNtm?.();
     await ctl.close();
     await dataplane?.stop();
     await host.close();

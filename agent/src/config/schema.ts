@@ -130,6 +130,11 @@ export const SCHEMA = {
     device: f('ntm0', str, 'Name of the (detached TUN) device that holds the virtual addresses and the routes to peers.'),
     virtualRanges: f<string[]>(['198.18.0.0/15', 'fd4e:544d::/32'], list(str), 'Virtual address ranges routed into tunnels (all DCs\' pools lie inside).'),
     dns: f('127.0.0.1:53', str, 'Where the terminal answers DNS for *.ntm names ("" disables).'),
+    dnsUpstream: f(
+      '',
+      str,
+      'Resolver for names outside .ntm, ADDR:PORT ("none": refuse them); empty: the first nameserver of /etc/resolv.conf at start that is not this listener. Where systemd-resolved runs, it keeps resolving and routes only .ntm to us (resolvectl domain DEVICE ~ntm).',
+    ),
     statusSocket: f('', str, 'Unix socket for `ntm status`; empty: dataDir/terminal.sock.'),
     punchTimeoutMs: f(1500, num(100, 60000), 'How long hole punching may take before the tunnel falls back to the RS.'),
     requestDeadlineMs: f(10000, num(100, 600000), 'Overall deadline of one signalling request (retransmissions included).'),
