@@ -7,6 +7,8 @@ import { join, resolve } from 'node:path';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const TIERS = ['unit', 'vectors', 'evm', 'netns', 'browser', 'bench'] as const;
+/** Tiers run only when named: `image` builds and boots the agent VM image (tens of minutes; scripts/image-test). */
+const OPT_IN_TIERS = ['image'] as const;
 
 function parseArgs(argv: string[]): { tiers: string[]; only: string | undefined; skipStatic: boolean } {
   let tiers: string[] = [...TIERS];
@@ -18,7 +20,8 @@ function parseArgs(argv: string[]): { tiers: string[]; only: string | undefined;
     else if (a === '--only') only = argv[++i];
     else if (a === '--no-static') skipStatic = true;
     else if (a === '--help' || a === '-h') {
-      console.log('usage: npm test -- [--tier unit,vectors,evm,netns,browser,bench] [--only SUBSTRING] [--no-static]');
+      console.log('usage: npm test -- [--tier unit,vectors,evm,netns,browser,bench,image] [--only SUBSTRING] [--no-static]');
+      console.log(`  default: ${TIERS.join(',')}; ${OPT_IN_TIERS.join(', ')} only when named`);
       process.exit(0);
     } else {
       console.error(`unknown argument: ${a}`);
@@ -26,8 +29,8 @@ function parseArgs(argv: string[]): { tiers: string[]; only: string | undefined;
     }
   }
   for (const t of tiers) {
-    if (!(TIERS as readonly string[]).includes(t)) {
-      console.error(`unknown tier "${t}"; tiers are ${TIERS.join(', ')}`);
+    if (![...TIERS, ...OPT_IN_TIERS].includes(t as never)) {
+      console.error(`unknown tier "${t}"; tiers are ${[...TIERS, ...OPT_IN_TIERS].join(', ')}`);
       process.exit(2);
     }
   }
@@ -72,8 +75,8 @@ if (selected.length === 0) {
   console.error('no test files selected (did the build run?)');
   process.exit(1);
 }
-if (tiers.some((t) => t === 'netns' || t === 'browser' || t === 'bench') && process.getuid?.() !== 0) {
-  console.error('the netns, browser and bench tiers need root (network namespaces, NFQUEUE)');
+if (tiers.some((t) => t === 'netns' || t === 'browser' || t === 'bench' || t === 'image') && process.getuid?.() !== 0) {
+  console.error('the netns, browser, bench and image tiers need root (network namespaces, NFQUEUE, debootstrap)');
   process.exit(1);
 }
 

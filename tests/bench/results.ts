@@ -60,6 +60,25 @@ export interface Results {
   throughput?: ThroughputBenchFigures | null;
   ledger?: LedgerFigures | null;
   provisioning?: ProvisioningFigures | null;
+  /** Not run by `npm run bench`: `scripts/image-test` (tests/image/boot.test.ts) builds and boots the image and adds it. */
+  image?: ImageFigures | null;
+}
+
+/** The agent VM image (issue 14, part 1): firmware/build-image's output and its first boot under QEMU. */
+export interface ImageFigures {
+  /** The compressed qcow2 an ISP uploads. */
+  readonly image_qcow2_mib: number;
+  /** The virtual disk (the root filesystem plus 1 MiB for the partition table and GRUB). */
+  readonly disk_mib: number;
+  /** The files in the root filesystem. */
+  readonly root_files_mib: number;
+  /** Debian packages installed. */
+  readonly packages: number;
+  readonly build_s: number;
+  /** QEMU started → the agent's web page answers through the forwarded port (first boot, seed installed). */
+  readonly boot_to_ready_s: number;
+  /** "tcg" (software emulation, as on the test machine) or "kvm": boot times differ by an order of magnitude. */
+  readonly accel: string;
 }
 
 export type BenchName = keyof Results;

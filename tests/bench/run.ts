@@ -33,7 +33,7 @@ const QUICK = { registrationRuns: 3, communicationRuns: 2, terminals: 1500, rere
 
 export const DEFAULT_OUT = join(ROOT, 'bench-results.json');
 
-function machine(): ResultsFile['machine'] {
+export function machine(): ResultsFile['machine'] {
   return {
     cpus: cpus().length,
     model: cpus()[0]?.model.trim() ?? 'unknown',
@@ -44,7 +44,7 @@ function machine(): ResultsFile['machine'] {
 }
 
 /** The commit the figures belong to; "-dirty" when the work tree has changes (read-only git calls). */
-function commit(): string {
+export function commit(): string {
   try {
     const head = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
     const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';

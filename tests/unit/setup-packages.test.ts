@@ -14,7 +14,7 @@ import { join, relative, resolve } from 'node:path';
 const ROOT = resolve(import.meta.dirname, '..', '..', '..');
 const TS_DIRS = ['tests', 'scripts', 'agent/src', 'web-ui/server'];
 const SELF = 'tests/unit/setup-packages.test.ts';
-const SHELL_FILES = ['scripts/setup', 'scripts/test', 'scripts/testbed', 'scripts/demo', '.ci/run'];
+const SHELL_FILES = ['scripts/setup', 'scripts/test', 'scripts/testbed', 'scripts/demo', 'scripts/image-test', 'firmware/build-image', 'firmware/first-boot', '.ci/run'];
 /** Node.js is setup's prerequisite (it refuses to run without Node >= 20.19), not one of its packages. */
 const NODE_PACKAGES = new Set(['nodejs']);
 
@@ -62,6 +62,7 @@ function shellCommands(text: string): string[] {
     .replace(/^\s*#.*$/gm, '')
     .replace(/\s#[^\n'"]*$/gm, '')
     .replace(/\b\w+=\([^)]*\)/g, '') // array assignments hold words, not commands
+    .replace(/\$?\(\((?:[^()]|\([^()]*\))*\)\)/g, 'Q') // arithmetic, $(( ... )) and (( ... )), runs nothing
     .replace(/\\\n/g, ' ');
   // Command substitutions run commands wherever they stand (even inside double quotes): lift them out, innermost first.
   const lifted: string[] = [];
@@ -110,12 +111,16 @@ function commandsInSources(): Map<string, Set<string>> {
   return found;
 }
 
-/** The Debian packages scripts/setup installs (its APT_PACKAGES array). */
+/** The Debian packages scripts/setup installs (its RUNTIME_PACKAGES and APT_PACKAGES arrays). */
 function setupPackages(): Set<string> {
   const text = readFileSync(join(ROOT, 'scripts/setup'), 'utf8');
-  const m = /APT_PACKAGES=\(([^)]*)\)/.exec(text);
-  assert.ok(m, 'scripts/setup has no APT_PACKAGES=( ... ) list');
-  return new Set(m[1]!.replace(/#.*$/gm, '').split(/\s+/).filter(Boolean));
+  const out = new Set<string>();
+  for (const list of ['RUNTIME_PACKAGES', 'APT_PACKAGES']) {
+    const m = new RegExp(`^${list}=\\(([^)]*)\\)`, 'm').exec(text);
+    assert.ok(m, `scripts/setup has no ${list}=( ... ) list`);
+    for (const p of m[1]!.replace(/#.*$/gm, '').split(/\s+/).filter(Boolean)) out.add(p);
+  }
+  return out;
 }
 
 function which(cmd: string): string | undefined {

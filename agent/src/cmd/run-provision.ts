@@ -14,10 +14,11 @@ import { parseCsv, csvField } from '../util/csv.js';
 import { parseArgs, one, has } from './args.js';
 import { EXIT_HELP, Exit } from './exit.js';
 import { generateSetupCode } from '../../../web-ui/server/auth.js';
+import { writeSeedIso } from './seed-iso.js';
 
 export const PROVISION_HELP = `ntm provision — bulk provisioning of household agents (for the ISP)
 
-  ntm provision --subscribers subscribers.csv --out DIR [--data-root /var/lib/ntm/agent] [--progress]
+  ntm provision --subscribers subscribers.csv --out DIR [--data-root /var/lib/ntm/agent] [--progress] [--seed-iso]
 
 subscribers.csv: CSV (RFC 4180: fields with commas, quotes or line breaks in double quotes; UTF-8,
 with or without a byte order mark). The first line names the columns, in any order:
@@ -31,6 +32,8 @@ dc.key (the agent's identity), setup-code and letter.txt (all mode 0600); DIR/ma
 them all with each agent's ID. Existing setup codes and identities are kept: re-running is safe.
 A bad row is reported on stderr with its line number; the other rows are still provisioned.
 Progress goes to stderr when it is a terminal, or with --progress.
+--seed-iso also writes DIR/<id>/seed.iso: the cloud-init NoCloud seed (volume label "cidata") to attach
+to the subscriber's agent VM; the image's first boot installs the bundle from it (firmware/README.md).
 Prints one JSON summary line on stdout: {subscribers, failed, newSetupCodes, newIdentities, out, errors}.
 
 ${EXIT_HELP}  (65 here: some rows were refused; the good ones were written.)
@@ -148,7 +151,7 @@ interface Outcome {
   readonly newIdentity: boolean;
 }
 
-async function provisionOne(s: Subscriber, out: string, dataRoot: string): Promise<Outcome> {
+async function provisionOne(s: Subscriber, out: string, dataRoot: string, seedIso: boolean): Promise<Outcome> {
   const dir = join(out, s.id);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const codeFile = join(dir, 'setup-code');
@@ -167,6 +170,7 @@ async function provisionOne(s: Subscriber, out: string, dataRoot: string): Promi
   // A bundle seen for the first time (no setup code yet) has nothing to compare with: skip the reads.
   writeIfChanged(join(dir, 'agent.json'), JSON.stringify(agentConfig(s, dataRoot), null, 2) + '\n', newCode);
   writeIfChanged(join(dir, 'letter.txt'), letter(s, code), newCode);
+  if (seedIso) writeSeedIso(dir, s.id);
   return { agentId: identity.idHex, newCode, newIdentity };
 }
 
@@ -194,10 +198,10 @@ function progressReporter(total: number, enabled: boolean, tty: boolean): (done:
 const CONCURRENCY = 16;
 
 export async function runProvision(argv: readonly string[]): Promise<void> {
-  const p = parseArgs(argv, ['help', 'progress']);
+  const p = parseArgs(argv, ['help', 'progress', 'seed-iso']);
   if (has(p, 'help')) return void process.stdout.write(PROVISION_HELP);
   for (const f of p.flags.keys())
-    if (!['subscribers', 'out', 'data-root', 'progress', 'help'].includes(f)) throw new InputError(`unknown option --${f} (see --help)`);
+    if (!['subscribers', 'out', 'data-root', 'progress', 'seed-iso', 'help'].includes(f)) throw new InputError(`unknown option --${f} (see --help)`);
   if (p.positional.length > 0) throw new InputError(`unexpected argument "${p.positional[0]}" (see --help)`);
   const csv = one(p, 'subscribers');
   const out = one(p, 'out');
@@ -218,7 +222,7 @@ export async function runProvision(argv: readonly string[]): Promise<void> {
       const i = next++;
       const s = subs[i]!;
       try {
-        outcomes[i] = await provisionOne(s, out, dataRoot);
+        outcomes[i] = await provisionOne(s, out, dataRoot, has(p, 'seed-iso'));
       } catch (e) {
         // One subscriber's unwritable directory or damaged key file must not stop the others.
         const message = `cannot provision ${s.id}: ${(e as Error).message}`;
