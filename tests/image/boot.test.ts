@@ -101,6 +101,7 @@ test('the agent image boots with a subscriber seed: its identity, its setup code
     // --- boot ---
     const port = await freePort();
     const consoleLog = join(tmp, 'console.log');
+    const consoleTail = (): string => (existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8').slice(-6000) : '(no console output)');
     const started = Date.now();
     // One emulated CPU on one host thread, at low priority: other work shares this machine. -snapshot: the image
     // file stays as built. The seed is a second virtio disk, as OpenStack attaches a config drive.
@@ -116,8 +117,8 @@ test('the agent image boots with a subscriber seed: its identity, its setup code
     const base = `http://127.0.0.1:${port}`;
     let session: { setupRequired: boolean } | undefined;
     while (!session) {
-      assert.ok(qemu.exitCode === null, `QEMU exited (${qemu.exitCode}): ${qemuErr}\n${existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8').slice(-4000) : ''}`);
-      assert.ok(Date.now() - started < READY_TIMEOUT_MS, `the agent's page did not answer in time; console:\n${readFileSync(consoleLog, 'utf8').slice(-4000)}`);
+      if (qemu.exitCode !== null) assert.fail(`QEMU exited (${qemu.exitCode}): ${qemuErr}\nconsole:\n${consoleTail()}`);
+      if (Date.now() - started > READY_TIMEOUT_MS) assert.fail(`the agent's page did not answer in time; console:\n${consoleTail()}`);
       try {
         const r = await fetch(`${base}/api/session`, { signal: AbortSignal.timeout(10_000) });
         if (r.status === 200) session = (await r.json()) as { setupRequired: boolean };
