@@ -146,9 +146,7 @@ test('the agent image boots with a subscriber seed: its identity, its setup code
     assert.equal(body.household, SUBSCRIBER.household, 'the agent is the subscriber\'s household');
     assert.equal((await setup(code)).status, 409, 'the code works once');
 
-    const log = readFileSync(consoleLog, 'utf8');
-    assert.match(log, new RegExp(`installed the configuration of ${SUBSCRIBER.household}`), 'first boot took the seed');
-    assert.match(log, /ntm-s-0042 login:/, 'the VM is named after the subscriber (the seed\'s meta-data)');
+    assert.match(readFileSync(consoleLog, 'utf8'), /ntm-s-0042 login:/, 'the VM is named after the subscriber (the seed\'s meta-data)');
 
     const figures: ImageFigures = {
       image_qcow2_mib: build.image_qcow2_mib,
