@@ -146,7 +146,12 @@ test('the agent image boots with a subscriber seed: its identity, its setup code
     assert.equal(body.household, SUBSCRIBER.household, 'the agent is the subscriber\'s household');
     assert.equal((await setup(code)).status, 409, 'the code works once');
 
-    assert.match(readFileSync(consoleLog, 'utf8'), /ntm-s-0042 login:/, 'the VM is named after the subscriber (the seed\'s meta-data)');
+    // The console's login prompt shows the host name; getty may start after the agent answers.
+    const named = Date.now() + 10 * 60_000;
+    while (!/ntm-s-0042 login:/.test(readFileSync(consoleLog, 'utf8'))) {
+      if (Date.now() > named) assert.fail(`the VM is not named after the subscriber (the seed's meta-data); console:\n${consoleTail()}`);
+      await sleep(2000);
+    }
 
     const figures: ImageFigures = {
       image_qcow2_mib: build.image_qcow2_mib,
