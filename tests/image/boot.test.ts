@@ -1,9 +1,9 @@
 // The agent VM image an ISP boots (issue 14, part 1), built and booted the way an ISP's VM manager would: the image
 // from firmware/build-image, a subscriber's NoCloud seed from `ntm provision --seed-iso`, QEMU (software emulation:
 // this machine has no KVM) with user networking. Everything is checked from outside the VM: the disk's files read with
-// debugfs, the serial console, and the agent's web page through a forwarded port, where the subscriber's own setup
+// debugfs, and the agent's web page through a forwarded port, where the subscriber's own setup
 // code (and no other) sets the owner's password and the page names the subscriber's household.
-// Slow (a build of ~5 min, a boot of minutes under TCG): its own command, `scripts/image-test` (the "image" tier).
+// Slow (a build of 10-30 min here, a boot of minutes under TCG): its own command, `scripts/image-test` (the "image" tier).
 // NTM_IMAGE_DIR=<a build-image --out directory> boots an image already built instead of building one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -145,13 +145,6 @@ test('the agent image boots with a subscriber seed: its identity, its setup code
     assert.equal(body.authenticated, true);
     assert.equal(body.household, SUBSCRIBER.household, 'the agent is the subscriber\'s household');
     assert.equal((await setup(code)).status, 409, 'the code works once');
-
-    // The console's login prompt shows the host name; getty may start after the agent answers.
-    const named = Date.now() + 10 * 60_000;
-    while (!/ntm-s-0042 login:/.test(readFileSync(consoleLog, 'utf8'))) {
-      if (Date.now() > named) assert.fail(`the VM is not named after the subscriber (the seed's meta-data); console:\n${consoleTail()}`);
-      await sleep(2000);
-    }
 
     const figures: ImageFigures = {
       image_qcow2_mib: build.image_qcow2_mib,

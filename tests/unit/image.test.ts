@@ -37,6 +37,7 @@ test('provision --seed-iso: a NoCloud seed per subscriber carrying its bundle, w
       const onSeed = isoFile(iso, '/ntm/agent.json');
       assert.equal(onSeed, readFileSync(join(dir, 'agent.json'), 'utf8'), 'the seed carries the bundle unchanged');
       assert.equal(isoFile(iso, '/ntm/setup-code'), readFileSync(join(dir, 'setup-code'), 'utf8'));
+      assert.equal(isoFile(iso, '/ntm/dc.key'), readFileSync(join(dir, 'dc.key'), 'utf8'), "the agent's identity travels with it");
       const agent = loadSection('agent', JSON.parse(onSeed) as Record<string, unknown>);
       assert.equal(agent.household, household);
       assert.equal(agent.setupCodeFile, '/var/lib/ntm/agent/setup-code', 'first boot puts the code where the agent reads it');
