@@ -160,7 +160,7 @@ void describe('the DC killed with SIGKILL and restarted (natpair)', () => {
           db.prepare('UPDATE registry SET bytes = ? WHERE seq = ?').run(bytes, entryOfA.seq);
           db.close();
           const r = await dcRefuses(tb, run);
-          assert.equal(r.code, 1, r.stderr);
+          assert.equal(r.code, 65, r.stderr); // EX_DATAERR: an IntegrityError (agent/src/cmd/exit.ts)
           assert.match(r.stderr, new RegExp(`registry chain broken at entry ${entryOfA.seq}: entry hash does not match its contents`));
           assert.match(r.stderr, /refuses to start/);
           t.diagnostic(`changed row: ${r.stderr.trim()}`);
@@ -173,7 +173,7 @@ void describe('the DC killed with SIGKILL and restarted (natpair)', () => {
           db.prepare('DELETE FROM registry WHERE seq >= ?').run(entryOfA.seq);
           db.close();
           const r = await dcRefuses(tb, run);
-          assert.equal(r.code, 1, r.stderr);
+          assert.equal(r.code, 65, r.stderr); // EX_DATAERR: an IntegrityError (agent/src/cmd/exit.ts)
           assert.match(r.stderr, /has no Node Transaction in the registry/);
           t.diagnostic(`truncated chain: ${r.stderr.trim()}`);
         }

@@ -35,8 +35,8 @@ interface Dc {
 async function startDc(dir: string, port = 0): Promise<Dc> {
   // Loopback only, any free port (other tests and engineers share this machine).
   const at = `127.0.0.1:${port}`;
-  const args = ['dc', '--data-dir', dir, '--listen', at, '--advertise', at, '--operator-listen', '127.0.0.1:0', '--admission', 'key'];
-  const proc = spawn(process.execPath, [NTM, ...args], {
+  const dcArgs = ['--data-dir', dir, '--listen', at, '--advertise', at, '--operator-listen', '127.0.0.1:0', '--admission', 'key'];
+  const proc = spawn(process.execPath, [NTM, 'dc', ...dcArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let logs = '';
