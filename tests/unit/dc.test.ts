@@ -330,5 +330,33 @@ void describe('the DC on a fake network', () => {
       await closeAll([d], [a]);
     }
   });
-});
 
+  test('an open DC rations first-time registrations per source: one address cannot drain the pool; others and known terminals are not held', async () => {
+    const net = new FakeNetwork();
+    const d = await startDc(net, '10.0.0.1');
+    // 30 fresh keys from one address (one socket, as the drain was done).
+    const bind = net.open(['10.0.9.9']);
+    const host = new TerminalHost({ bind, locals: () => [bind.endpoint()], retry: RETRY });
+    // Reads the bind for the host (its answers arrive through it).
+    new DataEngine({ bind, tunnels: host, policy: PASS_THROUGH, writer: { write: () => true } });
+    const ref = { id: d.identity.id, publicKey: d.identity.publicKey, endpoint: d.endpoint };
+    const nodes = Array.from({ length: 30 }, (_, i) => host.addNode(Identity.generate(), ref, { name: `k${i}` }));
+    const other = startTerminal(net, '10.0.1.1', d, 'alice');
+    try {
+      const results = await Promise.allSettled(nodes.map((n) => n.register()));
+      const admitted = results.filter((r) => r.status === 'fulfilled').length;
+      // The burst, and what refilled while the others retried (10 a minute: none or one in 4 s).
+      assert.ok(admitted >= 10 && admitted <= 11, `admitted ${admitted}`);
+      assert.ok((d.dc.drops.toJSON()['reg-source-limit'] ?? 0) > 0);
+      // A request let through as the bucket refilled may be answered after its sender gave up.
+      assert.ok(d.dc.terminals.size >= admitted && d.dc.terminals.size <= 11, `${d.dc.terminals.size} addresses taken`);
+      // Another source registers at once; a terminal already known renews from the limited source.
+      await other.node.register();
+      const known = nodes[results.findIndex((r) => r.status === 'fulfilled')]!;
+      await known.register();
+    } finally {
+      await host.close();
+      await closeAll([d], [other]);
+    }
+  });
+});

@@ -11,6 +11,7 @@ import { Counters, silentLogger, ThrottledLog, type Logger } from '../util/log.j
 import { TerminalTable } from './terminals.js';
 import { TurnCommit } from './commit.js';
 import { defaultPools } from './pools.js';
+import { SourceLimiter } from './source-limit.js';
 
 export interface DcServerOptions {
   readonly identity: Identity;
@@ -76,6 +77,8 @@ export class DcCore {
   readonly commit: TurnCommit;
   readonly peers = new Map<string, PeerState>();
   readonly relays = new Map<string, RelayState>();
+  /** First-time registrations per source (dc/source-limit.ts). */
+  readonly newPerSource: SourceLimiter;
   stopped = false;
 
   readonly bind: Bind;
@@ -84,6 +87,7 @@ export class DcCore {
     this.bind = opts.bind;
     this.log = (opts.log ?? silentLogger).child({ role: 'dc' });
     this.clock = opts.clock ?? SYSTEM_CLOCK;
+    this.newPerSource = new SourceLimiter({ burst: opts.config.newPerSourceBurst, perMinute: opts.config.newPerSourcePerMin, maxSources: opts.config.limitSources });
     this.refusals = new ThrottledLog(this.log, () => this.clock.monotonic());
     this.identity = opts.identity;
     this.config = opts.config;

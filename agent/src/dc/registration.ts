@@ -97,6 +97,13 @@ export class Registration {
     // The MAC comes before the Node Transaction's signature: for a terminal we know it is one HMAC (K_ss cached), so a
     // flood of altered copies of a genuine request costs no signature recovery. Only the key's owner can make it hold.
     let kss = rec?.kss;
+    // On an open DC an ID we do not know costs an ECDH before its MAC can be checked, and then an address: that is
+    // what the per-source limit rations (a registered terminal's renewals never touch it). A household DC admits only
+    // what the household paired or enrolled, and its appliances all register from the agent's own address.
+    if (!rec && !dc.opts.admit && !dc.newPerSource.take(from, dc.clock.monotonic())) {
+      dc.refusals.warn('reg-source-limit', 'first-time registrations refused: over the per-source limit', { from: src });
+      return dc.drops.inc('reg-source-limit');
+    }
     if (!kss) {
       const x = dc.identity.dh(publicKey);
       if (!x) return dc.drops.inc('reg-key');

@@ -1,0 +1,66 @@
+// Per-source token buckets (as wireguard-go's ratelimiter/): how many first-time registrations one source may make.
+// Each costs the DC an ECDH before its MAC can be checked, and each that passes takes a virtual address, so an open
+// DC without this was drained of its /24 in 3 s from one address and slowed to a crawl by a flood of forged requests
+// (issue 11 #4, #5). A source is an IPv4 address or an IPv6 /64 (a host picks any address in its /64).
+// Memory is bounded: at `maxSources`, buckets that have refilled are forgotten; if none has, new sources are refused
+// until one does (under a flood from everywhere, first-time registrations wait; registered terminals never do).
+import type { Endpoint } from '../types/net.js';
+
+export interface SourceLimitPolicy {
+  /** Requests a source may make at once. */
+  readonly burst: number;
+  /** Sustained requests per minute per source. */
+  readonly perMinute: number;
+  readonly maxSources: number;
+}
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+export function sourceKey(ep: Endpoint): string {
+  if (ep.family === 4) return ep.address;
+  const a = ep.address.toLowerCase();
+  const [head = '', tail] = a.split('::');
+  const h = head === '' ? [] : head.split(':');
+  const t = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = tail === undefined ? h : [...h, ...new Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}
+
+export class SourceLimiter {
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly perMs: number;
+
+  constructor(private readonly policy: SourceLimitPolicy) {
+    this.perMs = policy.perMinute / 60_000;
+  }
+
+  /** Takes one token for `from` at monotonic time `now` (ms); false: over its limit. */
+  take(from: Endpoint, now: number): boolean {
+    const key = sourceKey(from);
+    let b = this.buckets.get(key);
+    if (!b) {
+      if (this.buckets.size >= this.policy.maxSources && !this.sweep(now)) return false;
+      b = { tokens: this.policy.burst, at: now };
+      this.buckets.set(key, b);
+    } else {
+      b.tokens = Math.min(this.policy.burst, b.tokens + (now - b.at) * this.perMs);
+      b.at = now;
+    }
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  /** Forgets buckets that have refilled (they hold nothing a new one would not); whether room was made. */
+  private sweep(now: number): boolean {
+    for (const [k, b] of this.buckets) if (b.tokens + (now - b.at) * this.perMs >= this.policy.burst) this.buckets.delete(k);
+    return this.buckets.size < this.policy.maxSources;
+  }
+
+  get size(): number {
+    return this.buckets.size;
+  }
+}
