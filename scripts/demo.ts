@@ -113,7 +113,7 @@ async function main(): Promise<void> {
     const agent = await start(
       tb,
       'vcpe',
-      [process.execPath, ...NODE_FLAGS.agent, NTM, 'agent', '--data-dir', agentDir, '--web', '[::]:80', '--web-socket', webSock],
+      [process.execPath, ...NODE_FLAGS.agent, NTM, 'agent', '--data-dir', agentDir, '--web', 'lan:80', '--web-socket', webSock],
       join(STATE, 'agent.log'),
       avahi.env,
     );

@@ -211,7 +211,8 @@ void test('the household path in Chromium on the household testbed, surviving ki
       web = await forward(webSock);
       const base = `http://localhost:${web.port}`;
       const setupCode = readFileSync(join(agentDir, 'setup-code'), 'utf8').trim();
-      assert.equal(agent.ready.setupCode, setupCode, 'the ready line and the file carry the same setup code');
+      assert.equal(agent.ready.setupCodeFile, join(agentDir, 'setup-code'), 'the ready line names the setup code\'s file');
+      assert.ok(!agent.output().includes(setupCode), 'the setup code is in no log line nor the ready line');
       const browser: Browser = await launchBrowser(base);
       const page = await browser.newPage(VIEWPORTS.desktop);
       rmSync(join(SCREENSHOTS, 'household-failed.png'), { force: true });
@@ -388,7 +389,7 @@ void test('the household path in Chromium on the household testbed, surviving ki
         await agent!.kill('SIGKILL');
         agent = await startAgent(tb, agentDir, webSock, avahi!.env);
         console.log(`# the agent was back ${Date.now() - before} ms after kill -9`);
-        assert.equal(agent.ready.setupCode, null, 'no setup code once the password is set');
+        assert.equal(agent.ready.setupCodeFile, null, 'no setup code once the password is set');
         await page.reload();
         // Sessions live in SQLite: the same browser is still signed in.
         await page.getByRole('heading', { name: 'Status', level: 1 }).waitFor();

@@ -162,6 +162,26 @@ describe('web security', () => {
     assert.equal((await mallory.post('/api/login', { password: PASSWORD })).status, 200);
   });
 
+  test('Host header: a page served on one address does not answer to the other interface addresses (the WAN\'s)', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'ntm-web-host-'));
+    const e = await start(d, 'host', {}, '127.0.0.1:0');
+    try {
+      assert.equal((await new WebClient(e.base, { host: `127.0.0.1:${e.port}` }).get('/api/session')).status, 200);
+      expectError(await new WebClient(e.base, { host: '192.168.1.1' }).get('/api/session'), 421, 'misdirected');
+    } finally {
+      await stop(e);
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  test('rate limit: many sources failing do not lock out another one (no global limit)', async () => {
+    for (let s = 0; s < 12; s++) {
+      const c = new WebClient(env.base);
+      for (let i = 0; i < 10; i++) expectError(await c.post('/api/login', { password: `spray ${i}` }, { localAddress: `127.0.1.${s + 1}` }), 401, 'wrong_password');
+    }
+    assert.equal((await new WebClient(env.base).post('/api/login', { password: PASSWORD }, { localAddress: '127.0.2.1' })).status, 200);
+  });
+
   test('rate limit: parallel guesses cannot slip past the limit', async () => {
     const mallory = new WebClient(env.base);
     const results = await Promise.all(Array.from({ length: 25 }, (_, i) => mallory.post('/api/login', { password: `parallel ${i}` }, { localAddress: '127.0.0.3' })));

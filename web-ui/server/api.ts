@@ -41,6 +41,8 @@ export interface ApiDeps {
   readonly setupCode: () => string | null;
   readonly onSetupComplete: () => void;
   readonly openapi: () => unknown;
+  /** SHA-256 fingerprint of the HTTPS certificate, or null when the page has none. */
+  readonly certificateFingerprint: string | null;
 }
 
 const deviceIdParam = { name: 'deviceId', in: 'path', required: true, schema: { type: 'string', pattern: PATTERNS.deviceId } } as const;
@@ -178,6 +180,17 @@ export function operations(d: ApiDeps): Operation[] {
       response: 'Household',
       errors: [],
       handler: () => ({ body: { name: store.householdName() } }),
+    },
+    {
+      id: 'getConnection',
+      method: 'get',
+      path: '/api/connection',
+      summary: "Whether this page came over HTTPS, and the fingerprint of the agent's certificate (Settings shows it)",
+      auth: 'session',
+      status: 200,
+      response: 'Connection',
+      errors: [],
+      handler: (c) => ({ body: { tls: c.tls, fingerprint: d.certificateFingerprint } }),
     },
     {
       id: 'setHousehold',

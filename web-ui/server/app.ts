@@ -2,10 +2,11 @@
 // /api/openapi.json), over the AgentApi. createWebApp() is what the agent calls; it listens on TCP and/or a unix
 // socket. Order of checks on every request: security headers, Host (DNS rebinding), then per API operation:
 // session, same origin and CSRF token (state-changing calls), parameters, body (size-limited JSON), schema, handler.
+import { X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
-import { connect, type AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import type { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import Koa from 'koa';
@@ -47,7 +48,10 @@ export interface WebAppOptions {
   readonly onSetupComplete?: () => void;
   /** Where the page's files are; default: dist/web-ui/client next to this module's directory. */
   readonly clientDir?: string;
-  /** Serve HTTPS on TCP (cookies get Secure and the __Host- prefix); the unix socket stays plain. */
+  /**
+   * The certificate for HTTPS listeners (cookies get Secure and the __Host- prefix there); TCP listeners are HTTPS
+   * unless listen() is told otherwise; the unix socket stays plain. Its SHA-256 fingerprint is shown on the page.
+   */
   readonly tls?: { readonly key: string | Buffer; readonly cert: string | Buffer };
   readonly version?: string;
   readonly now?: () => number;
@@ -65,10 +69,21 @@ export interface WebApp {
   readonly koa: Koa;
   readonly operations: readonly OperationSpec[];
   readonly openapi: Record<string, unknown>;
-  /** Listens on "addr:port" / "[v6]:port" (port 0: any); resolves with the bound address. */
-  listen(addr: string): Promise<{ address: string; port: number }>;
+  /**
+   * Listens on "addr:port" / "[v6]:port" (port 0: any); resolves with the bound address. The bound address joins
+   * the Host allow-list (a wildcard address: every interface address). `clients`: connections from other source
+   * addresses are closed at once (the LAN-only page).
+   */
+  listen(addr: string, how?: ListenOptions): Promise<{ address: string; port: number }>;
   listenUnix(path: string): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface ListenOptions {
+  /** HTTPS with WebAppOptions.tls (default: whether tls was given). */
+  readonly tls?: boolean;
+  /** Which source addresses may connect; default: any. */
+  readonly clients?: (remoteAddress: string) => boolean;
 }
 
 function parseListen(addr: string): { host: string; port: number } {
@@ -114,6 +129,7 @@ export function createWebApp(opts: WebAppOptions): WebApp {
       opts.onSetupComplete?.();
     },
     openapi: () => openapi,
+    certificateFingerprint: opts.tls ? new X509Certificate(opts.tls.cert).fingerprint256 : null,
   });
   openapi = buildOpenApi(ops, opts.version ?? '0.1.0');
 
@@ -240,15 +256,21 @@ export function createWebApp(opts: WebAppOptions): WebApp {
     koa: app,
     operations: ops,
     openapi,
-    listen(addr: string) {
+    listen(addr: string, how: ListenOptions = {}) {
       const { host, port } = parseListen(addr);
-      const s = configure(opts.tls ? createTlsServer({ key: opts.tls.key, cert: opts.tls.cert }, handler) : createServer(handler));
+      const tls = how.tls ?? !!opts.tls;
+      if (tls && !opts.tls) throw new InputError(`HTTPS on ${addr} needs a certificate`, 'listen');
+      const s = configure(tls && opts.tls ? createTlsServer({ key: opts.tls.key, cert: opts.tls.cert }, handler) : createServer(handler));
+      const clients = how.clients;
+      // Before any byte is read (and before a TLS handshake): a refused source learns nothing but a closed connection.
+      if (clients) s.on('connection', (sock: Socket) => void (clients(sock.remoteAddress ?? '') || sock.destroy()));
       return new Promise((resolve, reject) => {
         s.once('error', reject);
         s.listen(port, host, () => {
           s.off('error', reject);
           const a = s.address() as AddressInfo;
-          log.info('web UI listening', { address: a.address, port: a.port, tls: !!opts.tls });
+          hosts.serveOn(a.address);
+          log.info('web UI listening', { address: a.address, port: a.port, tls, ...(clients ? { clients: 'restricted' } : {}) });
           resolve({ address: a.address, port: a.port });
         });
       });

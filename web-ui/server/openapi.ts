@@ -94,6 +94,10 @@ export const COMPONENTS: Readonly<Record<string, Schema>> = {
   Status: obj({ health: ref('Health'), tunnels: list(ref('Tunnel')) }),
   Event: obj({ at: str({ format: 'date-time' }), kind: str(), message: str() }),
   Household: obj({ name }),
+  Connection: obj({
+    tls: bool,
+    fingerprint: nstr({ description: "SHA-256 of the web UI's certificate (AB:CD:…), to compare with what the agent printed at start; null: no HTTPS" }),
+  }),
   SetupRequest: obj(
     {
       setupCode: str({ minLength: 1, maxLength: 64, description: 'the code on the letter from the provider' }),

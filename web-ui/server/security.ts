@@ -39,14 +39,17 @@ export function hostName(header: string | undefined): string | null {
 }
 
 /**
- * Which Host headers are this agent: localhost, its own interface addresses (re-read every 30 s: DHCP/SLAAC may
- * change them) and configured names. A DNS-rebinding page at evil.example resolving to the agent's address still
- * sends "Host: evil.example" and is refused.
+ * Which Host headers are this agent: localhost, the addresses the page is served on, and configured names. A page
+ * served on a wildcard address answers on every interface address (re-read every 30 s: DHCP/SLAAC may change them);
+ * one served on the LAN's addresses does not accept its WAN address (issue 11, item 2). A DNS-rebinding page at
+ * evil.example resolving to the agent's address still sends "Host: evil.example" and is refused.
  */
 export class HostAllowList {
   private cached: Set<string> = new Set();
   private readAt = -Infinity;
   private readonly fixed: Set<string>;
+  private readonly served = new Set<string>();
+  private wildcard = false;
 
   constructor(
     extra: readonly string[],
@@ -60,10 +63,18 @@ export class HostAllowList {
     }
   }
 
+  /** A TCP address the page is now served on ("::" or "0.0.0.0": every interface address). */
+  serveOn(address: string): void {
+    const a = address.toLowerCase().replace(/%.*$/, '').replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
+    if (a === '::' || a === '0.0.0.0') this.wildcard = true;
+    else this.served.add(a);
+    this.readAt = -Infinity;
+  }
+
   private current(): Set<string> {
     if (this.now() - this.readAt > 30_000) {
-      const s = new Set(this.fixed);
-      for (const list of Object.values(this.interfaces())) {
+      const s = new Set([...this.fixed, ...this.served]);
+      for (const list of this.wildcard ? Object.values(this.interfaces()) : []) {
         for (const a of list ?? []) s.add(a.address.toLowerCase().replace(/%.*$/, ''));
       }
       this.cached = s;

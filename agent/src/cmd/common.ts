@@ -9,6 +9,7 @@ import { ConfigError } from '../types/errors.js';
 import type { Endpoint } from '../types/net.js';
 import type { SessionLimits } from '../crypto/session.js';
 import type { Logger } from '../util/log.js';
+import { securePrivateDir } from '../store/private-dir.js';
 
 export function resolveIn(dir: string, file: string): string {
   return isAbsolute(file) ? file : join(dir, file);
@@ -21,6 +22,14 @@ export async function loadOrCreateIdentity(path: string): Promise<Identity> {
   const id = Identity.generate();
   await id.save(path);
   return id;
+}
+
+/** Makes the role's data directory private (0700, files 0600) before anything in it is read, logging each fix. */
+export function securedDataDir(dir: string, log: Logger): string {
+  for (const f of securePrivateDir(dir)) {
+    log.warn('a secret file was readable by other local users: its mode is fixed; treat what it held as possibly seen', { file: f.path, was: f.was, now: f.now });
+  }
+  return dir;
 }
 
 /** A DC as terminals know it: its public key (the ID is its hash) and address: "<66 hex digits>@addr:port". */

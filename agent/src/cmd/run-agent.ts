@@ -7,13 +7,17 @@ import { createLogger } from '../util/log.js';
 import { InputError } from '../types/errors.js';
 import { AgentRuntime } from '../agent/runtime.js';
 import { parseArgs, one, has, overrides } from './args.js';
-import { announce, loadOrCreateIdentity, onShutdown, processMemory } from './common.js';
+import { announce, loadOrCreateIdentity, onShutdown, securedDataDir, processMemory } from './common.js';
 import { ControlServer, request } from './control-socket.js';
 import { agentOperator } from './operator.js';
 import { EXIT_HELP } from './exit.js';
 import type { AgentApi, PairInput } from '../types/household.js';
 import { LanDiscovery } from '../discovery/index.js';
-import { createWebApp } from '../../../web-ui/server/app.js';
+import { createWebApp, type WebApp } from '../../../web-ui/server/app.js';
+import { loadOrCreateCertificate, type WebCertificate } from '../../../web-ui/server/certificate.js';
+import { lanAddresses, planWebListeners, type LanAddress, type WebListener } from '../agent/web-listen.js';
+import type { Logger } from '../util/log.js';
+import type { SectionConfig } from '../config/schema.js';
 import { loadOrCreateSetupCode, removeSetupCode } from '../../../web-ui/server/setup-code.js';
 import { detectLanInterface } from '../agent/runtime.js';
 import { missingNodeFlags } from './node-flags.js';
@@ -21,12 +25,16 @@ import { missingNodeFlags } from './node-flags.js';
 export const AGENT_HELP = `ntm agent — the household agent on the vCPE (the RCA proxy for appliances without NTMobile)
 
   ntm agent [--data-dir DIR] [--advertise WAN-ADDR]... [--listen [::]:7300] [--no-dataplane]
+            [--web lan:8080] [--web-tls lan:8443] [--no-web]
 
 Runs the household's DC (UDP 7100, NAT probes on 7101) and RS (7200) and, for every paired LAN
 appliance, that appliance's NTM terminal on the tunnel port (7300): it registers the appliance's
 identity, answers directions for it, and encrypts/decrypts its traffic on its behalf (NFQUEUE +
 iptables-nft, rules in chains NTMA-*; the household's ordinary traffic is never queued). State in
-DIR/agent.db (SQLite). --advertise defaults to the default routes' source addresses (the WAN side).
+DIR/agent.db (SQLite; DIR is kept 0700, its files 0600). --advertise defaults to the default routes' source
+addresses (the WAN side). The web UI answers the LAN only: lan:PORT is the LAN interface's addresses, for sources in
+the LAN's prefixes; HTTPS uses a self-signed certificate made at first start, whose SHA-256 fingerprint is printed at
+start and shown in Settings. The first-start setup code is in DIR/setup-code (never in the log).
 
 Managing a running agent (same --data-dir):
   ntm agent pair --name NAME (--ip ADDR | --ipv6 ADDR | --mac MAC) [--kind KIND]
@@ -121,10 +129,13 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
   const file = readConfigFile(one(p, 'config'));
   const ov = overrides(
     p,
-    { 'data-dir': 'agent.dataDir', advertise: 'agent.advertise', listen: 'agent.listen', 'lan-interface': 'agent.lanInterface', web: 'agent.web', 'web-socket': 'agent.webSocket', mtu: 'agent.mtu', 'metrics-listen': 'operator.agentListen' },
+    { 'data-dir': 'agent.dataDir', advertise: 'agent.advertise', listen: 'agent.listen', 'lan-interface': 'agent.lanInterface', web: 'agent.web', 'web-tls': 'agent.webTls', 'web-socket': 'agent.webSocket', mtu: 'agent.mtu', 'metrics-listen': 'operator.agentListen' },
     ['no-dataplane', 'no-rs', 'no-web'],
   );
-  if (has(p, 'no-web')) ov['agent.web'] = '';
+  if (has(p, 'no-web')) {
+    ov['agent.web'] = '';
+    ov['agent.webTls'] = '';
+  }
   if (has(p, 'no-dataplane')) ov['agent.dataplane'] = 'false';
   if (has(p, 'no-rs')) ov['agent.rs'] = 'false';
   const agent = loadSection('agent', file, ov);
@@ -134,6 +145,7 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
   const log = createLogger(loadSection('log', file).level);
   const missing = missingNodeFlags('agent');
   if (missing.length > 0) log.warn('started without the agent\'s Node.js flags: its memory will be larger than it need be', { missing: missing.join(' '), hint: `node ${missing.join(' ')} ntm.js agent` });
+  securedDataDir(agent.dataDir, log);
   const dcIdentity = await loadOrCreateIdentity(join(agent.dataDir, 'dc.key'));
   const rsIdentity = await loadOrCreateIdentity(join(agent.dataDir, 'rs.key'));
   const runtime = await AgentRuntime.start({ agent, dc, rs, log, dcIdentity, rsIdentity });
@@ -156,23 +168,17 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
     await discovery.start();
   } else log.warn('no LAN interface found: discovery is off (set agent.lanInterface)');
 
-  // The household's web page: no default password; the owner proves presence with the one-time setup code.
+  // The household's web page: no default password; the owner proves presence with the one-time setup code. It
+  // listens on the LAN side only by default (agent/web-listen.ts), plain and over HTTPS with the agent's own certificate.
   const codeFile = agent.setupCodeFile || join(agent.dataDir, 'setup-code');
   const setupCode = runtime.store.hasOwner() ? null : loadOrCreateSetupCode(codeFile);
-  const web =
-    agent.web || agent.webSocket
-      ? createWebApp({
-          api: runtime,
-          store: runtime.store,
-          setupCode: () => (runtime.store.hasOwner() ? null : setupCode),
-          allowedHosts: agent.allowedHosts,
-          log,
-          onSetupComplete: () => removeSetupCode(codeFile),
-        })
-      : undefined;
-  if (web && agent.web) await web.listen(agent.web);
-  if (web && agent.webSocket) await web.listenUnix(agent.webSocket);
-  if (setupCode) log.info('first start: set the owner password in the web UI with this setup code', { setupCode, file: codeFile });
+  const web = await startWeb(agent, runtime, lan, log, setupCode, codeFile);
+  if (setupCode) {
+    // The code is a password until it is used: never in the log (journals are kept and shipped), only in its 0600
+    // file and, when a person started the agent at a terminal, on that terminal (issue 11, item 8).
+    log.info('first start: set the owner password in the web UI with the one-time setup code; it is in its file (readable by root only)', { file: codeFile });
+    if (process.stdout.isTTY) process.stdout.write(`Setup code for the first sign-in: ${setupCode} (also in ${codeFile})\n`);
+  }
   // /metrics on the ISP's side of the vCPE (loopback by default), never on the household's web page.
   const ops = await agentOperator(runtime, op, log);
   announce({
@@ -184,15 +190,61 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
     dcPort: runtime.dc.port,
     tunnelPort: runtime.host.bind.port,
     lan: lan ?? null,
-    web: agent.web || null,
-    setupCode,
+    web: web?.plain ?? [],
+    webTls: web?.secure ?? [],
+    tlsFingerprint: web?.fingerprint ?? null,
+    setupCodeFile: setupCode ? codeFile : null,
     metricsPort: ops?.port ?? null,
   });
   onShutdown(log, async () => {
     await ops?.close();
     discovery?.stop();
-    await web?.close();
+    await web?.app.close();
     await ctl.close();
     await runtime.stop();
   });
+}
+
+/** The web UI on its listeners (agent.web plain, agent.webTls HTTPS); undefined when both are empty and no socket. */
+async function startWeb(
+  agent: SectionConfig<'agent'>,
+  runtime: AgentRuntime,
+  lan: string | undefined,
+  log: Logger,
+  setupCode: string | null,
+  codeFile: string,
+): Promise<{ app: WebApp; plain: string[]; secure: string[]; fingerprint: string | null } | undefined> {
+  if (agent.web.length === 0 && agent.webTls.length === 0 && !agent.webSocket) return undefined;
+  const usesLan = [...agent.web, ...agent.webTls].some((e) => e.startsWith('lan:'));
+  let lanAddrs: LanAddress[] | undefined;
+  if (usesLan && lan) lanAddrs = await lanAddresses(lan).catch((e: Error) => (log.warn('cannot read the LAN interface\'s addresses', { iface: lan, err: e }), undefined));
+  if (usesLan && !lanAddrs?.length) log.warn('no LAN addresses: the web UI listens on loopback only (set agent.lanInterface, or agent.web / agent.webTls)');
+  const plain = planWebListeners(agent.web, lanAddrs, 'agent.web');
+  const secure = planWebListeners(agent.webTls, lanAddrs, 'agent.webTls');
+  let cert: WebCertificate | undefined;
+  if (secure.length > 0) {
+    cert = await loadOrCreateCertificate(agent.dataDir, secure.map((l) => l.ip).filter((ip) => ip !== '::' && ip !== '0.0.0.0'));
+    // The fingerprint is public (any client sees the certificate); the owner compares it with what the browser shows.
+    log.info(cert.created ? 'made the web UI\'s TLS certificate (check this fingerprint against the browser\'s)' : 'web UI TLS certificate', { fingerprint: cert.fingerprint });
+  }
+  const app = createWebApp({
+    api: runtime,
+    store: runtime.store,
+    setupCode: () => (runtime.store.hasOwner() ? null : setupCode),
+    allowedHosts: agent.allowedHosts,
+    log,
+    onSetupComplete: () => removeSetupCode(codeFile),
+    ...(cert ? { tls: { key: cert.key, cert: cert.cert } } : {}),
+  });
+  const bound = async (list: readonly WebListener[], tls: boolean): Promise<string[]> => {
+    const out: string[] = [];
+    for (const l of list) {
+      const a = await app.listen(l.address, { tls, ...(l.clients ? { clients: l.clients } : {}) });
+      out.push(a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+    }
+    return out;
+  };
+  const result = { app, plain: await bound(plain, false), secure: await bound(secure, true), fingerprint: cert?.fingerprint ?? null };
+  if (agent.webSocket) await app.listenUnix(agent.webSocket);
+  return result;
 }

@@ -8,7 +8,7 @@ import { SqliteRegistry } from '../registry/sqlite.js';
 import { createLogger } from '../util/log.js';
 import { parseArgs, one, has, overrides } from './args.js';
 import { missingNodeFlags } from './node-flags.js';
-import { announce, loadOrCreateIdentity, onShutdown, processMemory, resolveIn } from './common.js';
+import { announce, loadOrCreateIdentity, onShutdown, securedDataDir, processMemory, resolveIn } from './common.js';
 import { ControlServer } from './control-socket.js';
 import { InputError, IntegrityError } from '../types/errors.js';
 import { dcOperator } from './operator.js';
@@ -58,6 +58,7 @@ export async function runDc(argv: readonly string[]): Promise<void> {
   const log = createLogger(loadSection('log', file).level);
   const missing = missingNodeFlags('dc');
   if (missing.length > 0 && !has(p, 'print-id')) log.warn('started without the DC\'s Node.js flags: its memory will be larger than it need be', { missing: missing.join(' ') });
+  securedDataDir(cfg.dataDir, log);
   const identity = await loadOrCreateIdentity(resolveIn(cfg.dataDir, cfg.key));
   if (has(p, 'print-id')) return announce({ id: identity.idHex, publicKey: identity.publicKey.toString('hex') });
   const dbPath = join(cfg.dataDir, 'dc.db');

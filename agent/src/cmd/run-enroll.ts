@@ -2,7 +2,8 @@
 // once with the household's DC presenting the one-time token (the DC admits it and the token is spent), and saves the
 // DC reference so `ntm up` needs no other argument.
 import { join } from 'node:path';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { securePrivateDir } from '../store/private-dir.js';
 import { decodeEnrollment } from '../agent/enrollment.js';
 import { DataError, RefusedError, UnavailableError } from '../types/errors.js';
 import { Exit, EXIT_HELP } from './exit.js';
@@ -41,7 +42,7 @@ export async function runEnroll(argv: readonly string[]): Promise<void> {
   if (!d.ok) throw new DataError(`this is not a valid enrollment token: ${d.message}`);
   const t = d.token;
   const dir = one(p, 'data-dir') ?? '/var/lib/ntm/terminal';
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  securePrivateDir(dir);
   const identity = await loadOrCreateIdentity(join(dir, 'terminal.key'));
   const addrs = await readAddresses();
   const dcPub = Buffer.from(t.dcPublicKey, 'hex');

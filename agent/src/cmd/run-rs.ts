@@ -5,7 +5,7 @@ import { RsServer } from '../rs/server.js';
 import { createLogger } from '../util/log.js';
 import { parseEndpoint } from '../protocol/endpoint.js';
 import { parseArgs, one, has, overrides } from './args.js';
-import { announce, loadOrCreateIdentity, onShutdown, processMemory, resolveIn } from './common.js';
+import { announce, loadOrCreateIdentity, onShutdown, securedDataDir, processMemory, resolveIn } from './common.js';
 import { ControlServer } from './control-socket.js';
 import { rsOperator } from './operator.js';
 import { EXIT_HELP } from './exit.js';
@@ -47,6 +47,7 @@ export async function runRs(argv: readonly string[]): Promise<void> {
   const cfg = loadSection('rs', file, ov);
   const op = loadSection('operator', file, ov);
   const log = createLogger(loadSection('log', file).level);
+  securedDataDir(cfg.dataDir, log);
   const identity = await loadOrCreateIdentity(resolveIn(cfg.dataDir, cfg.key));
   if (has(p, 'print-id')) return announce({ id: identity.idHex, publicKey: identity.publicKey.toString('hex') });
   const rs = await RsServer.start({ identity, config: cfg, log, advertise: adv.map(parseEndpoint) });

@@ -18,7 +18,7 @@ import type { Target } from '../protocol/control.js';
 import type { Endpoint } from '../types/net.js';
 import { InputError } from '../types/errors.js';
 import { parseArgs, one, has, overrides } from './args.js';
-import { announce, loadOrCreateIdentity, onShutdown, parseDcRef, resolveIn, tunnelLimits } from './common.js';
+import { announce, loadOrCreateIdentity, onShutdown, parseDcRef, resolveIn, securedDataDir, tunnelLimits } from './common.js';
 import { ControlServer } from './control-socket.js';
 import { startTerminalDataplane } from '../terminal/localnet.js';
 import { DataEngine } from '../dataplane/engine.js';
@@ -75,6 +75,7 @@ export async function runUp(argv: readonly string[]): Promise<void> {
   if (has(p, 'no-dataplane')) ov['terminal.dataplane'] = 'false';
   const cfg = loadSection('terminal', file, ov);
   const log = createLogger(loadSection('log', file).level);
+  securedDataDir(cfg.dataDir, log);
   let dcText = cfg.dc;
   const enrolled = join(cfg.dataDir, ENROLLMENT_FILE);
   if (!dcText && existsSync(enrolled)) dcText = (JSON.parse(readFileSync(enrolled, 'utf8')) as { dc: string }).dc;
