@@ -127,7 +127,7 @@ async function checkPage(page: Page, what: string): Promise<void> {
   assert.deepEqual(await pageProblems(page), [], what);
 }
 
-async function goTo(page: Page, section: 'Devices' | 'Phones' | 'Access' | 'Status'): Promise<void> {
+async function goTo(page: Page, section: 'Devices' | 'Phones' | 'Access' | 'Status' | 'Settings'): Promise<void> {
   await page.getByRole('navigation').getByRole('link', { name: section }).click();
   await page.getByRole('heading', { name: section, level: 1 }).waitFor();
 }
@@ -212,6 +212,7 @@ void test('the household path in Chromium on the household testbed, surviving ki
       const base = `http://localhost:${web.port}`;
       const setupCode = readFileSync(join(agentDir, 'setup-code'), 'utf8').trim();
       assert.equal(agent.ready.setupCodeFile, join(agentDir, 'setup-code'), 'the ready line names the setup code\'s file');
+      const firstFingerprint = agent.ready.tlsFingerprint;
       assert.ok(!agent.output().includes(setupCode), 'the setup code is in no log line nor the ready line');
       const browser: Browser = await launchBrowser(base);
       const page = await browser.newPage(VIEWPORTS.desktop);
@@ -408,6 +409,12 @@ void test('the household path in Chromium on the household testbed, surviving ki
         await page.locator(`fieldset[data-grant="${phoneId}-${lampDev.id}"]`).getByText('Allowed: all ports').waitFor();
         assert.deepEqual(await apiGet<GrantJson[]>(page, '/api/grants'), [{ phoneId, deviceId: lampDev.id, ports: [] }]);
         await browser.screenshot(page, 'household-access-after-restart');
+        // Settings shows the HTTPS certificate's fingerprint: the one the agent printed, the same after the restart.
+        await goTo(page, 'Settings');
+        const fp = page.locator('#tls-fingerprint');
+        await fp.filter({ hasText: /^[0-9A-F]{2}(:[0-9A-F]{2}){31}$/ }).waitFor();
+        assert.equal(await fp.textContent(), agent.ready.tlsFingerprint, 'Settings shows the fingerprint the agent printed');
+        assert.equal(agent.ready.tlsFingerprint, firstFingerprint, 'the same certificate after the restart');
       });
 
       await step('after restart: the phone reaches the lamp again without re-pairing; the status page shows the tunnel', async () => {

@@ -2,6 +2,12 @@
 // checks that every path used here is documented there). Same-origin fetch, JSON, the CSRF header on changes.
 import type { AgentEvent, DeviceView, EnrollmentView, GrantView, PhoneView, StatusView } from '../../agent/src/types/household.js';
 
+/** How this page reached the agent, and the fingerprint of the agent's HTTPS certificate (web-only, no agent view). */
+export interface Connection {
+  tls: boolean;
+  fingerprint: string | null;
+}
+
 export interface Session {
   authenticated: boolean;
   setupRequired: boolean;
@@ -72,6 +78,7 @@ export const api = {
   logout: () => call<void>('POST', '/api/logout'),
   changePassword: (currentPassword: string, newPassword: string) => call<void>('POST', '/api/password', { currentPassword, newPassword }),
   household: () => call<{ name: string }>('GET', '/api/household'),
+  connection: () => call<Connection>('GET', '/api/connection'),
   setHousehold: (name: string) => call<{ name: string }>('PUT', '/api/household', { name }),
   devices: () => call<DeviceView[]>('GET', '/api/devices'),
   addDevice: (d: { name: string; kind?: string; mac?: string; ipv4?: string; ipv6?: string }) => call<DeviceView>('POST', '/api/devices', d),

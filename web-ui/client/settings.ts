@@ -1,4 +1,4 @@
-// The Settings page: the household's name and the owner's password.
+// The Settings page: the household's name, the owner's password, and the fingerprint of the agent's HTTPS certificate.
 import { api } from './api.js';
 import { byId, h } from './dom.js';
 import { state } from './store.js';
@@ -49,5 +49,27 @@ export function renderSettings(m: HTMLElement): void {
       }
     });
   });
-  m.replaceChildren(h('h1', {}, 'Settings'), nameForm, pwForm);
+  m.replaceChildren(h('h1', {}, 'Settings'), nameForm, pwForm, connectionPanel());
+}
+
+/** The agent's certificate fingerprint, to compare with what the agent printed at first start and the browser shows. */
+function connectionPanel(): HTMLElement {
+  const said = h('p', { id: 'connection-state' }, 'Checking…');
+  const fp = h('code', { id: 'tls-fingerprint', class: 'fingerprint' });
+  const panel = h(
+    'section',
+    { class: 'panel', 'aria-labelledby': 'connection-h' },
+    h('h2', { id: 'connection-h' }, 'Secure connection'),
+    said,
+    h('p', {}, 'Certificate fingerprint (SHA-256): ', fp),
+    h('p', { class: 'hint' }, 'Before you trust the certificate in your browser, check that it shows this same fingerprint, and that it matches the one the agent printed when it first started.'),
+  );
+  void api.connection().then(
+    (c) => {
+      said.textContent = c.tls ? 'This page came over HTTPS (encrypted).' : 'This page came over plain HTTP: use the https:// address on port 8443 for an encrypted connection.';
+      fp.textContent = c.fingerprint ?? 'none (HTTPS is turned off)';
+    },
+    () => (said.textContent = 'The connection details could not be read.'),
+  );
+  return panel;
 }
