@@ -43,8 +43,8 @@ const TS_SHAPES: readonly RegExp[] = [
   new RegExp(String.raw`(?<![\w$.])(?!ntm\()[A-Za-z_$][\w$]*\(\s*[\w$.]+\s*,\s*'[^']*'\s*,\s*\[\s*${Q}`, 'g'),
   // ['netns', 'exec', ns, 'unshare', ...]: the command run by `ip netns exec`.
   new RegExp(String.raw`'netns',\s*'exec',\s*[^,]+,\s*${Q}`, 'g'),
-  // ? ['chrt', '-f', '10'] : []: argv prefixes kept in arrays for later.
-  new RegExp(String.raw`[=?:]\s*\[\s*${Q}\s*,\s*'-`, 'g'),
+  // ? ['chrt', '-f', '10'] : []: an argv prefix chosen at run time (not `= ['dc', '--data-dir', ...]`: ntm's argv).
+  new RegExp(String.raw`\?\s*\[\s*${Q}\s*,\s*'-`, 'g'),
   // '/usr/bin/chromium': an executable named by its path.
   /'((?:\/usr)?\/s?bin\/[^'\s]+)'/g,
 ];
