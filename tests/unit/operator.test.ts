@@ -11,6 +11,8 @@ import { decodeEnrollment } from '../../agent/src/agent/enrollment.js';
 import { Identity } from '../../agent/src/protocol/identity.js';
 import { TerminalHost } from '../../agent/src/terminal/host.js';
 import { UdpBind } from '../../agent/src/dataplane/conn/udp.js';
+import { DataEngine } from '../../agent/src/dataplane/engine.js';
+import { PASS_THROUGH } from '../../agent/src/dataplane/policy.js';
 import { validate, type Schema } from '../../web-ui/server/schema.js';
 import { OPERATOR_COMPONENTS } from '../../agent/src/operator/openapi.js';
 import { firstJsonLine } from '../lib/ntm.js';
@@ -78,6 +80,8 @@ async function scrape(base: string): Promise<Map<string, number>> {
 async function register(dc: Dc, identity: Identity, token?: Buffer): Promise<'registered' | string> {
   const bind = await UdpBind.open({ listen: '127.0.0.1:0' });
   const host = new TerminalHost({ bind, locals: () => [{ family: 4, address: '127.0.0.1', port: bind.port }], retry: { initialMs: 200, maxMs: 400, deadlineMs: 1500 } });
+  // The engine reads the socket and hands signalling to the host (no packet queues are opened).
+  new DataEngine({ bind, tunnels: host, policy: PASS_THROUGH });
   const node = host.addNode(identity, { id: Buffer.from(dc.ready.id.slice(2), 'hex'), publicKey: Buffer.from(dc.ready.publicKey, 'hex'), endpoint: { family: 4, address: '127.0.0.1', port: dc.ready.port } }, token ? { token } : {});
   try {
     await node.register();
