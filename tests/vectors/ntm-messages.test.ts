@@ -21,7 +21,18 @@ import { decodeControl } from '../../agent/src/protocol/control.js';
 import { decodePeer } from '../../agent/src/protocol/peer.js';
 import { PeerSealer } from '../../agent/src/protocol/peer-frame.js';
 import { decodeHello } from '../../agent/src/protocol/dc-record.js';
-import { RELAY_FRAME, RELAY_HEADER, decodeRelayBind, decodeRelayBindAck, decodeRsPing, decodeTicket, verifyRelayBind, verifyTicket } from '../../agent/src/protocol/relay.js';
+import {
+  RELAY_FRAME,
+  RELAY_HEADER,
+  decodeRelayBind,
+  decodeRelayBindAck,
+  decodeRelayChallenge,
+  decodeRsPing,
+  decodeTicket,
+  splitBindCookie,
+  verifyRelayBind,
+  verifyTicket,
+} from '../../agent/src/protocol/relay.js';
 import { decodePunch } from '../../agent/src/protocol/punch.js';
 import { formatId } from '../../agent/src/crypto/secp256k1.js';
 import { h, loadVectors } from './load.js';
@@ -35,6 +46,7 @@ const ALL_TYPES = [
   'REGISTRATION_RESPONSE',
   'NAT_PROBE',
   'HINT',
+  'RELAY_CHALLENGE',
   'CONTROL',
   'PEER',
   'HELLO',
@@ -119,12 +131,14 @@ const DECODE: Record<string, Decoder> = {
     return { wantAnswer, record: { id, publicKey, role, time, endpoints, poolV4, poolV6 } };
   },
   RELAY_BIND: (v, packet) => {
-    const b = ok(decodeRelayBind(packet), v.name);
+    const { bind, cookie } = splitBindCookie(packet);
+    const b = ok(decodeRelayBind(bind), v.name);
     assert.ok(verifyTicket(b.ticket), 'ticket');
     assert.ok(verifyRelayBind(b), 'the end named by the role signed the bind');
-    return { ticket: b.ticket.bytes, role: b.role, timestamp: b.timestamp };
+    return { ticket: b.ticket.bytes, role: b.role, timestamp: b.timestamp, ...(cookie ? { cookie } : {}) };
   },
   RELAY_BIND_ACK: (v, packet) => ok(decodeRelayBindAck(packet), v.name),
+  RELAY_CHALLENGE: (v, packet) => ok(decodeRelayChallenge(packet), v.name),
   RELAY: (_v, packet) => {
     assert.equal(packet[0], RELAY_FRAME);
     assert.deepEqual([...packet.subarray(1, 4)], [0, 0, 0]);

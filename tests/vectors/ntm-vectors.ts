@@ -38,6 +38,8 @@ import {
   RS_PING,
   encodeRelayBind,
   encodeRelayBindAck,
+  encodeRelayChallenge,
+  RELAY_CHALLENGE,
   encodeRsPing,
   relayFrame,
   signTicket,
@@ -449,6 +451,16 @@ export function messageVectors(secp: Secp256k1, aead: Aead): { description: stri
   ]) {
     add({ name: `RELAY_BIND_ACK ${a.ok ? 'accepted' : 'refused'}${a.peerBound ? ', other end bound' : ''}`, message: 'RELAY_BIND_ACK', type: RELAY_BIND_ACK, fields: a, packet: encodeRelayBindAck(a) });
   }
+  // The RS's return-routability challenge to a bind from a new address, and the bind again with the cookie echoed.
+  const cookie = Buffer.from('c0c1c2c3c4c5c6c7c8c9cacbcccdcecf', 'hex');
+  add({ name: 'RELAY_CHALLENGE to a bind from a new address', message: 'RELAY_CHALLENGE', type: RELAY_CHALLENGE, fields: { tunnelId, cookie }, packet: encodeRelayChallenge({ tunnelId, cookie }) });
+  add({
+    name: 'RELAY_BIND by end A echoing the challenge cookie',
+    message: 'RELAY_BIND',
+    type: RELAY_BIND,
+    fields: { ticket, role: 0, timestamp: T0 + 3002, cookie },
+    packet: encodeRelayBind(ticket, 0, T0 + 3002, t, cookie),
+  });
   const inner = Buffer.from('04000000556677880000000000000000', 'hex');
   add({ name: 'RELAY frame carrying a DATA frame header (the RS forwards it unchanged)', message: 'RELAY', type: RELAY_FRAME, fields: { tunnelId, inner }, packet: relayFrame(tunnelId, inner) });
   add({ name: 'RS_PING', message: 'RS_PING', type: RS_PING, fields: { kind: 0, nonce: 0x0102_0304_0a0b_0c0dn, loadPermille: 0 }, packet: encodeRsPing(0, 0x0102_0304_0a0b_0c0dn) });

@@ -13,6 +13,9 @@ export const RELAY_FRAME = 0x20;
 export const RELAY_BIND = 0x21;
 export const RS_PING = 0x22;
 export const RELAY_BIND_ACK = 0x23;
+export const RELAY_CHALLENGE = 0x24;
+/** The return-routability cookie an RS asks a bind from a new address to echo (docs/protocol.md §3.5). */
+export const BIND_COOKIE_BYTES = 16;
 /** Bytes before the inner packet in a RELAY frame. */
 export const RELAY_HEADER = 12;
 
@@ -96,16 +99,48 @@ function bindBody(ticketBytes: Uint8Array, role: number, timestamp: number): Buf
   return body;
 }
 
-export function encodeRelayBind(ticketBytes: Uint8Array, role: 0 | 1, timestamp: number, end: Identity): Buffer {
+export const RELAY_BIND_BYTES = 4 + TICKET_BYTES + 8 + SIGNATURE_LENGTH;
+
+/** A signed bind; `cookie` (from a RELAY_CHALLENGE) follows the signed part, as WireGuard's mac2 does. */
+export function encodeRelayBind(ticketBytes: Uint8Array, role: 0 | 1, timestamp: number, end: Identity, cookie?: Uint8Array): Buffer {
   const sig = end.sign(DomainTag.relayBind, bindBody(ticketBytes, role, timestamp));
-  return new Writer(4 + TICKET_BYTES + 8 + SIGNATURE_LENGTH)
+  const w = new Writer(RELAY_BIND_BYTES + BIND_COOKIE_BYTES)
     .u8(RELAY_BIND)
     .u8(role)
     .zeros(2)
     .fixed(ticketBytes, TICKET_BYTES)
     .u64(timestamp)
-    .fixed(sig, SIGNATURE_LENGTH)
-    .finish();
+    .fixed(sig, SIGNATURE_LENGTH);
+  if (cookie) w.fixed(cookie, BIND_COOKIE_BYTES);
+  return w.finish();
+}
+
+/** Splits an echoed cookie off a bind (borrowed views); cookie undefined when the bind carries none. */
+export function splitBindCookie(buf: Buffer): { bind: Buffer; cookie: Buffer | undefined } {
+  if (buf.length !== RELAY_BIND_BYTES + BIND_COOKIE_BYTES) return { bind: buf, cookie: undefined };
+  return { bind: buf.subarray(0, RELAY_BIND_BYTES), cookie: buf.subarray(RELAY_BIND_BYTES) };
+}
+
+export interface RelayChallenge {
+  readonly tunnelId: bigint;
+  readonly cookie: Uint8Array;
+}
+
+/** RELAY_CHALLENGE = 0x24 ‖ 3 zero bytes ‖ tunnel id (8) ‖ cookie (16): 28 bytes, smaller than the bind it answers. */
+export function encodeRelayChallenge(c: RelayChallenge): Buffer {
+  return new Writer(12 + BIND_COOKIE_BYTES).u8(RELAY_CHALLENGE).zeros(3).u64(c.tunnelId).fixed(c.cookie, BIND_COOKIE_BYTES).finish();
+}
+
+export function decodeRelayChallenge(buf: Buffer): Decoded<RelayChallenge> {
+  return decodeWith(() => {
+    const r = new Reader(buf);
+    if (r.u8() !== RELAY_CHALLENGE) throw new WireError('not a relay challenge');
+    r.bytes(3);
+    const tunnelId = r.u64();
+    const cookie = r.bytes(BIND_COOKIE_BYTES);
+    r.end();
+    return { tunnelId, cookie };
+  });
 }
 
 export function decodeRelayBind(buf: Buffer): Decoded<RelayBind> {

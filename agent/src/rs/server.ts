@@ -16,6 +16,8 @@ import {
   decodeRelayBind,
   decodeRsPing,
   encodeRelayBindAck,
+  encodeRelayChallenge,
+  splitBindCookie,
   encodeRsPing,
   verifyRelayBind,
   verifyTicket,
@@ -25,6 +27,7 @@ import { HELLO, decodeHello, encodeHello, signServerRecord } from '../protocol/d
 import { Peer, encodePeer } from '../protocol/peer.js';
 import { newTxid } from '../protocol/retransmit.js';
 import { formatEndpoint, sameEndpoint } from '../protocol/endpoint.js';
+import { BindCookies } from './cookie.js';
 
 export interface RsServerOptions {
   readonly identity: Identity;
@@ -78,6 +81,7 @@ export class RsServer {
   private readonly record: Uint8Array;
   private timers: NodeJS.Timeout[] = [];
   private packetsSinceReport = 0;
+  private readonly cookies: BindCookies;
   private lastReport = 0;
 
   private constructor(
@@ -86,6 +90,7 @@ export class RsServer {
   ) {
     this.log = (opts.log ?? silentLogger).child({ role: 'rs' });
     this.clock = opts.clock ?? SYSTEM_CLOCK;
+    this.cookies = new BindCookies(() => this.clock.monotonic());
     this.idHex = opts.identity.idHex;
     this.dcs = opts.config.reportTo.map((r) => ({ id: r.id, endpoint: r.endpoint }));
     this.trust = new Set(opts.config.trust.length > 0 ? opts.config.trust : this.dcs.map((d) => d.id));
@@ -165,7 +170,8 @@ export class RsServer {
   }
 
   private onBind(data: Buffer, from: Endpoint): void {
-    const d = decodeRelayBind(data);
+    const { bind, cookie } = splitBindCookie(data);
+    const d = decodeRelayBind(bind);
     if (!d.ok) return this.drops.inc('bind-malformed');
     const b = d.value;
     const t = b.ticket;
@@ -184,6 +190,11 @@ export class RsServer {
       if (!sameEndpoint(cur, from)) return this.drops.inc('bind-replay');
       const peerBound = !!(b.role === 0 ? tun.b : tun.a);
       return this.bind.send(encodeRelayBindAck({ tunnelId: t.tunnelId, ok: true, peerBound, observed: from }), from);
+    }
+    // Relayed traffic goes only where a bind came from: a new source address first proves it receives there.
+    if (!sameEndpoint(b.role === 0 ? tun?.a : tun?.b, from) && !this.cookies.valid(cookie, from)) {
+      this.counts.inc('bind-challenged');
+      return this.bind.send(encodeRelayChallenge({ tunnelId: t.tunnelId, cookie: this.cookies.issue(from) }), from);
     }
     // Signature recoveries (~70 µs each, native) only for binds that passed every cheap check; the ticket's only once
     // per tunnel (the second end presents the same ticket: on the critical path of the tunnel's setup).

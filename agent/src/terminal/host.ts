@@ -10,7 +10,7 @@ import type { Identity } from '../protocol/identity.js';
 import { CONTROL_TYPE, DATA_TYPE, TunnelKeypair } from '../crypto/session.js';
 import { parseRequestHeader, TUNNEL_REQUEST_TYPE, TUNNEL_RESPONSE_TYPE } from '../crypto/noise.js';
 import { HINT, NAT_PROBE, REGISTRATION_RESPONSE, decodeHint } from '../protocol/registration.js';
-import { RELAY_BIND_ACK, RELAY_FRAME, RELAY_HEADER, RS_PING, decodeRelayBindAck } from '../protocol/relay.js';
+import { RELAY_BIND_ACK, RELAY_CHALLENGE, RELAY_FRAME, RELAY_HEADER, RS_PING, decodeRelayBindAck, decodeRelayChallenge } from '../protocol/relay.js';
 import type { Target } from '../protocol/control.js';
 import { DEFAULT_RETRY, type RetryPolicy } from '../protocol/retransmit.js';
 import { bytesToIp4, bytesToIp6 } from '../protocol/ip.js';
@@ -325,6 +325,12 @@ export class TerminalHost implements TunnelTable {
         if (!a.ok) return this.drops.inc('bind-ack-malformed');
         const t = this.lifecycle.tunnels.get(a.value.tunnelId.toString(16));
         t?.onBindAck(a.value.ok);
+        return;
+      }
+      case RELAY_CHALLENGE: {
+        const c = decodeRelayChallenge(data);
+        if (!c.ok) return this.drops.inc('bind-challenge-malformed');
+        this.lifecycle.tunnels.get(c.value.tunnelId.toString(16))?.onBindChallenge(c.value.cookie);
         return;
       }
       case RS_PING:

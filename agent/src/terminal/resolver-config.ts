@@ -13,6 +13,11 @@ import type { Logger } from '../util/log.js';
 
 const run = promisify(execFile);
 
+/** resolvectl(1) with `args`; optional on this host (absent where systemd-resolved is not installed). */
+function resolvectl(args: readonly string[], timeout: number): Promise<unknown> {
+  return run('resolvectl', args, { timeout });
+}
+
 const DNS_PORT = 53;
 
 function isLoopback(address: string): boolean {
@@ -68,7 +73,7 @@ export function systemUpstream(listen: Endpoint | undefined, file = '/etc/resolv
 /** systemd-resolved answers here: resolvectl exists and reaches the daemon over D-Bus. */
 export async function resolvedRuns(): Promise<boolean> {
   try {
-    await run('resolvectl', ['status'], { timeout: 3000 });
+    await resolvectl(['status'], 3000);
     return true;
   } catch {
     return false;
@@ -82,10 +87,10 @@ export async function resolvedRuns(): Promise<boolean> {
  */
 export async function registerNtmDomain(device: string, listen: Endpoint, log: Logger): Promise<() => Promise<void>> {
   const server = formatEndpoint(listen);
-  await run('resolvectl', ['dns', device, server], { timeout: 5000 });
-  await run('resolvectl', ['domain', device, '~ntm'], { timeout: 5000 });
+  await resolvectl(['dns', device, server], 5000);
+  await resolvectl(['domain', device, '~ntm'], 5000);
   log.info('systemd-resolved routes .ntm to the terminal', { device, server });
   return async () => {
-    await run('resolvectl', ['revert', device], { timeout: 5000 }).catch((e: Error) => log.warn('resolvectl revert failed', { device, err: e }));
+    await resolvectl(['revert', device], 5000).catch((e: Error) => log.warn('resolvectl revert failed', { device, err: e }));
   };
 }

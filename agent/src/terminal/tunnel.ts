@@ -76,6 +76,8 @@ export class Tunnel {
   /** The peer's address on a direct path (learnt from authentic packets: roaming). */
   endpoint: Endpoint | undefined;
   relayBound = false;
+  /** The RS's last return-routability cookie for our address (echoed in every later bind). */
+  private relayCookie: Buffer | undefined;
   state: 'connecting' | 'up' | 'failed' = 'connecting';
   failure = '';
   /** Packets waiting for keys (oldest dropped beyond MAX_QUEUED). */
@@ -211,7 +213,15 @@ export class Tunnel {
     // We are end A of the ticket when the ticket's end A is our ID.
     const role: 0 | 1 = Buffer.compare(r.ticket.subarray(28, 48), this.me.id) === 0 ? 0 : 1;
     // The bind carries wall-clock time (the RS checks freshness); io.now() is monotonic.
-    this.io.send(encodeRelayBind(r.ticket, role, Date.now(), this.me), r.endpoint);
+    this.io.send(encodeRelayBind(r.ticket, role, Date.now(), this.me, this.relayCookie), r.endpoint);
+  }
+
+  /** The RS asks us to prove we receive at our address (RELAY_CHALLENGE): bind again with its cookie echoed. */
+  onBindChallenge(cookie: Uint8Array): void {
+    // Once per cookie: a forged challenge cannot make us send binds in a loop.
+    if (!this.route.relay || (this.relayCookie && Buffer.compare(this.relayCookie, cookie) === 0)) return;
+    this.relayCookie = Buffer.from(cookie);
+    this.bindRelay();
   }
 
   /** Sends a fresh TUNNEL_REQUEST (new ephemeral and timestamp each time, as WireGuard's initiations). */
