@@ -31,7 +31,7 @@ import { toHex } from '../../crypto/hex.js';
 import { bytesToIp4, bytesToIp6, parseCidr } from '../../protocol/ip.js';
 import { silentLogger, type Logger } from '../../util/log.js';
 import { NtmRegistryAbi } from './abi.js';
-import { ClientClosedError, ContractArtifactError, ContractRevertError, NoContractError } from './errors.js';
+import { ChainUnavailableError, ClientClosedError, ContractArtifactError, ContractRevertError, NoContractError } from './errors.js';
 
 /** What became of one Node Transaction of a batch (the contract's Status enum, in its order). */
 export const NT_STATUSES = ['accepted', 'duplicate', 'malformed', 'signature', 'public-key', 'wrong-dc', 'stale', 'revoked'] as const;
@@ -268,9 +268,11 @@ export class RegistryContract {
   }
 
   /** The newest accepted Node Transaction of `id` (from the event log; the contract stores only its fields). */
-  async nodeTransaction(id: string, fromBlock = 0): Promise<Buffer | undefined> {
-    const logs = await this.retry('node transaction logs', () =>
-      this.client.getContractEvents({ address: this.address, abi: NtmRegistryAbi, eventName: 'NodeTransaction', args: { id: getAddress(id) }, fromBlock: BigInt(fromBlock), toBlock: 'latest' }),
+  async nodeTransaction(id: string, fromBlock = 0, deadlineMs?: number): Promise<Buffer | undefined> {
+    const logs = await this.retry(
+      'node transaction logs',
+      () => this.client.getContractEvents({ address: this.address, abi: NtmRegistryAbi, eventName: 'NodeTransaction', args: { id: getAddress(id) }, fromBlock: BigInt(fromBlock), toBlock: 'latest' }),
+      deadlineMs,
     );
     const last = logs.at(-1);
     return last ? bytes(last.args.nt!) : undefined;
@@ -287,9 +289,11 @@ export class RegistryContract {
     return out;
   }
 
-  async dc(id: string): Promise<DcEntry | undefined> {
-    const [publicKey, record, updatedAt] = await this.retry('dc', () =>
-      this.client.readContract({ address: this.address, abi: NtmRegistryAbi, functionName: 'dc', args: [getAddress(id)] }),
+  async dc(id: string, deadlineMs?: number): Promise<DcEntry | undefined> {
+    const [publicKey, record, updatedAt] = await this.retry(
+      'dc',
+      () => this.client.readContract({ address: this.address, abi: NtmRegistryAbi, functionName: 'dc', args: [getAddress(id)] }),
+      deadlineMs,
     );
     if (updatedAt === 0n) return undefined;
     return { id: lower(id), publicKey: bytes(publicKey), record: bytes(record), updatedAt: Number(updatedAt) };
@@ -486,16 +490,21 @@ export class RegistryContract {
     }
   }
 
-  /** Runs `f` until it returns, retrying transport failures with backoff; a revert is a ContractRevertError. */
-  private retry<T>(what: string, f: () => Promise<T>): Promise<T> {
-    return RegistryContract.untilAnswered(f, this.log, this.maxBackoffMs, () => this.closed, what);
+  /**
+   * Runs `f` until it returns, retrying transport failures with backoff; a revert is a ContractRevertError. With a
+   * deadline, ChainUnavailableError once it passes.
+   */
+  private retry<T>(what: string, f: () => Promise<T>, deadlineMs?: number): Promise<T> {
+    return RegistryContract.untilAnswered(f, this.log, this.maxBackoffMs, () => this.closed, what, deadlineMs);
   }
 
-  private static async untilAnswered<T>(f: () => Promise<T>, log: Logger, maxBackoffMs: number, closed: () => boolean, what = 'chain'): Promise<T> {
+  private static async untilAnswered<T>(f: () => Promise<T>, log: Logger, maxBackoffMs: number, closed: () => boolean, what = 'chain', deadlineMs?: number): Promise<T> {
     let backoff = 100;
     let warned = false;
+    const end = deadlineMs === undefined ? Infinity : Date.now() + deadlineMs;
     for (;;) {
       if (closed()) throw new ClientClosedError();
+      if (Date.now() > end) throw new ChainUnavailableError(what, deadlineMs!);
       try {
         const v = await f();
         if (warned) log.info('chain answers again', { what });
@@ -503,6 +512,7 @@ export class RegistryContract {
       } catch (e) {
         const reason = revertReason(e);
         if (reason !== undefined) throw new ContractRevertError(what, reason);
+        if (deadlineMs !== undefined && Date.now() + backoff > end) throw new ChainUnavailableError(what, deadlineMs);
         if (!warned) log.warn('chain does not answer; retrying', { what, err: message(e) });
         warned = true;
         await new Promise((r) => setTimeout(r, backoff));

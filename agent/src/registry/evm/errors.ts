@@ -37,3 +37,15 @@ export class ClientClosedError extends NtmError {
     super('the ledger client was closed');
   }
 }
+
+/** The chain did not answer a read within its deadline (a lookup the DC cannot wait longer for). */
+export class ChainUnavailableError extends NtmError {
+  override readonly name = 'ChainUnavailableError';
+  override readonly code = 'chain_unavailable';
+  constructor(
+    readonly what: string,
+    readonly afterMs: number,
+  ) {
+    super(`${what}: the chain did not answer within ${afterMs} ms`);
+  }
+}

@@ -1,0 +1,147 @@
+// The EVM registry backend passes the registry compliance suite (registry/testing/compliance.ts) against a real anvil
+// chain: each ledger is a freshly deployed contract, each DC a real SQLite file and its own chain account. Then what
+// only this backend promises: the outbox survives the DC's death and a chain that is down, and reaches the chain once.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openDb, type Db } from '../../agent/src/store/db.js';
+import { Identity } from '../../agent/src/protocol/identity.js';
+import { EvmRegistry } from '../../agent/src/registry/evm/registry.js';
+import { RegistryContract } from '../../agent/src/registry/evm/contract.js';
+import type { Registry } from '../../agent/src/types/registry.js';
+import { dcEntry, nodeEntry, registryComplianceSuite, type RegistryUnderTest } from '../../agent/src/registry/testing/compliance.js';
+import { startChain, type LocalChain } from '../../scripts/chain.js';
+
+let chain: Promise<LocalChain> | undefined;
+const theChain = (): Promise<LocalChain> => (chain ??= startChain({}));
+after(async () => {
+  if (chain) await (await chain).stop();
+});
+
+function turn(db: Db, registry: Registry, fn: () => void): void {
+  try {
+    db.transaction(fn)();
+  } catch (e) {
+    registry.rolledBack();
+    throw e;
+  }
+  registry.committed();
+}
+
+interface Ledger {
+  readonly rpcUrl: string;
+  readonly contract: string;
+  readonly deployBlock: number;
+}
+
+function evmOn(ledger: Ledger, dir: string, dc: Identity): RegistryUnderTest {
+  const db = openDb(join(dir, 'dc.db'));
+  const registry = new EvmRegistry(db, { rpcUrl: ledger.rpcUrl, contract: ledger.contract, deployBlock: ledger.deployBlock, identity: dc, pollMs: 50, batchDelayMs: 10, missWaitMs: 3000 });
+  const u: RegistryUnderTest & { ledger: Ledger } = {
+    ledger,
+    registry,
+    dc,
+    transaction: (fn) => turn(db, registry, fn),
+    reopen: async () => {
+      await registry.close();
+      db.close();
+      return evmOn(ledger, dir, dc);
+    },
+    close: async () => {
+      await registry.close();
+      if (db.open) db.close();
+    },
+  };
+  return u;
+}
+
+async function newDc(c: LocalChain): Promise<{ dc: Identity; dir: string }> {
+  const dc = Identity.generate();
+  await c.fund(dc.idHex);
+  return { dc, dir: mkdtempSync(join(tmpdir(), 'ntm-evm-registry-')) };
+}
+
+function withCleanup(u: RegistryUnderTest, dir: string): RegistryUnderTest {
+  return {
+    ...u,
+    close: async () => {
+      await u.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+registryComplianceSuite('evm', {
+  open: async () => {
+    const c = await theChain();
+    const { address, block } = await c.deploy();
+    const { dc, dir } = await newDc(c);
+    return withCleanup(evmOn({ rpcUrl: c.rpcUrl, contract: address, deployBlock: block }, dir, dc), dir);
+  },
+  peer: async (of) => {
+    const c = await theChain();
+    const { dc, dir } = await newDc(c);
+    return withCleanup(evmOn((of as RegistryUnderTest & { ledger: Ledger }).ledger, dir, dc), dir);
+  },
+  propagationMs: 5000,
+});
+
+test('evm: entries answered before the chain comes up are on it once, after a restart of the DC and of the chain', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ntm-evm-outbox-'));
+  const first = await startChain({ statePath: join(dir, 'chain.json') });
+  let second: LocalChain | undefined;
+  const opened: EvmRegistry[] = [];
+  const dbs: Db[] = [];
+  try {
+    const { address, block } = await first.deploy();
+    const dc = Identity.generate();
+    await first.fund(dc.idHex);
+    await first.stop();
+    // The DC starts while the chain is down, and answers: its entries go to the outbox.
+    const open = (): { db: Db; r: EvmRegistry } => {
+      const db = openDb(join(dir, 'dc.db'));
+      const r = new EvmRegistry(db, { rpcUrl: first.rpcUrl, contract: address, deployBlock: block, identity: dc, pollMs: 50, batchDelayMs: 10, connectWaitMs: 300 });
+      opened.push(r);
+      dbs.push(db);
+      return { db, r };
+    };
+    let { db, r } = open();
+    assert.ok((await r.verify()).ok);
+    const terminals = Array.from({ length: 50 }, () => Identity.generate());
+    turn(db, r, () => {
+      r.stage(dcEntry(dc));
+      for (const t of terminals.slice(0, 25)) r.stage(nodeEntry(t, dc));
+    });
+    turn(db, r, () => {
+      for (const t of terminals.slice(25)) r.stage(nodeEntry(t, dc));
+    });
+    assert.equal(r.pending(), 51);
+    // The DC dies: its background work stops, nothing is flushed (close() writes nothing), the database holds the
+    // committed transactions only, as after a kill -9.
+    await r.close();
+    ({ db, r } = open());
+    assert.ok((await r.verify()).ok);
+    assert.equal(r.pending(), 51, 'the outbox survived');
+    second = await startChain({ statePath: join(dir, 'chain.json'), port: first.port });
+    const deadline = Date.now() + 30_000;
+    while (r.pending() > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+    assert.equal(r.pending(), 0, 'the outbox drained');
+    const reader = await RegistryContract.connect({ rpcUrl: second.rpcUrl, address });
+    try {
+      const events = await reader.events(block, await reader.blockNumber());
+      const nodeEvents = events.filter((e) => e.kind === 'node');
+      assert.equal(nodeEvents.length, 50, 'each registration on the chain once');
+      assert.deepEqual(new Set(nodeEvents.map((e) => e.kind === 'node' && e.id)), new Set(terminals.map((t) => t.idHex)));
+    } finally {
+      reader.close();
+    }
+  } finally {
+    for (const r of opened) await r.close();
+    for (const db of dbs) if (db.open) db.close();
+    await first.stop();
+    await second?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
