@@ -4,7 +4,7 @@
 // body throws, and an exiting process takes its chains with it. An ISP runs a permissioned chain instead
 // (docs/ledger.md); nothing but this file knows the chain is anvil.
 //
-//   node dist/scripts/chain.js [--port P] [--block-time S] [--state FILE] [--deploy] [--fund 0xADDR,…]
+//   node dist/scripts/chain.js [--host ADDR] [--port P] [--block-time S] [--state FILE] [--deploy] [--fund 0xADDR,…]
 //
 // prints one JSON line {"ready":true,"rpcUrl":…,"contract":…} and runs until SIGINT/SIGTERM.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -168,6 +168,7 @@ export async function withChain<T>(opts: ChainOptions, body: (chain: LocalChain)
 }
 
 async function main(argv: string[]): Promise<void> {
+  let host = '127.0.0.1';
   let port = 0;
   let blockTimeS = 0;
   let statePath: string | undefined;
@@ -175,14 +176,15 @@ async function main(argv: string[]): Promise<void> {
   const fund: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--port') port = Number(argv[++i]);
+    if (a === '--host') host = argv[++i] ?? host;
+    else if (a === '--port') port = Number(argv[++i]);
     else if (a === '--block-time') blockTimeS = Number(argv[++i]);
     else if (a === '--state') statePath = argv[++i];
     else if (a === '--deploy') deploy = true;
     else if (a === '--fund') fund.push(...(argv[++i] ?? '').split(',').filter(Boolean));
-    else throw new ChainStartError(`unknown argument ${a}; usage: chain.js [--port P] [--block-time S] [--state FILE] [--deploy] [--fund 0xADDR,…]`);
+    else throw new ChainStartError(`unknown argument ${a}; usage: chain.js [--host ADDR] [--port P] [--block-time S] [--state FILE] [--deploy] [--fund 0xADDR,…]`);
   }
-  const chain = await startChain({ port, blockTimeS, ...(statePath ? { statePath } : {}) });
+  const chain = await startChain({ host, port, blockTimeS, ...(statePath ? { statePath } : {}) });
   const stop = (): void => void chain.stop().then(() => process.exit(0));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -10,9 +10,20 @@ import { parseArgs, one, has, overrides } from './args.js';
 import { missingNodeFlags } from './node-flags.js';
 import { announce, loadOrCreateIdentity, onShutdown, securedDataDir, processMemory, resolveIn } from './common.js';
 import { ControlServer } from './control-socket.js';
-import { InputError, IntegrityError } from '../types/errors.js';
+import { ConfigError, InputError, IntegrityError } from '../types/errors.js';
 import { dcOperator } from './operator.js';
 import { EXIT_HELP } from './exit.js';
+import * as NT from '../protocol/node-transaction.js';
+import { formatId } from '../crypto/secp256k1.js';
+import type { SectionConfig } from '../config/schema.js';
+import type { Db } from '../store/db.js';
+import type { Identity } from '../protocol/identity.js';
+import type { Registry } from '../types/registry.js';
+import type { Logger } from '../util/log.js';
+import { EvmRegistry } from '../registry/evm/registry.js';
+import { defaultPools } from '../dc/pools.js';
+import { parseCidr } from '../protocol/ip.js';
+import { toHex } from '../crypto/hex.js';
 
 export const DC_HELP = `ntm dc — run a Direction Coordinator alone
 
@@ -42,6 +53,11 @@ Alone, on its own host (UDP 7100 and 7101 open), with an RS elsewhere:
 Several DCs: give each a disjoint --pool and the others as --peer 0xID@ADDR:PORT. The registry chain is
 verified at every start; the DC refuses to start on one that does not verify.
 
+On an EVM chain (docs/ledger.md): Node Transactions go to the NtmRegistry contract, the DC finds the other
+DCs and claims its address blocks there, no --peer needed. The DC's ID is its chain account.
+  ntm dc --data-dir DIR --advertise 192.0.2.2:7100 --ledger evm --chain-rpc http://10.0.0.1:8545 \
+         --chain-contract 0xCONTRACT [--chain-deploy-block N]
+
 ${EXIT_HELP}`;
 
 export async function runDc(argv: readonly string[]): Promise<void> {
@@ -50,21 +66,35 @@ export async function runDc(argv: readonly string[]): Promise<void> {
   const file = readConfigFile(one(p, 'config'));
   const ov = overrides(
       p,
-      { listen: 'dc.listen', 'data-dir': 'dc.dataDir', advertise: 'dc.advertise', peer: 'dc.peers', relay: 'dc.relays', pool: 'dc.poolV4', pool6: 'dc.poolV6', keepalive: 'dc.keepaliveS', 'operator-listen': 'operator.dcListen', admission: 'operator.admission' },
+      {
+        listen: 'dc.listen',
+        'data-dir': 'dc.dataDir',
+        advertise: 'dc.advertise',
+        peer: 'dc.peers',
+        relay: 'dc.relays',
+        pool: 'dc.poolV4',
+        pool6: 'dc.poolV6',
+        keepalive: 'dc.keepaliveS',
+        'operator-listen': 'operator.dcListen',
+        admission: 'operator.admission',
+        ledger: 'dc.ledger',
+        'chain-rpc': 'dc.chainRpc',
+        'chain-contract': 'dc.chainContract',
+        'chain-deploy-block': 'dc.chainDeployBlock',
+      },
       ['print-id'],
   );
-  const cfg = loadSection('dc', file, ov);
+  const fileCfg = loadSection('dc', file, ov);
   const op = loadSection('operator', file, ov);
   const log = createLogger(loadSection('log', file).level);
   const missing = missingNodeFlags('dc');
   if (missing.length > 0 && !has(p, 'print-id')) log.warn('started without the DC\'s Node.js flags: its memory will be larger than it need be', { missing: missing.join(' ') });
-  securedDataDir(cfg.dataDir, log);
-  const identity = await loadOrCreateIdentity(resolveIn(cfg.dataDir, cfg.key));
+  securedDataDir(fileCfg.dataDir, log);
+  const identity = await loadOrCreateIdentity(resolveIn(fileCfg.dataDir, fileCfg.key));
   if (has(p, 'print-id')) return announce({ id: identity.idHex, publicKey: identity.publicKey.toString('hex') });
-  const dbPath = join(cfg.dataDir, 'dc.db');
+  const dbPath = join(fileCfg.dataDir, 'dc.db');
   const db = openDb(dbPath);
-  // The ledger: the hash-chained SQLite registry in the DC's own database (the embedded default).
-  const registry = new SqliteRegistry(db);
+  const { registry, cfg } = await openLedger(fileCfg, db, identity, log);
   const operator = dcOperator({ dc: cfg, op, db, identity, log });
   const dc = await DcServer.start({ identity, db, registry, ...(await openDcBinds(cfg)), config: cfg, log, ...(operator.admit ? { admit: operator.admit } : {}) }).catch((e: unknown) => {
     db.close();
@@ -74,6 +104,9 @@ export async function runDc(argv: readonly string[]): Promise<void> {
   });
   const ctl = await ControlServer.listen(join(cfg.dataDir, 'dc.sock'), (req) => {
     if (req.cmd === 'status') return { ...dc.status(), memory: processMemory() };
+    // A terminal's own signed revocation (the household agent holds it for an appliance it unpairs): it goes to the
+    // ledger like any Node Transaction, so every DC on an EVM ledger refuses the terminal too.
+    if (req.cmd === 'revoke' && req.nt !== undefined) return { revoked: dc.revoke(...revocation(req, identity)) };
     // The operator's revocation: holds for an ID not registered yet too (it is refused when it comes).
     if (req.cmd === 'revoke' || req.cmd === 'reinstate') {
       const id = String(req.id ?? '').toLowerCase();
@@ -91,4 +124,40 @@ export async function runDc(argv: readonly string[]): Promise<void> {
     await dc.stop();
     db.close();
   });
+}
+
+/**
+ * The ledger the configuration names: the hash-chained SQLite registry in the DC's own database (the embedded
+ * default), or the NtmRegistry contract (ledger "evm"), whose address blocks then become the DC's pools.
+ */
+async function openLedger(cfg: Readonly<SectionConfig<'dc'>>, db: Db, identity: Identity, log: Logger): Promise<{ registry: Registry; cfg: Readonly<SectionConfig<'dc'>> }> {
+  if (cfg.ledger === 'sqlite') return { registry: new SqliteRegistry(db), cfg };
+  if (!cfg.chainRpc) throw new ConfigError('dc.chainRpc', 'is required with dc.ledger = evm');
+  if (!cfg.chainContract) throw new ConfigError('dc.chainContract', 'is required with dc.ledger = evm');
+  const registry = new EvmRegistry(db, { rpcUrl: cfg.chainRpc, contract: cfg.chainContract, deployBlock: cfg.chainDeployBlock, identity, log });
+  const hint = defaultPools({ ...cfg, poolV4: '', poolV6: '' }, identity.id);
+  const slot = (pool: string, range: string): number => {
+    const p = parseCidr(pool);
+    const r = parseCidr(range);
+    return Number((BigInt(toHex(p.network)) - BigInt(toHex(r.network))) >> BigInt((p.family === 4 ? 32 : 128) - p.length));
+  };
+  log.info('claiming address blocks on the chain', { rpcUrl: cfg.chainRpc, contract: cfg.chainContract });
+  const pools = await registry.claimBlocks({
+    v4: { pool: cfg.poolV4, range: cfg.virtualV4, len: 24, hint: slot(hint.v4, cfg.virtualV4) },
+    v6: { pool: cfg.poolV6, range: cfg.virtualV6, len: 48, hint: slot(hint.v6, cfg.virtualV6) },
+  });
+  log.info('address blocks', pools);
+  return { registry, cfg: Object.freeze({ ...cfg, poolV4: pools.v4, poolV6: pools.v6 }) };
+}
+
+/**
+ * A control-socket revocation: a terminal's own signed revocation (its Node Transaction with rev = 1, naming this
+ * DC), as the household agent holds it for an appliance it unpairs. It goes to the ledger like any Node Transaction.
+ */
+function revocation(req: Record<string, unknown>, dc: Identity): [string, Uint8Array] {
+  const bytes = Buffer.from(String(req.nt ?? '').replace(/^0x/, ''), 'hex');
+  const nt = NT.decode(bytes);
+  if (nt instanceof NT.NodeTransactionDecodeError) throw new InputError(nt.message);
+  if (!nt.revoked || !nt.dcId.equals(dc.id) || NT.check(nt) !== 'ok') throw new InputError('not a valid revocation naming this DC');
+  return [formatId(nt.id), bytes];
 }

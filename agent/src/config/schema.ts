@@ -109,6 +109,10 @@ export const SCHEMA = {
     relayQuotaBytes: f(10 * 1024 ** 3, num(0, 2 ** 53), 'Bytes an RS may relay for one tunnel (written into the ticket).'),
     relayQuotaPackets: f(20_000_000, num(0, 2 ** 53), 'Packets an RS may relay for one tunnel.'),
     relayTicketS: f(24 * 3600, num(10, 30 * 86400), 'Lifetime of a relay ticket (seconds).'),
+    ledger: f<'sqlite' | 'evm'>('sqlite', oneOf(['sqlite', 'evm'] as const), 'Where Node Transactions are recorded: "sqlite" (a hash chain in the DC\'s database: one household) or "evm" (the NtmRegistry contract at chainContract on chainRpc: DCs find each other and their address blocks there, docs/ledger.md).'),
+    chainRpc: f('', str, 'JSON-RPC URL of the EVM chain (ledger "evm").'),
+    chainContract: f('', (v, k) => (v === '' ? '' : idP(v, k)), 'Address of the NtmRegistry contract (ledger "evm").'),
+    chainDeployBlock: f(0, num(0, 2 ** 53), 'Block the contract was deployed in: where a DC with an empty cache starts reading its events.'),
   },
   rs: {
     listen: f('[::]:7200', str, 'UDP address the Relay Server listens on (dual-stack).'),

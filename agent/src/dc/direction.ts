@@ -73,7 +73,7 @@ export class Direction implements ChannelRequests {
   }
 
   /** The peer DC that manages the target, from the registry (IDs: may ask the ledger) or the DCs' pools (addresses). */
-  private async findRemoteDc(t: Target): Promise<PeerState | undefined> {
+  private async findRemoteDc(t: Target): Promise<PeerState | 'revoked' | undefined> {
     if (t.kind === 'id') {
       const entry = await this.dc.registry.lookup('node', formatId(t.id)).catch((e: unknown) => {
         this.dc.log.warn('registry lookup failed; asking every peer DC', { err: e });
@@ -82,6 +82,8 @@ export class Direction implements ChannelRequests {
       if (!entry) return undefined;
       const nt = NT.decode(entry.bytes);
       if (nt instanceof NT.NodeTransactionDecodeError) return undefined;
+      // The ledger's word on revocation is final (sticky on the contract): no need to ask the target's DC.
+      if (nt.revoked) return 'revoked';
       return this.dc.peers.get(formatId(nt.dcId));
     }
     if (t.kind === 'v4' || t.kind === 'v6') {
@@ -180,6 +182,7 @@ export class Direction implements ChannelRequests {
       return;
     }
     const known = await this.findRemoteDc(target);
+    if (known === 'revoked') return this.directionError(rec, txid, Status.REVOKED, 'peer revoked', tText);
     const candidates = known ? [known] : [...dc.peers.values()];
     const usable = candidates.filter((p) => p.publicKey);
     if (usable.length === 0) return this.directionError(rec, txid, Status.NOT_FOUND, 'unknown peer', tText);

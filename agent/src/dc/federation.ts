@@ -8,7 +8,8 @@ import * as NT from '../protocol/node-transaction.js';
 import { formatId } from '../crypto/secp256k1.js';
 import { Peer, decodePeer, encodePeer, type PeerMessage } from '../protocol/peer.js';
 import { PeerSealer } from '../protocol/peer-frame.js';
-import { decodeHello, encodeHello } from '../protocol/dc-record.js';
+import { decodeHello, decodeServerRecord, encodeHello } from '../protocol/dc-record.js';
+import type { RegistryEntry } from '../types/registry.js';
 import { PendingRequests, newTxid } from '../protocol/retransmit.js';
 import { formatEndpoint } from '../protocol/endpoint.js';
 import type { DcCore, PeerState } from './core.js';
@@ -29,6 +30,22 @@ export class Federation {
   constructor(private readonly dc: DcCore) {
     this.sealer = new PeerSealer(dc.identity, (id) => dc.peers.has(id) || dc.relays.has(id));
     dc.commit.onCommitted = (nts) => this.announce(nts);
+  }
+
+  /**
+   * A DC record from the ledger's directory (EVM: the contract, issue 12): the DC becomes a peer with the key and
+   * endpoint it published, no --peer needed. Its signature is checked, and it must be that DC's own record.
+   */
+  learnPeer(entry: RegistryEntry): void {
+    const { dc } = this;
+    if (entry.kind !== 'dc' || entry.id === dc.identity.idHex) return;
+    const d = decodeServerRecord(entry.bytes);
+    if (!d.ok || d.value.role !== 'dc' || formatId(d.value.id) !== entry.id || d.value.endpoints.length === 0) return void dc.drops.inc('directory-record-invalid');
+    const rec = d.value;
+    const known = dc.peers.get(entry.id);
+    if (known?.record && known.record.time >= rec.time) return;
+    dc.peers.set(entry.id, { id: entry.id, endpoint: rec.endpoints[0]!, publicKey: Buffer.from(rec.publicKey), record: rec, helloAt: -Infinity, answered: false });
+    dc.log.info('peer dc found in the ledger', { id: entry.id, endpoints: rec.endpoints.map(formatEndpoint) });
   }
 
   /** HELLO to the peers that have not answered yet (every 5 s) and to all of them every 5 minutes. */

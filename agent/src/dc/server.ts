@@ -35,6 +35,8 @@ export class DcServer {
   private readonly registration: Registration;
   private readonly federation: Federation;
   private timers: NodeJS.Timeout[] = [];
+  /** Stops the directory subscription (set at start). */
+  private unsubscribe: () => void = () => {};
   /** The registry as verified at start: entries and head (status, tests). */
   private startReport: { entries: number; head: string } = { entries: 0, head: '' };
 
@@ -103,6 +105,9 @@ export class DcServer {
     dc.federation.record = record;
     core.commit.stage({ kind: 'dc', id: dc.idHex, bytes: keep(record) });
     core.commit.flush();
+    // DCs in the ledger's directory are peers too (the EVM ledger's: found through the contract, no --peer).
+    for (const e of core.registry.directory()) dc.federation.learnPeer(e);
+    dc.unsubscribe = core.registry.onChange((e) => dc.federation.learnPeer(e));
     dc.timers.push(setInterval(() => dc.tick(), 1000));
     dc.federation.sayHello();
     dc.channel.hintRestart();
@@ -138,6 +143,7 @@ export class DcServer {
     if (this.core.stopped) return;
     this.core.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    this.unsubscribe();
     this.channel.requests.cancelAll('dc stopping');
     this.federation.requests.cancelAll('dc stopping');
     this.core.commit.flush();

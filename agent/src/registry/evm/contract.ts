@@ -90,6 +90,8 @@ export interface ContractClientOptions {
   /** Timeout of one JSON-RPC request (ms). */
   readonly requestTimeoutMs?: number;
   readonly log?: Logger;
+  /** connect() gives up (ClientClosedError) once this says so: its owner closed before the chain answered. */
+  readonly abandoned?: () => boolean;
 }
 
 /**
@@ -180,7 +182,7 @@ export class RegistryContract {
    */
   static async connect(opts: ContractClientOptions): Promise<RegistryContract> {
     const probe = createPublicClient({ transport: http(opts.rpcUrl, { retryCount: 0, timeout: opts.requestTimeoutMs ?? 10_000 }) });
-    const chainId = await RegistryContract.untilAnswered(() => probe.getChainId(), opts.log ?? silentLogger, opts.maxBackoffMs ?? 5000, () => false);
+    const chainId = await RegistryContract.untilAnswered(() => probe.getChainId(), opts.log ?? silentLogger, opts.maxBackoffMs ?? 5000, opts.abandoned ?? (() => false));
     const c = new RegistryContract(opts, chainDefinition(chainId, opts.rpcUrl));
     const code = await c.retry('getCode', () => c.client.getCode({ address: c.address }));
     if (!code || code === '0x') throw new NoContractError(c.address);

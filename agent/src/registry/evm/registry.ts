@@ -50,6 +50,14 @@ export interface EvmRegistryOptions {
   readonly lookupTimeoutMs?: number;
 }
 
+/** What a DC wants of one family: a configured pool, or a /len of range picked from slot `hint` on. */
+export interface BlockWish {
+  readonly pool: string;
+  readonly range: string;
+  readonly len: number;
+  readonly hint: number;
+}
+
 interface Row {
   kind: RegistryKind;
   id: string;
@@ -68,6 +76,7 @@ export class EvmRegistry implements Registry {
   private readonly stmt;
   private readonly handlers = new Set<(e: RegistryEntry) => void>();
   private client: RegistryContract | undefined;
+  private connecting: Promise<RegistryContract> | undefined;
   private stopFollow: (() => void) | undefined;
   private ownStaged = false;
   private draining = false;
@@ -120,21 +129,34 @@ export class EvmRegistry implements Registry {
         this.stmt.setMeta.run('entries', String(this.pending()));
       })();
     }
-    const key = this.opts.identity.exportPrivateKey();
-    const connecting = RegistryContract.connect({ rpcUrl: this.opts.rpcUrl, address: contract, privateKey: key, pollMs: this.opts.pollMs ?? 500, log: this.log }).finally(() => key.fill(0));
-    const waited = await Promise.race([
-      connecting.then((c) => c, (e: unknown) => e as Error),
-      new Promise<'waiting'>((r) => setTimeout(() => r('waiting'), this.opts.connectWaitMs ?? 5000).unref()),
-    ]);
-    if (waited instanceof NoContractError) return { ok: false, entries: 0, at: 0, reason: waited.message };
-    if (waited instanceof Error) throw waited;
-    if (waited === 'waiting') {
-      this.log.warn('chain not answering; starting on the local view, the outbox waits', { rpcUrl: this.opts.rpcUrl });
-      connecting.then(
-        (c) => this.connected(c),
-        (e: unknown) => this.log.error('ledger unusable', { err: e }),
-      );
-    } else this.connected(waited);
+    // verify() may be called again (a status check): the chain is connected to once.
+    if (!this.connecting) {
+      const key = this.opts.identity.exportPrivateKey();
+      const connecting = RegistryContract.connect({
+        rpcUrl: this.opts.rpcUrl,
+        address: contract,
+        privateKey: key,
+        pollMs: this.opts.pollMs ?? 500,
+        log: this.log,
+        abandoned: () => this.closed,
+      }).finally(() => key.fill(0));
+      this.connecting = connecting;
+      const waited = await Promise.race([
+        connecting.then((c) => c, (e: unknown) => e as Error),
+        new Promise<'waiting'>((r) => setTimeout(() => r('waiting'), this.opts.connectWaitMs ?? 5000).unref()),
+      ]);
+      if (waited instanceof NoContractError) return { ok: false, entries: 0, at: 0, reason: waited.message };
+      if (waited instanceof Error) throw waited;
+      if (waited === 'waiting') {
+        this.log.warn('chain not answering; starting on the local view, the outbox waits', { rpcUrl: this.opts.rpcUrl });
+        connecting.then(
+          (c) => this.connected(c),
+          (e: unknown) => {
+            if (!(e instanceof ClientClosedError)) this.log.error('ledger unusable', { err: e });
+          },
+        );
+      } else this.connected(waited);
+    }
     return { ok: true, entries: Number(this.meta('entries') ?? '0'), head: `evm:${contract}@${this.meta('next_block') ?? '0'}` };
   }
 
@@ -217,6 +239,42 @@ export class EvmRegistry implements Registry {
     this.client?.close();
   }
 
+  /**
+   * This DC's virtual address blocks, claimed on the contract so no two DCs hand out the same address (issue 12).
+   * Kept from an earlier start (the database remembers them; the chain need not answer), else the blocks the chain
+   * already lists for this DC, else claimed now: exactly `pool` when configured (an overlap is a
+   * ContractRevertError('BlockOverlaps')), or the first free block of `range` from the slot `hint`. Waits for the chain.
+   */
+  async claimBlocks(want: { readonly v4: BlockWish; readonly v6: BlockWish }): Promise<{ v4: string; v6: string }> {
+    const k4 = `pool_v4:${this.opts.contract.toLowerCase()}`;
+    const k6 = `pool_v6:${this.opts.contract.toLowerCase()}`;
+    const kept = { v4: this.meta(k4), v6: this.meta(k6) };
+    if (kept.v4 && kept.v6 && (!want.v4.pool || want.v4.pool === kept.v4) && (!want.v6.pool || want.v6.pool === kept.v6)) return { v4: kept.v4, v6: kept.v6 };
+    const key = this.opts.identity.exportPrivateKey();
+    const c = await RegistryContract.connect({ rpcUrl: this.opts.rpcUrl, address: this.opts.contract, privateKey: key, pollMs: this.opts.pollMs ?? 500, log: this.log }).finally(() => key.fill(0));
+    try {
+      // The contract lets only registered DCs claim: a first start registers with an empty record, replaced by the
+      // DC's signed record (which names these blocks) as soon as the DC stages it.
+      if (!(await c.dc(this.self))) await c.registerDc(this.opts.identity.publicKeyUncompressed, new Uint8Array(0));
+      const mine = (await c.blocks()).filter((b) => b.dc === this.self).map((b) => b.cidr);
+      const pick = async (w: BlockWish, family: 4 | 6): Promise<string> => {
+        const inFamily = mine.filter((m) => m.includes(':') === (family === 6));
+        if (w.pool) return inFamily.includes(w.pool) ? w.pool : c.claimBlock(w.pool);
+        if (inFamily[0]) return inFamily[0];
+        return c.claimFreeBlock(w.range, w.len, w.hint);
+      };
+      const v4 = await pick(want.v4, 4);
+      const v6 = await pick(want.v6, 6);
+      this.db.transaction(() => {
+        this.stmt.setMeta.run(k4, v4);
+        this.stmt.setMeta.run(k6, v6);
+      })();
+      return { v4, v6 };
+    } finally {
+      c.close();
+    }
+  }
+
   // ---------------------------------------------------------------------------------------------------------------
   // The follower: contract events into the view and the change feed.
 
@@ -227,7 +285,8 @@ export class EvmRegistry implements Registry {
       for (const e of events) {
         let entry: RegistryEntry | undefined;
         if (e.kind === 'node' && e.dc !== this.self) entry = { kind: 'node', id: e.id, bytes: e.nt };
-        else if (e.kind === 'dc' && e.id !== this.self) entry = { kind: 'dc', id: e.id, bytes: e.record };
+        // An empty record is a DC's placeholder while it claims its blocks (claimBlocks), not yet a directory entry.
+        else if (e.kind === 'dc' && e.id !== this.self && e.record.length > 0) entry = { kind: 'dc', id: e.id, bytes: e.record };
         if (!entry) continue;
         const have = this.stmt.view.get(entry.kind, entry.id) as Row | undefined;
         // The chain's order is the ledger's; only a newer Node Transaction we staged ourselves is kept over it.
