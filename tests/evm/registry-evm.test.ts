@@ -49,9 +49,11 @@ function evmOn(ledger: Ledger, dir: string, dc: Identity): RegistryUnderTest {
       db.close();
       return evmOn(ledger, dir, dc);
     },
+    // Whichever instance is closed last takes the directory with it (a reopened one replaces its predecessor).
     close: async () => {
       await registry.close();
       if (db.open) db.close();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
   return u;
@@ -63,27 +65,17 @@ async function newDc(c: LocalChain): Promise<{ dc: Identity; dir: string }> {
   return { dc, dir: mkdtempSync(join(tmpdir(), 'ntm-evm-registry-')) };
 }
 
-function withCleanup(u: RegistryUnderTest, dir: string): RegistryUnderTest {
-  return {
-    ...u,
-    close: async () => {
-      await u.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 registryComplianceSuite('evm', {
   open: async () => {
     const c = await theChain();
     const { address, block } = await c.deploy();
     const { dc, dir } = await newDc(c);
-    return withCleanup(evmOn({ rpcUrl: c.rpcUrl, contract: address, deployBlock: block }, dir, dc), dir);
+    return evmOn({ rpcUrl: c.rpcUrl, contract: address, deployBlock: block }, dir, dc);
   },
   peer: async (of) => {
     const c = await theChain();
     const { dc, dir } = await newDc(c);
-    return withCleanup(evmOn((of as RegistryUnderTest & { ledger: Ledger }).ledger, dir, dc), dir);
+    return evmOn((of as RegistryUnderTest & { ledger: Ledger }).ledger, dir, dc);
   },
   propagationMs: 5000,
 });
