@@ -102,10 +102,14 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     const { id, publicKey } = JSON.parse(idOut.trim()) as { id: string; publicKey: string };
     const floorBefore = await ecFloorPerSecond(cpu.dc);
 
-    // A /15 pool: room for 131,070 terminals.
+    // A /15 pool: room for 131,070 terminals. The generator plays them all from one loopback address, where the
+    // open DC's per-source limit on newcomers (dc.newPerSource*) would hold all but ten: lifted, as if each had its own.
     dc = spawn(
       'taskset',
-      ['-c', String(cpu.dc), process.execPath, ...NODE_FLAGS.dc, NTM, 'dc', '--data-dir', tmp.path, '--listen', '127.0.0.1:0', '--pool', '198.18.0.0/15'],
+      [
+        ...['-c', String(cpu.dc), process.execPath, ...NODE_FLAGS.dc, NTM, 'dc', '--data-dir', tmp.path, '--listen', '127.0.0.1:0', '--pool', '198.18.0.0/15'],
+        ...['--set', 'dc.newPerSourceBurst=1000000', '--set', 'dc.newPerSourcePerMin=1000000'],
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const ready = await firstJsonLine(dc, 20_000, 'ntm dc', (j) => !!j.ready);
