@@ -1,19 +1,6 @@
 // The API's schemas and the OpenAPI 3.1 document built from the route table (api.ts): one source for the
 // documentation at /api/openapi.json, the request validation and the tests that check responses against it.
-import type { Schema } from './schema.js';
-
-const str = (extra: Partial<Schema> = {}): Schema => ({ type: 'string', ...extra });
-const nstr = (extra: Partial<Schema> = {}): Schema => ({ type: ['string', 'null'], ...extra });
-const int = (extra: Partial<Schema> = {}): Schema => ({ type: 'integer', ...extra });
-const bool: Schema = { type: 'boolean' };
-const obj = (properties: Record<string, Schema>, required: string[] = Object.keys(properties)): Schema => ({
-  type: 'object',
-  properties,
-  required,
-  additionalProperties: false,
-});
-const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
-const list = (items: Schema, extra: Partial<Schema> = {}): Schema => ({ type: 'array', items, ...extra });
+import { bool, int, list, nstr, obj, ref, str, type Schema } from '../../agent/src/util/json-schema.js';
 
 export const PATTERNS = {
   ntmId: '^0x[0-9a-fA-F]{40}$',

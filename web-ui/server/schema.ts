@@ -3,27 +3,9 @@
 // Supported: type (one or a list), properties, required, additionalProperties, items, min/maxItems, min/maxLength,
 // pattern, minimum/maximum, enum, $ref to #/components/schemas/*. Anything else is documentation only.
 
-export interface Schema {
-  readonly $ref?: string;
-  readonly type?: JsonType | readonly JsonType[];
-  readonly description?: string;
-  readonly properties?: Readonly<Record<string, Schema>>;
-  readonly required?: readonly string[];
-  readonly additionalProperties?: boolean | Schema;
-  readonly items?: Schema;
-  readonly minItems?: number;
-  readonly maxItems?: number;
-  readonly minLength?: number;
-  readonly maxLength?: number;
-  readonly pattern?: string;
-  readonly minimum?: number;
-  readonly maximum?: number;
-  readonly enum?: readonly unknown[];
-  readonly format?: string;
-  readonly examples?: readonly unknown[];
-}
+import type { JsonType, Schema } from '../../agent/src/util/json-schema.js';
 
-export type JsonType = 'object' | 'array' | 'string' | 'integer' | 'number' | 'boolean' | 'null';
+export type { JsonType, Schema };
 
 /** Where validation failed and why, in words for the household ("name: at most 63 characters"). */
 export interface SchemaFailure {

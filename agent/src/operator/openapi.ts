@@ -1,21 +1,8 @@
 // The operator API's OpenAPI 3.1 document (served at /openapi.json) and the schemas its tests check answers against.
-// The JSON Schema subset is web-ui/server/schema.ts's (agent/src may not import the web UI: the tests validate with it).
+// Written with the JSON Schema builders of util/json-schema.ts, as the household API's document is; the tests
+// validate answers with web-ui/server/schema.ts.
 
-/** A JSON Schema object (2020-12 subset). */
-type Schema = { readonly [k: string]: unknown };
-
-const str = (extra: Partial<Schema> = {}): Schema => ({ type: 'string', ...extra });
-const nint = (extra: Partial<Schema> = {}): Schema => ({ type: ['integer', 'null'], ...extra });
-const int = (extra: Partial<Schema> = {}): Schema => ({ type: 'integer', ...extra });
-const bool: Schema = { type: 'boolean' };
-const obj = (properties: Record<string, Schema>, required: string[] = Object.keys(properties)): Schema => ({
-  type: 'object',
-  properties,
-  required,
-  additionalProperties: false,
-});
-const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
-const list = (items: Schema): Schema => ({ type: 'array', items });
+import { bool, int, list, nint, obj, ref, str, type Schema } from '../util/json-schema.js';
 
 const ntmId = str({ pattern: '^0x[0-9a-f]{40}$', description: 'an NTM ID: 0x and 40 hex digits (hash of the public key)' });
 const ms = (description: string): Schema => int({ minimum: 0, description: `${description} (ms since the Unix epoch)` });
