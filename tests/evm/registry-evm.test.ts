@@ -10,8 +10,7 @@ import { openDb, type Db } from '../../agent/src/store/db.js';
 import { Identity } from '../../agent/src/protocol/identity.js';
 import { EvmRegistry } from '../../agent/src/registry/evm/registry.js';
 import { RegistryContract } from '../../agent/src/registry/evm/contract.js';
-import type { Registry } from '../../agent/src/types/registry.js';
-import { dcEntry, nodeEntry, registryComplianceSuite, type RegistryUnderTest } from '../../agent/src/registry/testing/compliance.js';
+import { dcEntry, nodeEntry, registryComplianceSuite, registryTurn, type RegistryUnderTest } from '../../agent/src/registry/testing/compliance.js';
 import { startChain, type LocalChain } from '../../scripts/chain.js';
 
 let chain: Promise<LocalChain> | undefined;
@@ -19,16 +18,6 @@ const theChain = (): Promise<LocalChain> => (chain ??= startChain({}));
 after(async () => {
   if (chain) await (await chain).stop();
 });
-
-function turn(db: Db, registry: Registry, fn: () => void): void {
-  try {
-    db.transaction(fn)();
-  } catch (e) {
-    registry.rolledBack();
-    throw e;
-  }
-  registry.committed();
-}
 
 interface Ledger {
   readonly rpcUrl: string;
@@ -43,7 +32,7 @@ function evmOn(ledger: Ledger, dir: string, dc: Identity): RegistryUnderTest {
     ledger,
     registry,
     dc,
-    transaction: (fn) => turn(db, registry, fn),
+    transaction: (fn) => registryTurn(db, registry, fn),
     reopen: async () => {
       await registry.close();
       db.close();
@@ -102,11 +91,11 @@ test('evm: entries answered before the chain comes up are on it once, after a re
     let { db, r } = open();
     assert.ok((await r.verify()).ok);
     const terminals = Array.from({ length: 50 }, () => Identity.generate());
-    turn(db, r, () => {
+    registryTurn(db, r, () => {
       r.stage(dcEntry(dc));
       for (const t of terminals.slice(0, 25)) r.stage(nodeEntry(t, dc));
     });
-    turn(db, r, () => {
+    registryTurn(db, r, () => {
       for (const t of terminals.slice(25)) r.stage(nodeEntry(t, dc));
     });
     assert.equal(r.pending(), 51);

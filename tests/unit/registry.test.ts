@@ -9,28 +9,16 @@ import { openDb, type Db } from '../../agent/src/store/db.js';
 import { Identity } from '../../agent/src/protocol/identity.js';
 import { SqliteRegistry } from '../../agent/src/registry/sqlite.js';
 import { FakeLedger, FakeRegistry } from '../../agent/src/registry/fake.js';
-import type { Registry } from '../../agent/src/types/registry.js';
-import { dcEntry, nodeEntry, registryComplianceSuite, type RegistryUnderTest } from '../../agent/src/registry/testing/compliance.js';
+import { dcEntry, nodeEntry, registryComplianceSuite, registryTurn, type RegistryUnderTest } from '../../agent/src/registry/testing/compliance.js';
 
 /** The DC's turn: one SQLite transaction, then the registry is told how it ended. */
-function turn(db: Db | undefined, registry: Registry, fn: () => void): void {
-  try {
-    if (db) db.transaction(fn)();
-    else fn();
-  } catch (e) {
-    registry.rolledBack();
-    throw e;
-  }
-  registry.committed();
-}
-
 function sqliteOn(dir: string, dc: Identity): RegistryUnderTest {
   const db = openDb(join(dir, 'dc.db'));
   const registry = new SqliteRegistry(db);
   const u: RegistryUnderTest = {
     registry,
     dc,
-    transaction: (fn) => turn(db, registry, fn),
+    transaction: (fn) => registryTurn(db, registry, fn),
     reopen: async () => {
       await registry.close();
       db.close();
@@ -63,7 +51,7 @@ function fakeOn(ledger: FakeLedger, dc: Identity): RegistryUnderTest {
   return {
     registry,
     dc,
-    transaction: (fn) => turn(undefined, registry, fn),
+    transaction: (fn) => registryTurn(undefined, registry, fn),
     reopen: async () => {
       await registry.close();
       return fakeOn(ledger, dc);
@@ -85,7 +73,7 @@ async function chainWithEntries(n: number): Promise<{ db: Db; registry: SqliteRe
   const registry = new SqliteRegistry(db);
   const dc = Identity.generate();
   assert.ok((await registry.verify()).ok);
-  turn(db, registry, () => {
+  registryTurn(db, registry, () => {
     registry.stage(dcEntry(dc));
     for (let i = 1; i < n; i++) registry.stage(nodeEntry(Identity.generate(), dc));
   });
@@ -121,12 +109,12 @@ test('sqlite: an entry taken out of the middle is found; the table refuses updat
 test('sqlite: a rolled-back turn does not leave the next entry linked to a hash that is not in the table', async () => {
   const { db, registry, dc } = await chainWithEntries(2);
   assert.throws(() =>
-    turn(db, registry, () => {
+    registryTurn(db, registry, () => {
       registry.stage(nodeEntry(Identity.generate(), dc));
       throw new Error('disk full');
     }),
   );
-  turn(db, registry, () => registry.stage(nodeEntry(Identity.generate(), dc)));
+  registryTurn(db, registry, () => registry.stage(nodeEntry(Identity.generate(), dc)));
   const r = await registry.verify();
   assert.ok(r.ok, JSON.stringify(r));
   assert.equal(r.entries, 3);

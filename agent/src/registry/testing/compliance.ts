@@ -9,6 +9,7 @@ import type { Registry, RegistryEntry } from '../../types/registry.js';
 import { Identity } from '../../protocol/identity.js';
 import * as NT from '../../protocol/node-transaction.js';
 import { signServerRecord } from '../../protocol/dc-record.js';
+import type { Db } from '../../store/db.js';
 
 export interface RegistryUnderTest {
   readonly registry: Registry;
@@ -23,6 +24,21 @@ export interface RegistryUnderTest {
   reopen(): Promise<RegistryUnderTest>;
   /** Closes the registry and whatever the harness opened for it. */
   close(): Promise<void>;
+}
+
+/**
+ * One DC turn as a harness's `transaction` runs it: `fn` inside a transaction on `db` (or bare, for a registry with no
+ * database: the fake), then committed(); if `fn` throws, rolledBack() and the error rethrown.
+ */
+export function registryTurn(db: Db | undefined, registry: Registry, fn: () => void): void {
+  try {
+    if (db) db.transaction(fn)();
+    else fn();
+  } catch (e) {
+    registry.rolledBack();
+    throw e;
+  }
+  registry.committed();
 }
 
 export interface RegistryHarness {
