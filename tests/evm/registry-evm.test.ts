@@ -126,3 +126,35 @@ test('evm: entries answered before the chain comes up are on it once, after a re
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("evm: an entry the contract refuses leaves the outbox and is counted in the backlog the DC's status shows", async () => {
+  const c = await theChain();
+  const { address, block } = await c.deploy();
+  const { dc, dir } = await newDc(c);
+  const u = evmOn({ rpcUrl: c.rpcUrl, contract: address, deployBlock: block }, dir, dc);
+  const r = u.registry as EvmRegistry;
+  try {
+    assert.ok((await r.verify()).ok);
+    const good = Array.from({ length: 3 }, () => nodeEntry(Identity.generate(), dc));
+    // A signature over other bytes: the DC checks signatures before it stages, so only a DC bug (or a disagreement
+    // with the contract) brings one here; the contract recovers another key and refuses it.
+    const forged = nodeEntry(Identity.generate(), dc);
+    const bytes = Buffer.from(forged.bytes);
+    bytes[100]! ^= 0x01;
+    u.transaction(() => {
+      r.stage(dcEntry(dc));
+      for (const e of good) r.stage(e);
+      r.stage({ ...forged, bytes });
+    });
+    const deadline = Date.now() + 20_000;
+    while (r.pending() > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+    const b = r.backlog();
+    assert.equal(b.pending, 0, 'a refused entry is not retried');
+    assert.equal(b.committed, 3);
+    assert.equal(b.refused, 1);
+    assert.equal(Object.values(b.refusedBy).reduce((a, n) => a + n, 0), 1, JSON.stringify(b.refusedBy));
+    assert.ok(['signature', 'public-key'].includes(Object.keys(b.refusedBy)[0]!), JSON.stringify(b.refusedBy));
+  } finally {
+    await u.close();
+  }
+});

@@ -253,7 +253,8 @@ export class DcServer {
       counts: core.counts.toJSON(),
       drops: core.drops.toJSON(),
       retransmissions: this.channel.requests.retransmissions + this.federation.requests.retransmissions,
-      registry: { verifiedAtStart: this.startReport },
+      // A ledger reached later (EVM): what is still in the outbox and what the contract took or refused.
+      registry: { verifiedAtStart: this.startReport, backlog: core.registry.backlog?.() ?? null },
     };
   }
 }

@@ -69,4 +69,25 @@ export interface Registry {
 
   /** Stops background work (an EVM backend's batcher and event watch). Idempotent. The database stays the caller's. */
   close(): Promise<void>;
+
+  /**
+   * What a backend that reaches its ledger later (EVM: the outbox) still owes it, and what the ledger made of what it
+   * was sent since this process started (the DC's status). Absent where staging is committing (SQLite).
+   */
+  backlog?(): RegistryBacklog;
+}
+
+export interface RegistryBacklog {
+  /** Staged entries not yet on the ledger. */
+  readonly pending: number;
+  /** Entries the ledger took. */
+  readonly committed: number;
+  /** Entries the ledger already held (a resubmission after a crash between the commit and the outbox delete). */
+  readonly duplicates: number;
+  /** Entries the ledger refused (they are not retried: the DC checked them, so each is a disagreement to look at). */
+  readonly refused: number;
+  /** The same by the ledger's reason (the contract's status: 'signature', 'stale', 'revoked', …). */
+  readonly refusedBy: Readonly<Record<string, number>>;
+  /** Submissions that failed as a whole and wait in the outbox to be retried. */
+  readonly failedBatches: number;
 }

@@ -11,10 +11,10 @@
 import type { Db, Migrations } from '../../store/db.js';
 import { migrate } from '../../store/db.js';
 import type { Identity } from '../../protocol/identity.js';
-import type { Registry, RegistryEntry, RegistryKind, RegistryReport } from '../../types/registry.js';
+import type { Registry, RegistryBacklog, RegistryEntry, RegistryKind, RegistryReport } from '../../types/registry.js';
 import { silentLogger, type Logger, Counters } from '../../util/log.js';
 import { checkEntry, sameBytes } from '../entry.js';
-import { maxBatch, RegistryContract, type LedgerEvent } from './contract.js';
+import { maxBatch, NT_STATUSES, RegistryContract, type LedgerEvent } from './contract.js';
 import { ClientClosedError, ContractRevertError, NoContractError } from './errors.js';
 
 export const EVM_REGISTRY_MIGRATIONS: Migrations = {
@@ -115,6 +115,19 @@ export class EvmRegistry implements Registry {
   /** Outbox rows not yet on the chain (status, tests). */
   pending(): number {
     return (this.stmt.pendingCount.get() as { n: number }).n;
+  }
+
+  backlog(): RegistryBacklog {
+    const refusedBy: Record<string, number> = {};
+    for (const s of NT_STATUSES) if (s !== 'accepted' && s !== 'duplicate' && this.counts.get(s) > 0) refusedBy[s] = this.counts.get(s);
+    return {
+      pending: this.pending(),
+      committed: this.counts.get('accepted'),
+      duplicates: this.counts.get('duplicate'),
+      refused: Object.values(refusedBy).reduce((a, b) => a + b, 0),
+      refusedBy,
+      failedBatches: this.counts.get('batch-failed'),
+    };
   }
 
   async verify(): Promise<RegistryReport> {
