@@ -92,7 +92,10 @@ async function main(): Promise<void> {
   const tb = await up('household', { prefix: PREFIX });
   let web: Server | undefined;
   let avahi: AvahiHandle | undefined;
+  let stopping = false;
   const stop = async (code: number) => {
+    if (stopping) return; // a second Ctrl-C while the namespaces come down
+    stopping = true;
     web?.close();
     avahi?.stop();
     say('\nStopping: removing the namespaces, rules and processes the demo created…');
