@@ -9,14 +9,19 @@ interface Args {
   port: number;
   name: string;
   mdns: boolean;
+  /** The mDNS host name (".local" added); testbed hosts share one UTS namespace, so two announcers need two names. */
+  host: string;
+  kind: string;
 }
 
 function args(argv: string[]): Args {
-  const a: Args = { port: 80, name: 'Living Room Lamp', mdns: false };
+  const a: Args = { port: 80, name: 'Living Room Lamp', mdns: false, host: hostname(), kind: 'lamp' };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--port') a.port = Number(argv[++i]);
     else if (argv[i] === '--name') a.name = argv[++i] ?? a.name;
     else if (argv[i] === '--mdns') a.mdns = true;
+    else if (argv[i] === '--host') a.host = argv[++i] ?? a.host;
+    else if (argv[i] === '--kind') a.kind = argv[++i] ?? a.kind;
   }
   return a;
 }
@@ -75,13 +80,13 @@ if (a.mdns) {
     destroy(): void;
   };
   const m = mdnsFactory({ interface: '0.0.0.0' });
-  const host = `${hostname()}.local`;
+  const host = `${a.host}.local`;
   const instance = `${a.name}._http._tcp.local`;
   const answers = (addr: string) => [
     { name: '_http._tcp.local', type: 'PTR', ttl: 120, data: instance },
     { name: '_services._dns-sd._udp.local', type: 'PTR', ttl: 120, data: '_http._tcp.local' },
     { name: instance, type: 'SRV', ttl: 120, data: { port: a.port, target: host } },
-    { name: instance, type: 'TXT', ttl: 120, data: ['kind=lamp', 'path=/'] },
+    { name: instance, type: 'TXT', ttl: 120, data: [`kind=${a.kind}`, 'path=/'] },
     { name: host, type: 'A', ttl: 120, data: addr },
   ];
   const addr = process.env.LAMP_ADDR ?? '192.168.1.10';

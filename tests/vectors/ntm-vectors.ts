@@ -366,6 +366,9 @@ export function messageVectors(secp: Secp256k1, aead: Aead): { description: stri
     ['DEREGISTER', 'up', { type: Ctl.DEREGISTER, txid: tx(10) }],
     ['ACK', 'down', { type: Ctl.ACK, txid: tx(10) }],
     ['REVOKED', 'down', { type: Ctl.REVOKED, txid: tx(11) }],
+    // `dig PTR _http._tcp.home.ntm` (id 0x1234, RD) and the household's empty answer to it (QR AA RD RA, NOERROR).
+    ['DNS_QUERY', 'up', { type: Ctl.DNS_QUERY, txid: tx(12), message: Buffer.from('123401000001000000000000055f68747470045f74637004686f6d65036e746d00000c0001', 'hex') }],
+    ['DNS_ANSWER', 'down', { type: Ctl.DNS_ANSWER, txid: tx(12), message: Buffer.from('123485800001000000000000055f68747470045f74637004686f6d65036e746d00000c0001', 'hex') }],
   ];
   for (const [what, dir, m] of controls) {
     const kp = dir === 'up' ? up : down;

@@ -68,6 +68,9 @@ export class HouseholdStore implements OwnerStore {
   applyDiscovery(found: readonly DiscoveredDevice[]): DiscoveryResult {
     return this.deviceStore.applyDiscovery(found);
   }
+  idOfDiscovered(d: DiscoveredDevice): number | undefined {
+    return this.deviceStore.idOfDiscovered(d);
+  }
   resolvePair(input: PairInput): PairTarget {
     return this.deviceStore.resolvePair(input);
   }

@@ -39,7 +39,9 @@ import { DataEngine } from '../dataplane/engine.js';
 import { HouseholdPolicy, type PolicySnapshot } from '../dataplane/policy.js';
 import { HouseholdStore } from './household-store.js';
 import { makeEnrollment } from './enrollment.js';
-import { ntmLabel } from './names.js';
+import { nameLabel, ntmHostName, ntmLabel } from './names.js';
+import { answerServiceQuery, type DnsSdView, type VisibleService } from './dns-sd.js';
+import type { DiscoveredDevice, DiscoveredService } from '../discovery/types.js';
 
 const run = promisify(execFile);
 
@@ -106,6 +108,8 @@ export class AgentRuntime implements AgentApi {
   /** Identities being paired right now: the DC admits them before the store has them. */
   private readonly pendingAdmit = new Set<string>();
   private readonly startedAt = Date.now();
+  /** The services each device announces on the LAN now (device id → services), from the latest discovery snapshot. */
+  private lanServices = new Map<number, readonly DiscoveredService[]>();
   private readonly version: string;
 
   private constructor(
@@ -152,6 +156,7 @@ export class AgentRuntime implements AgentApi {
       log: o.log,
       admit: (id, token) => ref.self?.admit(id, token) ?? false,
       allowDirection: (from, to) => ref.self?.allowDirection(from, to) ?? false,
+      answerDns: (from, query) => ref.self?.answerDns(from, query),
       onEvent: (e) => ref.self?.onDcEvent(e),
     });
     let rs: RsServer | undefined;
@@ -299,6 +304,47 @@ export class AgentRuntime implements AgentApi {
 
   private allowDirection(from: string, to: string): boolean {
     return this.policy.allowsDirection(from, to);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // DNS-SD for the phones (agent/dns-sd.ts): what each phone may see of the appliances' services.
+
+  /** Takes a discovery snapshot's services (after the store took its devices): what DNS-SD answers from. */
+  setLanServices(found: readonly DiscoveredDevice[]): void {
+    const next = new Map<number, readonly DiscoveredService[]>();
+    for (const d of found) {
+      if (d.services.length === 0) continue;
+      const id = this.store.idOfDiscovered(d);
+      if (id !== undefined) next.set(id, [...(next.get(id) ?? []), ...d.services]);
+    }
+    this.lanServices = next;
+  }
+
+  /** The household's browse domain: its name as a DNS label (RFC 6763 §11), "home" when it has none usable. */
+  serviceDomain(): string {
+    return `${nameLabel(this.store.householdName()) ?? 'home'}.ntm`;
+  }
+
+  /** What phone `phoneId` may discover now: services of the paired devices it is granted, on granted ports only. */
+  serviceView(phoneId: string): DnsSdView {
+    const services: VisibleService[] = [];
+    const byNtm = new Map([...this.paired.values()].map((e) => [e.ntmId, e] as const));
+    for (const g of this.store.accessRules()) {
+      if (g.phoneId !== phoneId.toLowerCase()) continue;
+      const e = byNtm.get(g.deviceNtmId);
+      if (!e) continue;
+      for (const s of this.lanServices.get(g.deviceId) ?? []) {
+        if (g.ports.length > 0 && !g.ports.includes(s.port)) continue;
+        services.push({ type: s.type, instance: s.name, port: s.port, txt: s.txt, host: ntmHostName(e.name, e.ntmId), v4: e.v4, v6: e.v6 });
+      }
+    }
+    return { domain: this.serviceDomain(), services };
+  }
+
+  private answerDns(from: string, query: Uint8Array): Uint8Array | undefined {
+    // Only the household's phones browse; an appliance's identity is the agent's own.
+    if (!this.store.phones().some((p) => p.id === from)) return undefined;
+    return answerServiceQuery(query, this.serviceView(from));
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -468,6 +514,7 @@ export class AgentRuntime implements AgentApi {
       devices: [...this.paired.values()].map((e) => ({ id: e.deviceId, name: e.name, ntmId: e.ntmId })),
       phones: this.phones(),
       dataplane: this.engine.status(),
+      dnsSd: { domain: this.serviceDomain(), devicesWithServices: this.lanServices.size },
       dc: this.dc.status(),
       rs: this.rs?.status() ?? null,
       terminal: this.host.status(this.engine.counts.socket()),

@@ -159,6 +159,7 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
     discovery.onChange((devices) => {
       try {
         runtime.store.applyDiscovery(devices);
+        runtime.setLanServices(devices);
       } catch (e) {
         log.error('storing discovered devices failed', { err: e });
         return;

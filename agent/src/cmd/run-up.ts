@@ -140,6 +140,8 @@ export async function runUp(argv: readonly string[]): Promise<void> {
         if (r) host.connect(node, parseTarget(r.id)).catch(() => undefined);
         return r;
       },
+      // DNS-SD (RFC 6763) is the household's to answer: it knows which appliances this phone may see.
+      serviceQuery: (query) => node.dnsQuery(query),
     });
   }
 

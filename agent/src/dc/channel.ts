@@ -7,7 +7,7 @@ import type { Endpoint } from '../types/net.js';
 import { TunnelKeypair } from '../crypto/session.js';
 import { formatId } from '../crypto/secp256k1.js';
 import { HintReason, encodeHint } from '../protocol/registration.js';
-import { Ctl, decodeControl, encodeControl, type ControlMessage, type Target } from '../protocol/control.js';
+import { Ctl, MAX_DNS_MESSAGE, decodeControl, encodeControl, type ControlMessage, type Target } from '../protocol/control.js';
 import { PendingRequests, newTxid } from '../protocol/retransmit.js';
 import { formatEndpoint, sameEndpoint } from '../protocol/endpoint.js';
 import type { TerminalRecord } from './terminals.js';
@@ -122,6 +122,8 @@ export class ControlChannel {
         return this.reply(rec, { type: Ctl.ACK, txid: m.txid });
       case Ctl.RESOLVE_REQUEST:
         return this.handler?.resolve(rec, m.txid, m.target);
+      case Ctl.DNS_QUERY:
+        return this.dnsQuery(rec, m.txid, m.message);
       case Ctl.DEREGISTER:
         this.reply(rec, { type: Ctl.ACK, txid: m.txid });
         this.drop(rec);
@@ -129,6 +131,19 @@ export class ControlChannel {
       default:
         return this.dc.drops.inc('ctl-unexpected');
     }
+  }
+
+  /** A DNS-SD question from a terminal: the hook's answer (agent/src/agent/dns-sd.ts), or an empty one. */
+  private dnsQuery(rec: TerminalRecord, txid: bigint, query: Uint8Array): void {
+    this.dc.counts.inc('dns-queries');
+    let answer: Uint8Array | undefined;
+    try {
+      answer = this.dc.opts.answerDns?.(rec.id, query);
+    } catch (e) {
+      this.dc.log.error('answering a DNS-SD question failed', { err: e, from: rec.id });
+    }
+    if (answer && answer.length > MAX_DNS_MESSAGE) answer = undefined;
+    this.reply(rec, { type: Ctl.DNS_ANSWER, txid, message: answer ?? Buffer.alloc(0) });
   }
 
   /** Seals and sends a control message already encoded (now, or after this turn's commit). */

@@ -33,6 +33,12 @@ export interface DcServerOptions {
   readonly admit?: (id: string, token: Uint8Array) => boolean;
   /** Whether `from` may get a route to `to` (the household's access policy); absent: allowed. */
   readonly allowDirection?: (from: string, to: string) => boolean;
+  /**
+   * Answers a terminal's DNS-SD question (a DNS query message; RFC 6763) with a DNS response message, or undefined when
+   * this DC has nothing to say (then the terminal gets an empty DNS_ANSWER). The household agent answers with the
+   * services of the appliances `from` may reach; a plain DC has no such hook. Called on the event loop: must not block.
+   */
+  readonly answerDns?: (from: string, query: Uint8Array) => Uint8Array | undefined;
   /** Events for the web UI's live view. */
   readonly onEvent?: (e: DcEvent) => void;
 }

@@ -1,5 +1,6 @@
 // CONTROL messages: what terminals and their DC say inside the sealed channel (docs/protocol.md §3.3; paper §2.2–2.3):
-// keep-alives, Direction Request → Route Direction, name/address resolution, location updates, RTT reports.
+// keep-alives, Direction Request → Route Direction, name/address resolution, location updates, RTT reports, and DNS-SD
+// questions to the household (a DNS message each way).
 // Plaintext layout: message type (1) ‖ txid (8) ‖ body.
 import type { Endpoint } from '../types/net.js';
 import { readEndpoint, writeEndpoint } from './endpoint.js';
@@ -22,7 +23,12 @@ export const Ctl = {
   DEREGISTER: 0x0c,
   ACK: 0x0d,
   REVOKED: 0x0e,
+  DNS_QUERY: 0x0f,
+  DNS_ANSWER: 0x10,
 } as const;
+
+/** The largest DNS message carried in DNS_QUERY / DNS_ANSWER (EDNS's safe UDP size, RFC 9715 / DNS flag day 2020). */
+export const MAX_DNS_MESSAGE = 1232;
 
 /** Refusal reasons on the wire (DIRECTION_ERROR, RESOLVE_RESPONSE, REGISTRATION_RESPONSE, PEER_INFO_RESPONSE). */
 export const Status = {
@@ -178,7 +184,9 @@ export type ControlMessage =
     }
   | { readonly type: typeof Ctl.DEREGISTER; readonly txid: bigint }
   | { readonly type: typeof Ctl.ACK; readonly txid: bigint }
-  | { readonly type: typeof Ctl.REVOKED; readonly txid: bigint };
+  | { readonly type: typeof Ctl.REVOKED; readonly txid: bigint }
+  /** A DNS message (RFC 1035) the terminal's resolver asks its household (DNS-SD, RFC 6763); the answer likewise, empty when the DC serves none. */
+  | { readonly type: typeof Ctl.DNS_QUERY | typeof Ctl.DNS_ANSWER; readonly txid: bigint; readonly message: Uint8Array };
 
 export function writeLocals(w: Writer, locals: readonly Endpoint[]): void {
   if (locals.length > 32) throw new WireError('too many local addresses');
@@ -228,6 +236,11 @@ export function encodeControl(m: ControlMessage): Buffer {
       break;
     case Ctl.RESOLVE_RESPONSE:
       w.u8(m.status).fixed(m.id, 20).bytes(ip4ToBytes(m.v4)).bytes(ip6ToBytes(m.v6)).str8(m.name);
+      break;
+    case Ctl.DNS_QUERY:
+    case Ctl.DNS_ANSWER:
+      if (m.message.length > MAX_DNS_MESSAGE) throw new WireError('DNS message too long');
+      w.vbytes16(m.message);
       break;
     case Ctl.KEEPALIVE_ACK:
     case Ctl.DEREGISTER:
@@ -286,6 +299,13 @@ export function decodeControl(buf: Buffer): Decoded<ControlMessage> {
           name: r.str8(),
         };
         break;
+      case Ctl.DNS_QUERY:
+      case Ctl.DNS_ANSWER: {
+        const message = Buffer.from(r.vbytes16());
+        if (message.length > MAX_DNS_MESSAGE) throw new WireError('DNS message too long');
+        m = { type, txid, message };
+        break;
+      }
       case Ctl.KEEPALIVE_ACK:
       case Ctl.DEREGISTER:
       case Ctl.ACK:

@@ -1,64 +1,22 @@
 // A small DNS responder (RFC 1035) for `NAME.ntm`: the phone's apps reach a household's lamp by name. It answers A and
 // AAAA from the DC's name table (the peer's virtual addresses) and starts the tunnel while the app is still resolving;
-// other names go to the upstream resolver unchanged.
+// other names go to the upstream resolver unchanged. DNS-SD questions under .ntm (RFC 6763: which services the
+// household's appliances offer) go to the household agent through the DC's sealed channel, which answers with the
+// services of exactly the appliances this phone may reach (agent/src/agent/dns-sd.ts).
 import dgram from 'node:dgram';
-import { ip4ToBytes, ip6ToBytes } from '../protocol/ip.js';
+import { buildAnswer, buildResponse, parseQuery, parseResponseHead, Rcode, RR, type DnsQuestion } from '../protocol/dns.js';
 import type { Endpoint } from '../types/net.js';
 import { Counters } from '../util/log.js';
 
-export interface DnsQuestion {
-  readonly id: number;
-  readonly name: string;
-  readonly type: number;
-  readonly klass: number;
-  /** Offset just past the question, for building the answer from the query. */
-  readonly end: number;
-}
+export { buildAnswer, parseQuery, type DnsQuestion } from '../protocol/dns.js';
 
-const A = 1;
-const AAAA = 28;
-
-/** Parses a standard query with one question; undefined for anything else (no compression in questions). */
-export function parseQuery(msg: Buffer): DnsQuestion | undefined {
-  if (msg.length < 17) return undefined;
-  const flags = msg.readUInt16BE(2);
-  if (flags & 0x8000 || ((flags >> 11) & 0xf) !== 0 || msg.readUInt16BE(4) !== 1) return undefined;
-  const labels: string[] = [];
-  let off = 12;
-  for (;;) {
-    const len = msg[off];
-    if (len === undefined || len > 63) return undefined;
-    off++;
-    if (len === 0) break;
-    if (off + len > msg.length) return undefined;
-    labels.push(msg.toString('latin1', off, off + len));
-    off += len;
-    if (off > 12 + 255) return undefined;
-  }
-  if (off + 4 > msg.length) return undefined;
-  return { id: msg.readUInt16BE(0), name: labels.join('.').toLowerCase(), type: msg.readUInt16BE(off), klass: msg.readUInt16BE(off + 2), end: off + 4 };
-}
-
-/** An answer to `q` (rcode 0 NOERROR, 3 NXDOMAIN, 5 REFUSED) with the given addresses of the asked type. */
-export function buildAnswer(query: Buffer, q: DnsQuestion, rcode: number, addrs: readonly string[], ttl = 30): Buffer {
-  const head = Buffer.from(query.subarray(0, q.end));
-  head.writeUInt16BE(0x8000 | 0x0400 | (query.readUInt16BE(2) & 0x0100) | 0x0080 | rcode, 2); // QR AA RD RA
-  head.writeUInt16BE(1, 4);
-  head.writeUInt16BE(addrs.length, 6);
-  head.writeUInt16BE(0, 8);
-  head.writeUInt16BE(0, 10);
-  const rrs = addrs.map((a) => {
-    const data = q.type === A ? ip4ToBytes(a) : ip6ToBytes(a);
-    const rr = Buffer.alloc(12 + data.length);
-    rr.writeUInt16BE(0xc00c, 0); // name: pointer to the question
-    rr.writeUInt16BE(q.type, 2);
-    rr.writeUInt16BE(1, 4);
-    rr.writeUInt32BE(ttl, 6);
-    rr.writeUInt16BE(data.length, 10);
-    rr.set(data, 12);
-    return rr;
-  });
-  return Buffer.concat([head, ...rrs]);
+/**
+ * A DNS-SD question (RFC 6763): a service-type or instance name, which always has a label starting with "_"
+ * ("_http._tcp.home.ntm", "Lamp._http._tcp.home.ntm", "_services._dns-sd._udp.home.ntm", "b._dns-sd._udp.ntm");
+ * NAME.ntm host names never do (agent/src/agent/names.ts).
+ */
+export function isServiceDiscovery(q: DnsQuestion): boolean {
+  return q.labels.some((l) => l.startsWith('_'));
 }
 
 export interface DnsOptions {
@@ -66,6 +24,11 @@ export interface DnsOptions {
   /** Resolves `name` (without ".ntm") to virtual addresses; undefined: no such name. */
   readonly resolve: (name: string) => Promise<{ v4: string; v6: string } | undefined>;
   readonly upstream?: Endpoint;
+  /**
+   * Asks the household agent a DNS-SD question (the whole query message) through the DC's sealed channel; resolves to
+   * the agent's answer message, or undefined when it gave none. Absent: DNS-SD questions under .ntm are refused.
+   */
+  readonly serviceQuery?: (query: Buffer) => Promise<Buffer | undefined>;
 }
 
 export class NtmDns {
@@ -97,10 +60,11 @@ export class NtmDns {
     const q = parseQuery(msg);
     if (!q) return this.counts.inc('malformed');
     if (q.name === 'ntm' || q.name.endsWith('.ntm')) {
+      if (isServiceDiscovery(q)) return this.onServiceQuery(msg, q, from);
       this.counts.inc('ntm');
       const r = await this.opts.resolve(q.name.slice(0, -'.ntm'.length));
       if (!r) return this.reply(buildAnswer(msg, q, 3, []), from);
-      const addrs = q.type === A ? [r.v4] : q.type === AAAA ? [r.v6] : [];
+      const addrs = q.type === RR.A ? [r.v4] : q.type === RR.AAAA ? [r.v6] : [];
       return this.reply(buildAnswer(msg, q, 0, addrs), from);
     }
     const up = this.opts.upstream;
@@ -115,6 +79,24 @@ export class NtmDns {
     });
     s.on('error', () => undefined);
     s.send(msg, up.port, up.address);
+  }
+
+  /**
+   * DNS-SD under .ntm: the agent answers (it alone knows the appliances' services and this phone's grants); this
+   * resolver only carries the question and checks that the answer is to it before the application sees it.
+   */
+  private async onServiceQuery(msg: Buffer, q: DnsQuestion, from: Endpoint): Promise<void> {
+    this.counts.inc('dns-sd');
+    if (!this.opts.serviceQuery) return this.reply(buildResponse(msg, q, Rcode.REFUSED, []), from);
+    const answer = await this.opts.serviceQuery(Buffer.from(msg)).catch(() => undefined);
+    const head = answer ? parseResponseHead(answer) : undefined;
+    if (!answer || !head || head.question.type !== q.type || head.question.labels.join('.') !== q.labels.join('.')) {
+      this.counts.inc('dns-sd-failed');
+      return this.reply(buildResponse(msg, q, Rcode.SERVFAIL, []), from);
+    }
+    const out = Buffer.from(answer);
+    out.writeUInt16BE(q.id, 0);
+    this.reply(out, from);
   }
 
   close(): void {

@@ -277,6 +277,12 @@ export class Node {
     return { id: formatId(r.id), v4: r.v4, v6: r.v6, name: r.name };
   }
 
+  /** A DNS-SD question for the household (a DNS query message); its DNS answer message, or undefined when there is none. */
+  async dnsQuery(message: Uint8Array): Promise<Buffer | undefined> {
+    const r = await this.request({ type: Ctl.DNS_QUERY, txid: newTxid(), message }, 'dns query');
+    return r.type === Ctl.DNS_ANSWER && r.message.length > 0 ? Buffer.from(r.message) : undefined;
+  }
+
   /** After a move: tell the DC from the new address (it learns the mapping), with a fresh NAT probe. */
   async locationUpdate(): Promise<void> {
     if (!this.channel) {

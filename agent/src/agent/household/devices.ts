@@ -240,6 +240,15 @@ export class DeviceStore extends Part {
     });
   }
 
+  /** The row a discovered device is stored as (after applyDiscovery took it), by the rules applyDiscovery uses. */
+  idOfDiscovered(d: DiscoveredDevice): number | undefined {
+    const mac = d.mac === null ? null : normaliseMac(d.mac);
+    const ipv4 = d.ipv4 !== null && isIPv4(d.ipv4) ? d.ipv4 : null;
+    const ipv6 = d.ipv6 !== null && isIPv6(d.ipv6) ? canonicalIp(d.ipv6.toLowerCase()) : null;
+    if (mac === null && ipv4 === null && ipv6 === null) return undefined;
+    return this.findDiscoveredRow({ ...d, mac, ipv4, ipv6 })?.id;
+  }
+
   /**
    * Checks a pairing request without changing anything (the runtime calls it before creating an identity, so a
    * bad request costs no registration). Throws InputError / NotFoundError / ConflictError.
