@@ -23,7 +23,8 @@ import { SqliteRegistry } from '../../agent/src/registry/sqlite.js';
 import type { Registry } from '../../agent/src/types/registry.js';
 import type { Endpoint } from '../../agent/src/types/net.js';
 import * as NT from '../../agent/src/protocol/node-transaction.js';
-import { IntegrityError, RejectedError } from '../../agent/src/types/errors.js';
+import { IntegrityError, RegistrationRefusedError, RejectedError } from '../../agent/src/types/errors.js';
+import type { Clock } from '../../agent/src/types/net.js';
 import { buildPacket } from '../../agent/src/dataplane/packet/testing/build.js';
 import { ip4ToBytes } from '../../agent/src/protocol/ip.js';
 
@@ -39,14 +40,14 @@ interface TestDc {
 async function startDc(
   net: FakeNetwork,
   address: string,
-  o: { identity?: Identity; peerIds?: Array<[Identity, string]>; registry?: Registry; db?: Db; log?: Logger } = {},
+  o: { identity?: Identity; peerIds?: Array<[Identity, string]>; registry?: Registry; db?: Db; log?: Logger; config?: Record<string, unknown>; clock?: Clock } = {},
 ): Promise<TestDc> {
   const identity = o.identity ?? Identity.generate();
   const db = o.db ?? openDb(':memory:');
   const peers = (o.peerIds ?? []).map(([id, addr]) => `${id.idHex}@${addr}:7100`);
-  const config = loadSection('dc', undefined, { 'dc.listen': `${address}:7100`, 'dc.advertise': [`${address}:7100`], 'dc.peers': peers });
+  const config = loadSection('dc', undefined, { 'dc.listen': `${address}:7100`, 'dc.advertise': [`${address}:7100`], 'dc.peers': peers, ...o.config });
   const registry = o.registry ?? new FakeRegistry();
-  const dc = await DcServer.start({ identity, db, registry, bind: net.open([address], 7100), probeBind: net.open([address], 7101), config, ...(o.log ? { log: o.log } : {}) });
+  const dc = await DcServer.start({ identity, db, registry, bind: net.open([address], 7100), probeBind: net.open([address], 7101), config, ...(o.log ? { log: o.log } : {}), ...(o.clock ? { clock: o.clock } : {}) });
   return { dc, identity, registry, endpoint: { family: 4, address, port: 7100 } };
 }
 
@@ -54,8 +55,9 @@ async function startDc(
 async function peeredDcs(net: FakeNetwork): Promise<[TestDc, TestDc]> {
   const id1 = Identity.generate();
   const id2 = Identity.generate();
-  const d1 = await startDc(net, '10.0.0.1', { identity: id1, peerIds: [[id2, '10.0.0.2']] });
-  const d2 = await startDc(net, '10.0.0.2', { identity: id2, peerIds: [[id1, '10.0.0.1']] });
+  // Peered DCs name disjoint pools (the automatic /16 slices of the default range are only two).
+  const d1 = await startDc(net, '10.0.0.1', { identity: id1, peerIds: [[id2, '10.0.0.2']], config: { 'dc.poolV4': '198.18.1.0/24' } });
+  const d2 = await startDc(net, '10.0.0.2', { identity: id2, peerIds: [[id1, '10.0.0.1']], config: { 'dc.poolV4': '198.18.2.0/24' } });
   await until('the DCs know each other', () => [d1, d2].every((d) => (d.dc.status() as { peers: Array<{ known: boolean }> }).peers.every((p) => p.known)));
   return [d1, d2];
 }
@@ -68,13 +70,13 @@ interface TestTerminal {
   readonly inbox: Buffer[];
 }
 
-function startTerminal(net: FakeNetwork, address: string, dc: TestDc, name: string): TestTerminal {
+function startTerminal(net: FakeNetwork, address: string, dc: TestDc, name: string, identity = Identity.generate()): TestTerminal {
   const bind = net.open([address]);
   const inbox: Buffer[] = [];
   const host = new TerminalHost({ bind, locals: () => [bind.endpoint()], retry: RETRY });
   // Decrypted packets land in the inbox (borrowed: copied) instead of the kernel.
   const engine = new DataEngine({ bind, tunnels: host, policy: PASS_THROUGH, writer: { write: (p) => (inbox.push(Buffer.from(p)), true) } });
-  const node = host.addNode(Identity.generate(), { id: dc.identity.id, publicKey: dc.identity.publicKey, endpoint: dc.endpoint }, { name });
+  const node = host.addNode(identity, { id: dc.identity.id, publicKey: dc.identity.publicKey, endpoint: dc.endpoint }, { name });
   return { host, engine, node, bind, inbox };
 }
 
@@ -345,6 +347,8 @@ void describe('the DC on a fake network', () => {
     try {
       const results = await Promise.allSettled(nodes.map((n) => n.register()));
       const admitted = results.filter((r) => r.status === 'fulfilled').length;
+      // The others are told why (authenticated), at once: no waiting for the deadline.
+      for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof RegistrationRefusedError && r.reason.reason === 'rate-limited', String(r.reason));
       // The burst, and what refilled while the others retried (10 a minute: none or one in 4 s).
       assert.ok(admitted >= 10 && admitted <= 11, `admitted ${admitted}`);
       assert.ok((d.dc.drops.toJSON()['reg-source-limit'] ?? 0) > 0);
@@ -357,6 +361,82 @@ void describe('the DC on a fake network', () => {
     } finally {
       await host.close();
       await closeAll([d], [other]);
+    }
+  });
+
+  test('a full pool: the next terminal is refused at once with the pool\'s size; a revoked one is told it is revoked', async () => {
+    const net = new FakeNetwork();
+    // A /29: .2 to .6, five terminals.
+    const d = await startDc(net, '10.0.0.1', { config: { 'dc.poolV4': '198.18.7.0/29' } });
+    const ts = Array.from({ length: 6 }, (_, i) => startTerminal(net, `10.0.1.${i + 1}`, d, `t${i}`));
+    try {
+      for (const t of ts.slice(0, 5)) await t.node.register();
+      assert.deepEqual([...d.dc.terminals.byV4.keys()].sort(), ['198.18.7.2', '198.18.7.3', '198.18.7.4', '198.18.7.5', '198.18.7.6']);
+      const started = performance.now();
+      const e = await ts[5]!.node.register().then(
+        () => assert.fail('registered into a full pool'),
+        (err: unknown) => err,
+      );
+      const ms = performance.now() - started;
+      assert.ok(e instanceof RegistrationRefusedError, String(e));
+      assert.equal(e.reason, 'pool-full');
+      assert.equal(e.limit, 5);
+      assert.match(e.message, /pool is full \(5 addresses/);
+      assert.ok(ms < RETRY.initialMs, `refused in ${Math.round(ms)} ms, before the first retransmission`);
+      assert.equal(count(d.dc, 'reg-refused-pool-full'), 1);
+      // A revoked terminal is refused as revoked (it was told on its channel; a new registration is answered too).
+      d.dc.revoke(ts[0]!.node.id);
+      ts[0]!.node.revoked = false;
+      await assert.rejects(ts[0]!.node.register(), (err: unknown) => err instanceof RegistrationRefusedError && err.reason === 'revoked');
+    } finally {
+      await closeAll([d], ts);
+    }
+  });
+
+  test('address leases expire after dc.expireAfterS of service time, across a restart; the registry keeps the history', async () => {
+    const net = new FakeNetwork();
+    const db = openDb(':memory:');
+    // The DC's monotonic clock, moved on by hand: what the lease counts (a process restart starts it again).
+    let offset = 0;
+    const clock: Clock = { now: () => Date.now(), monotonic: () => performance.now() + offset };
+    const config = { 'dc.poolV4': '198.18.7.0/30', 'dc.expireAfterS': 60 };
+    const identity = Identity.generate();
+    let d = await startDc(net, '10.0.0.1', { identity, db, registry: new SqliteRegistry(db), config, clock });
+    let a = startTerminal(net, '10.0.1.1', d, 'alice');
+    const b = startTerminal(net, '10.0.1.2', d, 'bob');
+    try {
+      const ra = await a.node.register();
+      assert.equal(ra.v4, '198.18.7.2', 'the only address of a /30');
+      await assert.rejects(b.node.register(), (e: unknown) => e instanceof RegistrationRefusedError && e.reason === 'pool-full' && e.limit === 1);
+      offset += 30_000;
+      // Alice goes away (her host closes: nothing of hers renews the lease any more); the DC restarts.
+      await a.host.close();
+      await d.dc.stop();
+      // Restarted 30 s of service time later (its clock starts again; the service time was persisted).
+      offset = -performance.now();
+      d = await startDc(net, '10.0.0.1', { identity, db, registry: new SqliteRegistry(db), config, clock });
+      assert.equal(d.dc.terminals.size, 1, 'the lease survived the restart');
+      offset += 20_000;
+      await new Promise((r) => setTimeout(r, 1200));
+      assert.equal(d.dc.terminals.size, 1, '50 s of service time: not expired yet');
+      offset += 15_000;
+      await until('the lease expired', () => d.dc.terminals.size === 0, 3000);
+      assert.equal(count(d.dc, 'leases-expired'), 1);
+      assert.ok(d.dc.registry.latest('node', a.node.id), "alice's Node Transaction stays in the registry");
+      // The address is free again: bob gets it (his refusal held back only his watchdog; register() asks at once).
+      // Alice, back with the same key, is a newcomer for the DC: refused now, the pool holds one address.
+      const rb = await b.node.register();
+      assert.equal(rb.v4, '198.18.7.2');
+      a = startTerminal(net, '10.0.1.1', d, 'alice', a.node.identity);
+      await assert.rejects(a.node.register(), (e: unknown) => e instanceof RegistrationRefusedError && e.reason === 'pool-full');
+      // Kept across another restart: the expiry and bob's lease are committed.
+      await d.dc.stop();
+      offset = -performance.now();
+      d = await startDc(net, '10.0.0.1', { identity, db, registry: new SqliteRegistry(db), config, clock });
+      assert.deepEqual([...d.dc.terminals.byId.keys()], [b.node.id]);
+    } finally {
+      await closeAll([d], [a, b]);
+      db.close();
     }
   });
 });

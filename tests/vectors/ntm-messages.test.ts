@@ -12,7 +12,7 @@ import {
   checkRegistrationMac,
   decodeHint,
   decodeNatProbe,
-  decodeRegistrationBody,
+  decodeRegistrationAnswer,
   decodeRegistrationRequest,
   decodeRegistrationResponseHeader,
   registrationKey,
@@ -86,7 +86,8 @@ const DECODE: Record<string, Decoder> = {
     const body = aead.open(resp, 0, hd.sealed);
     assert.ok(body, 'the response opens under K_resp, counter 0');
     assert.equal(body.toString('hex'), v.plaintext);
-    return { terminalIndex: hd.terminalIndex, dcIndex: hd.dcIndex, nonceDc: hd.nonceDc, nonceT: f.nonceT, body: ok(decodeRegistrationBody(body), 'body') };
+    const answer = ok(decodeRegistrationAnswer(body), 'body');
+    return { terminalIndex: hd.terminalIndex, dcIndex: hd.dcIndex, nonceDc: hd.nonceDc, nonceT: f.nonceT, body: answer.refused ? answer.refusal : answer.result };
   },
   NAT_PROBE: (v, packet) => ok(decodeNatProbe(packet), v.name),
   HINT: (v, packet) => ok(decodeHint(packet), v.name),

@@ -26,6 +26,7 @@ import {
   encodeRegistrationRequest,
   encodeRegistrationResponseHeader,
   registrationKey,
+  encodeRegistrationRefusal,
 } from '../../agent/src/protocol/registration.js';
 import { Ctl, Status, encodeControl, type ControlMessage, type Route } from '../../agent/src/protocol/control.js';
 import { Peer, encodePeer, type PeerMessage, type TerminalInfo } from '../../agent/src/protocol/peer.js';
@@ -305,6 +306,26 @@ export function messageVectors(secp: Secp256k1, aead: Aead): { description: stri
     plaintext: hex(body),
     packet: Buffer.concat([encodeRegistrationResponseHeader(regFull.terminalIndex, dcIndex, nonceDc), aead.seal(kResp, 0, body)]),
   });
+
+  // §3.2 A refusal: the same header with DC index 0 (no channel), the refusal body sealed under K_resp.
+  const refusalNonceDc = label16('NTM1 vector: nonce_dc refusal');
+  const refusalKeys = channelKeys(kss, regFull.nonce, refusalNonceDc);
+  for (const refusal of [
+    { txid: regFull.txid, reason: 'pool-full' as const, limit: 65_533, retryAfterS: 0 },
+    { txid: regFull.txid, reason: 'key-revoked' as const, limit: 0, retryAfterS: 0 },
+    { txid: regFull.txid, reason: 'rate-limited' as const, limit: 0, retryAfterS: 6 },
+  ]) {
+    const plain = encodeRegistrationRefusal(refusal);
+    add({
+      name: `registration response: refused (${refusal.reason})`,
+      message: 'REGISTRATION_RESPONSE',
+      type: REGISTRATION_RESPONSE,
+      fields: { terminalIndex: regFull.terminalIndex, dcIndex: 0, nonceDc: refusalNonceDc, nonceT: regFull.nonce, body: refusal },
+      keys: { kss: hex(kss), terminalToDc: hex(refusalKeys[0]), dcToTerminal: hex(refusalKeys[1]), response: hex(refusalKeys[2]) },
+      plaintext: hex(plain),
+      packet: Buffer.concat([encodeRegistrationResponseHeader(regFull.terminalIndex, 0, refusalNonceDc), aead.seal(refusalKeys[2], 0, plain)]),
+    });
+  }
 
   // §3.2 NAT probe and reply; HINT.
   add({ name: 'NAT probe', message: 'NAT_PROBE', type: NAT_PROBE, fields: { kind: 0, txid: regFull.txid, id: t.id }, packet: encodeNatProbe(0, regFull.txid, t.id) });

@@ -163,6 +163,9 @@ export function statusOf(err: unknown): number | undefined {
       return 404;
     case 'conflict':
       return 409;
+    // The household's DC refused the registration (its pool is full, …): the home's state, not a broken agent.
+    case 'registration_refused':
+      return 409;
     case 'deadline_exceeded':
       return 504;
     case 'rejected':

@@ -20,7 +20,7 @@ import type {
   TunnelView,
 } from '../types/household.js';
 import type { Endpoint } from '../types/net.js';
-import { NtmError } from '../types/errors.js';
+import { ConflictError, NtmError, RegistrationRefusedError } from '../types/errors.js';
 import { openDb, type Db } from '../store/db.js';
 import { Identity } from '../protocol/identity.js';
 import * as NT from '../protocol/node-transaction.js';
@@ -155,6 +155,8 @@ export class AgentRuntime implements AgentApi {
       config: dcConfig,
       log: o.log,
       admit: (id, token) => ref.self?.admit(id, token) ?? false,
+      // The household's own devices and phones keep their addresses until removed (dc.expireAfterS is 0 here anyway).
+      keepLease: (id) => ref.self?.store.isAdmitted(id) ?? true,
       allowDirection: (from, to) => ref.self?.allowDirection(from, to) ?? false,
       answerDns: (from, query) => ref.self?.answerDns(from, query),
       onEvent: (e) => ref.self?.onDcEvent(e),
@@ -372,6 +374,10 @@ export class AgentRuntime implements AgentApi {
     } catch (e) {
       this.host.removeNode(identity.idHex);
       this.dc.revoke(identity.idHex);
+      if (e instanceof RegistrationRefusedError && e.reason === 'pool-full') {
+        this.o.log.warn('pairing refused: the household DC has no free address', { device: target.name, capacity: e.limit });
+        throw new ConflictError(`this home has reached ${e.limit} devices (phones included): unpair a device or remove a phone to pair another`);
+      }
       throw e;
     } finally {
       this.pendingAdmit.delete(identity.idHex);
@@ -384,6 +390,8 @@ export class AgentRuntime implements AgentApi {
     // The revocation goes to the registry signed by the appliance's own key, which the agent holds.
     const nt = e ? NT.encode(NT.sign(e.node.identity, { dcId: this.o.dcIdentity.id, revoked: true, timestamp: Date.now() })) : undefined;
     this.dc.revoke(ntmId, nt);
+    // Removed: its address returns to the pool; the revocation stays (dc_revoked) and so does the ledger's record.
+    this.dc.release(ntmId);
     this.paired.delete(ntmId);
     this.host.removeNode(ntmId);
     this.reconfigure();
@@ -413,6 +421,7 @@ export class AgentRuntime implements AgentApi {
   async removePhone(phoneId: string): Promise<void> {
     const p = this.store.removePhone(phoneId);
     this.dc.revoke(p.id);
+    this.dc.release(p.id);
     const cut = this.host.dropPeer(p.id);
     this.reconfigure();
     this.o.log.info('phone removed', { phone: p.name, id: p.id, tunnelsCut: cut });

@@ -1,6 +1,18 @@
 // Exit codes of `ntm`, after BSD sysexits.h (also used by Postfix, sendmail and systemd's unit docs): a script or an
 // orchestrator tells "you called it wrong" from "the daemon is not there" from "it said no" without parsing text.
-import { ConfigError, DataError, DeadlineExceededError, InputError, IntegrityError, NotFoundError, NtmError, RefusedError, RejectedError, UnavailableError } from '../types/errors.js';
+import {
+  ConfigError,
+  DataError,
+  DeadlineExceededError,
+  InputError,
+  IntegrityError,
+  NotFoundError,
+  NtmError,
+  RefusedError,
+  RegistrationRefusedError,
+  RejectedError,
+  UnavailableError,
+} from '../types/errors.js';
 
 export const Exit = {
   OK: 0,
@@ -14,6 +26,8 @@ export const Exit = {
   UNAVAILABLE: 69,
   /** EX_SOFTWARE: a bug (an unexpected exception). */
   SOFTWARE: 70,
+  /** EX_TEMPFAIL: refused for now (the DC's address pool is full, a rate limit): trying later may work. */
+  TEMPFAIL: 75,
   /** EX_NOPERM: refused (a revoked or expired key, a refusal from the DC). */
   REFUSED: 77,
   /** EX_CONFIG: the configuration is wrong. */
@@ -22,12 +36,13 @@ export const Exit = {
 
 /** The paragraph every `--help` ends with. */
 export const EXIT_HELP = `Exit status: 0 done; 64 usage error; 65 bad input data (some rows/values refused); 66 input
-not found; 69 daemon or server unavailable; 70 internal error; 77 refused (revoked, expired, not
-allowed); 78 configuration error.
+not found; 69 daemon or server unavailable; 70 internal error; 75 refused for now (the DC's address pool is
+full, rate limited: try later); 77 refused (revoked, expired, not allowed); 78 configuration error.
 `;
 
 export function exitCodeOf(e: unknown): number {
   if (e instanceof UnavailableError || e instanceof DeadlineExceededError) return Exit.UNAVAILABLE;
+  if (e instanceof RegistrationRefusedError) return e.temporary ? Exit.TEMPFAIL : Exit.REFUSED;
   if (e instanceof RefusedError || e instanceof RejectedError) return Exit.REFUSED;
   if (e instanceof DataError || e instanceof IntegrityError) return Exit.DATA;
   if (e instanceof NotFoundError) return Exit.NO_INPUT;

@@ -12,10 +12,21 @@ import { EnrollmentKeys } from '../operator/enrollment-keys.js';
 import { Metrics, agentMetrics, dcMetrics, rsMetrics, type StatusSource } from '../operator/metrics.js';
 import { OperatorServer, loadOrCreateToken, type OperatorDc } from '../operator/server.js';
 import { resolveIn } from './common.js';
+import type { Admission } from '../dc/server.js';
+import type { RefusalReason as KeyRefusal } from '../operator/enrollment-keys.js';
+
+/** An enrollment key's verdict as the terminal is told it (docs/protocol.md §3.2). */
+const KEY_REFUSALS: Record<KeyRefusal, Admission> = {
+  'no-key': 'not-admitted',
+  'unknown-key': 'key-unknown',
+  revoked: 'key-revoked',
+  expired: 'key-expired',
+  'used-up': 'key-used-up',
+};
 
 export interface DcOperator {
   /** For DcServerOptions.admit: set only when operator.admission is "key". */
-  readonly admit?: (id: string, token: Uint8Array) => boolean;
+  readonly admit?: (id: string, token: Uint8Array) => Admission;
   /** Starts the operator endpoint once the DC runs (null when operator.dcListen is ""). */
   start(dc: DcServer): Promise<OperatorServer | null>;
 }
@@ -26,15 +37,16 @@ export function dcOperator(o: { readonly dc: SectionConfig<'dc'>; readonly op: S
   const log = o.log.child({ part: 'admission' });
   const admit =
     o.op.admission === 'key'
-      ? (id: string, token: Uint8Array): boolean => {
+      ? (id: string, token: Uint8Array): Admission => {
           const v = keys.admit(id, token);
           // The key's id names it in the log; its secret never appears.
-          if (v.ok) log.info('terminal admitted by enrollment key', { id, key: v.keyId });
-          else {
-            refusals.inc(v.reason);
-            log.warn('registration refused: enrollment key not valid', { id, reason: v.reason, ...(v.keyId ? { key: v.keyId } : {}) });
+          if (v.ok) {
+            if (!v.again) log.info('terminal admitted by enrollment key', { id, key: v.keyId });
+            return true;
           }
-          return v.ok;
+          refusals.inc(v.reason);
+          log.warn('registration refused: enrollment key not valid', { id, reason: v.reason, ...(v.keyId ? { key: v.keyId } : {}) });
+          return KEY_REFUSALS[v.reason];
         }
       : undefined;
   return {

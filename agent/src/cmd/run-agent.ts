@@ -139,7 +139,11 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
   if (has(p, 'no-dataplane')) ov['agent.dataplane'] = 'false';
   if (has(p, 'no-rs')) ov['agent.rs'] = 'false';
   const agent = loadSection('agent', file, ov);
-  const dc = loadSection('dc', file, { 'dc.dataDir': agent.dataDir, ...ov });
+  // A household's DC: a /24 (253 devices and phones) and leases that never expire (its own devices keep their
+  // addresses until removed), unless the file or the command line says otherwise.
+  const fileDc = (file?.['dc'] ?? {}) as Record<string, unknown>;
+  const household = { 'dc.poolV4Length': fileDc['poolV4Length'] ?? 24, 'dc.expireAfterS': fileDc['expireAfterS'] ?? 0 };
+  const dc = loadSection('dc', file, { 'dc.dataDir': agent.dataDir, ...household, ...ov });
   const rs = loadSection('rs', file, { 'rs.dataDir': agent.dataDir, ...ov });
   const op = loadSection('operator', file, ov);
   const log = createLogger(loadSection('log', file).level);

@@ -143,7 +143,7 @@ async function openLedger(cfg: Readonly<SectionConfig<'dc'>>, db: Db, identity: 
   };
   log.info('claiming address blocks on the chain', { rpcUrl: cfg.chainRpc, contract: cfg.chainContract });
   const pools = await registry.claimBlocks({
-    v4: { pool: cfg.poolV4, range: cfg.virtualV4, len: 24, hint: slot(hint.v4, cfg.virtualV4) },
+    v4: { pool: cfg.poolV4, range: cfg.virtualV4, len: cfg.poolV4Length, hint: slot(hint.v4, cfg.virtualV4) },
     v6: { pool: cfg.poolV6, range: cfg.virtualV6, len: 48, hint: slot(hint.v6, cfg.virtualV6) },
   });
   log.info('address blocks', pools);

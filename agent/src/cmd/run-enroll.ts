@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { securePrivateDir } from '../store/private-dir.js';
 import { decodeEnrollment } from '../agent/enrollment.js';
-import { DataError, RefusedError, UnavailableError } from '../types/errors.js';
+import { DataError, RefusedError, RegistrationRefusedError, UnavailableError } from '../types/errors.js';
 import { Exit, EXIT_HELP } from './exit.js';
 import { UdpBind } from '../dataplane/conn/udp.js';
 import { TerminalHost } from '../terminal/host.js';
@@ -66,10 +66,9 @@ export async function runEnroll(argv: readonly string[]): Promise<void> {
     } catch (e) {
       lastErr = e;
       await host.close();
+      // The DC said no (an authenticated refusal, docs/protocol.md §3.2): its other addresses would say the same.
+      if (e instanceof RegistrationRefusedError) throw e;
     }
   }
-  // The DC answers nothing to a registration it does not admit, so "unreachable" and "refused" look alike here.
-  throw new UnavailableError(
-    `the DC did not admit this terminal (${(lastErr as Error)?.message ?? 'no address'}): it is unreachable, or the token or key is used up, revoked or expired (the DC's log says which)`,
-  );
+  throw new UnavailableError(`the DC did not answer (${(lastErr as Error)?.message ?? 'no address'}): check the network, or ask whoever runs it`);
 }

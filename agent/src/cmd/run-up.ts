@@ -16,7 +16,7 @@ import { tryParseId } from '../crypto/secp256k1.js';
 import { ipFamily } from '../protocol/ip.js';
 import type { Target } from '../protocol/control.js';
 import type { Endpoint } from '../types/net.js';
-import { InputError } from '../types/errors.js';
+import { InputError, RegistrationRefusedError } from '../types/errors.js';
 import { parseArgs, one, has, overrides } from './args.js';
 import { announce, loadOrCreateIdentity, onShutdown, parseDcRef, resolveIn, securedDataDir, tunnelLimits } from './common.js';
 import { ControlServer } from './control-socket.js';
@@ -110,13 +110,25 @@ export async function runUp(argv: readonly string[]): Promise<void> {
     { name: cfg.name, ...(token ? { token: Buffer.from(token, 'utf8') } : {}), ...(existsSync(ntPath) ? { nt: readFileSync(ntPath) } : {}) },
   );
   log.info('terminal starting', { id: identity.idHex, dc: dc.idHex, locals: snap.addresses.map((a) => a.address) });
-  let reg = await node.register().catch((e: Error) => {
-    log.warn('first registration failed; retrying in the background', { err: e });
-    return undefined;
-  });
+  // A DC that does not answer may be down for a while: keep trying. One that refuses (authenticated, §3.2) has said
+  // why: stop with that (exit 75 when trying later may work, a full pool or a rate limit; 77 otherwise).
+  const firstRegistration = async () => {
+    try {
+      return await node.register();
+    } catch (e) {
+      if (e instanceof RegistrationRefusedError) {
+        watch.stop();
+        await host.close();
+        throw e;
+      }
+      log.warn('registration failed; retrying', { err: e });
+      return undefined;
+    }
+  };
+  let reg = await firstRegistration();
   while (!reg) {
     await new Promise((r) => setTimeout(r, 2000));
-    reg = await node.register().catch(() => undefined);
+    reg = await firstRegistration();
   }
   writeFileSync(ntPath, node.nodeTransaction, { mode: 0o600 });
 

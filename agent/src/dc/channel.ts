@@ -81,7 +81,7 @@ export class ControlChannel {
     const d = decodeControl(pt);
     if (!d.ok) return this.dc.drops.inc('ctl-malformed');
     const m = d.value;
-    rec.lastSeen = this.dc.clock.now();
+    this.dc.terminals.seen(rec, this.dc.clock.now());
     if (!sameEndpoint(rec.observed, from)) {
       // An authentic packet from a new address: the terminal moved (or its NAT rebound). Follow it at once.
       this.dc.terminals.observe(rec, from);

@@ -11,7 +11,8 @@ import { Counters, silentLogger, ThrottledLog, type Logger } from '../util/log.j
 import { TerminalTable } from './terminals.js';
 import { TurnCommit } from './commit.js';
 import { defaultPools } from './pools.js';
-import { SourceLimiter } from './source-limit.js';
+import { SourceLimiter, TokenBucket } from './source-limit.js';
+import type { RefusalReason } from '../protocol/registration.js';
 
 export interface DcServerOptions {
   readonly identity: Identity;
@@ -30,7 +31,9 @@ export interface DcServerOptions {
    * Whether an ID seen for the first time may register (with the token it presented). Absent: an open DC, as the
    * paper's public DCs. The agent's household DC admits only paired appliances and enrolled phones.
    */
-  readonly admit?: (id: string, token: Uint8Array) => boolean;
+  readonly admit?: (id: string, token: Uint8Array) => Admission;
+  /** Whether a terminal's address lease never expires (a household's own devices); absent: every lease may expire. */
+  readonly keepLease?: (id: string) => boolean;
   /** Whether `from` may get a route to `to` (the household's access policy); absent: allowed. */
   readonly allowDirection?: (from: string, to: string) => boolean;
   /**
@@ -42,6 +45,9 @@ export interface DcServerOptions {
   /** Events for the web UI's live view. */
   readonly onEvent?: (e: DcEvent) => void;
 }
+
+/** An admission decision: true admits; false or a refusal reason refuses (the terminal is told which, §3.2). */
+export type Admission = boolean | Exclude<RefusalReason, 'pool-full' | 'revoked' | 'rate-limited'>;
 
 export type DcEvent =
   | { readonly kind: 'registered'; readonly id: string; readonly v4: string; readonly observed: string; readonly nat: string; readonly first: boolean }
@@ -85,6 +91,8 @@ export class DcCore {
   readonly relays = new Map<string, RelayState>();
   /** First-time registrations per source (dc/source-limit.ts). */
   readonly newPerSource: SourceLimiter;
+  /** Authenticated "rate limited" answers to requests over their source's limit (dc/source-limit.ts TokenBucket). */
+  readonly limitedAnswers = new TokenBucket(20, 20);
   stopped = false;
 
   readonly bind: Bind;
@@ -99,7 +107,7 @@ export class DcCore {
     this.config = opts.config;
     this.registry = opts.registry;
     const pools = defaultPools(opts.config, opts.identity.id);
-    this.terminals = new TerminalTable(opts.db, pools.v4, pools.v6);
+    this.terminals = new TerminalTable(opts.db, pools.v4, pools.v6, () => this.clock.monotonic());
     this.commit = new TurnCommit(opts.db, this.terminals, this.registry, this.log, (d, to, b) => this.send(d, to, b));
     // helloAt -Infinity: the first HELLO goes at start (0 held it back until the process was 5 s old: monotonic time).
     for (const p of opts.config.peers) this.peers.set(p.id, { id: p.id, endpoint: p.endpoint, helloAt: -Infinity, answered: false });

@@ -15,10 +15,14 @@ import {
   decodeRegistrationRequest,
   encodeNatProbe,
   encodeRegistrationBody,
+  encodeRegistrationRefusal,
   encodeRegistrationResponseHeader,
   registrationKey,
+  type DecodedRegistrationRequest,
+  type RefusalReason,
   type RelayEntry,
 } from '../protocol/registration.js';
+import { PoolExhaustedError } from '../types/errors.js';
 import { Status } from '../protocol/control.js';
 import { formatEndpoint, sameEndpoint } from '../protocol/endpoint.js';
 import type { TerminalRecord } from './terminals.js';
@@ -59,8 +63,6 @@ export class Registration {
       dc.counts.inc('reg-retransmission');
       return dc.send(rec.lastReg.response, from, bind);
     }
-    // Silence either way, so this needs no proof of the key: refused before any work.
-    if (!rec && dc.terminals.isRevokedId(idHex)) return dc.drops.inc('reg-revoked');
     const now = dc.clock.now();
     const freshMs = dc.config.freshnessS * 1000;
     if (Math.abs(req.time - now) > freshMs) {
@@ -100,9 +102,13 @@ export class Registration {
     // On an open DC an ID we do not know costs an ECDH before its MAC can be checked, and then an address: that is
     // what the per-source limit rations (a registered terminal's renewals never touch it). A household DC admits only
     // what the household paired or enrolled, and its appliances all register from the agent's own address.
+    let overLimit = false;
     if (!rec && !dc.opts.admit && !dc.newPerSource.take(from, dc.clock.monotonic())) {
       dc.refusals.warn('reg-source-limit', 'first-time registrations refused: over the per-source limit', { from: src });
-      return dc.drops.inc('reg-source-limit');
+      dc.drops.inc('reg-source-limit');
+      // Telling the sender costs the ECDH the limit rations: a few a second for the whole DC, silence beyond.
+      if (!dc.limitedAnswers.take(dc.clock.monotonic())) return;
+      overLimit = true;
     }
     if (!kss) {
       const x = dc.identity.dh(publicKey);
@@ -110,11 +116,22 @@ export class Registration {
       kss = registrationKey(x);
     }
     if (!checkRegistrationMac(req, kss)) return dc.drops.inc('reg-mac');
+    // From here the request is authentic: a refusal is answered (sealed), so the terminal stops at once (§3.2).
+    const authKey = kss;
+    const refuse = (reason: RefusalReason, drop: string, extra: { limit?: number; retryAfterS?: number } = {}): void => {
+      dc.drops.inc(drop);
+      this.refuse(req, authKey, from, bind, reason, extra.limit ?? 0, extra.retryAfterS ?? 0);
+    };
+    if (overLimit) return refuse('rate-limited', 'reg-source-limit-answered', { retryAfterS: Math.ceil(60 / dc.config.newPerSourcePerMin) });
     if (nt && NT.check(nt) !== 'ok') return dc.drops.inc('nt-signature');
     const revoking = nt?.revoked ?? false;
-    if (!rec && dc.opts.admit && !dc.opts.admit(idHex, req.token)) {
-      dc.log.warn('registration refused: not admitted', { id: idHex, from: src });
-      return dc.drops.inc('reg-not-admitted');
+    if (!rec && dc.terminals.isRevokedId(idHex)) return refuse('revoked', 'reg-revoked');
+    if (!rec && dc.opts.admit) {
+      const a = dc.opts.admit(idHex, req.token);
+      if (a !== true) {
+        dc.log.warn('registration refused: not admitted', { id: idHex, from: src, reason: a === false ? 'not-admitted' : a });
+        return refuse(a === false ? 'not-admitted' : a, 'reg-not-admitted');
+      }
     }
     if (revoking) {
       // A terminal revoking itself (signed by its own key): record it; it gets no channel.
@@ -127,15 +144,16 @@ export class Registration {
       } else dc.terminals.revokeId(idHex, now);
       return;
     }
-    if (rec?.revoked) return dc.drops.inc('reg-revoked');
+    if (rec?.revoked) return refuse('revoked', 'reg-revoked');
 
     const first = !rec;
     if (!rec) {
       try {
         rec = dc.terminals.create({ id: idHex, idBytes: keep(idBytes), publicKey: keep(publicKey), nt: keep(req.nt), lastReqTime: req.time, now });
       } catch (e) {
-        dc.log.error('registration failed', { err: e, id: idHex });
-        return dc.drops.inc('reg-pool-exhausted');
+        if (!(e instanceof PoolExhaustedError)) throw e;
+        dc.refusals.warn('reg-pool-full', 'registration refused: the address pool is full', { id: idHex, from: src, pool: dc.terminals.pools.v4.text, capacity: dc.terminals.capacity });
+        return refuse('pool-full', 'reg-pool-exhausted', { limit: dc.terminals.capacity });
       }
     }
     if (ntChanged) {
@@ -145,7 +163,7 @@ export class Registration {
     }
     if (rec.kss !== kss) rec.kss = keep(kss);
     rec.lastReqTime = req.time;
-    rec.lastSeen = now;
+    dc.terminals.seen(rec, now);
     this.learnLocation(rec, from, req.locals, req.txid);
     if (req.name) dc.terminals.setName(rec, req.name);
     dc.terminals.touch(rec);
@@ -185,6 +203,19 @@ export class Registration {
     dc.counts.inc(first ? 'registrations-new' : 'registrations-renewed');
     dc.sendAfterCommit(response, from, bind);
     dc.opts.onEvent?.({ kind: 'registered', id: idHex, v4: rec.v4, observed: src, nat: rec.nat, first });
+  }
+
+  /**
+   * An authenticated refusal (docs/protocol.md §3.2): a REGISTRATION_RESPONSE with no channel (DC index 0) whose body,
+   * sealed under K_resp as an answer's, carries the reason. Sent at once (it records nothing), never cached: a
+   * retransmission is checked again, and so may get an answer that changed (an address freed meanwhile).
+   */
+  private refuse(req: DecodedRegistrationRequest, kss: Uint8Array, to: Endpoint, bind: Bind, reason: RefusalReason, limit: number, retryAfterS: number): void {
+    const nonceDc = randomBytes(16);
+    const [, , kResp] = channelKeys(kss, req.nonce, nonceDc);
+    const body = encodeRegistrationRefusal({ txid: req.txid, reason, limit, retryAfterS });
+    this.dc.counts.inc(`reg-refused-${reason}`);
+    this.dc.send(Buffer.concat([encodeRegistrationResponseHeader(req.terminalIndex, 0, nonceDc), defaultAead.seal(kResp, 0, body)]), to, bind);
   }
 
   /**

@@ -24,8 +24,9 @@ import { ControlChannel } from './channel.js';
 import { Registration } from './registration.js';
 import { Direction } from './direction.js';
 import { Federation } from './federation.js';
+import { LeaseExpiry } from './expiry.js';
 
-export type { DcEvent, DcServerOptions } from './core.js';
+export type { Admission, DcEvent, DcServerOptions } from './core.js';
 export { defaultPools } from './pools.js';
 
 export class DcServer {
@@ -34,6 +35,7 @@ export class DcServer {
   private readonly channel: ControlChannel;
   private readonly registration: Registration;
   private readonly federation: Federation;
+  private readonly expiry: LeaseExpiry;
   private timers: NodeJS.Timeout[] = [];
   /** Stops the directory subscription (set at start). */
   private unsubscribe: () => void = () => {};
@@ -50,6 +52,7 @@ export class DcServer {
     this.channel = new ControlChannel(this.core);
     this.registration = new Registration(this.core, this.channel, probeBind);
     this.federation = new Federation(this.core);
+    this.expiry = new LeaseExpiry(this.core, this.channel);
     const direction = new Direction(this.core, this.channel, this.federation);
     this.channel.handler = direction;
     this.federation.onPeerInfo = (peer, from, m) => direction.peerInfo(peer, from, m);
@@ -146,6 +149,7 @@ export class DcServer {
     this.unsubscribe();
     this.channel.requests.cancelAll('dc stopping');
     this.federation.requests.cancelAll('dc stopping');
+    this.core.terminals.saveService();
     this.core.commit.flush();
     await Promise.all([this.bind.close(), this.probeBind.close(), this.core.registry.close()]);
   }
@@ -175,11 +179,12 @@ export class DcServer {
     }
   }
 
-  // Timers: keep-alives through NATs (paper §2.2), hellos, expiry of half-finished state.
+  // Timers: keep-alives through NATs (paper §2.2), hellos, expiry of half-finished state and of address leases.
   private tick(): void {
     this.channel.keepalives();
     this.registration.expire();
     this.federation.sayHello();
+    this.expiry.tick();
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -206,6 +211,19 @@ export class DcServer {
     }
     this.core.terminals.touch(rec);
     this.channel.revoked(rec);
+    this.core.commit.flush();
+    return true;
+  }
+
+  /**
+   * Ends a terminal's address lease now (a household removed the device or phone): its addresses return to the pool;
+   * a revoked terminal stays refused (dc/expiry.ts). Returns whether the DC had a lease for the ID.
+   */
+  release(id: string): boolean {
+    const rec = this.core.terminals.byId.get(id.toLowerCase());
+    if (!rec) return false;
+    this.channel.drop(rec);
+    this.core.terminals.release(rec, this.core.clock.now());
     this.core.commit.flush();
     return true;
   }
@@ -240,6 +258,7 @@ export class DcServer {
       port: this.port,
       probePort: this.probePort,
       pools: { v4: core.terminals.pools.v4.text, v6: core.terminals.pools.v6.text },
+      capacity: core.terminals.capacity,
       terminals: core.terminals.size,
       online,
       peers: [...core.peers.values()].map((p) => ({ id: p.id, endpoint: formatEndpoint(p.endpoint), known: !!p.publicKey })),

@@ -64,3 +64,29 @@ export class SourceLimiter {
     return this.buckets.size;
   }
 }
+
+/**
+ * One token bucket for the whole DC: how many refusals the DC answers for requests over their source's limit. Such an
+ * answer must be authenticated (docs/protocol.md §3.2), which costs the ECDH the per-source limit is there to ration;
+ * this bounds that cost whatever the number of sources. Over it, such requests get silence, as before.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private at = -Infinity;
+
+  constructor(
+    private readonly burst: number,
+    private readonly perS: number,
+  ) {
+    this.tokens = burst;
+  }
+
+  /** Takes one token at monotonic time `now` (ms); false: none left. */
+  take(now: number): boolean {
+    if (this.at !== -Infinity) this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) * this.perS) / 1000);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}

@@ -1,6 +1,11 @@
 // The DC's table of terminals it manages (paper §2.2): identity, virtual addresses, where it was last seen and
 // through what kind of NAT. In memory for the hot path, persisted in SQLite so a restarted DC (kill -9) gives every
 // terminal back the same virtual addresses. Writes are grouped: the caller commits once per event-loop turn.
+//
+// A record is the terminal's address lease. A lease not renewed for dc.expireAfterS is released (dc/expiry.ts): the
+// row goes, the addresses return to the pool, and the terminal's Node Transactions stay in the registry (the ledger's
+// history is not this table). "Not renewed for" is measured in service time: milliseconds the DC has been running,
+// persisted with every commit, so neither a wall clock set years ahead (issue 11 #3) nor a long outage expires anyone.
 import type { Endpoint } from '../types/net.js';
 import type { Db, Migrations } from '../store/db.js';
 import { migrate } from '../store/db.js';
@@ -11,6 +16,7 @@ import { formatEndpoint, parseEndpoint } from '../protocol/endpoint.js';
 import type { NatKind } from './route.js';
 import type { TunnelKeypair } from '../crypto/session.js';
 import { keep } from '../util/keep.js';
+import { poolCapacity } from './pools.js';
 
 export const DC_MIGRATIONS: Migrations = {
   module: 'dc',
@@ -32,6 +38,9 @@ export const DC_MIGRATIONS: Migrations = {
     // IDs revoked before this DC ever saw them register (issue 11 #8): they have no address and no record above, yet
     // the revocation must hold when they come, whatever the order.
     `CREATE TABLE dc_revoked (id TEXT PRIMARY KEY, at INTEGER NOT NULL)`,
+    // Address leases: the service time a terminal was last heard at, and the DC's service clock (see the header).
+    `ALTER TABLE dc_terminals ADD COLUMN seen_service INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE dc_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);`,
   ],
 };
 
@@ -50,8 +59,12 @@ export interface TerminalRecord {
   nat: NatKind;
   /** Wall-clock ms of the last authentic packet. */
   lastSeen: number;
+  /** The DC's service time (ms) of the last authentic packet: what expiry compares (see the header). */
+  seenService: number;
   revoked: boolean;
   // Volatile state (lost on restart; the terminal re-registers).
+  /** seenService as last written (the sweep writes a lease renewed by control packets alone now and then). */
+  seenSaved: number;
   kss?: Buffer;
   channel?: TunnelKeypair;
   /** The cached answer to the last registration (retransmissions get it again). */
@@ -78,10 +91,11 @@ interface Row {
   locals: string;
   nat: string;
   last_seen: number;
+  seen_service: number;
   revoked: number;
 }
 
-type Persistent = Omit<TerminalRecord, 'kss' | 'channel' | 'lastReg' | 'probe' | 'rsRtt' | 'replies' | 'keepaliveDue'>;
+type Persistent = Omit<TerminalRecord, 'seenSaved' | 'kss' | 'channel' | 'lastReg' | 'probe' | 'rsRtt' | 'replies' | 'keepaliveDue'>;
 
 /**
  * Every record is this one complete literal, volatile fields included, so V8 gives all of them one compact shape. A
@@ -102,7 +116,9 @@ function newRecord(f: Persistent): TerminalRecord {
     locals: f.locals,
     nat: f.nat,
     lastSeen: f.lastSeen,
+    seenService: f.seenService,
     revoked: f.revoked,
+    seenSaved: f.seenService,
     kss: undefined,
     channel: undefined,
     lastReg: undefined,
@@ -149,22 +165,36 @@ export class TerminalTable {
   private readonly revokedAt = new Map<string, number>();
   private readonly revokedInsert;
   private readonly revokedDelete;
+  /** Rows of released leases to delete with the next flush (before any upsert: an address may be reused at once). */
+  private readonly released = new Set<string>();
+  private readonly rowDelete;
+  private readonly serviceSave;
+  /** Service time persisted at start, and the monotonic time it was read at. */
+  private readonly serviceBase: number;
+  private readonly serviceStart: number;
   private nextHint = 2;
+  /** The service clock is to be written with the next flush even if nothing else is. */
+  private serviceDirty = false;
 
   constructor(
     private readonly db: Db,
     pool4: string,
     pool6: string,
+    private readonly monotonic: () => number = () => performance.now(),
   ) {
     migrate(db, DC_MIGRATIONS);
     this.pool4 = parseCidr(pool4);
     this.pool6 = parseCidr(pool6);
     this.upsert = db.prepare(`INSERT INTO dc_terminals
-      (id, public_key, v4, v6, name, nt, last_req_time, observed, locals, nat, last_seen, revoked)
-      VALUES (@id, @public_key, @v4, @v6, @name, @nt, @last_req_time, @observed, @locals, @nat, @last_seen, @revoked)
+      (id, public_key, v4, v6, name, nt, last_req_time, observed, locals, nat, last_seen, seen_service, revoked)
+      VALUES (@id, @public_key, @v4, @v6, @name, @nt, @last_req_time, @observed, @locals, @nat, @last_seen, @seen_service, @revoked)
       ON CONFLICT(id) DO UPDATE SET name = excluded.name, nt = excluded.nt, last_req_time = excluded.last_req_time,
         observed = excluded.observed, locals = excluded.locals, nat = excluded.nat, last_seen = excluded.last_seen,
-        revoked = excluded.revoked`);
+        seen_service = excluded.seen_service, revoked = excluded.revoked`);
+    this.rowDelete = db.prepare('DELETE FROM dc_terminals WHERE id = ?');
+    this.serviceSave = db.prepare(`INSERT INTO dc_meta (key, value) VALUES ('service_ms', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
+    this.serviceBase = (db.prepare(`SELECT value FROM dc_meta WHERE key = 'service_ms'`).get() as { value: number } | undefined)?.value ?? 0;
+    this.serviceStart = monotonic();
     this.revokedInsert = db.prepare('INSERT OR REPLACE INTO dc_revoked (id, at) VALUES (?, ?)');
     this.revokedDelete = db.prepare('DELETE FROM dc_revoked WHERE id = ?');
     for (const r of db.prepare('SELECT * FROM dc_terminals').iterate() as IterableIterator<Row>) this.load(r);
@@ -193,6 +223,54 @@ export class TerminalTable {
     return { v4: this.pool4, v6: this.pool6 };
   }
 
+  /** How many terminals the pool serves (its addresses less network, gateway and broadcast). */
+  get capacity(): number {
+    return poolCapacity(this.pool4.length);
+  }
+
+  /** The DC's service time (ms): running time summed over its lives (see the header). */
+  serviceNow(): number {
+    return this.serviceBase + (this.monotonic() - this.serviceStart);
+  }
+
+  /** Writes the service clock with the next flush (every few seconds and at stop: a kill -9 loses only that much). */
+  saveService(): void {
+    this.serviceDirty = true;
+  }
+
+  /**
+   * An authentic packet from `rec` at wall-clock `now`: its lease is renewed, in memory (a write per keep-alive would
+   * be thousands a second on an ISP's DC); registrations write it, and the expiry sweep writes leases renewed since.
+   */
+  seen(rec: TerminalRecord, now: number): void {
+    rec.lastSeen = now;
+    rec.seenService = this.serviceNow();
+  }
+
+  /**
+   * Ends `rec`'s lease: its addresses return to the pool and its row is deleted with the next flush. A revoked
+   * terminal's revocation is kept (dc_revoked), so it stays refused whatever comes later. The caller drops its channel.
+   */
+  release(rec: TerminalRecord, now: number): void {
+    if (this.byId.get(rec.id) !== rec) return;
+    this.byId.delete(rec.id);
+    this.byV4.delete(rec.v4);
+    this.byV6.delete(rec.v6);
+    if (rec.name && this.byName.get(rec.name.toLowerCase()) === rec) this.byName.delete(rec.name.toLowerCase());
+    if (rec.observed) {
+      const at = formatEndpoint(rec.observed);
+      if (this.byObserved.get(at) === rec) this.byObserved.delete(at);
+    }
+    const idx = this.indexOf(rec.v4);
+    if (idx >= 0) {
+      this.used.delete(idx);
+      if (idx < this.nextHint) this.nextHint = idx;
+    }
+    this.dirty.delete(rec);
+    this.released.add(rec.id);
+    if (rec.revoked) this.revokeId(rec.id, now);
+  }
+
   private load(r: Row): void {
     const rec = newRecord({
       id: r.id,
@@ -207,6 +285,7 @@ export class TerminalTable {
       locals: r.locals ? r.locals.split(',').map(parseEndpoint) : [],
       nat: r.nat as NatKind,
       lastSeen: r.last_seen,
+      seenService: r.seen_service,
       revoked: r.revoked === 1,
     });
     this.index(rec);
@@ -240,7 +319,7 @@ export class TerminalTable {
         break;
       }
     }
-    if (idx < 0) throw new PoolExhaustedError(`virtual address pool ${this.pool4.text} is exhausted`);
+    if (idx < 0) throw new PoolExhaustedError(`virtual address pool ${this.pool4.text} is exhausted (${this.capacity} terminals)`);
     this.nextHint = idx + 1;
     const rec = newRecord({
       id: init.id,
@@ -255,6 +334,7 @@ export class TerminalTable {
       locals: [],
       nat: 'unknown',
       lastSeen: init.now,
+      seenService: this.serviceNow(),
       revoked: false,
     });
     this.index(rec);
@@ -297,7 +377,12 @@ export class TerminalTable {
 
   /** Writes every changed record; call inside the DC's per-turn transaction. */
   flushSync(): number {
-    const n = this.dirty.size + this.revokedDirty.size;
+    const n = this.dirty.size + this.revokedDirty.size + this.released.size;
+    // Deletes first: a released address may already be another terminal's in this same turn (v4 and v6 are UNIQUE).
+    for (const id of this.released) this.rowDelete.run(id);
+    this.released.clear();
+    this.serviceSave.run(Math.round(this.serviceNow()));
+    this.serviceDirty = false;
     for (const [id, revoked] of this.revokedDirty) {
       if (revoked) this.revokedInsert.run(id, this.revokedAt.get(id) ?? 0);
       else this.revokedDelete.run(id);
@@ -317,15 +402,17 @@ export class TerminalTable {
         locals: rec.locals.map(formatEndpoint).join(','),
         nat: rec.nat,
         last_seen: rec.lastSeen,
+        seen_service: Math.round(rec.seenService),
         revoked: rec.revoked ? 1 : 0,
       });
+      rec.seenSaved = rec.seenService;
     }
     this.dirty.clear();
     return n;
   }
 
   get pendingWrites(): number {
-    return this.dirty.size + this.revokedDirty.size;
+    return this.dirty.size + this.revokedDirty.size + this.released.size + (this.serviceDirty ? 1 : 0);
   }
 
   get size(): number {

@@ -68,7 +68,8 @@ export interface NewKeyInput {
 /** Why a registration was not admitted; each is counted (ntm_dc_enrollment_refusals_total) and logged with the key's id. */
 export type RefusalReason = 'no-key' | 'unknown-key' | 'revoked' | 'expired' | 'used-up';
 
-export type AdmitVerdict = { readonly ok: true; readonly keyId: string } | { readonly ok: false; readonly reason: RefusalReason; readonly keyId?: string };
+/** `again`: the terminal was admitted before (its address lease expired since, dc/expiry.ts); no use is counted. */
+export type AdmitVerdict = { readonly ok: true; readonly keyId: string; readonly again?: boolean } | { readonly ok: false; readonly reason: RefusalReason; readonly keyId?: string };
 
 export interface TerminalEnrollment {
   readonly keyId: string;
@@ -154,6 +155,9 @@ export class EnrollmentKeys {
    * counted and the terminal remembered with its key's tags, in one transaction. Synchronous (the DC's packet path).
    */
   admit(terminalId: string, token: Uint8Array): AdmitVerdict {
+    // A terminal this DC admitted once comes back without its key (spent) once its address lease has expired.
+    const before = this.db.prepare('SELECT key_id FROM enrollment_key_uses WHERE terminal_id = ?').get(terminalId.toLowerCase()) as { key_id: string } | undefined;
+    if (before) return { ok: true, keyId: before.key_id, again: true };
     if (token.length !== SECRET_LENGTH) return { ok: false, reason: 'no-key' };
     return this.db.transaction((): AdmitVerdict => {
       const row = this.db.prepare('SELECT * FROM enrollment_keys WHERE secret_hash = ?').get(secretHash(token)) as Row | undefined;

@@ -161,6 +161,58 @@ export function decodeRegistrationBody(buf: Buffer): Decoded<RegistrationResult>
   });
 }
 
+/**
+ * Why a DC refused an authenticated registration (docs/protocol.md §3.2): the status byte of a REGISTRATION_RESPONSE
+ * body that is not 0. A refusal is sealed as an answer is (K_resp), so the terminal knows it comes from its DC and can
+ * stop at once, and it goes only to a request whose MAC held: to anything else the DC stays silent.
+ */
+export const REFUSAL_CODES = {
+  'pool-full': 1,
+  'not-admitted': 2,
+  'key-unknown': 3,
+  'key-revoked': 4,
+  'key-expired': 5,
+  'key-used-up': 6,
+  revoked: 7,
+  'rate-limited': 8,
+} as const;
+export type RefusalReason = keyof typeof REFUSAL_CODES;
+const REFUSAL_BY_CODE = new Map<number, RefusalReason>(Object.entries(REFUSAL_CODES).map(([k, v]) => [v, k as RefusalReason]));
+
+export interface RegistrationRefusal {
+  readonly txid: bigint;
+  readonly reason: RefusalReason;
+  /** pool-full: how many addresses the pool holds (a household page says "this home has reached N devices"); else 0. */
+  readonly limit: number;
+  /** rate-limited: seconds until the source may try again; else 0. */
+  readonly retryAfterS: number;
+}
+
+/** Refusal body: `txid (8) ‖ status (1, the reason's code) ‖ limit (4) ‖ retry after s (2)`. */
+export function encodeRegistrationRefusal(r: RegistrationRefusal): Buffer {
+  return new Writer(15).u64(r.txid).u8(REFUSAL_CODES[r.reason]).u32(r.limit).u16(r.retryAfterS).finish();
+}
+
+export type RegistrationAnswer = { readonly refused: false; readonly result: RegistrationResult } | { readonly refused: true; readonly refusal: RegistrationRefusal };
+
+/** An opened REGISTRATION_RESPONSE body: the answer (status 0) or a refusal; an unknown status is malformed. */
+export function decodeRegistrationAnswer(buf: Buffer): Decoded<RegistrationAnswer> {
+  if (buf.length >= 9 && buf[8] !== 0) {
+    return decodeWith(() => {
+      const r = new Reader(buf);
+      const txid = r.u64();
+      const reason = REFUSAL_BY_CODE.get(r.u8());
+      if (!reason) throw new WireError('unknown refusal reason');
+      const limit = r.u32();
+      const retryAfterS = r.u16();
+      r.end();
+      return { refused: true, refusal: { txid, reason, limit, retryAfterS } };
+    });
+  }
+  const d = decodeRegistrationBody(buf);
+  return d.ok ? { ok: true, value: { refused: false, result: d.value } } : d;
+}
+
 /** Response header: `0x02 ‖ 0 ×3 ‖ terminal index ‖ DC index ‖ nonce_dc`, then the sealed body. */
 export const RESPONSE_HEADER = 4 + 4 + 4 + NONCE_LENGTH;
 

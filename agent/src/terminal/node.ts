@@ -3,7 +3,7 @@
 // re-registration when the DC restarts or the terminal moves. A phone has one Node; the agent has one per appliance.
 import { randomBytes } from 'node:crypto';
 import type { Endpoint } from '../types/net.js';
-import { RejectedError } from '../types/errors.js';
+import { RegistrationRefusedError, RejectedError } from '../types/errors.js';
 import type { Identity } from '../protocol/identity.js';
 import * as NT from '../protocol/node-transaction.js';
 import { CONTROL_LIMITS, CONTROL_TYPE, TunnelKeypair } from '../crypto/session.js';
@@ -11,7 +11,7 @@ import { defaultAead } from '../crypto/aead.js';
 import { formatId } from '../crypto/secp256k1.js';
 import {
   channelKeys,
-  decodeRegistrationBody,
+  decodeRegistrationAnswer,
   decodeRegistrationResponseHeader,
   encodeNatProbe,
   encodeRegistrationRequest,
@@ -52,6 +52,9 @@ export interface NodeOptions {
   readonly log?: Logger;
 }
 
+/** How long the watchdog waits before registering again after a refusal without a retry-after. */
+const REFUSED_RETRY_MS = 60_000;
+
 export class Node {
   readonly drops = new Counters();
   registration: RegistrationResult | undefined;
@@ -64,6 +67,9 @@ export class Node {
   private registering: Promise<RegistrationResult> | undefined;
   private regTxid = 0n;
   private regResolve: ((r: RegistrationResult) => void) | undefined;
+  private regReject: ((e: Error) => void) | undefined;
+  /** The DC's last refusal and when (performance.now()): the watchdog does not ask again before it may pass. */
+  private refusal: { readonly error: RegistrationRefusedError; readonly at: number } | undefined;
   private regNonce: Buffer | undefined;
   private regStarted = 0;
   /** Request time of our last Registration Request (ms): the next one must be strictly later (the DC's replay rule). */
@@ -155,6 +161,7 @@ export class Node {
       this.opts.retry,
     );
     this.regResolve = (r) => p.resolve(txid, r);
+    this.regReject = (e) => p.fail(txid, e);
     this.registering = done
       .then((r) => {
         this.registeredAt = this.io.now();
@@ -169,6 +176,7 @@ export class Node {
       .finally(() => {
         this.registering = undefined;
         this.regResolve = undefined;
+        this.regReject = undefined;
       });
     return this.registering;
   }
@@ -180,11 +188,19 @@ export class Node {
     const [kT2Dc, kDc2T, kResp] = channelKeys(this.kss, this.regNonce, h.value.nonceDc);
     const body = defaultAead.open(kResp, 0, h.value.sealed);
     if (!body) return this.drops.inc('reg-auth');
-    const d = decodeRegistrationBody(body);
+    const d = decodeRegistrationAnswer(body);
     if (!d.ok) return this.drops.inc('reg-malformed');
-    const r = d.value;
+    if (d.value.refused) {
+      // Authentic (it opened under K_resp): the DC said no. Stop now instead of retransmitting until the deadline.
+      const f = d.value.refusal;
+      if (f.txid !== this.regTxid || !this.regReject) return this.drops.inc('reg-stale');
+      const error = new RegistrationRefusedError(f.reason, f.limit, f.retryAfterS);
+      this.refusal = { error, at: performance.now() };
+      this.log.warn('registration refused by the DC', { reason: f.reason, limit: f.limit, retryAfterS: f.retryAfterS });
+      return this.regReject(error);
+    }
+    const r = d.value.result;
     if (r.txid !== this.regTxid || !this.regResolve) return this.drops.inc('reg-stale');
-    if (r.status !== Status.OK) return this.drops.inc(`reg-status-${STATUS_TEXT[r.status] ?? r.status}`);
     const first = !this.registration;
     this.registrationMs = performance.now() - this.regStarted;
     this.channel?.destroy();
@@ -199,6 +215,7 @@ export class Node {
     });
     this.channelIndex = index;
     this.registration = r;
+    this.refusal = undefined;
     this.lastDcContact = performance.now();
     this.regResolve(r);
     this.io.onRegistered(this, r, first);
@@ -306,6 +323,8 @@ export class Node {
   /** Watchdog, called every second: a NATed terminal hears the DC every keep-alive period; a silent DC means re-register. */
   tick(): void {
     if (this.revoked || this.registering) return;
+    // After a refusal, ask again only once it may pass: its retry-after, else a minute (an address may be freed).
+    if (this.refusal && performance.now() - this.refusal.at < Math.max(this.refusal.error.retryAfterS * 1000, REFUSED_RETRY_MS)) return;
     const r = this.registration;
     if (!r || !this.channel) {
       this.register().catch(() => undefined);

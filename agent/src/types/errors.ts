@@ -107,3 +107,48 @@ export class RefusedError extends NtmError {
   override readonly code = 'refused';
   override readonly expose = true;
 }
+
+/**
+ * The DC refused a registration with an authenticated answer (docs/protocol.md §3.2): `reason` is the wire's refusal
+ * reason ("pool-full", "key-revoked", …), `limit` the pool's size when it is full, `retryAfterS` when rate limited.
+ */
+export class RegistrationRefusedError extends NtmError {
+  override readonly name = 'RegistrationRefusedError';
+  override readonly code = 'registration_refused';
+  override readonly expose = true;
+  constructor(
+    readonly reason: string,
+    readonly limit = 0,
+    readonly retryAfterS = 0,
+  ) {
+    super(`the DC refused the registration: ${refusalText(reason, limit, retryAfterS)}`);
+  }
+
+  /** Whether trying again later may succeed (an address may be freed, a limit refills): EX_TEMPFAIL, not EX_NOPERM. */
+  get temporary(): boolean {
+    return this.reason === 'pool-full' || this.reason === 'rate-limited';
+  }
+}
+
+function refusalText(reason: string, limit: number, retryAfterS: number): string {
+  switch (reason) {
+    case 'pool-full':
+      return `its address pool is full (${limit} addresses, all in use); ask its operator, or try again later`;
+    case 'not-admitted':
+      return 'it does not admit this terminal (join with an enrollment token or key first: ntm enroll)';
+    case 'key-unknown':
+      return 'it does not know this enrollment key';
+    case 'key-revoked':
+      return 'this enrollment key was revoked; ask for a new one';
+    case 'key-expired':
+      return 'this enrollment key has expired; ask for a new one';
+    case 'key-used-up':
+      return 'this enrollment key is used up; ask for a new one';
+    case 'revoked':
+      return 'this terminal was revoked';
+    case 'rate-limited':
+      return `too many new terminals from this address; try again in ${retryAfterS} s`;
+    default:
+      return reason;
+  }
+}
