@@ -16,6 +16,7 @@ import { PASS_THROUGH } from '../../agent/src/dataplane/policy.js';
 import { validate, type Schema } from '../../web-ui/server/schema.js';
 import { OPERATOR_COMPONENTS } from '../../agent/src/operator/openapi.js';
 import { firstJsonLine } from '../lib/ntm.js';
+import { RegistrationRefusedError } from '../../agent/src/types/errors.js';
 import { parseMetrics } from '../lib/metrics.js';
 
 const NTM = resolve(import.meta.dirname, '..', '..', 'agent/src/cmd/ntm.js');
@@ -76,7 +77,10 @@ async function scrape(base: string): Promise<Map<string, number>> {
   return parseMetrics(await r.text());
 }
 
-/** Registers `identity` with the DC in-process, presenting `token`, with a short deadline; resolves to the outcome. */
+/**
+ * Registers `identity` with the DC in-process, presenting `token`, with a short deadline; resolves to the outcome:
+ * "registered", the DC's refusal reason (an authenticated answer), or the error's name (no answer).
+ */
 async function register(dc: Dc, identity: Identity, token?: Buffer): Promise<'registered' | string> {
   const bind = await UdpBind.open({ listen: '127.0.0.1:0' });
   const host = new TerminalHost({ bind, locals: () => [{ family: 4, address: '127.0.0.1', port: bind.port }], retry: { initialMs: 200, maxMs: 400, deadlineMs: 1500 } });
@@ -88,7 +92,7 @@ async function register(dc: Dc, identity: Identity, token?: Buffer): Promise<'re
     await node.deregister().catch(() => undefined);
     return 'registered';
   } catch (e) {
-    return (e as Error).name;
+    return e instanceof RegistrationRefusedError ? e.reason : (e as Error).name;
   } finally {
     await host.close();
   }
@@ -142,13 +146,17 @@ test('operator API, enrollment keys and /metrics of a running DC', { timeout: 12
     assert.equal(enrolled.code, 0, enrolled.stderr);
     const phoneId = (JSON.parse(enrolled.stdout) as { id: string }).id;
 
-    // The key was used once: a second terminal is refused (the DC counts why), and so is one without any key.
+    // The key was used once: a second terminal is told so (the DC counts why), and so is one without any key, or with
+    // a key the DC never made.
     const secret = (decodeEnrollment(token) as { ok: true; token: { secret: Buffer } }).token.secret;
-    assert.notEqual(await register(dc, Identity.generate(), secret), 'registered');
-    assert.notEqual(await register(dc, Identity.generate()), 'registered');
+    assert.equal(await register(dc, Identity.generate(), secret), 'key-used-up');
+    assert.equal(await register(dc, Identity.generate()), 'not-admitted');
+    assert.equal(await register(dc, Identity.generate(), Buffer.alloc(16, 7)), 'key-unknown');
+    const t0 = performance.now();
     const second = run(['enroll', '--data-dir', join(root, 'phone2'), token]);
-    assert.equal(second.code, 69, `a refused enrollment cannot be told from an unreachable DC: ${second.stderr}`);
-    assert.match(second.stderr, /used up, revoked or expired/);
+    assert.equal(second.code, 77, `a refused enrollment is a refusal, not an unreachable DC: ${second.stderr}`);
+    assert.match(second.stderr, /^ntm: the DC refused the registration: this enrollment key is used up; ask for a new one\n$/);
+    assert.ok(performance.now() - t0 < 5000, 'at once, not after the registration deadline');
 
     // Expired: `ntm enroll` refuses it itself (77); the DC refuses its secret too.
     await new Promise((r) => setTimeout(r, 1200));
@@ -157,7 +165,7 @@ test('operator API, enrollment keys and /metrics of a running DC', { timeout: 12
     assert.equal(late.code, 77, late.stderr);
     assert.match(late.stderr, /expired/);
     const expiredSecret = (decodeEnrollment(expired.token, { now: null }) as { ok: true; token: { secret: Buffer } }).token.secret;
-    assert.notEqual(await register(dc, Identity.generate(), expiredSecret), 'registered');
+    assert.equal(await register(dc, Identity.generate(), expiredSecret), 'key-expired');
 
     // Revoked: a fresh reusable key works until it is revoked through the CLI.
     const reusable = JSON.parse(run(['keys', 'create', '--data-dir', dcDir, '--advertise', `127.0.0.1:${dc.ready.port}`, '--uses', '0', '--json']).stdout) as { key: { id: string }; token: string };
@@ -166,13 +174,15 @@ test('operator API, enrollment keys and /metrics of a running DC', { timeout: 12
     const revokedKey = run(['keys', 'revoke', '--data-dir', dcDir, '--json', reusable.key.id]);
     assert.equal(revokedKey.code, 0, revokedKey.stderr);
     assert.equal((JSON.parse(revokedKey.stdout) as { state: string }).state, 'revoked');
-    assert.notEqual(await register(dc, Identity.generate(), reusableSecret), 'registered');
+    assert.equal(await register(dc, Identity.generate(), reusableSecret), 'key-revoked');
+    const revokedEnroll = run(['enroll', '--data-dir', join(root, 'phone4'), reusable.token]);
+    assert.equal(revokedEnroll.code, 77, revokedEnroll.stderr);
+    assert.match(revokedEnroll.stderr, /this enrollment key was revoked; ask for a new one/);
     assert.equal(run(['keys', 'revoke', '--data-dir', dcDir, 'k000000000000']).code, 66, 'no such key');
 
     const after = await scrape(dc.base);
-    // Counted per request received: a refused terminal retransmits its request until its deadline.
-    for (const reason of ['used-up', 'no-key', 'expired', 'revoked']) assert.ok((after.get(`ntm_dc_enrollment_refusals_total{reason="${reason}"}`) ?? 0) >= 1, reason);
-    assert.equal(after.get('ntm_dc_enrollment_refusals_total{reason="unknown-key"}'), undefined, 'every key presented was one of ours');
+    // Counted per request received (a refused terminal is told, and stops).
+    for (const reason of ['used-up', 'no-key', 'expired', 'revoked', 'unknown-key']) assert.ok((after.get(`ntm_dc_enrollment_refusals_total{reason="${reason}"}`) ?? 0) >= 1, reason);
     assert.equal(after.get('ntm_dc_registrations_total{kind="first"}'), 2, 'the phone and the reusable key\'s terminal');
     assert.equal(after.get('ntm_dc_terminals'), 2);
     assert.ok((after.get('ntm_dc_packets_received_total') ?? 0) > (before.get('ntm_dc_packets_received_total') ?? 0));
@@ -208,7 +218,7 @@ test('operator API, enrollment keys and /metrics of a running DC', { timeout: 12
     conforms({ $ref: '#/components/schemas/Revoked' }, revoked.body);
     assert.equal((await api(dc, 'POST', `/api/v1/terminals/0x${'0'.repeat(40)}/revoke`)).status, 404);
     const dropsBefore = (await scrape(dc.base)).get('ntm_dc_drops_total{reason="reg-revoked"}') ?? 0;
-    assert.notEqual(await register(dc, phoneIdentity), 'registered');
+    assert.equal(await register(dc, phoneIdentity), 'revoked');
     assert.ok(((await scrape(dc.base)).get('ntm_dc_drops_total{reason="reg-revoked"}') ?? 0) > dropsBefore, 'refused as revoked');
     const listed = (await api(dc, 'GET', '/api/v1/terminals')).body as Array<{ id: string; revoked: boolean }>;
     assert.equal(listed.find((t) => t.id === phoneId)?.revoked, true);
