@@ -376,7 +376,7 @@ export class AgentRuntime implements AgentApi {
       this.dc.revoke(identity.idHex);
       if (e instanceof RegistrationRefusedError && e.reason === 'pool-full') {
         this.o.log.warn('pairing refused: the household DC has no free address', { device: target.name, capacity: e.limit });
-        throw new ConflictError(`this home has reached ${e.limit} devices (phones included): unpair a device or remove a phone to pair another`);
+        throw new ConflictError(`this home has reached ${e.limit} device${e.limit === 1 ? '' : 's'} (phones included): unpair a device or remove a phone to pair another`);
       }
       throw e;
     } finally {
