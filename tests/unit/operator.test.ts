@@ -118,6 +118,7 @@ test('operator API, enrollment keys and /metrics of a running DC', { timeout: 12
     const before = await scrape(dc.base);
     assert.ok((before.get('process_resident_memory_bytes') ?? 0) > 10e6, 'memory is exported');
     assert.equal(before.get('ntm_dc_terminals'), 0);
+    assert.equal(before.get('ntm_dc_pool_capacity'), 65_533, 'an ISP DC hands out a /16 by default');
 
     // Without or with a wrong token: 401 and no data.
     for (const token of [null, 'wrong-token-wrong-token']) {

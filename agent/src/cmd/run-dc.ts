@@ -40,6 +40,10 @@ ID and public key; terminals need "<publicKey>@<address>:<port>" as their --dc.
   --operator-listen ADDR:PORT  operator API and /metrics (default 127.0.0.1:9100; "" disables):
                     the ISP's side only; the bearer token is in DIR/operator-token
   --admission open|key         "key": a new terminal must present an enrollment key (\`ntm keys\`)
+  --pool CIDR       its IPv4 pool (default: a /16 of dc.virtualV4 chosen from its ID; dc.poolV4Length)
+  --set dc.expireAfterS=S      a terminal not heard from for S seconds of the DC's running time loses its
+                    address to the pool (default 30 days; 0 never). A full pool refuses new terminals
+                    with an answer they show (ntm up exits 75)
   --config FILE     JSON config ({"dc": {...}}); --set dc.KEY=VALUE overrides any key (see \`ntm config\`)
   ntm status --data-dir DIR --role dc    shows its state while it runs
   its control socket (DIR/dc.sock) also takes {"cmd":"revoke","id":"0xID"} and {"cmd":"reinstate","id":"0xID"}

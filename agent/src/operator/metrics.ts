@@ -107,7 +107,8 @@ export function dcMetrics(m: Metrics, source: string): Metrics {
     .counter(source, 'ntm_dc_packets_sent_total', 'Datagrams sent from the DC port.', c('tx'))
     .counter(source, 'ntm_dc_drops_total', 'Datagrams dropped, by reason (malformed, replayed, not admitted, …).', (s) => numbers(s.drops), 'reason')
     .counter(source, 'ntm_dc_enrollment_refusals_total', 'First registrations refused by enrollment-key admission, by reason.', (s) => numbers(obj(s.extra).refusals), 'reason')
-    .gauge(source, 'ntm_dc_terminals', 'Terminals this DC manages (registered at least once, not forgotten).', (s) => (typeof s.terminals === 'number' ? s.terminals : undefined))
+    .gauge(source, 'ntm_dc_terminals', 'Terminals holding an address lease of this DC (revoked ones until their lease ends).', (s) => (typeof s.terminals === 'number' ? s.terminals : undefined))
+    .gauge(source, 'ntm_dc_pool_capacity', 'Terminals the IPv4 address pool can serve; at ntm_dc_terminals, new terminals are refused.', (s) => (typeof s.capacity === 'number' ? s.capacity : undefined))
     .gauge(source, 'ntm_dc_terminals_online', 'Terminals heard from within the registration TTL.', (s) => (typeof s.online === 'number' ? s.online : undefined));
 }
 
