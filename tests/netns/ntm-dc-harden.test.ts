@@ -49,11 +49,14 @@ void describe('the DC against clock jumps, early revocations and forged frames (
             stdio: ['ignore', 'pipe', 'pipe'],
             ...(env ? { env: { ...process.env, ...env } } : {}),
           });
+          let err = '';
+          proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
           const exited = new Promise((r) => proc.once('exit', r));
           const ready = await firstJsonLine(proc, ms, `ntm up on ${host}`, (j) => !!j.ready).catch(() => undefined);
           proc.kill('SIGTERM');
           await exited;
           assert.equal(ready, undefined, `${host} registered: ${JSON.stringify(ready)}`);
+          return err;
         };
 
         // 1. One boot with the clock in 2046: the DC and the terminal agree, it registers.
@@ -80,8 +83,8 @@ void describe('the DC against clock jumps, early revocations and forged frames (
         // 3. B's ID revoked before B ever registered: refused, also after the DC restarts, until reinstated.
         const bId = (await loadOrCreateIdentity(join(dirs.b, 'terminal.key'))).idHex;
         assert.deepEqual(await dc.call({ cmd: 'revoke', id: bId }), { id: bId, revoked: true, known: false });
-        await refused('b');
-        assert.ok((await drops(dc, 'reg-revoked')) > 0, 'refused as revoked');
+        const out = await refused('b');
+        assert.ok((await drops(dc, 'reg-revoked')) > 0, `refused as revoked: ${out}`);
         await dc.stop();
         dc = await startDc();
         await refused('b');
