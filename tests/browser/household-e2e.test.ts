@@ -2,7 +2,8 @@
 // the password with the setup code; the lamp, announcing itself over mDNS on the LAN, appears by itself (through a
 // private Avahi in the vCPE); one click pairs it; "add a phone" shows the link, which `ntm enroll` takes on the phone;
 // `ntm up` there; the phone shows up in the list; access is granted in the page; the phone reaches the lamp by
-// virtual address and by name; the status page shows the live tunnel. Then the agent is killed with SIGKILL and
+// virtual address and by name; the status page shows the live tunnel, and a download from the lamp makes that
+// connection's traffic chart rise. Then the agent is killed with SIGKILL and
 // started again on the same data: the page (same session) still lists the pairing, the phone and the grant, and the
 // phone reaches the lamp again without re-pairing. A screenshot of every page goes to test-artifacts/screenshots/.
 // Root only (namespaces, NFQUEUE). The page is reached from the test process through a TCP port forwarded to the
@@ -17,7 +18,7 @@ import type { Page } from 'playwright-core';
 import { qrSvg } from '../../agent/src/agent/enrollment.js';
 import { startAvahi, type AvahiHandle } from '../../scripts/netns/avahi.js';
 import type { Testbed } from '../../scripts/netns/index.js';
-import { closeAllBrowsers, launchBrowser, pageProblems, SCREENSHOTS, unexpectedErrors, VIEWPORTS, type Browser } from '../lib/browser.js';
+import { closeAllBrowsers, launchBrowser, pageProblems, readChart, SCREENSHOTS, unexpectedErrors, VIEWPORTS, type Browser } from '../lib/browser.js';
 import { NTM, ROOT, startNtm, tempDir, waitFor, type Daemon } from '../lib/ntm.js';
 import { leftovers, withTestbed } from '../lib/testbed.js';
 import { NODE_FLAGS } from '../../agent/src/cmd/node-flags.js';
@@ -378,10 +379,28 @@ void test('the household path in Chromium on the household testbed, surviving ki
         const [tun] = (await apiGet<{ tunnels: TunnelJson[] }>(page, '/api/status')).tunnels.filter((x) => x.device === LAMP_NAME);
         assert.equal(tun?.peerName, PHONE_NAME);
         assert.equal(tun?.peer, phoneId);
+        // The connection's chart: the lamp's page and API calls so far are a few kB, far below 30 kB/s.
+        const lampRow = page.locator('#tunnel-body tr', { hasText: LAMP_NAME });
+        await lampRow.locator('svg.spark').waitFor({ timeout: 15_000 });
+        const sentPeak = (label: string): number => {
+          const m = /sent at most ([\d.]+ (?:B|kB|MB))\/s/.exec(label)?.[1];
+          assert.ok(m, `the chart says its peak: ${label}`);
+          return parseBytes(m);
+        };
+        const quiet = await readChart(lampRow);
+        assert.ok(sentPeak(quiet.label) < 30_000, quiet.label);
         // More traffic: the counters on the page grow by themselves (server-sent events, no reload).
         const r = await curl(tb, `http://${lampDev.virtualV4}/download?bytes=300000`);
         assert.equal(r.code, 0, r.stderr);
         await waitFor('the sent bytes to grow on the page', async () => parseBytes((await tunnelRow(page))['Sent']!) >= sent + 300_000, 15_000, 250);
+        // ... and the chart rises at its right end, within the agent's next 5 s step (and the next push).
+        const busy = await waitFor('the chart of the lamp\'s connection to rise', async () => {
+          const c = await readChart(lampRow);
+          return c.sentRecent > 0.99 && c;
+        }, 15_000, 250);
+        // 300 kB in at most two 5 s steps: at least 30 kB/s at the peak.
+        assert.ok(sentPeak(busy.label) >= 30_000, busy.label);
+        console.log(`# the lamp's traffic chart: ${busy.label}`);
         await page.locator('#event-list').getByText(`${PHONE_NAME} ↔ ${LAMP_NAME}: direct tunnel up`).first().waitFor();
         // The attempt before the grant is in the log, in the household's words.
         await page.locator('#event-list').getByText(`${PHONE_NAME} may not reach ${LAMP_NAME}`).first().waitFor();

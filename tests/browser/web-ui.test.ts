@@ -12,7 +12,8 @@ import { HouseholdStore } from '../../agent/src/agent/household-store.js';
 import type { DiscoveredDevice } from '../../agent/src/discovery/types.js';
 import { silentLogger } from '../../agent/src/util/log.js';
 import { createWebApp, type WebApp } from '../../web-ui/server/app.js';
-import { closeAllBrowsers, focused, launchBrowser, pageProblems, unexpectedErrors, VIEWPORTS, type Browser } from '../lib/browser.js';
+import { closeAllBrowsers, focused, launchBrowser, pageProblems, readChart, unexpectedErrors, VIEWPORTS, type Browser } from '../lib/browser.js';
+import { waitFor } from '../lib/ntm.js';
 
 const CODE = 'K7QM-2XPA-9RWD';
 const PASSWORD = 'correct horse battery';
@@ -171,6 +172,21 @@ describe('household page in Chromium (fake agent)', () => {
     assert.match((await row.textContent()) ?? '', /Anna's phone.*Direct \(through NAT\).*up.*18 ms.*0 B.*0 B/);
     fake.tick(1500);
     await row.getByText('1.5 kB').waitFor({ timeout: 5000 });
+    // The chart of the connection's traffic: drawn at the agent's next step, then rising with the next burst.
+    const step0 = Date.now();
+    fake.sampleTraffic(step0);
+    await row.locator('svg.spark').waitFor({ timeout: 5000 });
+    const quiet = await readChart(row);
+    assert.ok(quiet.sentPeak < 0.5, `1.5 kB in 5 s stays low on the chart: ${JSON.stringify(quiet)}`);
+    fake.tick(500_000);
+    fake.sampleTraffic(step0 + 5000);
+    const busy = await waitFor('the chart to rise', async () => {
+      const c = await readChart(row);
+      // Received (1 MB in the step) fills the chart; sent (500 kB) reaches half way.
+      return c.receivedRecent > 0.99 && c.sentRecent > 0.45 && c;
+    });
+    assert.match(busy.label, /^Last 5 minutes: sent at most 100 kB\/s, received at most 200 kB\/s; now sent 100 kB\/s, received 200 kB\/s$/);
+    assert.match((await row.locator('.spark-now').textContent()) ?? '', /now: sent 100 kB\/s, received 200 kB\/s/);
     await desktop.locator('#event-list').getByText("Anna's phone connected to Living Room Lamp").waitFor();
     // A problem is shown in words, not only in colour.
     fake.setHealth({ rs: false });

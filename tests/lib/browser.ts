@@ -4,7 +4,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
 export const CHROMIUM_ARGS = [
@@ -163,4 +163,34 @@ export async function focused(page: Page): Promise<FocusInfo> {
 /** Console errors that are not the API's deliberate 4xx answers (the tests provoke those). */
 export function unexpectedErrors(b: Browser): string[] {
   return b.errors.filter((e) => !/Failed to load resource: the server responded with a status of 4\d\d/.test(e));
+}
+
+/** A traffic chart of the status page (web-ui/client/sparkline.ts) as a person reads it. */
+export interface ChartReading {
+  /** How high each line reaches over its last `recent` steps: 0 is the bottom of the chart, 1 the top. */
+  readonly sentRecent: number;
+  readonly receivedRecent: number;
+  /** The same over the whole window. */
+  readonly sentPeak: number;
+  /** The chart's label (what a screen reader says, and the tooltip): peaks and current rates in words. */
+  readonly label: string;
+}
+
+/** Reads the chart in `scope` (a tunnel row): the drawn lines' heights and the label. */
+export async function readChart(scope: Locator, recent = 3): Promise<ChartReading> {
+  const svg = scope.locator('svg.spark');
+  const height = Number(await svg.getAttribute('height'));
+  const rises = async (cls: string): Promise<number[]> =>
+    ((await svg.locator(`polyline.${cls}`).getAttribute('points')) ?? '')
+      .trim()
+      .split(/\s+/)
+      .map((p) => (height - 1 - Number(p.split(',')[1])) / (height - 2));
+  const sent = await rises('tx');
+  const received = await rises('rx');
+  return {
+    sentRecent: Math.max(...sent.slice(-recent)),
+    receivedRecent: Math.max(...received.slice(-recent)),
+    sentPeak: Math.max(...sent),
+    label: (await svg.getAttribute('aria-label')) ?? '',
+  };
 }

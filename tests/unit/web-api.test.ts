@@ -313,6 +313,17 @@ describe('web API (fake agent, real HTTP)', () => {
     const st = r.body as { tunnels: { device: string; path: string; txBytes: number }[]; health: { dc: { terminals: number } } };
     assert.deepEqual(st.tunnels.map((t) => [t.device, t.path, t.txBytes]), [['Living Room Lamp', 'hole-punched', 1000]]);
     assert.equal(st.health.dc.terminals, 3);
+    // The charts' history: each step holds what the connection carried in it.
+    env.fake.sampleTraffic(Date.UTC(2026, 0, 1, 0, 0, 0));
+    env.fake.tick(3000);
+    env.fake.sampleTraffic(Date.UTC(2026, 0, 1, 0, 0, 5));
+    r = await b.get('/api/traffic');
+    conforms(doc, 'getTraffic', r);
+    const tr = r.body as { stepS: number; points: number; end: string; connections: { device: string; peer: string; connected: boolean; txBytes: number[]; rxBytes: number[] }[] };
+    assert.deepEqual([tr.stepS, tr.points, tr.end], [5, 60, '2026-01-01T00:00:05.000Z']);
+    assert.deepEqual(tr.connections.map((c) => [c.device, c.peer, c.connected, c.txBytes.slice(-2), c.rxBytes.slice(-2), c.txBytes.length]), [
+      ['Living Room Lamp', PHONE, true, [1000, 3000], [2000, 6000], 60],
+    ]);
     r = await b.get('/api/events?limit=3');
     conforms(doc, 'listEvents', r);
     assert.equal((r.body as unknown[]).length, 3);
@@ -371,6 +382,8 @@ describe('web API (fake agent, real HTTP)', () => {
     );
     assert.equal(events[0]!.event, 'status');
     assert.equal(validate({ $ref: '#/components/schemas/Status' }, events[0]!.data, COMPONENTS), null);
+    assert.equal(events[1]!.event, 'traffic', 'the charts get their history at once too');
+    assert.equal(validate({ $ref: '#/components/schemas/Traffic' }, events[1]!.data, COMPONENTS), null);
     const ev = events.find((e) => e.event === 'event')!.data as { kind: string; message: string };
     assert.equal(ev.kind, 'device.discovered');
     assert.match(ev.message, /Printer/);

@@ -1,6 +1,6 @@
 // The page's calls to the agent: one function per API operation (the operations of /api/openapi.json; a unit test
 // checks that every path used here is documented there). Same-origin fetch, JSON, the CSRF header on changes.
-import type { AgentEvent, DeviceView, EnrollmentView, GrantView, PhoneView, StatusView } from '../../agent/src/types/household.js';
+import type { AgentEvent, DeviceView, EnrollmentView, GrantView, PhoneView, StatusView, TrafficView } from '../../agent/src/types/household.js';
 
 /** How this page reached the agent, and the fingerprint of the agent's HTTPS certificate (web-only, no agent view). */
 export interface Connection {
@@ -24,6 +24,7 @@ export type {
   HealthView as Health,
   PhoneView as Phone,
   StatusView as Status,
+  TrafficView as Traffic,
   TunnelView as Tunnel,
 } from '../../agent/src/types/household.js';
 
@@ -91,6 +92,7 @@ export const api = {
   setGrant: (phoneId: string, deviceId: number, ports: number[]) => call<GrantView>('PUT', `/api/grants/${enc(phoneId)}/${deviceId}`, { ports }),
   revokeGrant: (phoneId: string, deviceId: number) => call<void>('DELETE', `/api/grants/${enc(phoneId)}/${deviceId}`),
   status: () => call<StatusView>('GET', '/api/status'),
+  traffic: () => call<TrafficView>('GET', '/api/traffic'),
   events: (limit: number) => call<AgentEvent[]>('GET', `/api/events?limit=${limit}`),
 };
 

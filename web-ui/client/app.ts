@@ -4,7 +4,7 @@
 // renders from the state in store.ts with dom.ts and ui.ts; this shell starts the page, routes by the URL's #hash
 // and follows the live stream. Every state is written in words, not only colour.
 import { renderAccess, renderAccessBody } from './access.js';
-import { api, ApiError, LIVE_URL, setCsrfToken, type AgentEvent, type Session, type Status } from './api.js';
+import { api, ApiError, LIVE_URL, setCsrfToken, type AgentEvent, type Session, type Status, type Traffic } from './api.js';
 import { renderDeviceLists, renderDevices } from './devices.js';
 import { byId, h, trackDirty } from './dom.js';
 import { noticeEnrolledPhone, renderPhoneList, renderPhones } from './phones.js';
@@ -69,6 +69,10 @@ function startLive(): void {
   });
   es.addEventListener('status', (ev) => {
     state.status = JSON.parse((ev as MessageEvent<string>).data) as Status;
+    if (page() === 'status') renderStatusParts();
+  });
+  es.addEventListener('traffic', (ev) => {
+    state.traffic = JSON.parse((ev as MessageEvent<string>).data) as Traffic;
     if (page() === 'status') renderStatusParts();
   });
   es.addEventListener('event', (ev) => {

@@ -1,5 +1,6 @@
 // The Status page: health of the agent, its DC and RS and the data path, the live tunnels, and recent events.
 import { byId, bytes, duration, h, when } from './dom.js';
+import { sparkline } from './sparkline.js';
 import { state } from './store.js';
 
 const PATH_TEXT: Record<string, string> = { direct: 'Direct', 'hole-punched': 'Direct (through NAT)', relayed: 'Relayed' };
@@ -22,7 +23,7 @@ export function renderStatusParts(): void {
   );
   byId('tunnel-count').textContent = `(${s.tunnels.length})`;
   if (s.tunnels.length === 0) {
-    tl.replaceChildren(h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'No phone is connected right now.')));
+    tl.replaceChildren(h('tr', {}, h('td', { colspan: COLUMNS.length, class: 'empty' }, 'No phone is connected right now.')));
     return;
   }
   tl.replaceChildren(
@@ -37,10 +38,21 @@ export function renderStatusParts(): void {
         h('td', { 'data-label': 'Round trip' }, roundTrip(t.rttMs)),
         h('td', { 'data-label': 'Sent' }, bytes(t.txBytes)),
         h('td', { 'data-label': 'Received' }, bytes(t.rxBytes)),
+        h('td', { 'data-label': 'Traffic', class: 'chart' }, chart(t.device, t.peer)),
       ),
     ),
   );
 }
+
+/** The connection's traffic chart (the agent's history), or words while it has none yet. */
+function chart(device: string, peer: string): HTMLElement | string {
+  const tr = state.traffic;
+  const c = tr?.connections.find((x) => x.device === device && x.peer === peer);
+  if (!tr || !c) return 'Measuring…';
+  return sparkline({ stepS: tr.stepS, txBytes: c.txBytes, rxBytes: c.rxBytes }, Math.round((tr.stepS * tr.points) / 60));
+}
+
+const COLUMNS = ['Device', 'Phone', 'Path', 'State', 'Round trip', 'Sent', 'Received', 'Traffic'];
 
 /**
  * A tunnel's end measures the round trip on the handshake it starts; the answering end (usually the agent: a phone
@@ -73,7 +85,7 @@ export function renderStatus(m: HTMLElement): void {
         'table',
         { class: 'tunnels' },
         h('caption', { class: 'visually-hidden' }, 'Phones connected to devices now'),
-        h('thead', {}, h('tr', {}, ...['Device', 'Phone', 'Path', 'State', 'Round trip', 'Sent', 'Received'].map((c) => h('th', { scope: 'col' }, c)))),
+        h('thead', {}, h('tr', {}, ...COLUMNS.map((c) => h('th', { scope: 'col' }, c)))),
         h('tbody', { id: 'tunnel-body', 'aria-live': 'off' }),
       ),
     ),

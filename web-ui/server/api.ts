@@ -354,6 +354,17 @@ export function operations(d: ApiDeps): Operation[] {
       handler: () => ({ body: { health: api.health(), tunnels: api.tunnels() } }),
     },
     {
+      id: 'getTraffic',
+      method: 'get',
+      path: '/api/traffic',
+      summary: 'Traffic per connection (device and phone) in 5 s steps over the last 5 minutes: the status page\'s charts',
+      auth: 'session',
+      status: 200,
+      response: 'Traffic',
+      errors: [],
+      handler: () => ({ body: api.traffic() }),
+    },
+    {
       id: 'listEvents',
       method: 'get',
       path: '/api/events',
@@ -369,10 +380,11 @@ export function operations(d: ApiDeps): Operation[] {
       id: 'liveUpdates',
       method: 'get',
       path: '/api/live',
-      summary: 'Live updates (server-sent events): status, changed, event',
+      summary: 'Live updates (server-sent events): status, traffic, changed, event',
       description:
-        'text/event-stream. `event: status` carries {health, tunnels} (a Status) when it changes; `event: changed` ' +
-        'carries {devices, phones, grants} booleans saying which lists to read again; `event: event` carries an Event.',
+        'text/event-stream. `event: status` carries {health, tunnels} (a Status) when it changes; `event: traffic` ' +
+        'carries a Traffic at every new step; `event: changed` carries {devices, phones, grants} booleans saying ' +
+        'which lists to read again; `event: event` carries an Event.',
       auth: 'session',
       status: 200,
       response: 'stream',

@@ -4,6 +4,7 @@
 //
 // Events on the stream:
 //   event: status   data: {"health": Health, "tunnels": Tunnel[]}
+//   event: traffic  data: Traffic (the per-connection history), when a new step is in
 //   event: changed  data: {"devices": bool, "phones": bool, "grants": bool}
 //   event: event    data: Event (an AgentEvent)
 import { PassThrough } from 'node:stream';
@@ -29,6 +30,8 @@ export class LiveHub {
   private timer: NodeJS.Timeout | undefined;
   private soon: NodeJS.Timeout | undefined;
   private lastStatus = '';
+  /** The end of the traffic history's last step that was sent. */
+  private lastTraffic: string | null = null;
   private lastLists = { devices: '', phones: '', grants: '' };
   private lastBeat = 0;
   private unsubscribe: (() => void) | undefined;
@@ -56,6 +59,7 @@ export class LiveHub {
     stream.write('retry: 3000\n\n');
     if (this.clients.size === 1) this.startPolling();
     this.send(client, 'status', this.status().json);
+    this.send(client, 'traffic', JSON.stringify(this.api.traffic()));
     return stream;
   }
 
@@ -75,6 +79,7 @@ export class LiveHub {
     this.unsubscribe = this.api.onEvent((e) => this.onAgentEvent(e));
     this.lastLists = this.lists();
     this.lastStatus = this.status().key;
+    this.lastTraffic = this.api.traffic().end;
     this.lastBeat = Date.now();
     this.timer = setInterval(() => this.tick(), this.opts.intervalMs ?? 2000);
     this.timer.unref();
@@ -130,6 +135,11 @@ export class LiveHub {
       if (s.key !== this.lastStatus) {
         this.lastStatus = s.key;
         this.broadcast('status', s.json);
+      }
+      const traffic = this.api.traffic();
+      if (traffic.end !== this.lastTraffic) {
+        this.lastTraffic = traffic.end;
+        this.broadcast('traffic', JSON.stringify(traffic));
       }
       const l = this.lists();
       const changed = { devices: l.devices !== this.lastLists.devices, phones: l.phones !== this.lastLists.phones, grants: l.grants !== this.lastLists.grants };

@@ -79,6 +79,22 @@ export const COMPONENTS: Readonly<Record<string, Schema>> = {
     dataplane: obj({ ok: bool, drops: { type: 'object', additionalProperties: int() } }),
   }),
   Status: obj({ health: ref('Health'), tunnels: list(ref('Tunnel')) }),
+  Traffic: obj({
+    stepS: { type: 'number', description: 'length of a step in seconds (5)' },
+    points: int({ description: 'steps in every series (60: the last 5 minutes)' }),
+    end: nstr({ format: 'date-time', description: 'when the last step ended; null before the first' }),
+    connections: list(ref('TrafficSeries')),
+  }),
+  TrafficSeries: obj({
+    device: str({ description: 'the paired device, as Tunnel.device' }),
+    peer: str({ description: "the phone's NTM ID, as Tunnel.peer" }),
+    peerName: str(),
+    connected: { ...bool, description: 'a tunnel is up now (a closed connection stays while its traffic is in the window)' },
+    txBytes: list(int({ minimum: 0 }), { description: 'bytes sent to the phone in each step, oldest first' }),
+    rxBytes: list(int({ minimum: 0 }), { description: 'bytes received from the phone in each step' }),
+    txPackets: list(int({ minimum: 0 })),
+    rxPackets: list(int({ minimum: 0 })),
+  }),
   Event: obj({ at: str({ format: 'date-time' }), kind: str(), message: str() }),
   Household: obj({ name }),
   Connection: obj({

@@ -14,10 +14,12 @@ import type {
   HealthView,
   PairInput,
   PhoneView,
+  TrafficView,
   TunnelView,
 } from '../types/household.js';
 import { decodeEnrollment, makeEnrollment } from './enrollment.js';
 import type { HouseholdStore } from './household-store.js';
+import { TrafficHistory } from './traffic-history.js';
 
 export interface FakeAgentOptions {
   readonly store: HouseholdStore;
@@ -29,6 +31,8 @@ export interface FakeAgentOptions {
   readonly version?: string;
   /** Delay of pair(), as registration with the DC would take (ms); default 0. */
   readonly pairDelayMs?: number;
+  /** Step of the traffic history (ms); default 5000. Steps are taken when the test calls sampleTraffic(). */
+  readonly trafficStepMs?: number;
 }
 
 export interface FakeTunnelInput {
@@ -50,7 +54,9 @@ export class FakeAgent implements AgentApi {
   private readonly startedAt: number;
   private readonly online = new Set<string>();
   private readonly phoneV4 = new Map<string, string>();
-  private tunnelList: (TunnelView & { deviceId: number; phoneId: string })[] = [];
+  /** `epoch`: which tunnel this is (a reopened one is a new object, as the real agent's new Tunnel would be). */
+  private tunnelList: (TunnelView & { deviceId: number; phoneId: string; epoch: object; txPackets: number; rxPackets: number })[] = [];
+  private readonly trafficHistory: TrafficHistory;
   private drops: Record<string, number> = {};
   private healthPatch: { agent?: boolean; dc?: boolean; rs?: boolean; dataplane?: boolean } = {};
 
@@ -58,6 +64,7 @@ export class FakeAgent implements AgentApi {
     this.store = opts.store;
     this.now = opts.now ?? Date.now;
     this.startedAt = this.now();
+    this.trafficHistory = new TrafficHistory({ stepMs: opts.trafficStepMs ?? 5000 });
   }
 
   // --- AgentApi -------------------------------------------------------------------------------------------------
@@ -141,7 +148,11 @@ export class FakeAgent implements AgentApi {
   }
 
   tunnels(): TunnelView[] {
-    return this.tunnelList.map(({ deviceId: _d, phoneId: _p, ...t }) => t);
+    return this.tunnelList.map(({ deviceId: _d, phoneId: _p, epoch: _e, txPackets: _tp, rxPackets: _rp, ...t }) => t);
+  }
+
+  traffic(): TrafficView {
+    return this.trafficHistory.view();
   }
 
   events(limit?: number): AgentEvent[] {
@@ -194,6 +205,9 @@ export class FakeAgent implements AgentApi {
       rttMs: t.rttMs ?? 12,
       txBytes: 0,
       rxBytes: 0,
+      txPackets: 0,
+      rxPackets: 0,
+      epoch: {},
     };
     this.tunnelList = [...this.tunnelList.filter((x) => !(x.deviceId === view.deviceId && x.phoneId === view.phoneId)), view];
     this.store.addEvent('tunnel.up', `${phone.name} connected to ${device.name} (${view.path})`);
@@ -208,7 +222,23 @@ export class FakeAgent implements AgentApi {
 
   /** Traffic flowed: every tunnel's byte counters grow (and RTTs wobble), as the data path would report. */
   tick(bytes = 1500): void {
-    this.tunnelList = this.tunnelList.map((t, i) => ({ ...t, txBytes: t.txBytes + bytes, rxBytes: t.rxBytes + 2 * bytes, rttMs: t.rttMs + ((i % 2) * 2 - 1) }));
+    const packets = Math.ceil(bytes / 1400);
+    this.tunnelList = this.tunnelList.map((t, i) => ({
+      ...t,
+      txBytes: t.txBytes + bytes,
+      rxBytes: t.rxBytes + 2 * bytes,
+      txPackets: t.txPackets + packets,
+      rxPackets: t.rxPackets + 2 * packets,
+      rttMs: t.rttMs + ((i % 2) * 2 - 1),
+    }));
+  }
+
+  /** A step of the traffic history ends now (the real agent takes one every 5 s on a timer). */
+  sampleTraffic(at = this.now()): void {
+    this.trafficHistory.sample(
+      at,
+      this.tunnelList.map((t) => ({ ...t, key: `${t.deviceId}/${t.phoneId}`, tunnel: t.epoch })),
+    );
   }
 
   setHealth(patch: { agent?: boolean; dc?: boolean; rs?: boolean; dataplane?: boolean }, drops?: Record<string, number>): void {

@@ -17,6 +17,7 @@ import type {
   HealthView,
   PairInput,
   PhoneView,
+  TrafficView,
   TunnelView,
 } from '../types/household.js';
 import type { Endpoint } from '../types/net.js';
@@ -34,6 +35,7 @@ import { RsServer } from '../rs/server.js';
 import { TerminalHost, type HostEvent } from '../terminal/host.js';
 import { HandshakeClock, HANDSHAKE_CLOCK_FILE } from '../terminal/handshake-clock.js';
 import type { Node } from '../terminal/node.js';
+import type { Tunnel } from '../terminal/tunnel.js';
 import { UdpBind } from '../dataplane/conn/udp.js';
 import { DataEngine } from '../dataplane/engine.js';
 import { HouseholdPolicy, type PolicySnapshot } from '../dataplane/policy.js';
@@ -42,6 +44,7 @@ import { makeEnrollment } from './enrollment.js';
 import { nameLabel, ntmHostName, ntmLabel } from './names.js';
 import { answerServiceQuery, type DnsSdView, type VisibleService } from './dns-sd.js';
 import type { DiscoveredDevice, DiscoveredService } from '../discovery/types.js';
+import { TrafficHistory, type TrafficSample } from './traffic-history.js';
 
 const run = promisify(execFile);
 
@@ -111,6 +114,9 @@ export class AgentRuntime implements AgentApi {
   /** The services each device announces on the LAN now (device id → services), from the latest discovery snapshot. */
   private lanServices = new Map<number, readonly DiscoveredService[]>();
   private readonly version: string;
+  /** Per-connection traffic of the last minutes (the status page's charts), sampled from the tunnels' counters. */
+  private readonly trafficHistory = new TrafficHistory();
+  private readonly trafficTimer: NodeJS.Timeout;
 
   private constructor(
     private readonly o: AgentRuntimeOptions,
@@ -127,6 +133,8 @@ export class AgentRuntime implements AgentApi {
     } catch {
       this.version = 'unknown';
     }
+    this.trafficTimer = setInterval(() => this.trafficHistory.sample(Date.now(), this.trafficSamples()), this.trafficHistory.stepMs);
+    this.trafficTimer.unref();
   }
 
   static async start(o: AgentRuntimeOptions): Promise<AgentRuntime> {
@@ -458,25 +466,44 @@ export class AgentRuntime implements AgentApi {
     };
   }
 
+  /** Each paired device's tunnel to each peer: the one the host would use now (older ones are being replaced). */
+  private *connections(): Generator<{ device: Paired; tunnel: Tunnel }> {
+    for (const e of this.paired.values()) {
+      for (const t of this.host.allTunnels()) if (this.host.tunnelTo(e.node, t.peerId) === t) yield { device: e, tunnel: t };
+    }
+  }
+
   tunnels(): TunnelView[] {
     const phoneName = new Map(this.store.phones().map((p) => [p.id, p.name]));
-    const out: TunnelView[] = [];
-    for (const e of this.paired.values()) {
-      for (const t of this.host.allTunnels()) {
-        if (this.host.tunnelTo(e.node, t.peerId) !== t) continue;
-        out.push({
-          device: e.name,
-          peer: t.peerId,
-          peerName: phoneName.get(t.peerId) ?? t.route.peerName,
-          path: t.kind,
-          state: t.state,
-          rttMs: Math.round(t.rttMs * 10) / 10,
-          txBytes: t.stats.txBytes,
-          rxBytes: t.stats.rxBytes,
-        });
-      }
-    }
-    return out;
+    return [...this.connections()].map(({ device: e, tunnel: t }) => ({
+      device: e.name,
+      peer: t.peerId,
+      peerName: phoneName.get(t.peerId) ?? t.route.peerName,
+      path: t.kind,
+      state: t.state,
+      rttMs: Math.round(t.rttMs * 10) / 10,
+      txBytes: t.stats.txBytes,
+      rxBytes: t.stats.rxBytes,
+    }));
+  }
+
+  traffic(): TrafficView {
+    return this.trafficHistory.view();
+  }
+
+  private trafficSamples(): TrafficSample[] {
+    const phoneName = new Map(this.store.phones().map((p) => [p.id, p.name]));
+    return [...this.connections()].map(({ device: e, tunnel: t }) => ({
+      key: `${e.ntmId}/${t.peerId}`,
+      device: e.name,
+      peer: t.peerId,
+      peerName: phoneName.get(t.peerId) ?? t.route.peerName,
+      tunnel: t,
+      txBytes: t.stats.txBytes,
+      rxBytes: t.stats.rxBytes,
+      txPackets: t.stats.txPackets,
+      rxPackets: t.stats.rxPackets,
+    }));
   }
 
   events(limit?: number): AgentEvent[] {
@@ -532,6 +559,7 @@ export class AgentRuntime implements AgentApi {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.trafficTimer);
     await this.engine.stop();
     await this.host.close();
     await this.rs?.stop();

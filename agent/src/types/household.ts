@@ -85,6 +85,33 @@ export interface StatusView {
   readonly tunnels: readonly TunnelView[];
 }
 
+/**
+ * GET /api/traffic: what each connection (a paired device and a phone) carried in each step of the last minutes, for
+ * the status page's live charts. Every series has `points` entries, oldest first, the last one ending at `end`;
+ * steps before the connection existed are 0. Sent and received are the agent's (the device's side): "sent" went to
+ * the phone.
+ */
+export interface TrafficView {
+  readonly stepS: number;
+  readonly points: number;
+  /** When the last step ended; null before the first step is taken. */
+  readonly end: string | null;
+  readonly connections: readonly TrafficSeriesView[];
+}
+
+export interface TrafficSeriesView {
+  readonly device: string;
+  /** The phone's NTM ID, as TunnelView.peer. */
+  readonly peer: string;
+  readonly peerName: string;
+  /** Whether a tunnel of this connection is there now (a closed one stays until its traffic leaves the window). */
+  readonly connected: boolean;
+  readonly txBytes: readonly number[];
+  readonly rxBytes: readonly number[];
+  readonly txPackets: readonly number[];
+  readonly rxPackets: readonly number[];
+}
+
 export interface AgentEvent {
   readonly at: string;
   readonly kind: string;
@@ -104,6 +131,8 @@ export interface AgentApi {
   revokeGrant(phoneId: string, deviceId: number): void;
   health(): HealthView;
   tunnels(): TunnelView[];
+  /** The per-connection traffic history the status page charts. */
+  traffic(): TrafficView;
   events(limit?: number): AgentEvent[];
   /** Live events for the page (server-sent events); returns the unsubscribe function. */
   onEvent(listener: (e: AgentEvent) => void): () => void;

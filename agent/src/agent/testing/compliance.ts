@@ -233,6 +233,9 @@ export function agentApiCompliance(name: string, factory: AgentHarnessFactory): 
       assert.equal(typeof s.dataplane.ok, 'boolean');
       assert.ok(Object.values(s.dataplane.drops).every((v) => Number.isInteger(v)));
       assert.deepEqual(api.tunnels(), [], 'no phone is connected');
+      const tr = api.traffic();
+      assert.ok(tr.stepS > 0 && Number.isInteger(tr.points) && tr.points > 0, JSON.stringify(tr));
+      assert.deepEqual(tr.connections, [], 'no connection has carried anything');
     });
   });
 }
