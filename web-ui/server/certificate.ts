@@ -59,12 +59,14 @@ export async function loadOrCreateCertificate(dir: string, addresses: readonly s
   const san = names.map((n) => (isIP(n) ? `IP:${n}` : `DNS:${n}`)).join(',');
   const tmpKey = `${keyPath}.${process.pid}.tmp`;
   const tmpCert = `${certPath}.${process.pid}.tmp`;
+  // The time bound is for a hung openssl only: in an emulated VM (the image test, TCG on a loaded host) its first run
+  // took over 20 s, the bound before, and the agent's first start failed.
   try {
     await run('openssl', [
       'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-sha256',
       '-keyout', tmpKey, '-out', tmpCert, '-days', String(DAYS),
       '-subj', '/O=NTMobile agent/CN=household web UI', '-addext', `subjectAltName=${san}`,
-    ], { timeout: 20_000 });
+    ], { timeout: 120_000 });
     chmodSync(tmpKey, 0o600);
     chmodSync(tmpCert, 0o600);
     renameSync(tmpKey, keyPath);
