@@ -311,6 +311,10 @@ export interface NatpairOptions {
   readonly env?: Partial<Record<'a' | 'b', Record<string, string>>>;
   /** A terminal's DNS listener (`--dns`); none by default. */
   readonly dns?: Partial<Record<'a' | 'b', string>>;
+  /** Runs once the DC and RS are up, before the terminals start (e.g. to let a metrics scraper see them idle). */
+  readonly afterServers?: () => Promise<void>;
+  /** How long a terminal may take to be ready (ms); default 20000. */
+  readonly terminalReadyMs?: number;
 }
 
 /** Starts DC, RS and both terminals (each pushed onto `started` at once, so the caller can stop them on failure). */
@@ -325,10 +329,11 @@ export async function startNatpair(tb: Testbed, root: string, started: Daemon[],
   const rs = await startNtm(tb, 'rs', 'rs', ['--report-to', `${dcId.id}@192.0.2.2:7100`, '--advertise', '192.0.2.66:7200', '--advertise', '[2001:db8:2::2]:7200'], dirs.rs);
   started.push(rs);
   await waitFor('the DC has the RS load report', async () => ((await dc.status()).relays as Array<{ load: number | null }>).every((r) => r.load !== null), 15_000);
+  await o.afterServers?.();
   const dcRef = `${dcId.publicKey}@192.0.2.2:7100`;
   const [a, b] = await Promise.all([
-    startNtm(tb, 'a', 'up', ['--dc', dcRef, '--name', 'a', '--dns', o.dns?.a ?? '', ...terminalArgs], dirs.a, 20_000, o.env?.a).then((d) => (started.push(d), d)),
-    startNtm(tb, 'b', 'up', ['--dc', dcRef, '--name', 'b', '--dns', o.dns?.b ?? '', ...terminalArgs], dirs.b, 20_000, o.env?.b).then((d) => (started.push(d), d)),
+    startNtm(tb, 'a', 'up', ['--dc', dcRef, '--name', 'a', '--dns', o.dns?.a ?? '', ...terminalArgs], dirs.a, o.terminalReadyMs ?? 20_000, o.env?.a).then((d) => (started.push(d), d)),
+    startNtm(tb, 'b', 'up', ['--dc', dcRef, '--name', 'b', '--dns', o.dns?.b ?? '', ...terminalArgs], dirs.b, o.terminalReadyMs ?? 20_000, o.env?.b).then((d) => (started.push(d), d)),
   ]);
   return { dc, rs, a, b, dirs, dcArgs, dcId };
 }

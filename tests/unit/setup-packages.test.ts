@@ -14,7 +14,7 @@ import { join, relative, resolve } from 'node:path';
 const ROOT = resolve(import.meta.dirname, '..', '..', '..');
 const TS_DIRS = ['tests', 'scripts', 'agent/src', 'web-ui/server'];
 const SELF = 'tests/unit/setup-packages.test.ts';
-const SHELL_FILES = ['scripts/setup', 'scripts/test', 'scripts/testbed', 'scripts/demo', 'scripts/image-test', 'firmware/build-image', 'firmware/first-boot', '.ci/run'];
+const SHELL_FILES = ['scripts/setup', 'scripts/test', 'scripts/testbed', 'scripts/demo', 'scripts/image-test', 'scripts/dashboard-shot', 'firmware/build-image', 'firmware/first-boot', '.ci/run'];
 /** Node.js is setup's prerequisite (it refuses to run without Node >= 20.19), not one of its packages. */
 const NODE_PACKAGES = new Set(['nodejs']);
 /** Commands the code probes for and does without where they are absent (no package of setup's would bring them). */
