@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Exit } from '../../agent/src/cmd/exit.js';
@@ -71,6 +71,14 @@ test('every --help documents the exit codes; state-printing commands take --json
     const list = ntm(['keys', 'list', '--data-dir', dir, '--json']);
     assert.equal(list.code, 0, list.stderr);
     assert.deepEqual(JSON.parse(list.stdout), []);
+    // Commands whose output is always one JSON document still take --json (a flag, never eating the next word).
+    writeFileSync(join(dir, 'subs.csv'), 'id,household\nS-1,Tanaka home\n');
+    const prov = ntm(['provision', '--json', '--subscribers', join(dir, 'subs.csv'), '--out', join(dir, 'out')]);
+    assert.equal(prov.code, 0, prov.stderr);
+    assert.equal((JSON.parse(prov.stdout) as { subscribers: number }).subscribers, 1);
+    const enroll = ntm(['enroll', '--data-dir', join(dir, 'phone'), '--json', 'ntm1:not-a-token']);
+    assert.equal(enroll.code, 65, `the token after --json is read as the token: ${enroll.stderr}`);
+    assert.match(enroll.stderr, /not a valid enrollment token/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

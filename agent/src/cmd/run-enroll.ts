@@ -18,19 +18,21 @@ import { announce, formatDcRef, loadOrCreateIdentity } from './common.js';
 
 export const ENROLL_HELP = `ntm enroll — join a household with the one-time token (or link) its web page shows
 
-  ntm enroll [--data-dir DIR] [--name NAME] TOKEN-OR-LINK
+  ntm enroll [--data-dir DIR] [--name NAME] [--json] TOKEN-OR-LINK
 
 Creates this terminal's identity (if it has none), registers once with the household's DC using
 the token (which it spends), and saves the DC in DIR/enrollment.json; then \`ntm up --data-dir DIR\`
 starts the terminal without further arguments. An ISP's enrollment key (\`ntm keys create\`) is
-used the same way.
+used the same way. Prints one JSON line: {enrolled, household, id, v4, v6, dc} (always JSON: --json is
+accepted for symmetry with the other commands).
 
 ${EXIT_HELP}`;
 
 export const ENROLLMENT_FILE = 'enrollment.json';
 
 export async function runEnroll(argv: readonly string[]): Promise<void> {
-  const p = parseArgs(argv, ['help']);
+  // --json is a flag (it takes no value): without it here, `--json TOKEN` would read the token as its value.
+  const p = parseArgs(argv, ['help', 'json']);
   if (has(p, 'help') || p.positional.length !== 1) {
     process.stdout.write(ENROLL_HELP);
     if (!has(p, 'help')) process.exitCode = Exit.USAGE;

@@ -18,7 +18,7 @@ import { writeSeedIso } from './seed-iso.js';
 
 export const PROVISION_HELP = `ntm provision — bulk provisioning of household agents (for the ISP)
 
-  ntm provision --subscribers subscribers.csv --out DIR [--data-root /var/lib/ntm/agent] [--progress] [--seed-iso]
+  ntm provision --subscribers subscribers.csv --out DIR [--data-root /var/lib/ntm/agent] [--progress] [--seed-iso] [--json]
 
 subscribers.csv: CSV (RFC 4180: fields with commas, quotes or line breaks in double quotes; UTF-8,
 with or without a byte order mark). The first line names the columns, in any order:
@@ -34,7 +34,8 @@ A bad row is reported on stderr with its line number; the other rows are still p
 Progress goes to stderr when it is a terminal, or with --progress.
 --seed-iso also writes DIR/<id>/seed.iso: the cloud-init NoCloud seed (volume label "cidata") to attach
 to the subscriber's agent VM; the image's first boot installs the bundle from it (firmware/README.md).
-Prints one JSON summary line on stdout: {subscribers, failed, newSetupCodes, newIdentities, out, errors}.
+Prints one JSON summary line on stdout: {subscribers, failed, newSetupCodes, newIdentities, out, errors}
+(always JSON: --json is accepted for symmetry with the other commands).
 
 ${EXIT_HELP}  (65 here: some rows were refused; the good ones were written.)
 `;
@@ -198,10 +199,10 @@ function progressReporter(total: number, enabled: boolean, tty: boolean): (done:
 const CONCURRENCY = 16;
 
 export async function runProvision(argv: readonly string[]): Promise<void> {
-  const p = parseArgs(argv, ['help', 'progress', 'seed-iso']);
+  const p = parseArgs(argv, ['help', 'progress', 'seed-iso', 'json']);
   if (has(p, 'help')) return void process.stdout.write(PROVISION_HELP);
   for (const f of p.flags.keys())
-    if (!['subscribers', 'out', 'data-root', 'progress', 'seed-iso', 'help'].includes(f)) throw new InputError(`unknown option --${f} (see --help)`);
+    if (!['subscribers', 'out', 'data-root', 'progress', 'seed-iso', 'json', 'help'].includes(f)) throw new InputError(`unknown option --${f} (see --help)`);
   if (p.positional.length > 0) throw new InputError(`unexpected argument "${p.positional[0]}" (see --help)`);
   const csv = one(p, 'subscribers');
   const out = one(p, 'out');
