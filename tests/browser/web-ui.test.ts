@@ -258,6 +258,20 @@ describe('household page in Chromium (fake agent)', () => {
     assert.equal(store.devices().find((d) => d.name === 'Hall Camera')!.paired, false);
   });
 
+  test('a home whose DC has no address left: pairing says so next to the device', async () => {
+    await desktop.goto(`${base}/#devices`);
+    fake.capacity = store.devices().filter((d) => d.paired).length + store.phones().length;
+    try {
+      const card = desktop.locator('#found-list li.card', { hasText: 'Hall Camera' });
+      await card.getByRole('button', { name: 'Pair Hall Camera' }).click();
+      await card.getByRole('alert').filter({ hasText: `this home has reached ${fake.capacity} device` }).waitFor();
+      await browser.screenshot(desktop, 'devices-home-full');
+      assert.equal(store.devices().find((d) => d.name === 'Hall Camera')!.paired, false);
+    } finally {
+      fake.capacity = undefined;
+    }
+  });
+
   test('sign out, then sign in with the keyboard', async () => {
     await desktop.getByRole('button', { name: 'Sign out' }).click();
     await desktop.getByRole('heading', { name: 'Sign in' }).waitFor();

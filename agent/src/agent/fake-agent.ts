@@ -3,7 +3,7 @@
 // in memory and are set by the test. For unit and browser tests of the web layer (and a UI demo without packets).
 import { KeyPair } from '../crypto/secp256k1.js';
 import type { DiscoveredDevice } from '../discovery/types.js';
-import { NotFoundError } from '../types/errors.js';
+import { HouseholdFullError, NotFoundError } from '../types/errors.js';
 import type { Endpoint } from '../types/net.js';
 import type {
   AgentApi,
@@ -59,6 +59,8 @@ export class FakeAgent implements AgentApi {
   private readonly trafficHistory: TrafficHistory;
   private drops: Record<string, number> = {};
   private healthPatch: { agent?: boolean; dc?: boolean; rs?: boolean; dataplane?: boolean } = {};
+  /** Devices and phones the fake DC's pool holds (the runtime's is the DC's); undefined: no limit. */
+  capacity: number | undefined;
 
   constructor(private readonly opts: FakeAgentOptions) {
     this.store = opts.store;
@@ -77,6 +79,7 @@ export class FakeAgent implements AgentApi {
     // Validate first, as the runtime does: a refused request must not cost an identity or a registration.
     this.store.resolvePair(input);
     if (this.opts.pairDelayMs) await sleep(this.opts.pairDelayMs);
+    if (this.capacity !== undefined && this.store.devices().filter((d) => d.paired).length + this.store.phones().length >= this.capacity) throw new HouseholdFullError(this.capacity);
     const key = KeyPair.generate();
     const n = this.freeHostNumber();
     const priv = key.exportPrivateKey();

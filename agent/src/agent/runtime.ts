@@ -21,7 +21,7 @@ import type {
   TunnelView,
 } from '../types/household.js';
 import type { Endpoint } from '../types/net.js';
-import { ConflictError, NtmError, RegistrationRefusedError } from '../types/errors.js';
+import { HouseholdFullError, NtmError, RegistrationRefusedError } from '../types/errors.js';
 import { openDb, type Db } from '../store/db.js';
 import { Identity } from '../protocol/identity.js';
 import * as NT from '../protocol/node-transaction.js';
@@ -384,7 +384,7 @@ export class AgentRuntime implements AgentApi {
       this.dc.revoke(identity.idHex);
       if (e instanceof RegistrationRefusedError && e.reason === 'pool-full') {
         this.o.log.warn('pairing refused: the household DC has no free address', { device: target.name, capacity: e.limit });
-        throw new ConflictError(`this home has reached ${e.limit} device${e.limit === 1 ? '' : 's'} (phones included): unpair a device or remove a phone to pair another`);
+        throw new HouseholdFullError(e.limit);
       }
       throw e;
     } finally {

@@ -152,3 +152,13 @@ function refusalText(reason: string, limit: number, retryAfterS: number): string
       return reason;
   }
 }
+
+/** A household's DC has no address left for another device (HTTP 409; the message is the page's). */
+export class HouseholdFullError extends NtmError {
+  override readonly name = 'HouseholdFullError';
+  override readonly code = 'conflict';
+  override readonly expose = true;
+  constructor(readonly limit: number) {
+    super(`this home has reached ${limit} device${limit === 1 ? '' : 's'} (phones included): unpair a device or remove a phone to pair another`);
+  }
+}
