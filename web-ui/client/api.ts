@@ -1,6 +1,7 @@
 // The page's calls to the agent: one function per API operation (the operations of /api/openapi.json; a unit test
 // checks that every path used here is documented there). Same-origin fetch, JSON, the CSRF header on changes.
 import type { AgentEvent, DeviceView, EnrollmentView, GrantView, PhoneView, StatusView, TrafficView } from '../../agent/src/types/household.js';
+import type { QosRule, QosView } from '../../agent/src/types/qos.js';
 
 /** How this page reached the agent, and the fingerprint of the agent's HTTPS certificate (web-only, no agent view). */
 export interface Connection {
@@ -27,6 +28,7 @@ export type {
   TrafficView as Traffic,
   TunnelView as Tunnel,
 } from '../../agent/src/types/household.js';
+export type { QosView as Qos } from '../../agent/src/types/qos.js';
 
 /** An error answer of the API: `message` is written for people; `field` names the input at fault. */
 export class ApiError extends Error {
@@ -93,6 +95,9 @@ export const api = {
   revokeGrant: (phoneId: string, deviceId: number) => call<void>('DELETE', `/api/grants/${enc(phoneId)}/${deviceId}`),
   status: () => call<StatusView>('GET', '/api/status'),
   traffic: () => call<TrafficView>('GET', '/api/traffic'),
+  qos: () => call<QosView>('GET', '/api/qos'),
+  setDeviceQos: (deviceId: number, rule: QosRule) => call<QosView>('PUT', `/api/qos/devices/${deviceId}`, rule),
+  clearDeviceQos: (deviceId: number) => call<QosView>('DELETE', `/api/qos/devices/${deviceId}`),
   events: (limit: number) => call<AgentEvent[]>('GET', `/api/events?limit=${limit}`),
 };
 

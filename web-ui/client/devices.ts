@@ -27,6 +27,30 @@ function reachedAt(d: Device): HTMLElement {
   return h('span', { class: 'reach' }, d.ntmName ? h('code', { class: 'ntm-name' }, d.ntmName) : null, d.ntmName && addrs ? ' — ' : '', addrs);
 }
 
+/** "This device first" (paper §3.2.1): the device's traffic gets the priority class on the household's link. */
+function firstSwitch(d: Device, err: HTMLElement): HTMLElement {
+  const rule = state.qos?.devices.find((r) => r.deviceId === d.id);
+  const id = `device-${d.id}-first`;
+  const box = h('input', { type: 'checkbox', id, ...(rule?.class === 'priority' ? { checked: true } : {}) });
+  box.addEventListener('change', () => {
+    clearError(err);
+    box.disabled = true;
+    const want = box.checked;
+    (want ? api.setDeviceQos(d.id, { class: 'priority', uplinkKbit: rule?.uplinkKbit ?? null, downlinkKbit: rule?.downlinkKbit ?? null }) : api.clearDeviceQos(d.id))
+      .then((qos) => {
+        state.qos = qos;
+        toast(want ? `${d.name} now goes first when the connection is busy.` : `${d.name} shares the connection like the others.`);
+      })
+      .catch((e: unknown) => {
+        box.checked = !want;
+        showError(err, e);
+      })
+      .finally(() => (box.disabled = false));
+  });
+  const shaped = (state.qos?.link.uplinkKbit ?? 0) > 0 || (state.qos?.link.downlinkKbit ?? 0) > 0;
+  return h('label', { class: 'first', for: id }, box, ' This device first', shaped ? null : h('small', {}, ' (once your provider has set your line speed)'));
+}
+
 function deviceCard(d: Device): HTMLElement {
   const err = errorBox(`device-${d.id}-error`);
   const title = h('h3', { id: `device-${d.id}-title`, tabindex: -1 }, d.name || 'Unnamed device');
@@ -48,7 +72,7 @@ function deviceCard(d: Device): HTMLElement {
         }),
       );
     });
-    actions.append(unpair);
+    actions.append(firstSwitch(d, err), unpair);
   } else {
     const nameInput = d.name ? null : h('input', { id: `device-${d.id}-name`, maxlength: 63, required: true, autocomplete: 'off' });
     const pair = h('button', { type: 'button', class: 'primary', id: `device-${d.id}-pair` }, d.name ? `Pair ${d.name}` : 'Pair');

@@ -1,7 +1,7 @@
 // The page's state: what the agent last said (devices, phones, grants, status, events) and which page is shown; the
 // loads that fill it. The shell (app.ts) is told when lists changed or the session ended, so the pages, which import
 // this, never import the shell.
-import { api, ApiError, type AgentEvent, type Device, type Enrollment, type Grant, type Phone, type Session, type Status, type Traffic } from './api.js';
+import { api, ApiError, type AgentEvent, type Device, type Enrollment, type Grant, type Phone, type Qos, type Session, type Status, type Traffic } from './api.js';
 
 export type Page = 'devices' | 'phones' | 'access' | 'status' | 'settings';
 export const PAGES: readonly Page[] = ['devices', 'phones', 'access', 'status', 'settings'];
@@ -21,6 +21,8 @@ export const state = {
   status: null as Status | null,
   /** Each connection's traffic of the last minutes (the status page's charts). */
   traffic: null as Traffic | null,
+  /** QoS rules (the "this device first" switches); read with the devices. */
+  qos: null as Qos | null,
   events: [] as AgentEvent[],
   /** The enrollment on screen, and the phones that existed when it was made (to notice the new one). */
   enrollment: null as { view: Enrollment; before: Set<string>; joined: Phone | null } | null,
@@ -57,18 +59,19 @@ export function restart(): Promise<void> {
 }
 
 export async function loadAll(): Promise<void> {
-  const [devices, phones, grants, status, traffic, events] = await Promise.all([api.devices(), api.phones(), api.grants(), api.status(), api.traffic(), api.events(30)]);
-  Object.assign(state, { devices, phones, grants, status, traffic, events });
+  const [devices, phones, grants, status, traffic, events, qos] = await Promise.all([api.devices(), api.phones(), api.grants(), api.status(), api.traffic(), api.events(30), api.qos()]);
+  Object.assign(state, { devices, phones, grants, status, traffic, events, qos });
 }
 
 export async function refresh(c: Changed): Promise<void> {
   try {
-    const [devices, phones, grants] = await Promise.all([
+    const [devices, phones, grants, qos] = await Promise.all([
       c.devices ? api.devices() : state.devices,
       c.phones ? api.phones() : state.phones,
       c.grants ? api.grants() : state.grants,
+      c.devices ? api.qos() : state.qos,
     ]);
-    Object.assign(state, { devices, phones, grants });
+    Object.assign(state, { devices, phones, grants, qos });
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) void restart();
     return;

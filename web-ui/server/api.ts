@@ -4,6 +4,7 @@
 import type Koa from 'koa';
 import { ConflictError, NotFoundError } from '../../agent/src/types/errors.js';
 import type { AgentApi, PairInput } from '../../agent/src/types/household.js';
+import type { QosLink, QosRule } from '../../agent/src/types/qos.js';
 import type { OwnerStore } from '../../agent/src/types/owner.js';
 import { checkPasswordPolicy, hashPassword, type LoginLimiter, type Session, type Sessions, setupCodeMatches, verifyPassword } from './auth.js';
 import { SetupUnavailableError, TooManyStreamsError, WrongPasswordError, WrongSetupCodeError } from './errors.js';
@@ -341,6 +342,79 @@ export function operations(d: ApiDeps): Operation[] {
         api.revokeGrant(c.params['phoneId']!.toLowerCase(), Number(c.params['deviceId']));
         return { status: 204 };
       },
+    },
+    {
+      id: 'getQos',
+      method: 'get',
+      path: '/api/qos',
+      summary: 'QoS: the link rates, every device\'s and phone\'s class and limits, and whether the kernel enforces them',
+      auth: 'session-or-operator',
+      status: 200,
+      response: 'Qos',
+      errors: [],
+      handler: () => ({ body: api.qos() }),
+    },
+    {
+      id: 'setQosLink',
+      method: 'put',
+      path: '/api/qos/link',
+      summary: "Set the household's link rates (the plan the ISP sells); 0 in a direction: not shaped there",
+      auth: 'session-or-operator',
+      body: 'QosLink',
+      status: 200,
+      response: 'Qos',
+      errors: [],
+      handler: async (c) => ({ body: await api.setQosLink(c.body as QosLink) }),
+    },
+    {
+      id: 'setDeviceQos',
+      method: 'put',
+      path: '/api/qos/devices/{deviceId}',
+      summary: 'Give a paired device a class ("priority": this device first) and optional rate limits',
+      auth: 'session-or-operator',
+      params: [deviceIdParam],
+      body: 'QosRule',
+      status: 200,
+      response: 'Qos',
+      errors: [404],
+      handler: async (c) => ({ body: await api.setQosRule({ deviceId: Number(c.params['deviceId']) }, c.body as QosRule) }),
+    },
+    {
+      id: 'clearDeviceQos',
+      method: 'delete',
+      path: '/api/qos/devices/{deviceId}',
+      summary: "Remove a device's QoS rule (it goes back to the normal class, unlimited)",
+      auth: 'session-or-operator',
+      params: [deviceIdParam],
+      status: 200,
+      response: 'Qos',
+      errors: [404],
+      handler: async (c) => ({ body: await api.setQosRule({ deviceId: Number(c.params['deviceId']) }, null) }),
+    },
+    {
+      id: 'setPhoneQos',
+      method: 'put',
+      path: '/api/qos/phones/{phoneId}',
+      summary: "Give a phone's tunnel traffic a class and optional rate limits",
+      auth: 'session-or-operator',
+      params: [phoneIdParam],
+      body: 'QosRule',
+      status: 200,
+      response: 'Qos',
+      errors: [404],
+      handler: async (c) => ({ body: await api.setQosRule({ phoneId: c.params['phoneId']!.toLowerCase() }, c.body as QosRule) }),
+    },
+    {
+      id: 'clearPhoneQos',
+      method: 'delete',
+      path: '/api/qos/phones/{phoneId}',
+      summary: "Remove a phone's QoS rule",
+      auth: 'session-or-operator',
+      params: [phoneIdParam],
+      status: 200,
+      response: 'Qos',
+      errors: [404],
+      handler: async (c) => ({ body: await api.setQosRule({ phoneId: c.params['phoneId']!.toLowerCase() }, null) }),
     },
     {
       id: 'getStatus',

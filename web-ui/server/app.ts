@@ -61,6 +61,11 @@ export interface WebAppOptions {
   readonly sessions?: Partial<SessionPolicy>;
   readonly live?: LiveOptions;
   readonly bodyLimit?: number;
+  /**
+   * The agent's operator token (DATADIR/operator-token): operations marked 'session-or-operator' (QoS) also take
+   * `Authorization: Bearer <token>`, for the ISP's controller. Absent: sessions only.
+   */
+  readonly operatorToken?: string;
   /** Interface addresses for the Host check (tests); default os.networkInterfaces. */
   readonly interfaces?: () => ReturnType<typeof networkInterfaces>;
 }
@@ -177,10 +182,14 @@ export function createWebApp(opts: WebAppOptions): WebApp {
     router.register(routerPath(op.path), [op.method.toUpperCase()], async (ctx) => {
       const tls = ctx.secure;
       const session = sessions.get(readSessionCookie(ctx.get('cookie'), tls));
-      if (op.auth === 'session' && session === null) throw new UnauthenticatedError();
-      if (op.method !== 'get') {
+      // The ISP's controller: a bearer token is never sent by a browser on its own, so it needs no CSRF token.
+      const bearer = /^Bearer\s+(\S+)$/i.exec(ctx.get('authorization'))?.[1];
+      const operator = op.auth === 'session-or-operator' && bearer !== undefined;
+      if (operator && (!opts.operatorToken || !safeEqual(bearer, opts.operatorToken))) throw new UnauthenticatedError();
+      if (op.auth !== 'public' && !operator && session === null) throw new UnauthenticatedError();
+      if (op.method !== 'get' && !operator) {
         if (!sameOrigin(ctx.headers, tls ? 'https' : 'http')) throw new CrossOriginError();
-        if (session !== null && op.auth === 'session' && !safeEqual(ctx.get('x-csrf-token'), session.csrf)) throw new CsrfError();
+        if (session !== null && op.auth !== 'public' && !safeEqual(ctx.get('x-csrf-token'), session.csrf)) throw new CsrfError();
       }
       const params: Record<string, string> = {};
       const query: Record<string, string> = {};

@@ -1,6 +1,6 @@
 // The API's schemas and the OpenAPI 3.1 document built from the route table (api.ts): one source for the
 // documentation at /api/openapi.json, the request validation and the tests that check responses against it.
-import { bool, int, list, nstr, obj, ref, str, type Schema } from '../../agent/src/util/json-schema.js';
+import { bool, int, list, nint, nstr, obj, ref, str, type Schema } from '../../agent/src/util/json-schema.js';
 
 export const PATTERNS = {
   ntmId: '^0x[0-9a-fA-F]{40}$',
@@ -124,6 +124,26 @@ export const COMPONENTS: Readonly<Record<string, Schema>> = {
   PairRequest: obj({ name, kind }, []),
   EnrollmentRequest: obj({ name }),
   GrantRequest: obj({ ports: list(port, { maxItems: 64 }) }),
+  QosRule: obj(
+    {
+      class: str({ enum: ['priority', 'normal', 'background'], description: 'priority is served first (70% of the link guaranteed), background last' }),
+      uplinkKbit: { ...nint({ minimum: 8, maximum: 10_000_000 }), description: "a cap on the household's uplink (kbit/s): a device's uploads, a phone's downloads from home; null: none" },
+      downlinkKbit: { ...nint({ minimum: 8, maximum: 10_000_000 }), description: 'a cap towards the LAN (kbit/s): a device\'s downloads, what a phone sends home; null: none' },
+    },
+    ['class'],
+  ),
+  QosLink: obj({
+    uplinkKbit: int({ minimum: 0, maximum: 10_000_000, description: 'the uplink rate the household is sold (kbit/s); 0: not shaped' }),
+    downlinkKbit: int({ minimum: 0, maximum: 10_000_000, description: 'the downlink rate (kbit/s); 0: not shaped' }),
+  }),
+  QosDeviceRule: obj({ deviceId: int({ minimum: 1 }), class: str(), uplinkKbit: nint(), downlinkKbit: nint() }),
+  QosPhoneRule: obj({ phoneId: str({ pattern: PATTERNS.ntmId }), class: str(), uplinkKbit: nint(), downlinkKbit: nint() }),
+  Qos: obj({
+    link: ref('QosLink'),
+    devices: list(ref('QosDeviceRule')),
+    phones: list(ref('QosPhoneRule')),
+    enforcement: obj({ backend: str(), applied: bool, error: nstr() }),
+  }),
 };
 
 export interface ParamSpec {
@@ -141,7 +161,8 @@ export interface OperationSpec {
   /** OpenAPI form: /api/devices/{deviceId}/pairing. */
   readonly path: string;
   readonly summary: string;
-  readonly auth: 'public' | 'session';
+  /** 'session-or-operator': the page's session, or the agent's operator token as a bearer (the ISP's controller). */
+  readonly auth: 'public' | 'session' | 'session-or-operator';
   readonly params?: readonly ParamSpec[];
   readonly body?: string;
   readonly status: number;
@@ -185,8 +206,8 @@ export function buildOpenApi(ops: readonly OperationSpec[], version: string): Re
       ok['content'] = { 'application/json': { schema: list(ref(op.response.list)) } };
     }
     responses[String(op.status)] = ok;
-    const errs = new Set([...op.errors, ...COMMON_ERRORS, ...(op.auth === 'session' ? [401] : []), ...(op.body ? [400, 413, 415] : [])]);
-    if (op.auth === 'session' && op.method !== 'get') errs.add(403);
+    const errs = new Set([...op.errors, ...COMMON_ERRORS, ...(op.auth !== 'public' ? [401] : []), ...(op.body ? [400, 413, 415] : [])]);
+    if (op.auth !== 'public' && op.method !== 'get') errs.add(403);
     for (const code of [...errs].sort()) {
       responses[String(code)] = {
         description: ERROR_TEXT[code] ?? 'Internal error (details only in the agent log)',
@@ -198,7 +219,10 @@ export function buildOpenApi(ops: readonly OperationSpec[], version: string): Re
       summary: op.summary,
       ...(op.description ? { description: op.description } : {}),
       tags: [op.path.split('/')[2] ?? 'api'],
-      security: op.auth === 'public' ? [] : op.method === 'get' ? [{ session: [] }] : [{ session: [], csrf: [] }],
+      security: [
+        ...(op.auth === 'public' ? [] : op.method === 'get' ? [{ session: [] }] : [{ session: [], csrf: [] }]),
+        ...(op.auth === 'session-or-operator' ? [{ operator: [] }] : []),
+      ],
       responses,
     };
     if (op.params?.length) {
@@ -222,7 +246,9 @@ export function buildOpenApi(ops: readonly OperationSpec[], version: string): Re
         'The API the household web page uses: devices on the LAN and their pairing with NTM identities, phones and ' +
         'their enrollment, access grants, and live status. Sign in with POST /api/login (or /api/setup on first ' +
         'start); the session cookie is HttpOnly and SameSite=Strict; every POST, PUT and DELETE made with a session ' +
-        'needs the header X-CSRF-Token with the token from GET /api/session. Errors are JSON {error, message, field?}.',
+        'needs the header X-CSRF-Token with the token from GET /api/session. Errors are JSON {error, message, field?}. ' +
+        "The QoS operations (/api/qos…) also take the agent's operator token as a bearer, for the ISP's controller " +
+        '(paper §3.2.1: the controller gives chosen devices or phones priority); no CSRF token is needed with it.',
     },
     servers: [{ url: '/' }],
     paths,
@@ -231,6 +257,7 @@ export function buildOpenApi(ops: readonly OperationSpec[], version: string): Re
       securitySchemes: {
         session: { type: 'apiKey', in: 'cookie', name: 'ntm_session', description: '__Host-ntm_session over TLS' },
         csrf: { type: 'apiKey', in: 'header', name: 'X-CSRF-Token' },
+        operator: { type: 'http', scheme: 'bearer', description: "the agent's operator token (DATADIR/operator-token, 0600): the ISP's controller, for the QoS operations" },
       },
     },
   };

@@ -17,6 +17,7 @@ import type {
   TrafficView,
   TunnelView,
 } from '../types/household.js';
+import type { QosLink, QosRule, QosView } from '../types/qos.js';
 import { decodeEnrollment, makeEnrollment } from './enrollment.js';
 import type { HouseholdStore } from './household-store.js';
 import { TrafficHistory } from './traffic-history.js';
@@ -164,6 +165,22 @@ export class FakeAgent implements AgentApi {
 
   onEvent(listener: (e: AgentEvent) => void): () => void {
     return this.store.onEvent(listener);
+  }
+
+  /** The rules as stored; nothing is enforced (no kernel here). */
+  qos(): QosView {
+    return { link: this.store.qos.link(), ...this.store.qos.rules(), enforcement: { backend: 'none (fake agent)', applied: false, error: null } };
+  }
+
+  setQosRule(target: { readonly deviceId: number } | { readonly phoneId: string }, rule: QosRule | null): Promise<QosView> {
+    if ('deviceId' in target) this.store.qos.setDeviceRule(target.deviceId, rule);
+    else this.store.qos.setPhoneRule(target.phoneId, rule);
+    return Promise.resolve(this.qos());
+  }
+
+  setQosLink(link: QosLink): Promise<QosView> {
+    this.store.qos.setLink(link);
+    return Promise.resolve(this.qos());
   }
 
   // --- what tests drive -----------------------------------------------------------------------------------------

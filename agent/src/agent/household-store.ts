@@ -17,6 +17,7 @@ import { Journal, type JournalOptions } from './household/journal.js';
 import { HOUSEHOLD_MIGRATIONS } from './household/migrations.js';
 import { SqliteOwnerStore } from './household/owner.js';
 import { PhoneStore, type StoredPhone } from './household/phones.js';
+import { QosStore } from './household/qos.js';
 
 export type { AccessRule, DiscoveryResult, NewIdentity, PairedIdentity, PairTarget, SessionRecord, StoredPhone };
 export { HOUSEHOLD_MIGRATIONS };
@@ -30,6 +31,8 @@ export class HouseholdStore implements OwnerStore {
   private readonly deviceStore: DeviceStore;
   private readonly phoneStore: PhoneStore;
   private readonly grantStore: GrantStore;
+  /** QoS rules and link rates (household/qos.ts). */
+  readonly qos: QosStore;
   /** What the web server is given: the owner, the household's name, sessions, sign-in attempts. */
   readonly owner: SqliteOwnerStore;
 
@@ -43,6 +46,7 @@ export class HouseholdStore implements OwnerStore {
     this.phoneStore = new PhoneStore(this.journal);
     this.grantStore = new GrantStore(this.journal, this.phoneStore, this.deviceStore);
     this.owner = new SqliteOwnerStore(this.journal);
+    this.qos = new QosStore(this.journal, this.phoneStore, this.deviceStore);
   }
 
   /** Opens (creating if needed) the database file and the household schema in it. */

@@ -45,6 +45,7 @@ import { nameLabel, ntmHostName, ntmLabel } from './names.js';
 import { answerServiceQuery, type DnsSdView, type VisibleService } from './dns-sd.js';
 import type { DiscoveredDevice, DiscoveredService } from '../discovery/types.js';
 import { TrafficHistory, type TrafficSample } from './traffic-history.js';
+import type { QosBackend, QosLink, QosPlan, QosRule, QosTarget, QosView } from '../types/qos.js';
 
 const run = promisify(execFile);
 
@@ -84,6 +85,16 @@ export async function defaultRouteSources(): Promise<string[]> {
   return out;
 }
 
+/** The interface of this host's IPv4 default route (a vCPE's WAN), or undefined. */
+export async function defaultRouteDevice(): Promise<string | undefined> {
+  try {
+    const { stdout } = await run('ip', ['-j', '-4', 'route', 'get', '192.0.2.1'], { timeout: 5000 });
+    return (JSON.parse(stdout) as Array<{ dev?: string }>)[0]?.dev;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The household LAN's interface: the one with a private IPv4 address that is not the way to the default route (on
  * a vCPE, its LAN bridge).
@@ -113,6 +124,11 @@ export class AgentRuntime implements AgentApi {
   private readonly startedAt = Date.now();
   /** The services each device announces on the LAN now (device id → services), from the latest discovery snapshot. */
   private lanServices = new Map<number, readonly DiscoveredService[]>();
+  /** QoS enforcement (startQos), the interfaces it shapes, and how the last apply went. */
+  private qosBackend: { backend: QosBackend; wan: string; lan: string } | undefined;
+  private qosState: { applied: boolean; error: string | null } = { applied: false, error: null };
+  /** The plan last enforced, as JSON: a tunnel event that changes nothing in it applies nothing. */
+  private qosApplied = '';
   private readonly version: string;
   /** Per-connection traffic of the last minutes (the status page's charts), sampled from the tunnels' counters. */
   private readonly trafficHistory = new TrafficHistory();
@@ -286,7 +302,10 @@ export class AgentRuntime implements AgentApi {
       moved++;
       this.o.log.info('a paired device moved on the LAN', { device: e.name, from: was, to: is });
     }
-    if (moved > 0) await this.engine.setPairedSources(this.policy.lanSources());
+    if (moved > 0) {
+      await this.engine.setPairedSources(this.policy.lanSources());
+      await this.enforceQos();
+    }
     return moved;
   }
 
@@ -404,6 +423,7 @@ export class AgentRuntime implements AgentApi {
     this.host.removeNode(ntmId);
     this.reconfigure();
     await this.engine.setPairedSources(this.policy.lanSources());
+    await this.enforceQos();
     this.o.log.info('device unpaired', { device: device.name, id: ntmId });
   }
 
@@ -432,6 +452,7 @@ export class AgentRuntime implements AgentApi {
     this.dc.release(p.id);
     const cut = this.host.dropPeer(p.id);
     this.reconfigure();
+    await this.enforceQos();
     this.o.log.info('phone removed', { phone: p.name, id: p.id, tunnelsCut: cut });
   }
 
@@ -537,6 +558,8 @@ export class AgentRuntime implements AgentApi {
   private onHostEvent(e: HostEvent): void {
     const name = (id: string) => this.paired.get(id)?.name ?? id;
     const phone = (id: string) => this.store.phones().find((p) => p.id === id)?.name ?? id;
+    // A phone's tunnel came up or moved: its outer endpoint may have changed, and its QoS rule follows it.
+    if (e.kind === 'tunnel-up' || e.kind === 'tunnel-moved') void this.enforceQos();
     if (e.kind === 'tunnel-up') this.store.addEvent('tunnel.up', `${phone(e.peer)} ↔ ${name(e.node)}: ${e.path} tunnel up in ${Math.round(e.setupMs)} ms`);
     else if (e.kind === 'tunnel-moved') this.store.addEvent('tunnel.moved', `${phone(e.peer)} ↔ ${name(e.node)} moved (${e.path}); ${Math.round(e.interruptionMs)} ms without traffic`);
     else if (e.kind === 'tunnel-failed') this.store.addEvent('tunnel.failed', `${phone(e.peer)} ↔ ${name(e.node)} failed: ${e.why}`);
@@ -551,6 +574,7 @@ export class AgentRuntime implements AgentApi {
       phones: this.phones(),
       dataplane: this.engine.status(),
       dnsSd: { domain: this.serviceDomain(), devicesWithServices: this.lanServices.size },
+      qos: this.qos(),
       dc: this.dc.status(),
       rs: this.rs?.status() ?? null,
       terminal: this.host.status(this.engine.counts.socket()),
@@ -558,8 +582,75 @@ export class AgentRuntime implements AgentApi {
     };
   }
 
+  // ---------------------------------------------------------------------------------------------------------------
+  // QoS (paper §3.2.1): rules from the store, enforced by a QosBackend (qos/kernel.ts), restored at every start.
+
+  /** Starts enforcing: puts the stored rules into the kernel now (after a restart: as they were). */
+  async startQos(backend: QosBackend, wan: string, lan: string): Promise<void> {
+    this.qosBackend = { backend, wan, lan };
+    await this.enforceQos();
+  }
+
+  /** The whole plan from the store, the LAN addresses discovery knows and the phones' live tunnel endpoints. */
+  qosPlan(): QosPlan {
+    const { devices, phones } = this.store.qos.rules();
+    const targets: QosTarget[] = [];
+    for (const r of devices) {
+      const d = this.store.device(r.deviceId);
+      const lan = [d.ipv4, d.ipv6].filter((a): a is string => a !== null);
+      targets.push({ key: `device:${r.deviceId}`, rule: r, lanAddresses: lan, tunnelEndpoints: [] });
+    }
+    for (const r of phones) {
+      // Direct paths only: a relayed tunnel's datagrams go to the RS, shared with other phones' (README: QoS).
+      const eps = new Map<string, Endpoint>();
+      for (const t of this.host.allTunnels()) if (t.peerId === r.phoneId && t.path === 'direct' && t.endpoint) eps.set(formatEndpoint(t.endpoint), t.endpoint);
+      targets.push({ key: `phone:${r.phoneId}`, rule: r, lanAddresses: [], tunnelEndpoints: [...eps.values()] });
+    }
+    const q = this.qosBackend;
+    return { link: this.store.qos.link(), wanInterface: q?.wan ?? '', lanInterface: q?.lan ?? '', tunnelPort: this.host.bind.port, targets };
+  }
+
+  private async enforceQos(force = false): Promise<void> {
+    const q = this.qosBackend;
+    if (!q) return;
+    const plan = this.qosPlan();
+    const json = JSON.stringify(plan);
+    if (!force && json === this.qosApplied && this.qosState.applied) return;
+    try {
+      await q.backend.apply(plan);
+      this.qosApplied = json;
+      this.qosState = { applied: true, error: null };
+    } catch (e) {
+      this.qosState = { applied: false, error: (e as Error).message };
+      this.o.log.error('QoS could not be enforced', { err: e });
+    }
+  }
+
+  qos(): QosView {
+    return {
+      link: this.store.qos.link(),
+      ...this.store.qos.rules(),
+      enforcement: { backend: this.qosBackend?.backend.name ?? 'none (agent.qos is off)', ...this.qosState },
+    };
+  }
+
+  async setQosRule(target: { readonly deviceId: number } | { readonly phoneId: string }, rule: QosRule | null): Promise<QosView> {
+    if ('deviceId' in target) this.store.qos.setDeviceRule(target.deviceId, rule);
+    else this.store.qos.setPhoneRule(target.phoneId, rule);
+    await this.enforceQos(true);
+    return this.qos();
+  }
+
+  async setQosLink(link: QosLink): Promise<QosView> {
+    this.store.qos.setLink(link);
+    await this.enforceQos(true);
+    return this.qos();
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.trafficTimer);
+    // A clean stop leaves no shaping behind (a crash leaves it in force until the next start replaces it).
+    await this.qosBackend?.backend.clear().catch((e: Error) => this.o.log.warn('QoS rules could not be removed', { err: e }));
     await this.engine.stop();
     await this.host.close();
     await this.rs?.stop();

@@ -13,13 +13,15 @@ import { agentOperator } from './operator.js';
 import { EXIT_HELP } from './exit.js';
 import type { AgentApi, PairInput } from '../types/household.js';
 import { LanDiscovery } from '../discovery/index.js';
+import { KernelQos } from '../qos/kernel.js';
+import { loadOrCreateToken } from '../operator/server.js';
 import { createWebApp, type WebApp } from '../../../web-ui/server/app.js';
 import { loadOrCreateCertificate, type WebCertificate } from '../../../web-ui/server/certificate.js';
 import { lanAddresses, planWebListeners, type LanAddress, type WebListener } from '../agent/web-listen.js';
 import type { Logger } from '../util/log.js';
 import type { SectionConfig } from '../config/schema.js';
 import { loadOrCreateSetupCode, removeSetupCode } from '../../../web-ui/server/setup-code.js';
-import { detectLanInterface } from '../agent/runtime.js';
+import { defaultRouteDevice, detectLanInterface } from '../agent/runtime.js';
 import { missingNodeFlags } from './node-flags.js';
 
 export const AGENT_HELP = `ntm agent — the household agent on the vCPE (the RCA proxy for appliances without NTMobile)
@@ -172,6 +174,12 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
     });
     await discovery.start();
   } else log.warn('no LAN interface found: discovery is off (set agent.lanInterface)');
+  // QoS (paper §3.2.1): the stored rules go back into the kernel now, as they were before a restart.
+  if (agent.qos) {
+    const wan = agent.wanInterface || (await defaultRouteDevice());
+    if (wan || lan) await runtime.startQos(new KernelQos({ log }), wan ?? '', lan ?? '');
+    else log.warn('QoS is off: neither a WAN nor a LAN interface was found (set agent.wanInterface, agent.lanInterface)');
+  }
 
   // The household's web page: no default password; the owner proves presence with the one-time setup code. It
   // listens on the LAN side only by default (agent/web-listen.ts), plain and over HTTPS with the agent's own certificate.
@@ -239,6 +247,8 @@ async function startWeb(
     allowedHosts: agent.allowedHosts,
     log,
     onSetupComplete: () => removeSetupCode(codeFile),
+    // The ISP's controller sets QoS with this token (the household API's QoS operations take it as a bearer).
+    operatorToken: loadOrCreateToken(join(agent.dataDir, 'operator-token')),
     ...(cert ? { tls: { key: cert.key, cert: cert.cert } } : {}),
   });
   const bound = async (list: readonly WebListener[], tls: boolean): Promise<string[]> => {

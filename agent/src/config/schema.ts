@@ -172,6 +172,8 @@ export const SCHEMA = {
     setupCodeFile: f('', str, 'Where the one-time setup code is written on first start; empty: dataDir/setup-code.'),
     enrollTtlS: f(900, num(30, 7 * 86400), 'Lifetime of a phone enrollment token (seconds).'),
     mdns: f(true, bool, 'Discover LAN appliances with mDNS through the system\'s Avahi daemon.'),
+    qos: f(true, bool, 'Enforce the QoS rules (per device and phone, set through the API) with tc HTB + fq_codel and nftables (table inet ntm_qos); nothing is shaped until a link rate is set.'),
+    wanInterface: f('', str, 'WAN interface of the vCPE (QoS shapes the uplink on it); empty: the default route\'s interface.'),
   },
   operator: {
     dcListen: f('127.0.0.1:9100', str, 'TCP address of `ntm dc`\'s operator API and /metrics (the ISP\'s side: loopback unless you set its management address; "" disables).'),

@@ -2,6 +2,8 @@
 // Implemented by agent/src/agent/runtime.ts (the real agent) and by fakes in tests; web-ui/server calls only this, and
 // the page (web-ui/client/api.ts) reads these same views: type-only, so this file must stay free of values.
 
+import type { QosLink, QosRule, QosView } from './qos.js';
+
 export type DeviceSource = 'mdns' | 'neighbour' | 'manual';
 
 export interface DeviceView {
@@ -136,4 +138,9 @@ export interface AgentApi {
   events(limit?: number): AgentEvent[];
   /** Live events for the page (server-sent events); returns the unsubscribe function. */
   onEvent(listener: (e: AgentEvent) => void): () => void;
+  /** QoS (paper §3.2.1): the rules, the link, and whether enforcement holds them. */
+  qos(): QosView;
+  /** Sets (rule) or removes (null) a paired device's or a phone's rule, and enforces the whole new plan. */
+  setQosRule(target: { readonly deviceId: number } | { readonly phoneId: string }, rule: QosRule | null): Promise<QosView>;
+  setQosLink(link: QosLink): Promise<QosView>;
 }

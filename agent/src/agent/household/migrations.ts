@@ -71,5 +71,12 @@ export const HOUSEHOLD_MIGRATIONS = {
        at INTEGER NOT NULL,
        kind TEXT NOT NULL,
        message TEXT NOT NULL);`,
+    // Issue 13, part 2: QoS rules per device ("device:ID") and per phone ("phone:0x…"); link rates live in hh_meta.
+    `CREATE TABLE hh_qos (
+       target TEXT PRIMARY KEY,
+       class TEXT NOT NULL CHECK (class IN ('priority', 'normal', 'background')),
+       up_kbit INTEGER,
+       down_kbit INTEGER,
+       updated_at INTEGER NOT NULL);`,
   ],
 } as const;
