@@ -287,6 +287,11 @@ void test('the household path in Chromium on the household testbed, surviving ki
         assert.equal(await paired.locator('code.ntm-name').textContent(), d.ntmName);
         assert.match((await paired.textContent()) ?? '', new RegExp(d.virtualV4.replace(/\./g, '\\.')), 'the page shows the virtual address');
         lampDev = d;
+        // "This device first" (QoS, paper §3.2.1): one click gives the lamp the priority class on the household's link.
+        await paired.getByLabel('This device first').check();
+        await page.getByText(`${LAMP_NAME} now goes first`).waitFor();
+        const qos = await apiGet<{ devices: Array<{ deviceId: number; class: string }> }>(page, '/api/qos');
+        assert.deepEqual(qos.devices.map((r) => [r.deviceId, r.class]), [[d.id, 'priority']]);
         await checkPage(page, 'devices, paired');
         await browser.screenshot(page, 'household-devices-paired');
       });
@@ -428,6 +433,7 @@ void test('the household path in Chromium on the household testbed, surviving ki
         assert.match((await paired.textContent()) ?? '', new RegExp(lampDev.virtualV4!.replace(/\./g, '\\.')), 'the same virtual address');
         const d = (await apiGet<DeviceJson[]>(page, '/api/devices')).find((x) => x.id === lampDev.id);
         assert.deepEqual([d?.paired, d?.ntmId, d?.virtualV4], [true, lampDev.ntmId, lampDev.virtualV4], 'the same identity');
+        assert.equal(await paired.getByLabel('This device first').isChecked(), true, 'the lamp still goes first');
         await browser.screenshot(page, 'household-devices-after-restart');
         await goTo(page, 'Phones');
         await page.locator(`#phone-list li.card[data-phone-id="${phoneId}"]`).getByText(PHONE_NAME).waitFor();
