@@ -104,11 +104,13 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
 
     // A /15 pool: room for 131,070 terminals. The generator plays them all from one loopback address, where the
     // open DC's per-source limit on newcomers (dc.newPerSource*) would hold all but ten: lifted, as if each had its own.
+    // So is the cookie reply under load (dc.cookieAbovePerSec): this measures the DC's EC work, not a flood's refusal
+    // (tests/bench/flood.ts measures that).
     dc = spawn(
       'taskset',
       [
         ...['-c', String(cpu.dc), process.execPath, ...NODE_FLAGS.dc, NTM, 'dc', '--data-dir', tmp.path, '--listen', '127.0.0.1:0', '--pool', '198.18.0.0/15'],
-        ...['--set', 'dc.newPerSourceBurst=1000000', '--set', 'dc.newPerSourcePerMin=1000000'],
+        ...['--set', 'dc.newPerSourceBurst=1000000', '--set', 'dc.newPerSourcePerMin=1000000', '--set', 'dc.cookieAbovePerSec=1000000'],
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );

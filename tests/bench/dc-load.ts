@@ -26,6 +26,7 @@ import {
   decodeRegistrationResponseHeader,
   encodeNatProbe,
   encodeRegistrationRequest,
+  mac1Key,
   registrationKey,
 } from '../../agent/src/protocol/registration.js';
 import { Status } from '../../agent/src/protocol/control.js';
@@ -232,6 +233,7 @@ async function main(): Promise<void> {
   const packed = await generateAll(o);
   const nt = (i: number) => packed.subarray(i * RECORD, i * RECORD + NT_LENGTH);
   const kss = (i: number) => packed.subarray(i * RECORD + NT_LENGTH, (i + 1) * RECORD);
+  const macKey = mac1Key(Buffer.from(o.dcPublicKey, "hex"));
   console.log(JSON.stringify({ phase: 'generated', terminals: o.count, seconds: (performance.now() - t0) / 1000 }));
   // From here on one core: the DC has the other one.
   if (o.cpu !== undefined) execFileSync('taskset', ['-a', '-p', '-c', String(o.cpu), String(process.pid)], { stdio: 'ignore' });
@@ -251,7 +253,7 @@ async function main(): Promise<void> {
         const txid = BigInt(base + i);
         nonces[i] = nonce;
         const req = { terminalIndex: base + i, txid, nonce, time, nt: nt(i), locals: [local], name: '', token: new Uint8Array(0) };
-        requests[i] = encodeRegistrationRequest(req, kss(i));
+        requests[i] = encodeRegistrationRequest(req, kss(i), macKey);
         probes[i] = encodeNatProbe(0, txid, nt(i).subarray(1, 21));
       }
     };

@@ -1,7 +1,7 @@
 // Issue 11 #8: "the RS bind does not cover the sender's address". A tunnel end (here terminal A's own key, as a
 // malicious or compromised end would have) signs a fresh RELAY_BIND for its live relayed tunnel and sends it from a
 // victim's address. The RS must not send the tunnel's relayed traffic there: a bind from a new address is answered
-// with a RELAY_CHALLENGE and binds only once the cookie is echoed (agent/src/rs/cookie.ts). Real `ntm dc`, `ntm rs`
+// with a RELAY_CHALLENGE and binds only once the cookie is echoed (agent/src/crypto/source-cookie.ts). Real `ntm dc`, `ntm rs`
 // and two `ntm up` behind symmetric NATs (the relayed case); the victim is a UDP socket on the DC's host.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -27,6 +27,7 @@ import { IntegrityError, RegistrationRefusedError, RejectedError } from '../../a
 import type { Clock } from '../../agent/src/types/net.js';
 import { buildPacket } from '../../agent/src/dataplane/packet/testing/build.js';
 import { ip4ToBytes } from '../../agent/src/protocol/ip.js';
+import { REGISTRATION_COOKIE, encodeRegistrationRequest, mac1Key } from '../../agent/src/protocol/registration.js';
 
 const RETRY = { initialMs: 100, maxMs: 400, deadlineMs: 4000 };
 
@@ -437,6 +438,49 @@ void describe('the DC on a fake network', () => {
     } finally {
       await closeAll([d], [a, b]);
       db.close();
+    }
+  });
+
+  test('under load a registration from an unknown ID costs an ECDH only once its sender echoed a cookie; garbage costs none', async () => {
+    const net = new FakeNetwork();
+    // Always under load: every unknown ID must echo a cookie first.
+    const d = await startDc(net, '10.0.0.1', { config: { 'dc.cookieAbovePerSec': 0 } });
+    const alice = startTerminal(net, '10.0.1.1', d, 'alice');
+    const forger = net.open(['10.0.7.7']);
+    const answers: number[] = [];
+    forger.onMessage((m) => answers.push(m[0]!));
+    try {
+      // The terminal handles the cookie reply on its own: one more round trip, one ECDH.
+      await alice.node.register();
+      assert.equal(count(d.dc, 'reg-cookie-sent'), 1);
+      assert.equal(count(d.dc, 'reg-ecdh'), 1);
+      // Renewals of a known ID need no cookie (K_ss is cached).
+      await alice.node.register();
+      assert.equal(count(d.dc, 'reg-cookie-sent'), 1);
+
+      // Forged requests: a valid Node Transaction and mac1 (anyone knowing the DC's key can make them), a MAC under a
+      // wrong K_ss. Each gets a cookie reply, none an ECDH; one with a broken mac1 gets nothing.
+      const key = Identity.generate();
+      const nt = NT.encode(NT.sign(key, { dcId: d.identity.id, revoked: false, timestamp: Date.now() }));
+      const forged = (i: number) =>
+        encodeRegistrationRequest(
+          { terminalIndex: i, txid: BigInt(i), nonce: Buffer.alloc(16, i), time: Date.now(), nt, locals: [], name: '', token: new Uint8Array(0) },
+          Buffer.alloc(32, 7),
+          mac1Key(d.identity.publicKey),
+        );
+      for (let i = 1; i <= 50; i++) forger.send(forged(i), d.endpoint);
+      const garbage = forged(99);
+      garbage[50] = garbage[50]! ^ 1;
+      forger.send(garbage, d.endpoint);
+      await until('the cookie replies', () => answers.length >= 50);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual([...new Set(answers)], [REGISTRATION_COOKIE]);
+      assert.equal(answers.length, 50, 'one cookie reply per forged request, nothing for garbage');
+      assert.equal(count(d.dc, 'reg-ecdh'), 1, 'no EC operation for any forged request');
+      assert.equal(d.dc.drops.toJSON()['reg-mac1'], 1);
+    } finally {
+      await forger.close();
+      await closeAll([d], [alice]);
     }
   });
 });

@@ -9,7 +9,12 @@ import { CONTROL_TYPE, TunnelKeypair } from '../../agent/src/crypto/session.js';
 import { Identity } from '../../agent/src/protocol/identity.js';
 import {
   channelKeys,
+  checkMac1,
   checkRegistrationMac,
+  mac1Key,
+  mac2Of,
+  openRegistrationCookie,
+  requestMac2,
   decodeHint,
   decodeNatProbe,
   decodeRegistrationAnswer,
@@ -44,6 +49,7 @@ const file = loadVectors<{ description: string; vectors: MessageVector[] }>(OWN_
 const ALL_TYPES = [
   'REGISTRATION_REQUEST',
   'REGISTRATION_RESPONSE',
+  'REGISTRATION_COOKIE',
   'NAT_PROBE',
   'HINT',
   'RELAY_CHALLENGE',
@@ -75,6 +81,10 @@ const DECODE: Record<string, Decoder> = {
     const kss = registrationKey(party('dc').dh(party('terminal').publicKey)!);
     assert.equal(kss.toString('hex'), v.keys!.kss);
     assert.ok(checkRegistrationMac(r, kss), 'MAC');
+    // mac1 under the DC's public key, as anyone who knows it computes it; mac2 zeros, or under the cookie.
+    assert.equal(mac1Key(party('dc').publicKey).toString('hex'), v.keys!.mac1);
+    assert.ok(checkMac1(packet, h(v.keys!.mac1!)), 'mac1');
+    assert.deepEqual(requestMac2(packet), v.keys!.cookie ? mac2Of(packet, h(v.keys!.cookie)) : Buffer.alloc(16), 'mac2');
     const { terminalIndex, txid, nonce, time, nt, locals, name, token } = r;
     return { terminalIndex, txid, nonce, time, nt, locals, name, token };
   },
@@ -88,6 +98,15 @@ const DECODE: Record<string, Decoder> = {
     assert.equal(body.toString('hex'), v.plaintext);
     const answer = ok(decodeRegistrationAnswer(body), 'body');
     return { terminalIndex: hd.terminalIndex, dcIndex: hd.dcIndex, nonceDc: hd.nonceDc, nonceT: f.nonceT, body: answer.refused ? answer.refusal : answer.result };
+  },
+  REGISTRATION_COOKIE: (v, packet) => {
+    const f = v.fields as { requestMac1: string };
+    const cookie = openRegistrationCookie(packet, h(f.requestMac1));
+    assert.ok(cookie, 'the reply echoes the request\'s mac1');
+    const other = Buffer.from(h(f.requestMac1));
+    other[0] = other[0]! ^ 1;
+    assert.equal(openRegistrationCookie(packet, other), undefined, 'and is refused for another request');
+    return { terminalIndex: packet.readUInt32BE(4), requestMac1: f.requestMac1, cookie };
   },
   NAT_PROBE: (v, packet) => ok(decodeNatProbe(packet), v.name),
   HINT: (v, packet) => ok(decodeHint(packet), v.name),
@@ -181,8 +200,21 @@ void describe('message vectors (ntm-messages.json)', () => {
       bad[at] = bad[at]! ^ 0x01;
       switch (v.message) {
         case 'REGISTRATION_REQUEST': {
+          // The last byte is mac2's; a flip anywhere before it breaks mac1 (and the MAC under K_ss, if before that).
           const r = decodeRegistrationRequest(bad);
-          assert.ok(!r.ok || !checkRegistrationMac(r.value, h(v.keys!.kss!)), v.name);
+          const mac2 = v.keys!.cookie ? mac2Of(bad, h(v.keys!.cookie)) : Buffer.alloc(16);
+          assert.ok(!r.ok || !checkRegistrationMac(r.value, h(v.keys!.kss!)) || !mac2.equals(requestMac2(bad)), v.name);
+          const early = Buffer.from(packet);
+          early[40] = early[40]! ^ 0x01;
+          assert.ok(!checkMac1(early, h(v.keys!.mac1!)), `${v.name}: mac1`);
+          break;
+        }
+        case 'REGISTRATION_COOKIE': {
+          // The last byte is the cookie's (unauthenticated by design: it only has to come back); one in the echoed
+          // mac1 makes the reply answer no request.
+          const early = Buffer.from(packet);
+          early[10] = early[10]! ^ 0x01;
+          assert.equal(openRegistrationCookie(early, h((v.fields as { requestMac1: string }).requestMac1)), undefined, v.name);
           break;
         }
         case 'CONTROL':

@@ -24,6 +24,10 @@ import {
   encodeNatProbe,
   encodeRegistrationBody,
   encodeRegistrationRequest,
+  encodeRegistrationCookie,
+  mac1Key,
+  requestMac1,
+  REGISTRATION_COOKIE,
   encodeRegistrationResponseHeader,
   registrationKey,
   encodeRegistrationRefusal,
@@ -277,9 +281,29 @@ export function messageVectors(secp: Secp256k1, aead: Aead): { description: stri
     name: 'phone',
     token: Buffer.from('enrol-0001', 'ascii'),
   };
-  add({ name: 'registration request: locals, name and enrollment token', message: 'REGISTRATION_REQUEST', type: REGISTRATION_REQUEST, fields: regFull, keys: { kss: hex(kss) }, packet: encodeRegistrationRequest(regFull, kss) });
+  // mac1 under SHA-256("NTM1 mac1" ‖ DC key); mac2 zeros without a regCookie, else under the cookie (§3.2).
+  const m1 = mac1Key(dc.publicKey);
+  const regKeys = { kss: hex(kss), mac1: hex(m1) };
+  const fullPacket = encodeRegistrationRequest(regFull, kss, m1);
+  add({ name: 'registration request: locals, name and enrollment token', message: 'REGISTRATION_REQUEST', type: REGISTRATION_REQUEST, fields: regFull, keys: regKeys, packet: fullPacket });
   const regMin = { ...regFull, txid: 0x0000_0000_0000_0001n, terminalIndex: 0xffff_ffff, time: T0 + 600, locals: [], name: '', token: Buffer.alloc(0) };
-  add({ name: 'registration request: no locals, no name, no token', message: 'REGISTRATION_REQUEST', type: REGISTRATION_REQUEST, fields: regMin, keys: { kss: hex(kss) }, packet: encodeRegistrationRequest(regMin, kss) });
+  add({ name: 'registration request: no locals, no name, no token', message: 'REGISTRATION_REQUEST', type: REGISTRATION_REQUEST, fields: regMin, keys: regKeys, packet: encodeRegistrationRequest(regMin, kss, m1) });
+  const regCookie = label16('NTM1 vector: cookie');
+  add({
+    name: 'registration request echoing a cookie (mac2)',
+    message: 'REGISTRATION_REQUEST',
+    type: REGISTRATION_REQUEST,
+    fields: regFull,
+    keys: { ...regKeys, cookie: hex(regCookie) },
+    packet: encodeRegistrationRequest(regFull, kss, m1, regCookie),
+  });
+  add({
+    name: 'registration cookie (the DC under load)',
+    message: 'REGISTRATION_COOKIE',
+    type: REGISTRATION_COOKIE,
+    fields: { terminalIndex: regFull.terminalIndex, requestMac1: requestMac1(fullPacket), cookie: regCookie },
+    packet: encodeRegistrationCookie(regFull.terminalIndex, regCookie, requestMac1(fullPacket)),
+  });
   const nonceDc = label16('NTM1 vector: nonce_dc');
   const [kT2Dc, kDc2T, kResp] = channelKeys(kss, regFull.nonce, nonceDc);
   const dcIndex = 0x0a0b_0c0d;

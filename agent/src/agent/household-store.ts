@@ -105,6 +105,9 @@ export class HouseholdStore implements OwnerStore {
   pendingEnrollments(): { id: number; name: string; expiresAt: string }[] {
     return this.phoneStore.pendingEnrollments();
   }
+  enrollmentOpen(secret: Uint8Array, phoneId: string): boolean {
+    return this.phoneStore.enrollmentOpen(secret, phoneId);
+  }
   consumeEnrollment(secret: Uint8Array, phoneId: string): StoredPhone | null {
     return this.phoneStore.consumeEnrollment(secret, phoneId);
   }

@@ -181,6 +181,7 @@ export class AgentRuntime implements AgentApi {
       admit: (id, token) => ref.self?.admit(id, token) ?? false,
       // The household's own devices and phones keep their addresses until removed (dc.expireAfterS is 0 here anyway).
       keepLease: (id) => ref.self?.store.isAdmitted(id) ?? true,
+      mayAdmit: (id, token) => ref.self?.mayAdmit(id, token) ?? false,
       allowDirection: (from, to) => ref.self?.allowDirection(from, to) ?? false,
       answerDns: (from, query) => ref.self?.answerDns(from, query),
       onEvent: (e) => ref.self?.onDcEvent(e),
@@ -329,6 +330,11 @@ export class AgentRuntime implements AgentApi {
     if (!phone) return false;
     this.o.log.info('phone enrolled', { id, name: phone.name });
     return true;
+  }
+
+  /** admit() without its side effect, for the DC to ask before it spends an ECDH on an unknown ID. */
+  private mayAdmit(id: string, token: Uint8Array): boolean {
+    return this.pendingAdmit.has(id) || (token.length > 0 && this.store.enrollmentOpen(token, id)) || this.store.isAdmitted(id);
   }
 
   private allowDirection(from: string, to: string): boolean {

@@ -105,6 +105,11 @@ export const SCHEMA = {
     freshnessS: f(60, num(1, 3600), 'Largest accepted clock difference of a Node Transaction timestamp (replay/freshness).'),
     newPerSourceBurst: f(10, num(1, 1_000_000), 'First-time registrations one source (IPv4 address, IPv6 /64) may make at once; each costs an ECDH and, once admitted, an address.'),
     newPerSourcePerMin: f(10, num(1, 1_000_000), 'First-time registrations per minute one source may make, sustained.'),
+    cookieAbovePerSec: f(
+      100,
+      num(0, 1_000_000),
+      'Registrations from unknown IDs per second above which the DC is under load: each such request then must echo a cookie the DC sends to its source address (WireGuard\'s cookie reply) before it costs an ECDH. 0: always.',
+    ),
     limitSources: f(100_000, num(100, 10_000_000), 'Sources the per-source limits track at once (bounded memory); when full, new sources wait.'),
     peers: f<PeerRef[]>([], list(peerRef), 'Other DCs: "0xID@addr:port". Node Transactions are replicated to them; directions to their terminals go through them.'),
     relays: f<PeerRef[]>([], list(peerRef), 'Relay Servers this DC may route through: "0xID@addr:port" (one entry per address family).'),
@@ -125,6 +130,11 @@ export const SCHEMA = {
     reportS: f(5, num(1, 600), 'Load report period (seconds).'),
     capacityTunnels: f(10_000, num(1, 10_000_000), 'Tunnels this RS accepts; its load is reported as a fraction of it.'),
     pendingFrames: f(8, num(0, 1024), 'Frames held per tunnel while waiting for the other end to bind.'),
+    bindPerSourceBurst: f(100, num(1, 1_000_000), 'RELAY_BINDs one source (IPv4 address, IPv6 /64) may have checked at once; each costs a signature recovery or two. Many terminals behind one CGNAT address share it.'),
+    bindPerSourcePerMin: f(1200, num(1, 10_000_000), 'RELAY_BINDs per minute one source may have checked, sustained.'),
+    newTunnelsPerSourceBurst: f(50, num(1, 1_000_000), 'New relayed tunnels one source may open at once (each holds a slot of capacityTunnels until its ticket expires).'),
+    newTunnelsPerSourcePerMin: f(120, num(1, 10_000_000), 'New relayed tunnels per minute one source may open, sustained.'),
+    limitSources: f(100_000, num(100, 10_000_000), 'Sources the per-source limits track at once (bounded memory); when full, new sources wait.'),
   },
   terminal: {
     dc: f('', str, 'The managing DC: "0xID@addr:port" (also given by an enrollment token).'),

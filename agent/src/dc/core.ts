@@ -11,8 +11,9 @@ import { Counters, silentLogger, ThrottledLog, type Logger } from '../util/log.j
 import { TerminalTable } from './terminals.js';
 import { TurnCommit } from './commit.js';
 import { defaultPools } from './pools.js';
-import { SourceLimiter, TokenBucket } from './source-limit.js';
-import type { RefusalReason } from '../protocol/registration.js';
+import { LoadMeter, SourceLimiter, TokenBucket } from '../util/source-limit.js';
+import { SourceCookies } from '../crypto/source-cookie.js';
+import { mac1Key, type RefusalReason } from '../protocol/registration.js';
 
 export interface DcServerOptions {
   readonly identity: Identity;
@@ -32,6 +33,13 @@ export interface DcServerOptions {
    * paper's public DCs. The agent's household DC admits only paired appliances and enrolled phones.
    */
   readonly admit?: (id: string, token: Uint8Array) => Admission;
+  /**
+   * With `admit`: whether it could admit this ID with this token, asked before the ECDH an unknown ID costs and
+   * without side effects (admit() may spend a one-time token, so it is asked only once the request's MAC holds).
+   * The household DC answers from what the household paired or invited, so a forged registration costs it no EC
+   * operation. Absent: every unknown ID gets its ECDH (within the per-source limit of an open DC).
+   */
+  readonly mayAdmit?: (id: string, token: Uint8Array) => boolean;
   /** Whether a terminal's address lease never expires (a household's own devices); absent: every lease may expire. */
   readonly keepLease?: (id: string) => boolean;
   /** Whether `from` may get a route to `to` (the household's access policy); absent: allowed. */
@@ -89,10 +97,19 @@ export class DcCore {
   readonly commit: TurnCommit;
   readonly peers = new Map<string, PeerState>();
   readonly relays = new Map<string, RelayState>();
-  /** First-time registrations per source (dc/source-limit.ts). */
+  /** First-time registrations per source (util/source-limit.ts). */
   readonly newPerSource: SourceLimiter;
-  /** Authenticated "rate limited" answers to requests over their source's limit (dc/source-limit.ts TokenBucket). */
+  /**
+   * Authenticated refusals to requests over their source's limit, or from IDs mayAdmit turned down (each costs the
+   * ECDH those checks ration): a few a second for the whole DC, silence beyond (util/source-limit.ts TokenBucket).
+   */
   readonly limitedAnswers = new TokenBucket(20, 20);
+  /** Registrations from unknown IDs asked for (each an ECDH): above dc.cookieAbovePerSec the DC asks for cookies. */
+  readonly unknownLoad: LoadMeter;
+  /** The cookies a DC under load hands out (REGISTRATION_COOKIE, docs/protocol.md §3.2). */
+  readonly cookies: SourceCookies;
+  /** The key of mac1, derived from the DC's public key once. */
+  readonly mac1Key: Buffer;
   stopped = false;
 
   readonly bind: Bind;
@@ -102,6 +119,9 @@ export class DcCore {
     this.log = (opts.log ?? silentLogger).child({ role: 'dc' });
     this.clock = opts.clock ?? SYSTEM_CLOCK;
     this.newPerSource = new SourceLimiter({ burst: opts.config.newPerSourceBurst, perMinute: opts.config.newPerSourcePerMin, maxSources: opts.config.limitSources });
+    this.unknownLoad = new LoadMeter(opts.config.cookieAbovePerSec);
+    this.cookies = new SourceCookies(() => this.clock.monotonic());
+    this.mac1Key = mac1Key(opts.identity.publicKey);
     this.refusals = new ThrottledLog(this.log, () => this.clock.monotonic());
     this.identity = opts.identity;
     this.config = opts.config;

@@ -10,8 +10,16 @@ import { defaultAead } from '../crypto/aead.js';
 import { formatId, tryIdFromPublicKey } from '../crypto/secp256k1.js';
 import {
   channelKeys,
+  checkMac1,
   checkRegistrationMac,
   decodeNatProbe,
+  encodeRegistrationCookie,
+  hasMac2,
+  mac2Of,
+  requestMac1,
+  requestMac2,
+  REGISTRATION_REQUEST_MIN,
+  REQUEST_ID_OFFSET,
   decodeRegistrationRequest,
   encodeNatProbe,
   encodeRegistrationBody,
@@ -51,13 +59,23 @@ export class Registration {
 
   onRegistration(data: Buffer, from: Endpoint, bind: Bind): void {
     const { dc } = this;
+    // mac1 first (WireGuard §5.4.4): random garbage costs one HMAC and nothing else, not even a decode.
+    if (data.length < REGISTRATION_REQUEST_MIN) return dc.drops.inc('reg-malformed');
+    if (!checkMac1(data, dc.mac1Key)) return dc.drops.inc('reg-mac1');
+    const idHex = formatId(data.subarray(REQUEST_ID_OFFSET, REQUEST_ID_OFFSET + 20));
+    let rec = dc.terminals.byId.get(idHex);
+    // An ID we do not know costs an ECDH before its MAC can be checked. Under load (WireGuard §5.4.7) that is done only
+    // for a sender that echoed our cookie: a flood from spoofed sources costs a cookie reply each (an HMAC, 40 bytes
+    // back, less than came in), before even a decode, and no EC operation.
+    if (!rec && dc.unknownLoad.note(dc.clock.monotonic()) && !this.cookieEchoed(data, from)) {
+      dc.counts.inc('reg-cookie-sent');
+      return dc.send(encodeRegistrationCookie(data.readUInt32BE(4), dc.cookies.issue(from), requestMac1(data)), from, bind);
+    }
     const d = decodeRegistrationRequest(data);
     if (!d.ok) return dc.drops.inc('reg-malformed');
     const req = d.value;
     const idBytes = req.nt.subarray(1, 21);
-    const idHex = formatId(idBytes);
     const src = formatEndpoint(from);
-    let rec = dc.terminals.byId.get(idHex);
     if (rec?.lastReg && rec.lastReg.txid === req.txid && rec.lastReg.time === req.time) {
       if (rec.lastReg.src !== src) return dc.drops.inc('reg-replay');
       dc.counts.inc('reg-retransmission');
@@ -100,20 +118,39 @@ export class Registration {
     // flood of altered copies of a genuine request costs no signature recovery. Only the key's owner can make it hold.
     let kss = rec?.kss;
     // On an open DC an ID we do not know costs an ECDH before its MAC can be checked, and then an address: that is
-    // what the per-source limit rations (a registered terminal's renewals never touch it). A household DC admits only
-    // what the household paired or enrolled, and its appliances all register from the agent's own address.
+    // what the per-source limit rations (a registered terminal's renewals never touch it). The household DC (whose
+    // appliances all register from the agent's own address) asks instead whether it could admit the ID at all. A
+    // request either turns down is answered (authenticated, so at the cost of the ECDH) only a few times a second for
+    // the whole DC, and gets silence beyond.
     let overLimit = false;
-    if (!rec && !dc.opts.admit && !dc.newPerSource.take(from, dc.clock.monotonic())) {
-      dc.refusals.warn('reg-source-limit', 'first-time registrations refused: over the per-source limit', { from: src });
-      dc.drops.inc('reg-source-limit');
-      // Telling the sender costs the ECDH the limit rations: a few a second for the whole DC, silence beyond.
-      if (!dc.limitedAnswers.take(dc.clock.monotonic())) return;
-      overLimit = true;
+    if (!rec) {
+      const mono = dc.clock.monotonic();
+      const notAdmitted = !!dc.opts.mayAdmit && !dc.opts.mayAdmit(idHex, req.token);
+      const overSource = !dc.opts.mayAdmit && !dc.opts.admit && !dc.newPerSource.take(from, mono);
+      if (overSource) {
+        dc.refusals.warn('reg-source-limit', 'first-time registrations refused: over the per-source limit', { from: src });
+        dc.drops.inc('reg-source-limit');
+      }
+      if (notAdmitted || overSource) {
+        if (!dc.limitedAnswers.take(mono)) {
+          if (notAdmitted) {
+            dc.refusals.warn('reg-not-admitted', 'registration refused: not admitted', { id: idHex, from: src });
+            dc.drops.inc('reg-not-admitted');
+          }
+          return;
+        }
+        // Said once the MAC holds: over the source's limit here, not admitted (with admit()'s reason) below.
+        overLimit = overSource;
+      }
+      dc.counts.inc('reg-ecdh');
     }
     if (!kss) {
       const x = dc.identity.dh(publicKey);
       if (!x) return dc.drops.inc('reg-key');
       kss = registrationKey(x);
+      // K_ss depends on the two keys only: kept whether or not this request's MAC holds, so that after a restart
+      // forged copies of a known terminal's request cost one ECDH in all, not one each.
+      if (rec) rec.kss = keep(kss);
     }
     if (!checkRegistrationMac(req, kss)) return dc.drops.inc('reg-mac');
     // From here the request is authentic: a refusal is answered (sealed), so the terminal stops at once (§3.2).
@@ -203,6 +240,11 @@ export class Registration {
     dc.counts.inc(first ? 'registrations-new' : 'registrations-renewed');
     dc.sendAfterCommit(response, from, bind);
     dc.opts.onEvent?.({ kind: 'registered', id: idHex, v4: rec.v4, observed: src, nat: rec.nat, first });
+  }
+
+  /** Whether the request's mac2 is keyed by the cookie we issue to `from` (current or previous secret). */
+  private cookieEchoed(data: Buffer, from: Endpoint): boolean {
+    return hasMac2(data) && this.dc.cookies.validKeyed(from, (c) => mac2Of(data, c), requestMac2(data));
   }
 
   /**

@@ -1,9 +1,15 @@
-// Registration Request / Response (paper §2.2, Fig. 2; docs/protocol.md §3.2), the NAT-mapping probe, and HINT.
-// The request carries the signed Node Transaction plus a MAC under K_ss (static-static ECDH of terminal and DC);
-// the response is sealed under the channel key both sides derive from K_ss and the two nonces.
-import { timingSafeEqual } from 'node:crypto';
+// Registration Request / Response (paper §2.2, Fig. 2; docs/protocol.md §3.2), the cookie reply, the NAT-mapping
+// probe, and HINT. The request carries the signed Node Transaction plus a MAC under K_ss (static-static ECDH of
+// terminal and DC); the response is sealed under the channel key both sides derive from K_ss and the two nonces.
+// After the MAC come WireGuard's mac1 and mac2 (WireGuard paper §5.4.4, §5.4.7): mac1 is keyed by the DC's public key,
+// so the DC drops random garbage with one HMAC before any EC operation; mac2 is keyed by a cookie the DC hands out
+// under load (REGISTRATION_COOKIE), so a DC under a flood does the ECDH of an unknown ID only for a sender that
+// receives at its source address.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Endpoint } from '../types/net.js';
 import { hkdf, hmacSha256 } from '../crypto/hkdf.js';
+import { compressUncompressed } from '../crypto/secp256k1.js';
+import { COOKIE_BYTES } from '../crypto/source-cookie.js';
 import { readEndpoint, readOptEndpoint, writeEndpoint, writeOptEndpoint } from './endpoint.js';
 import { readLocals, writeLocals } from './control.js';
 import { bytesToIp4, bytesToIp6, ip4ToBytes, ip6ToBytes } from './ip.js';
@@ -13,10 +19,26 @@ import { Reader, WireError, Writer, decodeWith } from './wire.js';
 export const REGISTRATION_REQUEST = 0x01;
 export const REGISTRATION_RESPONSE = 0x02;
 export const NAT_PROBE = 0x03;
+export const REGISTRATION_COOKIE = 0x08;
 export const HINT = 0x12;
 export const NT_LENGTH = 148;
 export const MAC_LENGTH = 16;
 export const NONCE_LENGTH = 16;
+/** mac1 ‖ mac2 after the request's MAC (WireGuard's msg.mac1, msg.mac2). */
+export const MAC1_LENGTH = 16;
+export const MAC2_LENGTH = 16;
+const TRAILER = MAC1_LENGTH + MAC2_LENGTH;
+/** `0x08 ‖ 0 ×3 ‖ terminal index (4) ‖ the request's mac1 (16) ‖ cookie (16)`. */
+export const REGISTRATION_COOKIE_BYTES = 8 + MAC1_LENGTH + COOKIE_BYTES;
+
+function publicKeyBytes(dcPublicKey: Uint8Array): Uint8Array {
+  return dcPublicKey.length === 65 ? compressUncompressed(dcPublicKey) : dcPublicKey;
+}
+
+/** The key of mac1: SHA-256("NTM1 mac1" ‖ DC public key, compressed); anyone who knows the DC's key can compute it. */
+export function mac1Key(dcPublicKey: Uint8Array): Buffer {
+  return createHash('sha256').update('NTM1 mac1').update(publicKeyBytes(dcPublicKey)).digest();
+}
 
 /** K_ss: the paper's Diffie-Hellman of the two long-term keys, bound to its purpose. */
 export function registrationKey(sharedX: Uint8Array): Buffer {
@@ -46,7 +68,11 @@ export interface RegistrationRequest {
   readonly token: Uint8Array;
 }
 
-export function encodeRegistrationRequest(req: RegistrationRequest, kss: Uint8Array): Buffer {
+/**
+ * The request with its MAC under K_ss, mac1 under `macKey` (mac1Key of the DC's public key) and mac2 under `cookie`
+ * (the DC's last cookie to us, if one is fresh; zeros otherwise).
+ */
+export function encodeRegistrationRequest(req: RegistrationRequest, kss: Uint8Array, macKey: Uint8Array, cookie?: Uint8Array): Buffer {
   const w = new Writer(256)
     .u8(REGISTRATION_REQUEST)
     .zeros(3)
@@ -60,8 +86,70 @@ export function encodeRegistrationRequest(req: RegistrationRequest, kss: Uint8Ar
   w.str8(req.name);
   w.vbytes8(req.token);
   const body = w.finish();
-  return Buffer.concat([body, hmacSha256(kss, body).subarray(0, MAC_LENGTH)]);
+  const packet = Buffer.concat([body, hmacSha256(kss, body).subarray(0, MAC_LENGTH), Buffer.alloc(TRAILER)]);
+  hmacSha256(macKey, packet.subarray(0, packet.length - TRAILER)).copy(packet, packet.length - TRAILER, 0, MAC1_LENGTH);
+  stampMac2(packet, cookie);
+  return packet;
 }
+
+/** Writes mac2 into a request (in place): under `cookie`, or zeros without one. */
+export function stampMac2(packet: Buffer, cookie: Uint8Array | undefined): void {
+  const at = packet.length - MAC2_LENGTH;
+  if (cookie) mac2Of(packet, cookie).copy(packet, at);
+  else packet.fill(0, at);
+}
+
+/** mac2 as it should be for `packet` under `cookie` (a fresh buffer; the DC compares it with the one sent). */
+export function mac2Of(packet: Buffer, cookie: Uint8Array): Buffer {
+  return hmacSha256(cookie, packet.subarray(0, packet.length - MAC2_LENGTH)).subarray(0, MAC2_LENGTH);
+}
+
+/** Borrowed views of a request's mac1 and mac2 (the packet must be at least TRAILER long). */
+export function requestMac1(packet: Buffer): Buffer {
+  return packet.subarray(packet.length - TRAILER, packet.length - MAC2_LENGTH);
+}
+
+export function requestMac2(packet: Buffer): Buffer {
+  return packet.subarray(packet.length - MAC2_LENGTH);
+}
+
+/** mac1 holds: one HMAC, no EC operation, no allocation beyond the digest. */
+export function checkMac1(packet: Buffer, macKey: Uint8Array): boolean {
+  if (packet.length < TRAILER + 4) return false;
+  const want = hmacSha256(macKey, packet.subarray(0, packet.length - TRAILER)).subarray(0, MAC1_LENGTH);
+  return timingSafeEqual(want, requestMac1(packet));
+}
+
+/** Whether mac2 is zeros (the sender has no cookie). */
+export function hasMac2(packet: Buffer): boolean {
+  const m = requestMac2(packet);
+  for (let i = 0; i < m.length; i++) if (m[i] !== 0) return true;
+  return false;
+}
+
+/**
+ * REGISTRATION_COOKIE (WireGuard's cookie reply, §5.4.7): the cookie, after the mac1 of the request it answers. An
+ * off-path attacker cannot forge one (it never saw that mac1: 128 bits); WireGuard also encrypts the cookie, which
+ * hides it from a passive observer on the path, but a cookie proves only that its holder receives at an address, and
+ * whoever sees it is on the path to that address already. In the clear it costs the DC under a flood no AEAD per
+ * reply (a seal was most of a reply's cost), and the RS's RELAY_CHALLENGE is the same.
+ */
+export function encodeRegistrationCookie(terminalIndex: number, cookie: Uint8Array, requestMac1: Uint8Array): Buffer {
+  return new Writer(REGISTRATION_COOKIE_BYTES).u8(REGISTRATION_COOKIE).zeros(3).u32(terminalIndex).fixed(requestMac1, MAC1_LENGTH).fixed(cookie, COOKIE_BYTES).finish();
+}
+
+/** The cookie of a REGISTRATION_COOKIE for our request (whose mac1 we sent), or undefined if it answers another. */
+export function openRegistrationCookie(packet: Buffer, requestMac1: Uint8Array): Buffer | undefined {
+  if (packet.length !== REGISTRATION_COOKIE_BYTES || packet[0] !== REGISTRATION_COOKIE) return undefined;
+  if (!timingSafeEqual(packet.subarray(8, 8 + MAC1_LENGTH), requestMac1)) return undefined;
+  return Buffer.from(packet.subarray(8 + MAC1_LENGTH));
+}
+
+/** Where the Node Transaction's ID lies in a request (its byte 1..21), for a lookup before the request is decoded. */
+export const REQUEST_ID_OFFSET = 4 + 4 + 8 + NONCE_LENGTH + 8 + 1;
+
+/** The shortest request: no locals, no name, no token. */
+export const REGISTRATION_REQUEST_MIN = 4 + 4 + 8 + NONCE_LENGTH + 8 + NT_LENGTH + 3 + MAC_LENGTH + TRAILER;
 
 export interface DecodedRegistrationRequest extends RegistrationRequest {
   /** Borrowed views into the packet: the MAC'd part and the MAC. */
@@ -71,8 +159,9 @@ export interface DecodedRegistrationRequest extends RegistrationRequest {
 
 export function decodeRegistrationRequest(buf: Buffer): Decoded<DecodedRegistrationRequest> {
   return decodeWith(() => {
-    if (buf.length < 4 + 4 + 8 + NONCE_LENGTH + 8 + NT_LENGTH + 3 + MAC_LENGTH) throw new WireError('registration request too short');
-    const macInput = buf.subarray(0, buf.length - MAC_LENGTH);
+    if (buf.length < REGISTRATION_REQUEST_MIN) throw new WireError('registration request too short');
+    const end = buf.length - TRAILER;
+    const macInput = buf.subarray(0, end - MAC_LENGTH);
     const r = new Reader(macInput);
     if (r.u8() !== REGISTRATION_REQUEST) throw new WireError('not a registration request');
     r.bytes(3);
@@ -85,7 +174,7 @@ export function decodeRegistrationRequest(buf: Buffer): Decoded<DecodedRegistrat
     const name = r.str8();
     const token = r.vbytes8();
     r.end();
-    return { terminalIndex, txid, nonce, time, nt, locals, name, token, macInput, mac: buf.subarray(buf.length - MAC_LENGTH) };
+    return { terminalIndex, txid, nonce, time, nt, locals, name, token, macInput, mac: buf.subarray(end - MAC_LENGTH, end) };
   });
 }
 

@@ -3,6 +3,7 @@
 import type { Endpoint } from '../types/net.js';
 import { SIGNATURE_LENGTH } from '../crypto/secp256k1.js';
 import { keccak256 } from '../crypto/hex.js';
+import { COOKIE_BYTES } from '../crypto/source-cookie.js';
 import type { Identity } from './identity.js';
 import { DomainTag, verifyBySigner } from './identity.js';
 import { readEndpoint, writeEndpoint } from './endpoint.js';
@@ -15,7 +16,7 @@ export const RS_PING = 0x22;
 export const RELAY_BIND_ACK = 0x23;
 export const RELAY_CHALLENGE = 0x24;
 /** The return-routability cookie an RS asks a bind from a new address to echo (docs/protocol.md §3.5). */
-export const BIND_COOKIE_BYTES = 16;
+export const BIND_COOKIE_BYTES = COOKIE_BYTES;
 /** Bytes before the inner packet in a RELAY frame. */
 export const RELAY_HEADER = 12;
 

@@ -27,7 +27,8 @@ import { HELLO, decodeHello, encodeHello, signServerRecord } from '../protocol/d
 import { Peer, encodePeer } from '../protocol/peer.js';
 import { newTxid } from '../protocol/retransmit.js';
 import { formatEndpoint, sameEndpoint } from '../protocol/endpoint.js';
-import { BindCookies } from './cookie.js';
+import { SourceCookies } from '../crypto/source-cookie.js';
+import { SourceLimiter } from '../util/source-limit.js';
 
 export interface RsServerOptions {
   readonly identity: Identity;
@@ -81,7 +82,10 @@ export class RsServer {
   private readonly record: Uint8Array;
   private timers: NodeJS.Timeout[] = [];
   private packetsSinceReport = 0;
-  private readonly cookies: BindCookies;
+  private readonly cookies: SourceCookies;
+  /** Binds that reach a signature check, and new tunnels, per source (util/source-limit.ts). */
+  private readonly bindsPerSource: SourceLimiter;
+  private readonly tunnelsPerSource: SourceLimiter;
   private lastReport = 0;
 
   private constructor(
@@ -90,7 +94,10 @@ export class RsServer {
   ) {
     this.log = (opts.log ?? silentLogger).child({ role: 'rs' });
     this.clock = opts.clock ?? SYSTEM_CLOCK;
-    this.cookies = new BindCookies(() => this.clock.monotonic());
+    this.cookies = new SourceCookies(() => this.clock.monotonic());
+    const c = opts.config;
+    this.bindsPerSource = new SourceLimiter({ burst: c.bindPerSourceBurst, perMinute: c.bindPerSourcePerMin, maxSources: c.limitSources });
+    this.tunnelsPerSource = new SourceLimiter({ burst: c.newTunnelsPerSourceBurst, perMinute: c.newTunnelsPerSourcePerMin, maxSources: c.limitSources });
     this.idHex = opts.identity.idHex;
     this.dcs = opts.config.reportTo.map((r) => ({ id: r.id, endpoint: r.endpoint }));
     this.trust = new Set(opts.config.trust.length > 0 ? opts.config.trust : this.dcs.map((d) => d.id));
@@ -196,12 +203,17 @@ export class RsServer {
       this.counts.inc('bind-challenged');
       return this.bind.send(encodeRelayChallenge({ tunnelId: t.tunnelId, cookie: this.cookies.issue(from) }), from);
     }
-    // Signature recoveries (~70 µs each, native) only for binds that passed every cheap check; the ticket's only once
-    // per tunnel (the second end presents the same ticket: on the critical path of the tunnel's setup).
+    // Signature recoveries (~70 µs each, native) only for binds that passed every cheap check, and so many per source
+    // (a source here has echoed our cookie: it is no spoofed one); the ticket's only once per tunnel (the second end
+    // presents the same ticket: on the critical path of the tunnel's setup).
+    const mono = this.clock.monotonic();
+    if (!this.bindsPerSource.take(from, mono)) return this.drops.inc('bind-source-limit');
     if (!(tun && tun.ticket.equals(t.bytes)) && !verifyTicket(t)) return this.drops.inc('bind-ticket-signature');
     if (!verifyRelayBind(b)) return this.drops.inc('bind-signature');
     if (!tun) {
       if (this.tunnels.size >= this.opts.config.capacityTunnels) return this.drops.inc('bind-capacity');
+      // Each tunnel holds a slot of the RS's capacity until its ticket expires: one source may not take them all.
+      if (!this.tunnelsPerSource.take(from, mono)) return this.drops.inc('bind-tunnel-limit');
       tun = {
         key,
         ticket: Buffer.from(t.bytes),

@@ -9,7 +9,7 @@ import { NO_NODE, type DataTunnel, type LocalEnd, type OutboundResult, type Tunn
 import type { Identity } from '../protocol/identity.js';
 import { CONTROL_TYPE, DATA_TYPE, TunnelKeypair } from '../crypto/session.js';
 import { parseRequestHeader, TUNNEL_REQUEST_TYPE, TUNNEL_RESPONSE_TYPE } from '../crypto/noise.js';
-import { HINT, NAT_PROBE, REGISTRATION_RESPONSE, decodeHint } from '../protocol/registration.js';
+import { HINT, NAT_PROBE, REGISTRATION_COOKIE, REGISTRATION_RESPONSE, decodeHint } from '../protocol/registration.js';
 import { RELAY_BIND_ACK, RELAY_CHALLENGE, RELAY_FRAME, RELAY_HEADER, RS_PING, decodeRelayBindAck, decodeRelayChallenge } from '../protocol/relay.js';
 import type { Target } from '../protocol/control.js';
 import { DEFAULT_RETRY, type RetryPolicy } from '../protocol/retransmit.js';
@@ -18,6 +18,7 @@ import { formatEndpoint } from '../protocol/endpoint.js';
 import { Counters, silentLogger, type Logger } from '../util/log.js';
 import { Node, type DcRef } from './node.js';
 import { PUNCH, PUNCH_TTL, Tunnel, type PathNow, type TunnelIo } from './tunnel.js';
+import { SourceLimiter } from '../util/source-limit.js';
 import type { SessionLimits } from '../crypto/session.js';
 import { be32 } from '../util/bytes.js';
 import { RouteTable } from './routes.js';
@@ -42,6 +43,12 @@ export interface TerminalHostOptions {
 
 export type { HostEvent };
 
+/**
+ * TUNNEL_REQUESTs one source (an IPv4 address, an IPv6 /64) may have answered: a phone opening tunnels to every
+ * appliance of a household at once fits in the burst; a flood from one address costs 5 ECDHs a second at most.
+ */
+const HANDSHAKES_PER_SOURCE = { burst: 50, perMinute: 300, maxSources: 10_000 } as const;
+
 /** The socket's view from the data path: DATA datagrams it received and dropped (dataplane/counts.ts). */
 export interface DataSocketView {
   readonly rx: number;
@@ -59,6 +66,8 @@ export class TerminalHost implements TunnelTable {
   private readonly lifecycle: TunnelLifecycle;
   private readonly relays: RelayProbe;
   private timer: NodeJS.Timeout | undefined;
+  /** Tunnel handshakes answered per source (each an ECDH): wireguard-go's ratelimiter, util/source-limit.ts. */
+  private readonly handshakesPerSource = new SourceLimiter(HANDSHAKES_PER_SOURCE);
 
   /**
    * The host does not read its socket: the data-path engine does, and hands every datagram that is not DATA to
@@ -192,6 +201,7 @@ export class TerminalHost implements TunnelTable {
       allocIndex: (t: Tunnel) => this.allocIndex(t),
       freeIndex: (i: number) => this.freeIndex(i),
       now: () => performance.now(),
+      requestAllowed: (from: Endpoint, via: PathNow) => via !== 'direct' || this.handshakesPerSource.take(from, performance.now()),
       ...(this.opts.handshakeTime ? { handshakeTime: this.opts.handshakeTime } : {}),
       // Where tunnels seal DATA packets, when the socket copies each datagram at send (the native one does).
       ...((this.opts.bind as Bind & { copiesOnSend?: boolean }).copiesOnSend === true ? { sealScratch: Buffer.allocUnsafe(65_536) } : {}),
@@ -309,6 +319,11 @@ export class TerminalHost implements TunnelTable {
         const n = this.indexes.get(idx);
         if (!(n instanceof Node)) return this.drops.inc('reg-unknown-index');
         return n.onRegistrationResponse(data, idx);
+      }
+      case REGISTRATION_COOKIE: {
+        const n = this.indexes.get(data.length >= 8 ? be32(data, 4) : 0);
+        if (!(n instanceof Node)) return this.drops.inc('cookie-unknown-index');
+        return n.onRegistrationCookie(data);
       }
       case HINT: {
         const h = decodeHint(data);

@@ -15,9 +15,14 @@ import {
   decodeRegistrationResponseHeader,
   encodeNatProbe,
   encodeRegistrationRequest,
+  mac1Key,
+  openRegistrationCookie,
   registrationKey,
+  requestMac1,
+  stampMac2,
   type RegistrationResult,
 } from '../protocol/registration.js';
+import { COOKIE_ROTATE_MS } from '../crypto/source-cookie.js';
 import { Ctl, STATUS_TEXT, Status, decodeControl, encodeControl, type ControlMessage, type Route, type Target } from '../protocol/control.js';
 import { PendingRequests, newTxid, type RetryPolicy } from '../protocol/retransmit.js';
 import { Counters, silentLogger, type Logger } from '../util/log.js';
@@ -72,6 +77,10 @@ export class Node {
   private refusal: { readonly error: RegistrationRefusedError; readonly at: number } | undefined;
   private regNonce: Buffer | undefined;
   private regStarted = 0;
+  /** The request being (re)sent: mac2 is stamped into it when a cookie comes. */
+  private regPacket: Buffer | undefined;
+  /** The DC's last cookie to us (REGISTRATION_COOKIE) and when it came (performance.now()). */
+  private cookie: { bytes: Buffer; at: number } | undefined;
   /** Request time of our last Registration Request (ms): the next one must be strictly later (the DC's replay rule). */
   private regTime = 0;
   private lastDcContact = 0;
@@ -145,7 +154,10 @@ export class Node {
     const req = encodeRegistrationRequest(
       { terminalIndex: index, txid, nonce, time, nt: this.signNt(), locals: this.io.locals(), name: this.opts.name ?? '', token: this.token },
       this.kss,
+      mac1Key(this.dcPublicKey),
+      this.freshCookie(),
     );
+    this.regPacket = req;
     const probe = encodeNatProbe(0, txid, this.identity.id);
     const probeTo: Endpoint = { ...this.dc.endpoint, port: this.dc.probePort ?? this.dc.endpoint.port + 1 };
     this.regTxid = txid;
@@ -177,8 +189,29 @@ export class Node {
         this.registering = undefined;
         this.regResolve = undefined;
         this.regReject = undefined;
+        this.regPacket = undefined;
       });
     return this.registering;
+  }
+
+  /** A cookie the DC still takes: it keeps two secrets of COOKIE_ROTATE_MS each, so one younger than that is good. */
+  private freshCookie(): Buffer | undefined {
+    return this.cookie && performance.now() - this.cookie.at < COOKIE_ROTATE_MS - 10_000 ? this.cookie.bytes : undefined;
+  }
+
+  /**
+   * REGISTRATION_COOKIE for our pending request (found by our channel index): the DC is under load and does the ECDH
+   * of our first registration only once we show we receive at our address. The reply must echo our request's mac1
+   * (so nobody off the path can make one); the request goes again at once with mac2 under the cookie, and later
+   * requests carry it too.
+   */
+  onRegistrationCookie(data: Buffer): void {
+    if (!this.regPacket) return this.drops.inc('cookie-unsolicited');
+    const cookie = openRegistrationCookie(data, requestMac1(this.regPacket));
+    if (!cookie) return this.drops.inc('cookie-mismatch');
+    this.cookie = { bytes: cookie, at: performance.now() };
+    stampMac2(this.regPacket, cookie);
+    this.io.send(this.regPacket, this.dc.endpoint);
   }
 
   /** REGISTRATION_RESPONSE for our pending request (found by our channel index). */

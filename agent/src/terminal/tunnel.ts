@@ -5,7 +5,8 @@ import type { Endpoint } from '../types/net.js';
 import type { Route } from '../protocol/control.js';
 import type { Identity } from '../protocol/identity.js';
 import { formatId } from '../crypto/secp256k1.js';
-import { KeypairSet, TunnelKeypair, DATA_TYPE, SEALED_OVERHEAD, type SessionLimits } from '../crypto/session.js';
+import { KeypairSet, TunnelKeypair, DATA_TYPE, DEFAULT_SESSION_LIMITS, SEALED_OVERHEAD, type SessionLimits } from '../crypto/session.js';
+import { TokenBucket } from '../util/source-limit.js';
 import { createRequest, consumeRequest, consumeResponse, createResponse, tai64n, type InitiatorHandshake } from '../crypto/noise.js';
 import { RELAY_HEADER, encodeRelayBind, writeRelayHeader } from '../protocol/relay.js';
 import { formatEndpoint, sameEndpoint } from '../protocol/endpoint.js';
@@ -36,6 +37,11 @@ export interface TunnelIo {
   /** Our next TUNNEL_REQUEST timestamp (ms since the epoch; must only grow, see handshake-clock.ts); default Date.now. */
   handshakeTime?(): number;
   /**
+   * Whether a TUNNEL_REQUEST from `from` may cost an ECDH now: the host's per-source limit (direct paths only: every
+   * relayed request comes from its RS). Absent: always.
+   */
+  requestAllowed?(from: Endpoint, via: PathNow): boolean;
+  /**
    * Optional scratch for sealing DATA packets, lent for the duration of one `send` (the host's socket copies every
    * datagram before `send` returns); without it each packet gets a buffer of its own.
    */
@@ -51,6 +57,14 @@ export const PASSIVE_KEEPALIVE_MS = 2000;
  * keypair limits leave less time between rekey and reject (tests shorten them), so a lost request is retried in time.
  */
 export const REKEY_TIMEOUT_MS = 5000;
+/**
+ * TUNNEL_REQUESTs a tunnel answers at once, and per rekey interval sustained (four: the rekey and three retries), at
+ * least HANDSHAKES_PER_MIN a minute. Each costs an ECDH before it can be authenticated, so anyone who knows the
+ * tunnel's ID (an on-path observer) could otherwise make the responder do one per packet; the established keys keep
+ * carrying traffic meanwhile (issue 11 #4).
+ */
+const HANDSHAKE_BURST = 10;
+const HANDSHAKES_PER_MIN = 30;
 
 export type PathNow = 'direct' | 'relay' | 'none';
 
@@ -103,6 +117,7 @@ export class Tunnel {
   private attempts = 0;
   private usingRelay = false;
   private ss: Buffer | undefined;
+  private readonly requests: TokenBucket;
 
   constructor(
     private readonly me: Identity,
@@ -118,6 +133,8 @@ export class Tunnel {
     this.peerV4 = Buffer.from(ip4ToBytes(route.peerV4));
     this.peerV6 = Buffer.from(ip6ToBytes(route.peerV6));
     this.createdAt = io.now();
+    const rekeyMs = opts.limits?.rekeyAfterMs ?? DEFAULT_SESSION_LIMITS.rekeyAfterMs;
+    this.requests = new TokenBucket(HANDSHAKE_BURST, Math.max(HANDSHAKES_PER_MIN, (4 * 60_000) / rekeyMs) / 60);
   }
 
   get kind(): string {
@@ -331,6 +348,10 @@ export class Tunnel {
   // --- arriving packets (the host found this tunnel by tunnel id or index) ---------------------------------------
 
   onRequest(packet: Buffer, from: Endpoint, via: PathNow): string | undefined {
+    // Rationed before the ECDH below: per source first (an attacker's one address spends its own tokens, not the
+    // tunnel's), then per tunnel (spoofed sources).
+    if (this.io.requestAllowed && !this.io.requestAllowed(from, via)) return 'source-limit';
+    if (!this.requests.take(this.io.now())) return 'tunnel-limit';
     const ss = this.staticDh();
     if (!ss) return 'key';
     const hs = consumeRequest(packet, { localStatic: this.me, remoteStatic: this.route.peerPublicKey, lastTimestamp: this.lastTimestamp, precomputedSs: ss });

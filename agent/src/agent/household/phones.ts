@@ -89,6 +89,21 @@ export class PhoneStore extends Part {
   }
 
   /**
+   * Whether consumeEnrollment would admit this phone with this secret, changing nothing: the DC asks it before the
+   * ECDH a request from an unknown ID costs (a request whose MAC is not yet checked must not spend a token).
+   */
+  enrollmentOpen(secret: Uint8Array, phoneId: string): boolean {
+    if (!(secret instanceof Uint8Array) || secret.length !== SECRET_LENGTH) return false;
+    const h = secretHash(secret);
+    const candidates = this.db
+      .prepare('SELECT secret_hash FROM hh_enrollments WHERE (used_at IS NULL AND expires_at > ?) OR used_by = ?')
+      .all(this.now(), phoneId.toLowerCase()) as Pick<EnrollmentRow, 'secret_hash'>[];
+    let match = false;
+    for (const c of candidates) if (c.secret_hash.length === h.length && timingSafeEqual(c.secret_hash, h)) match = true;
+    return match;
+  }
+
+  /**
    * The DC calls this with the secret from a registration request's token field and the registering phone's ID.
    * Returns the enrolled phone, or null when the secret matches no unused, unexpired enrollment. One-time: a
    * secret admits one phone; the same phone presenting it again (a retransmitted registration whose answer was

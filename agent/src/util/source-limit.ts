@@ -1,9 +1,10 @@
-// Per-source token buckets (as wireguard-go's ratelimiter/): how many first-time registrations one source may make.
-// Each costs the DC an ECDH before its MAC can be checked, and each that passes takes a virtual address, so an open
-// DC without this was drained of its /24 in 3 s from one address and slowed to a crawl by a flood of forged requests
-// (issue 11 #4, #5). A source is an IPv4 address or an IPv6 /64 (a host picks any address in its /64).
+// Per-source token buckets (as wireguard-go's ratelimiter/): how often one source may make the server do something
+// expensive. The DC rations first-time registrations (each costs an ECDH before its MAC can be checked, and each that
+// passes takes a virtual address: an open DC without this was drained of its /24 in 3 s from one address, issue 11
+// #4, #5); the RS rations binds that reach a signature check and new tunnels; a terminal rations tunnel handshakes
+// it answers (each an ECDH). A source is an IPv4 address or an IPv6 /64 (a host picks any address in its /64).
 // Memory is bounded: at `maxSources`, buckets that have refilled are forgotten; if none has, new sources are refused
-// until one does (under a flood from everywhere, first-time registrations wait; registered terminals never do).
+// until one does (under a flood from everywhere, newcomers wait; what is already established never does).
 import type { Endpoint } from '../types/net.js';
 
 export interface SourceLimitPolicy {
@@ -66,9 +67,9 @@ export class SourceLimiter {
 }
 
 /**
- * One token bucket for the whole DC: how many refusals the DC answers for requests over their source's limit. Such an
- * answer must be authenticated (docs/protocol.md §3.2), which costs the ECDH the per-source limit is there to ration;
- * this bounds that cost whatever the number of sources. Over it, such requests get silence, as before.
+ * One token bucket: the DC's refusals answered for requests over their source's limit (such an answer must be
+ * authenticated, docs/protocol.md §3.2, which costs the ECDH the per-source limit is there to ration: this bounds that
+ * cost whatever the number of sources), a tunnel's handshakes answered (terminal/tunnel.ts).
  */
 export class TokenBucket {
   private tokens: number;
@@ -88,5 +89,36 @@ export class TokenBucket {
     if (this.tokens < 1) return false;
     this.tokens -= 1;
     return true;
+  }
+}
+
+/**
+ * Whether a server is under load (wireguard-go's IsUnderLoad, by rate rather than queue length: one event loop has no
+ * queue to measure): more than `perSecond` expensive requests asked for in the last second, and for one second after.
+ */
+export class LoadMeter {
+  private windowStart = 0;
+  private inWindow = 0;
+  private lastWindow = 0;
+  private loadedUntil = -Infinity;
+
+  constructor(private readonly perSecond: number) {}
+
+  /** Counts one request that would cost the expensive operation; returns whether the server is now under load. */
+  note(now: number): boolean {
+    if (now - this.windowStart >= 1000) {
+      this.lastWindow = now - this.windowStart >= 2000 ? 0 : this.inWindow;
+      this.windowStart = now;
+      this.inWindow = 0;
+    }
+    this.inWindow++;
+    // The last window weighted by how much of it is still within the last second: a sliding second.
+    const recent = this.inWindow + this.lastWindow * Math.max(0, 1 - (now - this.windowStart) / 1000);
+    if (recent > this.perSecond) this.loadedUntil = now + 1000;
+    return now < this.loadedUntil;
+  }
+
+  underLoad(now: number): boolean {
+    return now < this.loadedUntil;
   }
 }
