@@ -51,6 +51,35 @@ export interface DcCapacityFigures {
   readonly ec_floor_registrations_per_s: number;
 }
 
+/** The DC under a flood of forged registrations from spoofed sources (tests/bench/flood.ts; issue 11 #4). */
+export interface FloodFigures {
+  /** Forged registrations sent per second (one process, its own core: the highest rate this machine sends). */
+  readonly flood_pps: number;
+  readonly flood_s: number;
+  readonly flood_sources: number;
+  /** Of them, read by the DC per second (the rest the kernel dropped at its full socket). */
+  readonly dc_read_pps: number;
+  /** The DC's CPU over the flood (one core is 100). */
+  readonly dc_cpu_percent: number;
+  readonly dc_cookie_replies: number;
+  /** ECDHs the DC did for unknown IDs during the flood (legitimate newcomers' included). */
+  readonly dc_ecdh: number;
+  /** A registered terminal's renewals and fresh Direction Requests during the flood, one after the other. */
+  readonly registrations_served: number;
+  readonly registration_median_ms: number;
+  readonly registration_p99_ms: number;
+  readonly directions_served: number;
+  readonly direction_median_ms: number;
+  readonly direction_p99_ms: number;
+  /** Renewals or directions that got no answer within their deadline. */
+  readonly failures: number;
+  /** A terminal the DC has never seen, registering during the flood (its cookie round trip included). */
+  readonly first_registration_ms: number;
+  /** The same renewal and direction before the flood. */
+  readonly quiet_registration_ms: number;
+  readonly quiet_direction_ms: number;
+}
+
 export interface Results {
   registration?: ColumnPair | null;
   communication_start?: ColumnPair | null;
@@ -60,6 +89,7 @@ export interface Results {
   throughput?: ThroughputBenchFigures | null;
   ledger?: LedgerFigures | null;
   provisioning?: ProvisioningFigures | null;
+  flood?: FloodFigures | null;
   /** Not run by `npm run bench`: `scripts/image-test` (tests/image/boot.test.ts) builds and boots the image and adds it. */
   image?: ImageFigures | null;
 }
@@ -82,7 +112,7 @@ export interface ImageFigures {
 }
 
 export type BenchName = keyof Results;
-export const BENCH_NAMES: readonly BenchName[] = ['registration', 'communication_start', 'dc_capacity', 'agent_memory', 'handover', 'throughput', 'ledger', 'provisioning'];
+export const BENCH_NAMES: readonly BenchName[] = ['registration', 'communication_start', 'dc_capacity', 'agent_memory', 'handover', 'throughput', 'ledger', 'provisioning', 'flood'];
 
 export interface ResultsFile {
   machine: { cpus: number; model: string; memory_gib: number; kernel: string; node: string };
@@ -264,7 +294,7 @@ export function summaryTable(f: ResultsFile): string {
     other.push(['DC re-registrations/s (1 core)', fmt(dc.reregistrations_per_s, 0)]);
     other.push([`DC RSS MiB with ${dc.terminals} terminals (peak)`, `${fmt(dc.rss_mib_100k)} (${fmt(dc.rss_peak_mib)})`]);
   }
-  for (const n of ['dc_capacity', 'agent_memory', 'handover', 'throughput', 'ledger'] as const) {
+  for (const n of ['dc_capacity', 'agent_memory', 'handover', 'throughput', 'ledger', 'flood'] as const) {
     if (r[n] === null || r[n] === undefined) other.push([n, `– ${f.notes?.[n] ?? 'not run'}`]);
   }
   if (r.agent_memory) other.push(['agent RSS MB idle / load', `${fmt(r.agent_memory.rss_mb_idle)} / ${fmt(r.agent_memory.rss_mb_load)}`]);
@@ -279,6 +309,13 @@ export function summaryTable(f: ResultsFile): string {
     other.push([
       'UDP Mbit/s received agent / wireguard-go / plain',
       `${three(t.udp_mbps)}${t.udp_ratio_vs_wireguard_go === undefined ? '' : ` (agent / wireguard-go ${fmt(t.udp_ratio_vs_wireguard_go, 2)})`}`,
+    ]);
+  }
+  const fl = r.flood;
+  if (fl) {
+    other.push([
+      `DC under a flood of ${fmt(fl.flood_pps, 0)} forged registrations/s (CPU ${fmt(fl.dc_cpu_percent)}%, ${fl.dc_ecdh} ECDHs)`,
+      `renewal ${fmt(fl.registration_median_ms)} / ${fmt(fl.registration_p99_ms)} ms, direction ${fmt(fl.direction_median_ms)} / ${fmt(fl.direction_p99_ms)} ms (median / p99), ${fl.failures} failed`,
     ]);
   }
   const l = r.ledger;

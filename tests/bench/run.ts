@@ -16,6 +16,7 @@ import { benchDcCapacity } from './dc-capacity.js';
 import { benchProvision } from './provision.js';
 import { BenchmarkUnavailableError } from './errors.js';
 import { benchLedger } from './ledger.js';
+import { benchFlood } from './flood.js';
 import { benchPaperColumn, COLUMNS, type PaperColumnResult } from './paper.js';
 import { BENCH_NAMES, type BenchName, type ColumnPair, type Results, readResults, type ResultsFile, summaryTable } from './results.js';
 
@@ -119,6 +120,7 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<{ file: Resu
   await attempt('throughput', () => benchThroughput({ quick: !!opts.quick, log }));
   await attempt('ledger', () => benchLedger({ quick: !!opts.quick, log }));
   await attempt('provisioning', () => benchProvision({ subscribers: size.subscribers, log }));
+  await attempt('flood', () => benchFlood({ quick: !!opts.quick, log }));
 
   const prev = readResults(out);
   const mergedNotes: Partial<Record<BenchName, string>> = { ...(prev?.notes ?? {}) };

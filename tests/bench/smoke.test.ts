@@ -72,6 +72,9 @@ void describe('benchmarks (smoke)', () => {
       assert.ok(pv, `provisioning: ${f.notes?.provisioning}`);
       assert.equal(pv.subscribers, 200);
       for (const k of ['first_run_s', 'subscribers_per_s', 'rerun_s', 'rss_peak_mib'] as const) assert.ok(pv[k] > 0, `provisioning.${k} = ${pv[k]}`);
+      const fl = f.results.flood;
+      assert.ok(fl, `flood: ${f.notes?.flood}`);
+      for (const k of ['flood_pps', 'dc_read_pps', 'registration_median_ms', 'direction_median_ms', 'first_registration_ms'] as const) assert.ok(fl[k] > 0, `flood.${k} = ${fl[k]}`);
       // The human table on stdout after the JSON.
       assert.match(r.stdout, /procedure \(ms\)\s+median\s+p95/);
 
