@@ -1,20 +1,29 @@
 // The benchmarks of the agent appliance (issue 6 items 4–6, issue 4 item 6), each on the `household` testbed with
 // real processes: `ntm agent` on the vCPE, the lamp (and other appliances) paired, a phone enrolled and running
 // `ntm up` behind its Wi-Fi NAT (household.ts).
-// - throughput: iperf3 phone → lamp through the agent, through wireguard-go and with no tunnel, interleaved;
+// - throughput: iperf3 phone → lamp through the agent, through wireguard-go (the current release and Debian's) and
+//   with no tunnel, interleaved;
 // - agent_memory: the agent's VmRSS with 50 paired appliances and 5 live tunnels, idle and under iperf3 load;
 // - handover: the phone moves networks during a TCP transfer from the lamp; the interruption of each move.
+import { spawn, spawnSync } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import type { Testbed } from '../../scripts/netns/index.js';
 import { withTestbed } from '../lib/testbed.js';
 import { withDaemons } from '../lib/ntm.js';
 import { connectPhone, iperf, type IperfResult, IPERF_PORT, processCpuSeconds, processMemoryMb, sampleMemory, startHousehold, startIperfServer } from './household.js';
-import { startPortForward, startWireguard } from './wireguard.js';
+import { startPortForward, startWireguard, WG_BUILT, WG_DEBIAN, wireguardVersion } from './wireguard.js';
 import { quantile, round } from './results.js';
 import { measureHandover } from './handover.js';
 
 export interface AgentBenchOptions {
   /** Smoke mode: the smallest run that still produces every figure. */
   readonly quick?: boolean;
+  /**
+   * Throughput only: after the rounds, profile one more TCP run through the agent (perf record -a -g, the Node ends
+   * started with --perf-basic-prof so JIT code has names) and write perf's top entries to this file.
+   */
+  readonly profile?: string;
   readonly log?: (line: string) => void;
 }
 
@@ -48,43 +57,62 @@ export interface HandoverFigures {
 
 export interface PathFigures {
   readonly agent: number;
+  /** The current upstream wireguard-go built from source (Debian's when it is not built: `wireguard_go_note` says). */
   readonly wireguard_go: number;
+  /** Debian 12's wireguard-go (0.0.20220316), when the current one ran beside it. */
+  readonly wireguard_go_debian?: number;
   readonly plain: number;
 }
 
-/** iperf3 phone → appliance through the agent, wireguard-go and no tunnel, side by side in one run. */
+/** The tunnels' figures (no plain path). */
+export type TunnelFigures = Omit<PathFigures, 'plain'>;
+
+/** iperf3 phone → appliance through the agent, the two wireguard-go and no tunnel, side by side in one run. */
 export interface ThroughputBenchFigures {
   readonly tcp_mbps: PathFigures;
   /** UDP: the received rate at a target rate above every path's ceiling. */
   readonly udp_mbps: PathFigures;
+  /** Agent / the current wireguard-go (TCP, medians). */
   readonly tcp_ratio_vs_wireguard_go: number;
+  /** Agent / Debian's wireguard-go (TCP, medians). */
+  readonly tcp_ratio_vs_wireguard_go_debian?: number;
   readonly udp_ratio_vs_wireguard_go?: number;
   /** The tunnels against no tunnel at all (TCP). */
-  readonly tcp_ratio_vs_plain?: { readonly agent: number; readonly wireguard_go: number };
+  readonly tcp_ratio_vs_plain?: TunnelFigures;
   /** UDP datagrams lost at that target rate (median %). */
   readonly udp_loss_pct?: PathFigures;
   /**
    * CPU the two tunnel ends used during the TCP runs (median, % of one core, summed): `ntm agent` + the phone's
    * `ntm up`, or the two wireguard-go processes. Includes the kernel work charged to them (see README).
    */
-  readonly tcp_cpu_pct?: { readonly agent: number; readonly wireguard_go: number };
+  readonly tcp_cpu_pct?: TunnelFigures;
+  /** The same per Gbit/s carried (median over runs of CPU % / Gbit/s): what a tunnel costs per unit of traffic. */
+  readonly tcp_cpu_pct_per_gbps?: TunnelFigures;
   /** Every run's figure, in run order (Mbit/s). */
   readonly runs_mbps?: { readonly tcp: PathFigureLists; readonly udp: PathFigureLists };
-  /** Rounds of (agent, wireguard-go, plain) and seconds per iperf3 run. */
+  /** Rounds of (agent, wireguard-go, [Debian's wireguard-go,] plain) and seconds per iperf3 run. */
   readonly rounds?: number;
   readonly seconds?: number;
   /** Inner MTU of each path (bytes): the agent's tunnel 1380, wireguard-go set to the same, the plain path 1500. */
   readonly mtu?: PathFigures;
+  /** `--version` of each wireguard-go measured. */
+  readonly wireguard_go_version?: string;
+  readonly wireguard_go_debian_version?: string;
+  /** Why `wireguard_go` is Debian's (the current one is not built here). */
+  readonly wireguard_go_note?: string;
+  /** The machine's load average (1, 5, 15 min) before and after: the machine is shared, only the ratios compare. */
+  readonly load_average?: { readonly start: readonly number[]; readonly end: readonly number[] };
 }
 
 export interface PathFigureLists {
   readonly agent: readonly number[];
   readonly wireguard_go: readonly number[];
+  readonly wireguard_go_debian?: readonly number[];
   readonly plain: readonly number[];
 }
 
-const PATHS = ['agent', 'wireguard_go', 'plain'] as const;
-type PathName = (typeof PATHS)[number];
+type PathName = 'agent' | 'wireguard_go' | 'wireguard_go_debian' | 'plain';
+type TunnelName = Exclude<PathName, 'plain'>;
 
 /** Our tunnel's inner MTU (config `agent.mtu` / `terminal.mtu` default). wireguard-go gets the same for the benchmark. */
 const INNER_MTU = 1380;
@@ -95,77 +123,139 @@ const UDP_LENGTH = INNER_MTU - 28;
 const UDP_TARGET = '2G';
 
 const median = (xs: readonly number[]): number => quantile(xs, 0.5);
-const mapPaths = (m: Record<PathName, number[]>, f: (x: number) => number): PathFigureLists => ({
-  agent: m.agent.map(f),
-  wireguard_go: m.wireguard_go.map(f),
-  plain: m.plain.map(f),
-});
+/** `f` of each path measured, under the path's name (paths not measured are left out). */
+function perPath<P extends PathName, T>(paths: readonly P[], f: (p: P) => T): Record<P, T> {
+  return Object.fromEntries(paths.map((p) => [p, f(p)])) as Record<P, T>;
+}
+const loadAverage = (): number[] => loadavg().map((x) => round(x, 2));
 
-/** Brings `household` up (without delays: the CPU is what is measured) and runs the three paths interleaved. */
+/** Brings `household` up (without delays: the CPU is what is measured) and runs the paths interleaved. */
 export function benchThroughput(opts: AgentBenchOptions = {}): Promise<ThroughputBenchFigures> {
   const log = opts.log ?? (() => undefined);
   const rounds = opts.quick ? 1 : 4;
   const seconds = opts.quick ? 1 : 5;
+  const loadStart = loadAverage();
+  const builtVersion = wireguardVersion(WG_BUILT);
+  const debianVersion = wireguardVersion(WG_DEBIAN) ?? 'unknown';
+  // The current wireguard-go where scripts/setup --bench built it; otherwise Debian's stands in, and the JSON says so.
+  const note = builtVersion === null ? `the current wireguard-go is not built (${WG_BUILT}: run scripts/setup --bench); wireguard_go is Debian's ${debianVersion}` : undefined;
+  const paths: PathName[] = builtVersion === null ? ['agent', 'wireguard_go', 'plain'] : ['agent', 'wireguard_go', 'wireguard_go_debian', 'plain'];
+  const tunnels = paths.filter((p): p is TunnelName => p !== 'plain');
+  // JIT code is named in perf's report only when Node writes /tmp/perf-<pid>.map (the ends inherit this environment).
+  const nodeOptions = process.env.NODE_OPTIONS;
+  if (opts.profile) process.env.NODE_OPTIONS = `${nodeOptions ?? ''} --perf-basic-prof`.trim();
   return withTestbed('household', { delays: false }, (tb) =>
     withDaemons('ntm-bench-tput-', log, async ({ dir, started, defer }) => {
       const h = await startHousehold(tb, dir, started, { log });
       const lamp = h.devices[0]!;
       await startIperfServer(tb, 'lamp');
       const { path } = await connectPhone(h, lamp);
-      const wg = await startWireguard(tb, dir, INNER_MTU);
+      const wg = await startWireguard(tb, dir, INNER_MTU, { binary: builtVersion === null ? WG_DEBIAN : WG_BUILT, slot: 0 });
       defer(() => wg.stop());
+      const wgDebian = builtVersion === null ? undefined : await startWireguard(tb, dir, INNER_MTU, { binary: WG_DEBIAN, slot: 1 });
+      if (wgDebian) defer(() => wgDebian.stop());
       const fwd = await startPortForward(tb, IPERF_PORT);
-      const target: Record<PathName, string> = { agent: lamp.virtualV4, wireguard_go: wg.lampAddress, plain: fwd.lampAddress };
-      log(`throughput: agent tunnel ${path} to ${target.agent}; wireguard-go to ${target.wireguard_go}; plain to ${target.plain} (DNAT)`);
-      const run = (p: PathName, udp: boolean, s: number): Promise<IperfResult> =>
-        iperf(tb, 'phone', target[p], udp ? { seconds: s, udp, bitrate: UDP_TARGET, length: UDP_LENGTH } : { seconds: s, mss: TCP_MSS });
-      const ends: Record<'agent' | 'wireguard_go', readonly number[]> = { agent: [h.agent.proc.pid!, h.phone.proc.pid!], wireguard_go: wg.pids };
+      const target: Record<PathName, { address: string; bind?: string }> = {
+        agent: { address: lamp.virtualV4 },
+        wireguard_go: { address: wg.lampAddress, bind: wg.phoneAddress },
+        wireguard_go_debian: wgDebian ? { address: wgDebian.lampAddress, bind: wgDebian.phoneAddress } : { address: '' },
+        plain: { address: fwd.lampAddress },
+      };
+      log(`throughput: agent tunnel ${path} to ${target.agent.address}; wireguard-go (${builtVersion ?? debianVersion}) and ${wgDebian ? `Debian's (${debianVersion})` : 'no other'} to ${wg.lampAddress}; plain to ${target.plain.address} (DNAT)`);
+      const run = (p: PathName, udp: boolean, s: number): Promise<IperfResult> => {
+        const t = target[p];
+        const via = t.bind === undefined ? {} : { bind: t.bind };
+        return iperf(tb, 'phone', t.address, udp ? { seconds: s, udp, bitrate: UDP_TARGET, length: UDP_LENGTH, ...via } : { seconds: s, mss: TCP_MSS, ...via });
+      };
+      if (opts.profile) {
+        if (nodeOptions === undefined) delete process.env.NODE_OPTIONS;
+        else process.env.NODE_OPTIONS = nodeOptions;
+      }
+      const ends: Record<TunnelName, readonly number[]> = { agent: [h.agent.proc.pid!, h.phone.proc.pid!], wireguard_go: wg.pids, wireguard_go_debian: wgDebian?.pids ?? [] };
       const cpuOf = (pids: readonly number[]) => pids.reduce((a, pid) => a + processCpuSeconds(pid), 0);
       // Warm-up (not counted): the JIT of both Node ends, ARP, conntrack, wireguard-go's handshake.
-      for (const p of PATHS) await run(p, false, 1);
-      const tcp: Record<PathName, number[]> = { agent: [], wireguard_go: [], plain: [] };
-      const udp: Record<PathName, number[]> = { agent: [], wireguard_go: [], plain: [] };
-      const loss: Record<PathName, number[]> = { agent: [], wireguard_go: [], plain: [] };
-      const cpu: Record<'agent' | 'wireguard_go', number[]> = { agent: [], wireguard_go: [] };
+      for (const p of paths) await run(p, false, 1);
+      const lists = (): Record<PathName, number[]> => ({ agent: [], wireguard_go: [], wireguard_go_debian: [], plain: [] });
+      const tcp = lists();
+      const udp = lists();
+      const loss = lists();
+      const cpu = lists();
+      const cpuPerGbps = lists();
       for (let r = 0; r < rounds; r++) {
-        for (const p of PATHS) {
+        for (const p of paths) {
           const c0 = p === 'plain' ? 0 : cpuOf(ends[p]);
           const t0 = performance.now();
           const x = await run(p, false, seconds);
-          const pct = p === 'plain' ? NaN : (100 * (cpuOf(ends[p]) - c0)) / ((performance.now() - t0) / 1000);
-          if (p !== 'plain') cpu[p].push(pct);
           tcp[p].push(x.mbps);
-          log(`  round ${r + 1} tcp ${p}: ${x.mbps.toFixed(0)} Mbit/s (${x.retransmits} retransmits)${p === 'plain' ? '' : `, tunnel ends ${pct.toFixed(0)}% CPU`}`);
+          let tail = '';
+          if (p !== 'plain') {
+            const pct = (100 * (cpuOf(ends[p]) - c0)) / ((performance.now() - t0) / 1000);
+            cpu[p].push(pct);
+            cpuPerGbps[p].push(pct / (x.mbps / 1000));
+            tail = `, tunnel ends ${pct.toFixed(0)}% CPU`;
+          }
+          log(`  round ${r + 1} tcp ${p}: ${x.mbps.toFixed(0)} Mbit/s (${x.retransmits} retransmits)${tail}`);
         }
-        for (const p of PATHS) {
+        for (const p of paths) {
           const x = await run(p, true, seconds);
           udp[p].push(x.mbps);
           loss[p].push(x.lossPct ?? NaN);
           log(`  round ${r + 1} udp ${p}: ${x.mbps.toFixed(0)} Mbit/s received of ${x.sentMbps?.toFixed(0)} sent, ${x.lossPct?.toFixed(1)}% lost`);
         }
       }
-      const med = (m: Record<PathName, number[]>, digits = 1): PathFigures => ({
-        agent: round(median(m.agent), digits),
-        wireguard_go: round(median(m.wireguard_go), digits),
-        plain: round(median(m.plain), digits),
-      });
-      const t = med(tcp);
-      const u = med(udp);
+      if (opts.profile) {
+        await profileRun(opts.profile, seconds, () => run('agent', false, seconds), [...ends.agent]);
+        log(`throughput: the agent's profile is in ${opts.profile}`);
+      }
+      const med = (m: Record<PathName, number[]>, digits = 1): PathFigures => perPath(paths, (p) => round(median(m[p]), digits)) as unknown as PathFigures;
+      const medTunnels = (m: Record<PathName, number[]>, digits = 0): TunnelFigures => perPath(tunnels, (p) => round(median(m[p]), digits)) as unknown as TunnelFigures;
+      const ratio = (a: number[], b: number[]): number => round(median(a) / median(b), 3);
       return {
-        tcp_mbps: t,
-        udp_mbps: u,
-        tcp_ratio_vs_wireguard_go: round(median(tcp.agent) / median(tcp.wireguard_go), 3),
-        udp_ratio_vs_wireguard_go: round(median(udp.agent) / median(udp.wireguard_go), 3),
-        tcp_ratio_vs_plain: { agent: round(median(tcp.agent) / median(tcp.plain), 3), wireguard_go: round(median(tcp.wireguard_go) / median(tcp.plain), 3) },
+        tcp_mbps: med(tcp),
+        udp_mbps: med(udp),
+        tcp_ratio_vs_wireguard_go: ratio(tcp.agent, tcp.wireguard_go),
+        ...(wgDebian ? { tcp_ratio_vs_wireguard_go_debian: ratio(tcp.agent, tcp.wireguard_go_debian) } : {}),
+        udp_ratio_vs_wireguard_go: ratio(udp.agent, udp.wireguard_go),
+        tcp_ratio_vs_plain: perPath(tunnels, (p) => ratio(tcp[p], tcp.plain)) as unknown as TunnelFigures,
         udp_loss_pct: med(loss),
-        tcp_cpu_pct: { agent: round(median(cpu.agent), 0), wireguard_go: round(median(cpu.wireguard_go), 0) },
-        runs_mbps: { tcp: mapPaths(tcp, (x) => round(x, 0)), udp: mapPaths(udp, (x) => round(x, 0)) },
+        tcp_cpu_pct: medTunnels(cpu),
+        tcp_cpu_pct_per_gbps: medTunnels(cpuPerGbps),
+        runs_mbps: {
+          tcp: perPath(paths, (p) => tcp[p].map((x) => round(x, 0))) as unknown as PathFigureLists,
+          udp: perPath(paths, (p) => udp[p].map((x) => round(x, 0))) as unknown as PathFigureLists,
+        },
         rounds,
         seconds,
-        mtu: { agent: INNER_MTU, wireguard_go: INNER_MTU, plain: 1500 },
+        mtu: perPath(paths, (p) => (p === 'plain' ? 1500 : INNER_MTU)) as unknown as PathFigures,
+        wireguard_go_version: builtVersion ?? debianVersion,
+        ...(wgDebian ? { wireguard_go_debian_version: debianVersion } : {}),
+        ...(note ? { wireguard_go_note: note } : {}),
+        load_average: { start: loadStart, end: loadAverage() },
       };
     }),
   );
+}
+
+/**
+ * Records the two tunnel ends (user and kernel time, the syscalls' and the softirq work done in their context; the
+ * machine is shared, so not the whole of it) while `work` runs, and writes perf's top entries (self time by process,
+ * object and symbol) to `out`.
+ */
+async function profileRun(out: string, seconds: number, work: () => Promise<unknown>, pids: readonly number[]): Promise<void> {
+  const data = `${out}.data`;
+  const rec = spawn('perf', ['record', '-g', '-F', '999', '-p', pids.join(','), '-o', data, '--', 'sleep', String(Math.max(1, seconds - 1))], { stdio: 'ignore' });
+  const done = new Promise<void>((r) => rec.once('exit', () => r()));
+  await work();
+  await done;
+  const report = spawnSync('perf', ['report', '-i', data, '--stdio', '--no-children', '--sort', 'pid,dso,symbol', '--percent-limit', '0.5', '-g', 'none'], {
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  });
+  // perf pads its columns to the longest symbol it knows: squeeze runs of blanks so the lines stay readable.
+  const text = `${report.stdout}${report.stderr}`.replace(/ {3,}/g, '  ');
+  writeFileSync(out, `# perf, the two tunnel ends (pids ${pids.join(', ')}: agent, phone) during one TCP run through the agent\n${text}`);
+  rmSync(data, { force: true });
+  for (const pid of pids) rmSync(`/tmp/perf-${pid}.map`, { force: true });
 }
 
 /**

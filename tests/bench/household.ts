@@ -146,6 +146,8 @@ export interface IperfOptions {
   /** TCP maximum segment size (-M). */
   readonly mss?: number;
   readonly port?: number;
+  /** Source address to send from (-B): picks one of several tunnels to the same LAN by policy routing. */
+  readonly bind?: string;
 }
 
 interface IperfJson {
@@ -162,6 +164,7 @@ export async function iperf(tb: Testbed, host: string, target: string, o: IperfO
   if (o.udp) argv.push('-u', '-b', o.bitrate ?? '1G');
   if (o.length) argv.push('-l', String(o.length));
   if (o.mss && !o.udp) argv.push('-M', String(o.mss));
+  if (o.bind) argv.push('-B', o.bind);
   const r = await tb.exec(host, argv, { timeoutMs: (o.seconds + 20) * 1000 });
   let j: IperfJson;
   try {

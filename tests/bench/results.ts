@@ -304,12 +304,20 @@ export function summaryTable(f: ResultsFile): string {
   }
   const t = r.throughput;
   if (t) {
-    const three = (x: { agent: number; wireguard_go: number; plain: number }) => `${fmt(x.agent, 0)} / ${fmt(x.wireguard_go, 0)} / ${fmt(x.plain, 0)}`;
-    other.push(['TCP Mbit/s agent / wireguard-go / plain', `${three(t.tcp_mbps)} (agent / wireguard-go ${fmt(t.tcp_ratio_vs_wireguard_go, 2)})`]);
+    // agent / wireguard-go (current) [/ Debian's wireguard-go] / plain
+    const deb = t.tcp_mbps.wireguard_go_debian !== undefined;
+    const paths = (x: { agent: number; wireguard_go: number; wireguard_go_debian?: number; plain: number }) =>
+      [x.agent, x.wireguard_go, ...(deb ? [x.wireguard_go_debian ?? NaN] : []), x.plain].map((v) => fmt(v, 0)).join(' / ');
+    const names = `agent / wireguard-go${deb ? ' / Debian wireguard-go' : ''} / plain`;
+    const ratios = `agent / wireguard-go ${fmt(t.tcp_ratio_vs_wireguard_go, 2)}${t.tcp_ratio_vs_wireguard_go_debian === undefined ? '' : `, agent / Debian's ${fmt(t.tcp_ratio_vs_wireguard_go_debian, 2)}`}`;
+    other.push([`TCP Mbit/s ${names}`, `${paths(t.tcp_mbps)} (${ratios})`]);
     other.push([
-      'UDP Mbit/s received agent / wireguard-go / plain',
-      `${three(t.udp_mbps)}${t.udp_ratio_vs_wireguard_go === undefined ? '' : ` (agent / wireguard-go ${fmt(t.udp_ratio_vs_wireguard_go, 2)})`}`,
+      `UDP Mbit/s received ${names}`,
+      `${paths(t.udp_mbps)}${t.udp_ratio_vs_wireguard_go === undefined ? '' : ` (agent / wireguard-go ${fmt(t.udp_ratio_vs_wireguard_go, 2)})`}`,
     ]);
+    const c = t.tcp_cpu_pct_per_gbps;
+    if (c) other.push([`CPU % per Gbit/s (both ends) agent / wireguard-go${deb ? ' / Debian' : ''}`, [c.agent, c.wireguard_go, ...(deb ? [c.wireguard_go_debian ?? NaN] : [])].map((v) => fmt(v, 0)).join(' / ')]);
+    if (t.wireguard_go_note) other.push(['wireguard-go', t.wireguard_go_note]);
   }
   const fl = r.flood;
   if (fl) {

@@ -2,10 +2,11 @@
 // with its unit in its key). Not a pass/fail timer: it prints the JSON and a short table; `npm run bench:report`
 // compares the file with the goals. A benchmark that cannot run yet is null, with the reason in `notes`.
 //
-//   npm run bench [-- --only registration,dc_capacity] [--out FILE] [--quick]
+//   npm run bench [-- --only registration,dc_capacity] [--out FILE] [--quick] [--profile FILE]
 //
 // --only runs the named benchmarks (keys of `results`) and merges them into the existing file; --quick is the smoke
-// mode (tiny runs whose figures only prove the benchmark works; its notes say so). Needs root (namespaces, NFQUEUE).
+// mode (tiny runs whose figures only prove the benchmark works; its notes say so); --profile FILE writes perf's view
+// of one more TCP run through the agent (throughput only). Needs root (namespaces, NFQUEUE).
 import { execFileSync } from 'node:child_process';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +25,8 @@ export interface RunOptions {
   readonly only?: readonly BenchName[];
   readonly out?: string;
   readonly quick?: boolean;
+  /** Throughput: write the agent's data-path profile (perf's top entries) to this file. */
+  readonly profile?: string;
   /** Progress lines (stderr by default). */
   readonly log?: (line: string) => void;
 }
@@ -117,7 +120,7 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<{ file: Resu
   await attempt('dc_capacity', () => benchDcCapacity({ terminals: size.terminals, reregister: size.reregister, settleS: size.settleS, log }));
   await attempt('agent_memory', () => benchAgentMemory({ quick: !!opts.quick, log }));
   await attempt('handover', () => benchHandover({ quick: !!opts.quick, log }));
-  await attempt('throughput', () => benchThroughput({ quick: !!opts.quick, log }));
+  await attempt('throughput', () => benchThroughput({ quick: !!opts.quick, log, ...(opts.profile ? { profile: opts.profile } : {}) }));
   await attempt('ledger', () => benchLedger({ quick: !!opts.quick, log }));
   await attempt('provisioning', () => benchProvision({ subscribers: size.subscribers, log }));
   await attempt('flood', () => benchFlood({ quick: !!opts.quick, log }));
@@ -138,13 +141,14 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<{ file: Resu
 }
 
 function usage(): string {
-  return `usage: npm run bench -- [--only NAME[,NAME…]] [--out FILE] [--quick]\n  names: ${BENCH_NAMES.join(', ')}\n`;
+  return `usage: npm run bench -- [--only NAME[,NAME…]] [--out FILE] [--quick] [--profile FILE]\n  names: ${BENCH_NAMES.join(', ')}\n`;
 }
 
 async function main(argv: string[]): Promise<number> {
   let only: BenchName[] | undefined;
   let out: string | undefined;
   let quick = false;
+  let profile: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--only') {
@@ -156,6 +160,7 @@ async function main(argv: string[]): Promise<number> {
       }
     } else if (a === '--out') out = argv[++i];
     else if (a === '--quick') quick = true;
+    else if (a === '--profile') profile = argv[++i];
     else if (a === '--help' || a === '-h') {
       process.stdout.write(usage());
       return 0;
@@ -168,7 +173,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write('the benchmarks need root (network namespaces, NFQUEUE, taskset)\n');
     return 1;
   }
-  const { file, failed } = await runBenchmarks({ ...(only ? { only } : {}), ...(out ? { out } : {}), quick });
+  const { file, failed } = await runBenchmarks({ ...(only ? { only } : {}), ...(out ? { out } : {}), ...(profile ? { profile } : {}), quick });
   process.stdout.write(`${JSON.stringify(file, null, 2)}\n\n${summaryTable(file)}\n`);
   return failed.length > 0 ? 1 : 0;
 }

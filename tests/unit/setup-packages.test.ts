@@ -113,11 +113,11 @@ function commandsInSources(): Map<string, Set<string>> {
   return found;
 }
 
-/** The Debian packages scripts/setup installs (its RUNTIME_PACKAGES and APT_PACKAGES arrays). */
+/** The Debian packages scripts/setup installs (its RUNTIME_PACKAGES and APT_PACKAGES arrays, and --bench's BENCH_PACKAGES). */
 function setupPackages(): Set<string> {
   const text = readFileSync(join(ROOT, 'scripts/setup'), 'utf8');
   const out = new Set<string>();
-  for (const list of ['RUNTIME_PACKAGES', 'APT_PACKAGES']) {
+  for (const list of ['RUNTIME_PACKAGES', 'APT_PACKAGES', 'BENCH_PACKAGES']) {
     const m = new RegExp(`^${list}=\\(([^)]*)\\)`, 'm').exec(text);
     assert.ok(m, `scripts/setup has no ${list}=( ... ) list`);
     for (const p of m[1]!.replace(/#.*$/gm, '').split(/\s+/).filter(Boolean)) out.add(p);
