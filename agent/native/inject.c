@@ -60,6 +60,8 @@ static napi_value inj_inject(napi_env env, napi_callback_info info) {
   }
   const uint8_t *p = data;
   int rc;
+  /* A SYN going to the LAN (or this host) tells what the segments cut from its peer's GSO packets may carry (gso.c). */
+  tcp_mss_learn(p, len);
   if (len >= 20 && (p[0] >> 4) == 4 && j->fd4 >= 0) {
     struct sockaddr_in to = {.sin_family = AF_INET};
     memcpy(&to.sin_addr, p + 16, 4);

@@ -9,6 +9,15 @@
  * meta, per packet (int32 × META): arena offset, length, packet id, mark, in ifindex, out ifindex.
  * verdicts, per packet (int32 × VERD): verdict (0 drop, 1 accept, 2 accept with the payload at out[offset..+length],
  * 3 deferred: settled later with settle()), out offset, out length, mark (0: unchanged).
+ *
+ * GSO (a source opened with gsoMtu > 0): the kernel hands TCP packets over unsegmented, up to 64 KB
+ * (NFQA_CFG_F_GSO; nfnetlink_queue.c queues a GSO skb whole instead of segmenting it first), so one queue round trip
+ * and one verdict carry a whole burst of a TCP stream. Such a packet (NFQA_SKB_GSO) is cut here into segments that fit
+ * gsoMtu (gso.c) and handed to JavaScript as consecutive entries sharing its packet id; the packet's one verdict is
+ * accept only when every segment was accepted unchanged, else drop. So a GSO source is for a handler that consumes
+ * its packets (the data plane's queue towards the tunnels): a segment cannot be replaced, re-marked or deferred.
+ * Packets the kernel left with a partial checksum (NFQA_SKB_CSUMNOTREADY) get it completed before JavaScript sees
+ * them, as they would on the wire.
  */
 #define _GNU_SOURCE
 #include "ntmdp.h"
@@ -24,6 +33,10 @@
 
 #define META 6
 #define VERD 4
+/* A GSO source stops reading a burst when fewer entries or arena bytes than one 64 KB packet may need are left: 1,366
+ * segments at Linux's smallest send MSS (48 bytes, net.ipv4.tcp_min_snd_mss), each with up to 120 bytes of headers. */
+#define GSO_RESERVE_SLOTS 1400
+#define GSO_RESERVE_BYTES (256 << 10)
 
 typedef struct {
   poller io; /* io.fd: the queue's netlink socket, owned by h */
@@ -39,8 +52,13 @@ typedef struct {
   char *rx;
   size_t rx_size;
   int deferred; /* packets deferred and not settled yet: batch verdicts must not cover them */
-  double stats[8]; /* received, bursts, batch verdicts, single verdicts, overflow drops, enobufs, errors, max burst */
+  /* received, bursts, batch verdicts, single verdicts, overflow drops, enobufs, errors, max burst, GSO packets, their
+   * segments, GSO packets dropped (not TCP, or no room), checksums completed */
+  double stats[12];
   int closed;
+  uint32_t gso_mtu; /* 0: the kernel segments (no NFQA_CFG_F_GSO) */
+  int32_t *group;   /* per entry: the index of the first entry of its packet (itself unless a segment) */
+  gso_seg *segs;
 } nfqsrc;
 
 static int on_nfq_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_data *nfa, void *data) {
@@ -52,6 +70,34 @@ static int on_nfq_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct n
   unsigned char *payload = NULL;
   int len = nfq_get_payload(nfa, &payload);
   s->stats[0]++;
+  uint32_t skb = s->gso_mtu ? nfq_get_skbinfo(nfa) : 0;
+  if (len >= 0 && (skb & NFQA_SKB_GSO)) {
+    s->stats[8]++;
+    int n = gso_segment(payload, (size_t)len, s->gso_mtu, s->arena + s->arena_used, s->arena_size - s->arena_used, s->max_batch - s->count,
+                        s->segs);
+    if (n < 0) {
+      /* Not TCP (UDP GSO does not say where its datagrams end), or no room: fail closed. */
+      nfq_set_verdict(qh, id, NF_DROP, 0, NULL);
+      s->stats[10]++;
+      return 0;
+    }
+    uint32_t mark = nfq_get_nfmark(nfa), in = nfq_get_indev(nfa), out = nfq_get_outdev(nfa);
+    int first = s->count;
+    for (int k = 0; k < n; k++) {
+      int32_t *m = s->meta + (size_t)s->count * META;
+      m[0] = (int32_t)(s->arena_used + s->segs[k].offset);
+      m[1] = (int32_t)s->segs[k].length;
+      m[2] = (int32_t)id;
+      m[3] = (int32_t)mark;
+      m[4] = (int32_t)in;
+      m[5] = (int32_t)out;
+      s->group[s->count] = first;
+      s->count++;
+    }
+    s->arena_used += s->segs[n - 1].offset + ((s->segs[n - 1].length + 7) & ~(size_t)7);
+    s->stats[9] += n;
+    return 0;
+  }
   if (len < 0 || s->count >= s->max_batch || s->arena_used + (size_t)len > s->arena_size) {
     /* No room in this burst: the overlay fails closed rather than letting the packet pass unprocessed. */
     nfq_set_verdict(qh, id, NF_DROP, 0, NULL);
@@ -59,6 +105,7 @@ static int on_nfq_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct n
     return 0;
   }
   memcpy(s->arena + s->arena_used, payload, (size_t)len);
+  if ((skb & NFQA_SKB_CSUMNOTREADY) && gso_complete_checksum(s->arena + s->arena_used, (size_t)len) == 0) s->stats[11]++;
   int32_t *m = s->meta + (size_t)s->count * META;
   m[0] = (int32_t)s->arena_used;
   m[1] = len;
@@ -66,9 +113,23 @@ static int on_nfq_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct n
   m[3] = (int32_t)nfq_get_nfmark(nfa);
   m[4] = (int32_t)nfq_get_indev(nfa);
   m[5] = (int32_t)nfq_get_outdev(nfa);
+  if (s->group) s->group[s->count] = s->count;
   s->arena_used += ((size_t)len + 7) & ~(size_t)7;
   s->count++;
   return 0;
+}
+
+/* The one verdict of a packet cut into entries first..last (a GSO source): accept only if every segment was accepted
+ * unchanged; anything else (drop, replace, re-mark, defer) drops the packet. */
+static void issue_group(nfqsrc *s, int first, int last) {
+  int accept = 1;
+  for (int i = first; i <= last; i++) {
+    const int32_t *v = s->verdicts + (size_t)i * VERD;
+    if (v[0] != 1 || v[3] != 0) accept = 0;
+    if (v[0] == 3 || v[0] == 2 || v[3] != 0) s->stats[6]++;
+  }
+  nfq_set_verdict(s->qh, (uint32_t)s->meta[first * META + 2], accept ? NF_ACCEPT : NF_DROP, 0, NULL);
+  s->stats[3]++;
 }
 
 static void issue_verdicts(nfqsrc *s) {
@@ -89,6 +150,13 @@ static void issue_verdicts(nfqsrc *s) {
   for (int i = 0; i < n; i++) {
     int32_t *v = s->verdicts + (size_t)i * VERD;
     uint32_t id = (uint32_t)s->meta[i * META + 2];
+    if (s->group && (i + 1 < n && s->group[i + 1] == i)) {
+      int last = i + 1;
+      while (last + 1 < n && s->group[last + 1] == i) last++;
+      issue_group(s, i, last);
+      i = last;
+      continue;
+    }
     if (v[0] == 3) {
       s->deferred++;
       continue;
@@ -128,6 +196,7 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
     }
     nfq_handle_packet(s->h, s->rx, (int)r);
     if (s->count >= s->max_batch) break;
+    if (s->gso_mtu && (s->count + GSO_RESERVE_SLOTS > s->max_batch || s->arena_used + GSO_RESERVE_BYTES > s->arena_size)) break;
   }
   if (s->count == 0) return;
   s->stats[1]++;
@@ -149,6 +218,8 @@ static void on_poll_closed(uv_handle_t *h) {
   s->io.handle_live = 0;
   if (s->io.finalized) {
     free(s->rx);
+    free(s->group);
+    free(s->segs);
     free(s);
   }
 }
@@ -170,22 +241,29 @@ static void nfq_free(napi_env env, void *data, void *hint) {
   /* Still in libuv's hands (closing): on_poll_closed frees it. The arenas are owned by their ArrayBuffers. */
   if (s->io.handle_live) return;
   free(s->rx);
+  free(s->group);
+  free(s->segs);
   free(s);
 }
 
-/* new NfqSource(queue, maxBatch, arenaBytes, rcvbufBytes, queueMaxlen) */
+/* new NfqSource(queue, maxBatch, arenaBytes, rcvbufBytes, queueMaxlen, gsoMtu) */
 static napi_value nfq_new(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5], self;
+  size_t argc = 6;
+  napi_value argv[6], self;
   CHECK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
-  uint32_t queue = 0, max_batch = 256, arena = 1 << 20, rcvbuf = 8 << 20, maxlen = 4096;
+  uint32_t queue = 0, max_batch = 256, arena = 1 << 20, rcvbuf = 8 << 20, maxlen = 4096, gso_mtu = 0;
   napi_get_value_uint32(env, argv[0], &queue);
   if (argc > 1) napi_get_value_uint32(env, argv[1], &max_batch);
   if (argc > 2) napi_get_value_uint32(env, argv[2], &arena);
   if (argc > 3) napi_get_value_uint32(env, argv[3], &rcvbuf);
   if (argc > 4) napi_get_value_uint32(env, argv[4], &maxlen);
+  if (argc > 5) napi_get_value_uint32(env, argv[5], &gso_mtu);
   if (max_batch < 1 || max_batch > 65536 || arena < 65536) {
     napi_throw_range_error(env, NULL, "ntmdp: bad batch or arena size");
+    return NULL;
+  }
+  if (gso_mtu != 0 && (gso_mtu < 576 || gso_mtu > 65535 || max_batch < 2 * GSO_RESERVE_SLOTS || arena < 4 * GSO_RESERVE_BYTES)) {
+    napi_throw_range_error(env, NULL, "ntmdp: a GSO source needs an MTU of 576..65535, 2,800 entries and 1 MiB of arena");
     return NULL;
   }
   nfqsrc *s = calloc(1, sizeof *s);
@@ -200,7 +278,11 @@ static napi_value nfq_new(napi_env env, napi_callback_info info) {
   s->meta = calloc(max_batch, sizeof(int32_t) * META);
   s->verdicts = calloc(max_batch, sizeof(int32_t) * VERD);
   s->rx = malloc(s->rx_size);
-  if (!s->arena || !s->out || !s->meta || !s->verdicts || !s->rx) return throw_errno(env, "ntmdp: malloc", ENOMEM);
+  if (gso_mtu) {
+    s->group = calloc(max_batch, sizeof *s->group);
+    s->segs = calloc(max_batch, sizeof *s->segs);
+  }
+  if (!s->arena || !s->out || !s->meta || !s->verdicts || !s->rx || (gso_mtu && (!s->group || !s->segs))) return throw_errno(env, "ntmdp: malloc", ENOMEM);
   s->h = nfq_open();
   if (!s->h) return throw_errno(env, "ntmdp: nfq_open", errno);
   nfq_unbind_pf(s->h, AF_INET);
@@ -216,6 +298,8 @@ static napi_value nfq_new(napi_env env, napi_callback_info info) {
   }
   if (nfq_set_mode(s->qh, NFQNL_COPY_PACKET, 0xffff) < 0) return throw_errno(env, "ntmdp: nfq_set_mode", errno);
   nfq_set_queue_maxlen(s->qh, maxlen);
+  /* Kernels without NFQA_CFG_F_GSO (before 3.10) refuse it: they segment first, as for a source without GSO. */
+  if (gso_mtu && nfq_set_queue_flags(s->qh, NFQA_CFG_F_GSO, NFQA_CFG_F_GSO) == 0) s->gso_mtu = gso_mtu;
   s->io.fd = nfq_fd(s->h);
   int one = 1;
   setsockopt(s->io.fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one);
@@ -290,8 +374,17 @@ static napi_value nfq_stats(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   nfqsrc *s = unwrap_this(env, info, &argc, NULL);
   if (!s) return NULL;
-  static const char *const names[8] = {"received", "bursts", "batchVerdicts", "singleVerdicts", "overflowDrops", "enobufs", "errors", "maxBurst"};
-  napi_value o = stats_object(env, names, s->stats, 8), v;
+  static const char *const names[12] = {"received",    "bursts",      "batchVerdicts", "singleVerdicts", "overflowDrops",     "enobufs",
+                                        "errors",      "maxBurst",    "gsoPackets",    "gsoSegments",    "gsoDrops",          "checksumsCompleted"};
+  napi_value o = stats_object(env, names, s->stats, 12), v;
+  double mss[2];
+  gso_stats(&mss[0], &mss[1]);
+  napi_create_double(env, mss[0], &v);
+  napi_set_named_property(env, o, "mssLearnt", v);
+  napi_create_double(env, mss[1], &v);
+  napi_set_named_property(env, o, "mssDefaulted", v);
+  napi_get_boolean(env, s->gso_mtu != 0, &v);
+  napi_set_named_property(env, o, "gso", v);
   napi_create_int32(env, s->deferred, &v);
   napi_set_named_property(env, o, "deferredPending", v);
   return o;

@@ -4,6 +4,7 @@
  * them). One unit per file:
  *
  *   nfqueue.c  NfqSource    NFQUEUE read in bursts, verdicts in batches
+ *   gso.c                   TCP segmentation of GSO packets from NFQUEUE (as TSO does), partial checksums completed
  *   inject.c   RawInjector  a decrypted IP packet handed to the kernel as this host's own
  *   udp.c      UdpSocket    recvmmsg / sendmmsg, UDP GSO and GRO, per-datagram TTL
  *   aead.c     ChaChaPoly   ChaCha20-Poly1305 (RFC 8439) on one reused OpenSSL context
@@ -98,9 +99,24 @@ void poller_release(poller *p);
  * the caller fails closed); 0, or -1 when the call failed. `what` names the unit in NTMDP_DEBUG's message. */
 int poller_call(poller *p, int count, const char *what);
 
+/* gso.c. One segment of a GSO packet: where it was written in the output, and its length. */
+typedef struct {
+  size_t offset, length;
+} gso_seg;
+/* Cuts the TCP GSO packet p[0..len) into segments no larger than the peer's MSS and `mtu`, written 8-byte aligned into
+ * out[0..room); their places in segs (at most max_segs). The segment count, or -1: not TCP, or no room. */
+int gso_segment(const uint8_t *p, size_t len, uint32_t mtu, uint8_t *out, size_t room, int max_segs, gso_seg *segs);
+/* Completes the TCP or UDP checksum of a packet the kernel left partial; 0, or -1 when it is neither. */
+int gso_complete_checksum(uint8_t *p, size_t len);
+/* Learns the MSS option of a TCP SYN (called with every packet injected towards the LAN / this host). */
+void tcp_mss_learn(const uint8_t *p, size_t len);
+/* How many SYNs taught an MSS, and how many GSO packets were cut at the default MSS (their flow's SYN was not seen). */
+void gso_stats(double *learnt, double *defaulted);
+
 /* The units' registration on the addon's exports. */
 void nfqueue_register(napi_env env, napi_value exports);
 void inject_register(napi_env env, napi_value exports);
+void gso_register(napi_env env, napi_value exports);
 void udp_register(napi_env env, napi_value exports);
 void aead_register(napi_env env, napi_value exports);
 void keccak_register(napi_env env, napi_value exports);

@@ -32,9 +32,19 @@ export interface NativeUdpSocket {
 }
 
 export interface NativeAddon {
-  NfqSource: new (queue: number, maxBatch: number, arenaBytes: number, rcvbufBytes: number, queueMaxlen: number) => NativeNfqSource;
+  /** gsoMtu > 0: packets come unsegmented (NFQA_CFG_F_GSO) and TCP ones are cut into segments of at most gsoMtu bytes. */
+  NfqSource: new (queue: number, maxBatch: number, arenaBytes: number, rcvbufBytes: number, queueMaxlen: number, gsoMtu?: number) => NativeNfqSource;
   RawInjector: new () => { inject(packet: Uint8Array): number };
   UdpSocket: new (address: string, port: number, rcvbuf?: number, sndbuf?: number) => NativeUdpSocket;
+  /**
+   * gso.c, as the GSO queue uses it (exposed for tests): cuts a TCP GSO packet into segments of at most `mtu` bytes and
+   * the peer's MSS, written into `out`; [offset, length, …] of each, or null (not TCP, or no room).
+   */
+  gsoSegment(packet: Uint8Array, mtu: number, out: Uint8Array): number[] | null;
+  /** Learns the MSS option of a TCP SYN going to the LAN (inject() calls it with every packet). */
+  tcpMssLearn(packet: Uint8Array): void;
+  /** Completes a TCP or UDP checksum the kernel left partial; 0, or -1 (neither). */
+  completeChecksum(packet: Uint8Array): number;
   /** Keccak-256 of `data` into `out` (≥ 32 bytes). */
   keccak256(data: Uint8Array, out: Uint8Array): void;
   ChaChaPoly: new () => {

@@ -203,6 +203,11 @@ export function benchThroughput(opts: AgentBenchOptions = {}): Promise<Throughpu
           log(`  round ${r + 1} udp ${p}: ${x.mbps.toFixed(0)} Mbit/s received of ${x.sentMbps?.toFixed(0)} sent, ${x.lossPct?.toFixed(1)}% lost`);
         }
       }
+      // What the two ends' queues did (native readers: bursts, GSO packets cut into segments, MSS learnt).
+      const queues = async (who: { call(r: Record<string, unknown>): Promise<unknown> }) =>
+        JSON.stringify(((await who.call({ cmd: 'status' })) as { dataplane?: { queues?: unknown } }).dataplane?.queues ?? null);
+      log(`throughput: phone queues ${await queues(h.phone)}`);
+      log(`throughput: agent queues ${await queues(h.agent)}`);
       if (opts.profile) {
         await profileRun(opts.profile, seconds, () => run('agent', false, seconds), [...ends.agent]);
         log(`throughput: the agent's profile is in ${opts.profile}`);

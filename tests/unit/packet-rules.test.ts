@@ -124,6 +124,19 @@ void test('terminal mode queues this host’s own packets to virtual ranges, loo
   assert.doesNotMatch(v4, /NTM-FWD/);
 });
 
+void test('with queueTcp, TCP goes to its own (GSO) queue ahead of the rest, for the host and for paired sources, and pairing keeps it', async () => {
+  const term = new OverlayFirewall({ ...SPEC, queueTcp: 7313, captureLocal: true, forward: false, pairedSources: [] }).describe(4);
+  assert.match(term, /^-A NTM-OUT ! -o lo -d 198\.18\.0\.0\/15 -p tcp -j NFQUEUE --queue-num 7313\n-A NTM-OUT ! -o lo -d 198\.18\.0\.0\/15 -j NFQUEUE --queue-num 7311$/m);
+  const save4 = `*mangle\n:FORWARD ACCEPT [0:0]\n:NTM-FWD - [0:0]\n:NTM-PAIRED - [0:0]\n-A FORWARD -j NTM-FWD\nCOMMIT\n`;
+  const t = fakeTables(save4, save4);
+  await new OverlayFirewall({ ...SPEC, queueTcp: 7313 }, { run: t.run }).setPairedSources(['192.168.1.21']);
+  assert.equal(
+    t.restored[0],
+    'iptables-nft-restore\n*mangle\n:NTM-PAIRED - [0:0]\n-A NTM-PAIRED -s 192.168.1.21 -p tcp -j NFQUEUE --queue-num 7313\n-A NTM-PAIRED -s 192.168.1.21 -j NFQUEUE --queue-num 7311\nCOMMIT\n',
+  );
+  assert.throws(() => new OverlayFirewall({ ...SPEC, queueTcp: 70000 }), (e: Error) => e instanceof RuleSpecError && /queueTcp/.test(e.message));
+});
+
 void test('without a UDP port there is no tunnel-packet queue in raw PREROUTING (the socket receives them)', () => {
   const { udpPort: _drop, ...rest } = SPEC;
   for (const spec of [{ ...rest }, { ...rest, udpPort: 0 }]) {

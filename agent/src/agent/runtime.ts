@@ -215,6 +215,7 @@ export class AgentRuntime implements AgentApi {
       await engine.start({
         queueIn: o.agent.queueIn,
         queueOut: o.agent.queueOut,
+        queueTcp: o.agent.queueTcp,
         rules: {
           chainPrefix: 'NTMA',
           virtualRanges: [o.dc.virtualV4, o.dc.virtualV6],

@@ -26,7 +26,7 @@ import { buildDestinationUnreachable, ICMP4_ERROR_MAX, ICMP6_ERROR_MAX } from '.
 import { C, DATA_OPEN, DataCounts, ICMP_RESULT, ICMP_UNREACHABLE, IN_MALFORMED, OUT_MALFORMED, OUT_RESULT } from './counts.js';
 import type { PacketPolicy } from './policy.js';
 import { OverlayFirewall, type OverlayRuleSpec } from './nfqueue/rules.js';
-import { openPacketSource } from './nfqueue/open.js';
+import { gsoSourceAvailable, openPacketSource } from './nfqueue/open.js';
 import { Reinjector } from './reinject.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import { be32 } from '../util/bytes.js';
@@ -52,6 +52,12 @@ export interface EngineOptions {
 export interface EngineIo {
   readonly queueOut: number;
   readonly queueIn: number;
+  /**
+   * Outgoing TCP, handed over unsegmented (up to 64 KB per queue round trip) and cut into segments of at most `mtu`
+   * by the native reader (agent/native/gso.c) before fromLan() sees them. Absent, 0, or without the native addon: TCP
+   * goes to queueOut, segmented by the kernel.
+   */
+  readonly queueTcp?: number;
   /** The overlay's rules (a terminal captures its own packets, the agent forwards its LAN's). */
   readonly rules: Omit<OverlayRuleSpec, 'queueIn' | 'queueOut' | 'carrierPorts'>;
 }
@@ -224,10 +230,12 @@ export class DataEngine {
   async start(o: EngineIo): Promise<void> {
     if (this.io) throw new Error('the data plane is already started');
     const reinject = await Reinjector.open();
+    const queueTcp = o.queueTcp && gsoSourceAvailable() ? o.queueTcp : undefined;
     const firewall = new OverlayFirewall({
       ...o.rules,
       queueIn: o.queueIn,
       queueOut: o.queueOut,
+      ...(queueTcp !== undefined ? { queueTcp } : {}),
       ...(reinject.mode === 'carrier' ? { carrierPorts: { 4: reinject.port4, 6: reinject.port6 } } : {}),
     });
     const sources: PacketSource[] = [];
@@ -235,6 +243,11 @@ export class DataEngine {
       const out = openPacketSource({ queue: o.queueOut });
       sources.push(out);
       out.onPacket(this.onQueued);
+      if (queueTcp !== undefined) {
+        const tcp = openPacketSource({ queue: queueTcp, gsoMtu: Math.min(this.mtu, 65_535) });
+        sources.push(tcp);
+        tcp.onPacket(this.onQueued);
+      }
       if (reinject.mode === 'carrier') {
         const carrier = openPacketSource({ queue: o.queueIn });
         sources.push(carrier);
@@ -251,7 +264,7 @@ export class DataEngine {
       reinject.close();
       throw e;
     }
-    this.log.info('data plane up', { mode: reinject.mode, queues: [o.queueOut, o.queueIn] });
+    this.log.info('data plane up', { mode: reinject.mode, queues: [o.queueOut, o.queueIn, ...(queueTcp !== undefined ? [queueTcp] : [])] });
   }
 
   /** Whether start() succeeded (and stop() was not called since). */
@@ -278,7 +291,8 @@ export class DataEngine {
     return {
       counters: this.counts.toJSON(),
       reinjected: this.io?.reinject.counters.toJSON() ?? null,
-      queues: this.io?.sources.map((s) => ({ queue: s.queue, ...s.counters })) ?? [],
+      // The native reader's own figures too (bursts, GSO packets and segments, MSS learnt or defaulted).
+      queues: this.io?.sources.map((s) => ({ queue: s.queue, ...s.counters, ...(hasNativeStats(s) ? { native: s.nativeStats() } : {}) })) ?? [],
     };
   }
 
@@ -286,6 +300,10 @@ export class DataEngine {
     this.counts.inc(outcome);
     return outcome;
   }
+}
+
+function hasNativeStats(s: PacketSource): s is PacketSource & { nativeStats(): Record<string, number> } {
+  return typeof (s as { nativeStats?: unknown }).nativeStats === 'function';
 }
 
 function asBuffer(d: Uint8Array): Buffer {

@@ -26,6 +26,8 @@ export interface TerminalDataplaneOptions {
   readonly mtu: number;
   readonly queueOut: number;
   readonly queueIn: number;
+  /** Outgoing TCP, unsegmented (GSO); 0 or absent: TCP shares queueOut. */
+  readonly queueTcp?: number;
   readonly device?: string;
   readonly virtualRanges?: readonly string[];
   readonly chainPrefix?: string;
@@ -61,6 +63,7 @@ export async function startTerminalDataplane(o: TerminalDataplaneOptions): Promi
   await o.engine.start({
     queueIn: o.queueIn,
     queueOut: o.queueOut,
+    ...(o.queueTcp ? { queueTcp: o.queueTcp } : {}),
     rules: { chainPrefix: o.chainPrefix ?? 'NTMT', virtualRanges: ranges, captureLocal: true },
   });
   o.log.info('data plane up', { device: dev, v4: o.reg.v4, v6: o.reg.v6, mtu: o.mtu });

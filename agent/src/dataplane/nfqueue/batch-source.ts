@@ -16,7 +16,19 @@ export interface BatchSourceOptions {
   readonly socketBufferBytes?: number;
   /** Kernel queue length (packets waiting for a verdict) before the kernel drops. */
   readonly queueMaxlen?: number;
+  /**
+   * Packets come unsegmented (up to 64 KB: the kernel's GSO/GRO packets) and TCP ones are cut, in the addon, into
+   * segments of at most this many bytes (agent/native/gso.c), each handed to the handler as a packet of its own sharing
+   * the original's id. Only for a handler that consumes (drops) what it is given: the packet is accepted only when
+   * every segment was accepted unchanged, and a segment cannot be replaced, re-marked or deferred (that drops it).
+   * Absent: the kernel segments first, as for any queue.
+   */
+  readonly gsoMtu?: number;
 }
+
+/** A GSO source's burst: room for the segments of many 64 KB packets (the addon keeps 1,400 entries in reserve). */
+const GSO_MAX_BATCH = 4096;
+const GSO_ARENA_BYTES = 4 << 20;
 
 const META = 6;
 const VERD = 4;
@@ -128,7 +140,15 @@ export function openBatchSource(o: BatchSourceOptions): PacketSource {
   if (!addon) throw new QueueOpenError(o.queue, 'the native data-plane addon is not built (npm run build:native)');
   if (!Number.isInteger(o.queue) || o.queue < 0 || o.queue > 65535) throw new QueueOpenError(o.queue, 'queue number must be 0..65535');
   try {
-    const src = new addon.NfqSource(o.queue, o.maxBatch ?? 256, o.arenaBytes ?? 1 << 20, o.socketBufferBytes ?? 8 << 20, o.queueMaxlen ?? 4096);
+    const gso = o.gsoMtu ?? 0;
+    const src = new addon.NfqSource(
+      o.queue,
+      o.maxBatch ?? (gso ? GSO_MAX_BATCH : 256),
+      o.arenaBytes ?? (gso ? GSO_ARENA_BYTES : 1 << 20),
+      o.socketBufferBytes ?? 8 << 20,
+      o.queueMaxlen ?? 4096,
+      gso,
+    );
     return new BatchSource(o.queue, src);
   } catch (e) {
     throw new QueueOpenError(o.queue, (e as Error).message);

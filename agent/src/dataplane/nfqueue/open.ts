@@ -4,8 +4,13 @@ import type { PacketSource } from '../../types/packet-source.js';
 import { batchSourceAvailable, openBatchSource } from './batch-source.js';
 import { openNfqueueSource } from './source.js';
 
-export function openPacketSource(o: { readonly queue: number; readonly engine?: 'auto' | 'batch' | 'nfqueue' }): PacketSource {
+export function openPacketSource(o: { readonly queue: number; readonly engine?: 'auto' | 'batch' | 'nfqueue'; readonly gsoMtu?: number }): PacketSource {
   const engine = o.engine ?? 'auto';
-  if (engine === 'batch' || (engine === 'auto' && batchSourceAvailable())) return openBatchSource({ queue: o.queue });
+  if (engine === 'batch' || (engine === 'auto' && batchSourceAvailable())) return openBatchSource({ queue: o.queue, ...(o.gsoMtu ? { gsoMtu: o.gsoMtu } : {}) });
   return openNfqueueSource({ queue: o.queue });
+}
+
+/** Whether a queue opened here can take unsegmented (GSO) packets: only the native batched reader segments them. */
+export function gsoSourceAvailable(): boolean {
+  return batchSourceAvailable();
 }

@@ -8,6 +8,9 @@
 //   mangle OUTPUT     -> NTM-OUT     (terminal) this host's packets to virtual ranges     -> NFQUEUE queueOut
 //   mangle FORWARD    -> NTM-FWD     (agent) TCPMSS on SYNs to/from virtual ranges, then
 //                                    to virtual ranges -> NTM-PAIRED: from a paired source -> NFQUEUE queueOut
+//   (with queueTcp: TCP of NTM-OUT and NTM-PAIRED goes to queueTcp instead, a queue that hands packets over unsegmented,
+//   up to 64 KB, for the data plane to cut as TSO would: UDP cannot share it, since NFQUEUE does not say where the
+//   datagrams of a UDP GSO packet end)
 //   mangle OUTPUT     -> NTM-REINJ   loopback "carrier" datagrams of our own (dataplane/reinject.ts)  -> queueIn
 //
 // Why no --queue-bypass on these rules: they match overlay traffic only, and for it "no agent" must mean "no
@@ -33,6 +36,8 @@ export interface OverlayRuleSpec {
   readonly queueIn: number;
   /** Queue of leaving overlay packets (mangle OUTPUT and FORWARD). */
   readonly queueOut: number;
+  /** Queue of leaving overlay TCP, unsegmented (GSO); absent: TCP goes to queueOut with the rest. */
+  readonly queueTcp?: number;
   /** The agent's UDP port (tunnel endpoint), for both families; 0 or absent: no NTM-IN chain. */
   readonly udpPort?: number;
   /** Virtual address ranges, IPv4 and/or IPv6 CIDRs (e.g. 198.18.0.0/15, fdxx:xxxx:xxxx::/48). */
@@ -114,6 +119,7 @@ interface Checked {
   readonly prefix: string;
   readonly queueIn: number;
   readonly queueOut: number;
+  readonly queueTcp: number;
   readonly udpPort: number;
   readonly ranges: Record<Family, string[]>;
   readonly paired: Record<Family, string[]>;
@@ -155,6 +161,7 @@ function check(spec: OverlayRuleSpec): Checked {
     prefix: checkPrefix(spec.chainPrefix ?? 'NTM'),
     queueIn: checkInt('queueIn', spec.queueIn, 0, 65535),
     queueOut: checkInt('queueOut', spec.queueOut, 0, 65535),
+    queueTcp: spec.queueTcp === undefined ? -1 : checkInt('queueTcp', spec.queueTcp, 0, 65535),
     udpPort: spec.udpPort ? checkInt('udpPort', spec.udpPort, 1, 65535) : 0,
     ranges,
     paired,
@@ -168,8 +175,14 @@ function check(spec: OverlayRuleSpec): Checked {
   };
 }
 
+/** `match` to queueOut, preceded (with queueTcp) by the same match's TCP to queueTcp. */
+function toQueues(c: Checked, match: string): string[] {
+  const all = `${match} -j NFQUEUE --queue-num ${c.queueOut}`;
+  return c.queueTcp < 0 ? [all] : [`${match} -p tcp -j NFQUEUE --queue-num ${c.queueTcp}`, all];
+}
+
 function pairedRules(c: Checked, f: Family): string[] {
-  return c.paired[f].map((s) => `-s ${s} -j NFQUEUE --queue-num ${c.queueOut}`);
+  return c.paired[f].flatMap((s) => toQueues(c, `-s ${s}`));
 }
 
 /** The rules one family should have, as iptables-save lines without the "-A CHAIN" head. */
@@ -196,7 +209,7 @@ function plan(c: Checked, f: Family): FamilyPlan {
   if (c.captureLocal) {
     mangle.chains.set(
       `${p}-OUT`,
-      ranges.map((r) => `! -o lo -d ${r} -j NFQUEUE --queue-num ${c.queueOut}`),
+      ranges.flatMap((r) => toQueues(c, `! -o lo -d ${r}`)),
     );
     mangle.jumps.push({ from: 'OUTPUT', to: `${p}-OUT` });
   }
@@ -416,6 +429,7 @@ export class OverlayFirewall {
       chainPrefix: c.prefix,
       queueIn: c.queueIn,
       queueOut: c.queueOut,
+      ...(c.queueTcp >= 0 ? { queueTcp: c.queueTcp } : {}),
       udpPort: c.udpPort,
       virtualRanges: [...c.ranges[4], ...c.ranges[6]],
       captureLocal: c.captureLocal,

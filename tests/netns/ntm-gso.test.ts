@@ -1,0 +1,62 @@
+// Issue 15: a terminal's own TCP reaches its data plane unsegmented (the GSO queue, NFQA_CFG_F_GSO: up to 64 KB per
+// queue round trip) and is cut into segments in the addon before sealing, as a NIC's TSO would. Over natpair (its
+// userspace link emulator keeps the rate low, so TCP's GSO packets are small there: 2 segments, tcp_min_tso_segs), a
+// fast TCP transfer b → a over IPv4 and over IPv6 arrives byte for byte (SHA-256 of the stream), b's GSO queue really cut
+// packets (more segments than packets), with the MSS a announced (learnt from a's SYN-ACK as b's data plane handed it
+// over: no flow fell back to the default MSS), and no segment was too big for the tunnel.
+import { describe, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { withTestbed } from '../lib/testbed.js';
+import { TCP_SINK, TCP_SOURCE, expectedTransfer, firstJsonLine, startNatpair, withDaemons, type Daemon } from '../lib/ntm.js';
+
+const TOTAL = 8 * 1024 * 1024;
+/** Bytes/s the source may write: more than the tunnel carries here, so TCP's window (and its GSO packets) fill. */
+const RATE = 1 << 30;
+
+interface QueueStatus {
+  queue: number;
+  native?: { gso: boolean; gsoPackets: number; gsoSegments: number; gsoDrops: number; mssLearnt: number; mssDefaulted: number };
+}
+
+async function gsoQueue(d: Daemon): Promise<NonNullable<QueueStatus['native']>> {
+  const st = (await d.status()) as { dataplane?: { queues?: QueueStatus[] } };
+  const q = st.dataplane?.queues?.find((x) => x.native?.gso === true);
+  assert.ok(q?.native, `a GSO queue in ${JSON.stringify(st.dataplane?.queues)}`);
+  return q.native;
+}
+
+async function transfer(t: TestContext, family: 4 | 6): Promise<void> {
+  await withTestbed('natpair', {}, (tb) =>
+    withDaemons('ntm-gso-', (line) => t.diagnostic(line), async ({ dir, started }) => {
+      const p = await startNatpair(tb, dir, started);
+      const target = String(family === 4 ? p.b.ready.v4 : p.b.ready.v6);
+      await p.a.call({ cmd: 'connect', target: 'b.ntm' }, 30_000);
+      const before = await gsoQueue(p.b);
+      const source = tb.spawn('b', [process.execPath, '-e', TCP_SOURCE, '9000', String(TOTAL), String(RATE)]);
+      try {
+        await firstJsonLine(source, 10_000, 'tcp source');
+        const sink = tb.spawn('a', [process.execPath, '-e', TCP_SINK, target, '9000']);
+        const got = await firstJsonLine<{ bytes: number; sha256: string; ms: number; error?: string }>(sink, 90_000, 'tcp sink');
+        const q = await gsoQueue(p.b);
+        const st = (await p.b.status()) as { dataplane?: { counters?: Record<string, number> } };
+        t.diagnostic(JSON.stringify({ family, ms: got.ms, queue: q, counters: st.dataplane?.counters }));
+        assert.equal(got.error, undefined, `the transfer ended cleanly: ${got.error}`);
+        assert.deepEqual({ bytes: got.bytes, sha256: got.sha256 }, expectedTransfer(TOTAL), 'identical bytes arrived');
+        const packets = q.gsoPackets - before.gsoPackets;
+        const segments = q.gsoSegments - before.gsoSegments;
+        assert.ok(packets > 0 && segments > packets, `b's GSO queue cut packets into segments (${packets} → ${segments})`);
+        assert.equal(q.gsoDrops, 0, 'no GSO packet was refused');
+        assert.ok(q.mssLearnt > before.mssLearnt, "a's SYN-ACK taught b's data plane a's MSS");
+        assert.equal(q.mssDefaulted, before.mssDefaulted, 'no segment fell back to the default MSS');
+        assert.equal(st.dataplane?.counters?.['out-too-big'] ?? 0, 0, 'no segment was too big for the tunnel');
+      } finally {
+        source.kill();
+      }
+    }),
+  );
+}
+
+void describe('TCP handed over unsegmented (GSO) and cut by the data plane', () => {
+  test('IPv4: a fast transfer arrives intact, cut at the MSS the peer announced', (t) => transfer(t, 4));
+  test('IPv6: a fast transfer arrives intact, cut at the MSS the peer announced', (t) => transfer(t, 6));
+});
