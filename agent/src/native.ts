@@ -15,6 +15,16 @@ export interface NativeNfqSource {
   stats(): Record<string, number>;
 }
 
+export interface NativeRawInjector {
+  /** 0 or -errno. */
+  inject(packet: Uint8Array): number;
+  /** 0, or -errno (not an IP packet of a family this host has). */
+  queue(packet: Uint8Array): number;
+  /** How many queued packets the kernel refused. */
+  flush(): number;
+  stats(): Record<string, number>;
+}
+
 export interface NativeUdpSocket {
   readonly arena: ArrayBuffer;
   readonly meta: Int32Array;
@@ -34,7 +44,8 @@ export interface NativeUdpSocket {
 export interface NativeAddon {
   /** gsoMtu > 0: packets come unsegmented (NFQA_CFG_F_GSO) and TCP ones are cut into segments of at most gsoMtu bytes. */
   NfqSource: new (queue: number, maxBatch: number, arenaBytes: number, rcvbufBytes: number, queueMaxlen: number, gsoMtu?: number) => NativeNfqSource;
-  RawInjector: new () => { inject(packet: Uint8Array): number };
+  /** inject() sends at once; queue() copies and flush() sends everything queued with one sendmmsg per family run. */
+  RawInjector: new () => NativeRawInjector;
   UdpSocket: new (address: string, port: number, rcvbuf?: number, sndbuf?: number) => NativeUdpSocket;
   /**
    * gso.c, as the GSO queue uses it (exposed for tests): cuts a TCP GSO packet into segments of at most `mtu` bytes and

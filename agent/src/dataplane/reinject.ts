@@ -6,11 +6,13 @@
 // packet whose addresses changed (ip_route_me_harder, which also allows the foreign source), so it is delivered
 // locally or forwarded to the LAN like any other.
 //
-// With the native addon built, a raw socket (header included) does the same in one system call, without the carrier's
-// second pass through a queue: the carrier is the fallback.
+// With the native addon built, a raw socket (header included) does the same without the carrier's second pass through
+// a queue: the carrier is the fallback. Raw writes are batched: write() copies the packet into the addon's queue and
+// the queue goes out at the end of the current JavaScript job (a microtask), so a burst of decrypted packets costs
+// one sendmmsg, not a system call each (as the UDP socket's sends, conn/native-udp.ts).
 import dgram from 'node:dgram';
 import { Counters } from '../util/log.js';
-import { nativeAddon } from '../native.js';
+import { nativeAddon, type NativeRawInjector } from '../native.js';
 import type { InnerWriter } from '../types/tunnels.js';
 
 export interface CarrierEnd {
@@ -26,8 +28,18 @@ export class Reinjector implements InnerWriter {
     private readonly s6: dgram.Socket | undefined,
     readonly port4: number,
     readonly port6: number,
-    private readonly raw?: { inject(packet: Uint8Array): number },
+    private readonly raw?: NativeRawInjector,
   ) {}
+
+  private flushScheduled = false;
+  private readonly flushNow = (): void => {
+    this.flushScheduled = false;
+    const refused = this.raw!.flush();
+    if (refused > 0) {
+      this.counters.inc('raw-error', refused);
+      this.lastErrno = this.raw!.stats().lastErrno ?? 0;
+    }
+  };
 
   /** How packets go back: 'raw' (native raw sockets) or 'carrier' (loopback datagrams through a queue). */
   get mode(): 'raw' | 'carrier' {
@@ -74,17 +86,23 @@ export class Reinjector implements InnerWriter {
   }
 
   /**
-   * Sends `inner` (an IP packet of `family`; borrowed for the call: the raw socket sends it at once, the carrier sends
-   * a copy, since node:dgram may hold its buffer until later) towards the kernel's `family` stack. True when sent;
-   * why not is counted here ('raw-error' with the last errno kept, or 'no-ipv4' / 'no-ipv6').
+   * Sends `inner` (an IP packet of `family`; borrowed for the call: the raw path and the carrier both copy it) towards
+   * the kernel's `family` stack. True when sent or queued for this job's sendmmsg; why not is counted here ('raw-error'
+   * with the last errno kept, also for what the kernel refused at the flush, or 'no-ipv4' / 'no-ipv6').
    */
   write(inner: Buffer, family: 4 | 6): boolean {
     if (this.raw) {
-      const rc = this.raw.inject(inner);
-      if (rc === 0) return true;
-      this.lastErrno = -rc;
-      this.counters.inc('raw-error');
-      return false;
+      const rc = this.raw.queue(inner);
+      if (rc !== 0) {
+        this.lastErrno = -rc;
+        this.counters.inc('raw-error');
+        return false;
+      }
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        queueMicrotask(this.flushNow);
+      }
+      return true;
     }
     const s = family === 4 ? this.s4 : this.s6;
     if (!s) {
