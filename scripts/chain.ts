@@ -6,7 +6,7 @@
 //
 //   node dist/scripts/chain.js [--host ADDR] [--port P] [--block-time S] [--state FILE] [--deploy] [--fund 0xADDR,…]
 //
-// prints one JSON line {"ready":true,"rpcUrl":…,"contract":…} and runs until SIGINT/SIGTERM.
+// prints one JSON line {"ready":true,"rpcUrl":…,"pid":anvil's,"contract":…} and runs until SIGINT/SIGTERM.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -190,7 +190,7 @@ async function main(argv: string[]): Promise<void> {
   process.once('SIGTERM', stop);
   for (const a of fund) await chain.fund(a);
   const contract = deploy ? await chain.deploy() : undefined;
-  process.stdout.write(`${JSON.stringify({ ready: true, rpcUrl: chain.rpcUrl, chainId: chain.chainId, ...(contract ? { contract: contract.address, deployBlock: contract.block } : {}) })}\n`);
+  process.stdout.write(`${JSON.stringify({ ready: true, rpcUrl: chain.rpcUrl, chainId: chain.chainId, pid: chain.proc.pid, ...(contract ? { contract: contract.address, deployBlock: contract.block } : {}) })}\n`);
 }
 
 if (import.meta.filename === process.argv[1]) {

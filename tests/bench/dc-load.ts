@@ -5,13 +5,16 @@
 // flight; a request unanswered after 2 s is counted lost and replaced by the next one. Bounded by count and time.
 //
 //   node dist/tests/bench/dc-load.js --dc-public-key HEX --dc-id 0xHEX --port P [--host 127.0.0.1] [--count 100000]
-//        [--reregister 50000] [--seconds 300] [--pause 1] [--window 256] [--cpu 0] [--threads 2]
+//        [--reregister 50000] [--seconds 300] [--pause 1] [--window 256] [--cpu 0] [--threads 2] [--answered FILE]
 //
+// --answered FILE: every answer of phase "first" is decrypted and checked, and the IDs the DC registered (status OK)
+// are written to FILE as a JSON array: what a test then looks for on the ledger (tests/netns/ntm-evm.test.ts).
 // Prints JSON lines: {"phase":"generated",…}, then one {"phase":"first"|"again", answered, lost, seconds, perSecond,
 // verified} per phase. Phase "first": every ID is new to the DC (NT signature check, ECDH, a new record and registry
 // entry); phase "again": the first `reregister` IDs register again (MAC check only, the NT is unchanged).
 import dgram from 'node:dgram';
 import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { defaultAead } from '../../agent/src/crypto/aead.js';
@@ -79,6 +82,7 @@ interface LoadOptions {
   window: number;
   cpu: number | undefined;
   threads: number;
+  answered: string | undefined;
 }
 
 function parse(argv: string[]): LoadOptions {
@@ -109,6 +113,7 @@ function parse(argv: string[]): LoadOptions {
     window: Math.max(1, num('window', 256)),
     cpu: cpu === undefined ? undefined : Number(cpu),
     threads: Math.max(1, num('threads', 2)),
+    answered: get('answered'),
   };
 }
 
@@ -140,6 +145,9 @@ export interface PhaseResult {
   verifyFailed: number;
 }
 
+/** Which requests of a phase were answered with status OK, when every answer is checked. */
+type Registered = Uint8Array | undefined;
+
 /**
  * One phase's datagrams. The Node Transactions and K_ss are ready; the MAC'd requests (with a fresh request time: the
  * DC accepts ±60 s, and a long phase outlasts that) are built a chunk at a time just ahead of the sending cursor.
@@ -162,7 +170,7 @@ const CHUNK = 512;
 /**
  * Sends the phase's requests with `window` in flight. Resolves when all are answered or lost, or `seconds` passed.
  */
-function runPhase(sock: dgram.Socket, o: LoadOptions, ph: Phase): Promise<PhaseResult> {
+function runPhase(sock: dgram.Socket, o: LoadOptions, ph: Phase, registered?: Registered): Promise<PhaseResult> {
   const { n, base, name: phase } = ph;
   const sentAt = new Float64Array(n);
   const done = new Uint8Array(n);
@@ -202,9 +210,11 @@ function runPhase(sock: dgram.Socket, o: LoadOptions, ph: Phase): Promise<PhaseR
       answered++;
       inFlight--;
       lastAnswerAt = performance.now();
-      if (answered % VERIFY_EVERY === 1) {
-        if (ph.check(i, msg)) verified++;
+      if (registered || answered % VERIFY_EVERY === 1) {
+        const ok = ph.check(i, msg);
+        if (ok) verified++;
         else verifyFailed++;
+        if (registered && ok) registered[i] = 1;
       }
       if (next < n) sendNext();
       else if (inFlight === 0) finish();
@@ -282,7 +292,13 @@ async function main(): Promise<void> {
     };
   };
 
-  console.log(JSON.stringify(await runPhase(sock, o, phase('first', o.count, 1))));
+  const registered: Registered = o.answered ? new Uint8Array(o.count) : undefined;
+  console.log(JSON.stringify(await runPhase(sock, o, phase('first', o.count, 1), registered)));
+  if (o.answered && registered) {
+    const ids: string[] = [];
+    for (let i = 0; i < o.count; i++) if (registered[i]) ids.push(`0x${Buffer.from(nt(i).subarray(1, 21)).toString('hex')}`);
+    writeFileSync(o.answered, JSON.stringify(ids));
+  }
   if (o.reregister > 0) {
     // Let the DC finish its last commit and settle before the next phase.
     await new Promise((r) => setTimeout(r, o.pause * 1000));

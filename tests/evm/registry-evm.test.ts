@@ -158,3 +158,52 @@ test("evm: an entry the contract refuses leaves the outbox and is counted in the
     await u.close();
   }
 });
+
+test("evm: a DC's revocation of a terminal the chain lists under another DC is not sent, and is counted as refused", async () => {
+  const c = await theChain();
+  const { address, block } = await c.deploy();
+  const ledger = { rpcUrl: c.rpcUrl, contract: address, deployBlock: block };
+  const [x, y] = await Promise.all([newDc(c), newDc(c)]);
+  const a = evmOn(ledger, x.dir, x.dc);
+  const b = evmOn(ledger, y.dir, y.dc);
+  try {
+    assert.ok((await a.registry.verify()).ok);
+    assert.ok((await b.registry.verify()).ok);
+    a.transaction(() => a.registry.stage(dcEntry(a.dc)));
+    b.transaction(() => b.registry.stage(dcEntry(b.dc)));
+    const ours = Identity.generate();
+    const theirs = Identity.generate();
+    a.transaction(() => a.registry.stage(nodeEntry(ours, a.dc)));
+    b.transaction(() => b.registry.stage(nodeEntry(theirs, b.dc)));
+    const evm = a.registry as EvmRegistry;
+    const until = async (cond: () => boolean, what: string): Promise<void> => {
+      const end = Date.now() + 15_000;
+      while (!cond()) {
+        if (Date.now() > end) throw new Error(`timed out: ${what}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    await until(() => evm.pending() === 0 && (b.registry as EvmRegistry).pending() === 0, 'both outboxes drained');
+    a.transaction(() => {
+      a.registry.revokeByDc(ours.idHex);
+      a.registry.revokeByDc(theirs.idHex);
+    });
+    await until(() => evm.pendingRevocations() === 0, 'the revocations left the outbox');
+    const backlog = evm.backlog();
+    assert.equal(backlog.refusedBy['revoke-not-managed'], 1, JSON.stringify(backlog));
+    assert.equal(backlog.refused, 1, 'the refused revocation shows in the DC status');
+    assert.equal(backlog.pending, 0);
+    const reader = await RegistryContract.connect({ rpcUrl: c.rpcUrl, address });
+    try {
+      assert.equal((await reader.terminal(ours.idHex))?.revoked, true);
+      assert.equal((await reader.terminal(theirs.idHex))?.revoked, false, "b's terminal is not revoked on the chain");
+    } finally {
+      reader.close();
+    }
+    await until(() => b.registry.revoked(ours.idHex), "b sees a's revocation");
+    assert.equal(b.registry.revoked(theirs.idHex), false);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});

@@ -337,3 +337,55 @@ export async function startNatpair(tb: Testbed, root: string, started: Daemon[],
   ]);
   return { dc, rs, a, b, dirs, dcArgs, dcId };
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The paper topology (Fig. 1): MN IPv6-only at DC_MN, CN IPv4-only behind a NAT at DC_CN, a dual-stack RS.
+
+export interface PaperRun {
+  dcmn: Daemon;
+  dccn: Daemon;
+  rs: Daemon;
+  mn: Daemon;
+  cn: Daemon;
+  dirs: Record<string, string>;
+  ids: Record<string, { id: string; publicKey: string }>;
+}
+
+/**
+ * Starts the paper topology's DCs, RS and terminals (MN at DC_MN, CN at DC_CN) and waits until the DCs know each other
+ * and the RS's load. The DCs are each other's --peer, unless `ledger` gives them the arguments of a shared ledger
+ * (EVM: they then find each other in the contract); it is called with the servers' IDs before any DC starts.
+ */
+export async function startPaper(tb: Testbed, root: string, o: { ledger?: (ids: Record<'dcmn' | 'dccn' | 'rs', { id: string; publicKey: string }>) => Promise<string[]> } = {}): Promise<PaperRun> {
+  const dirs = Object.fromEntries(['dcmn', 'dccn', 'rs', 'mn', 'cn'].map((h) => [h, join(root, h)]));
+  const ids = {
+    dcmn: await printId(tb, 'dcmn', 'dc', dirs.dcmn!),
+    dccn: await printId(tb, 'dccn', 'dc', dirs.dccn!),
+    rs: await printId(tb, 'rs', 'rs', dirs.rs!),
+  };
+  const relay = ['--relay', `${ids.rs.id}@192.0.2.66:7200`, '--relay', `${ids.rs.id}@[2001:db8:2::2]:7200`];
+  const ledger = o.ledger ? await o.ledger(ids) : undefined;
+  const [dcmn, dccn] = await Promise.all([
+    startNtm(tb, 'dcmn', 'dc', ['--advertise', '192.0.2.2:7100', '--advertise', '[2001:db8:1::2]:7100', ...(ledger ?? ['--peer', `${ids.dccn.id}@198.51.100.2:7100`]), ...relay, '--pool', '198.18.1.0/24'], dirs.dcmn!, 60_000),
+    startNtm(tb, 'dccn', 'dc', ['--advertise', '198.51.100.2:7100', '--advertise', '[2001:db8:3::2]:7100', ...(ledger ?? ['--peer', `${ids.dcmn.id}@192.0.2.2:7100`]), ...relay, '--pool', '198.18.2.0/24'], dirs.dccn!, 60_000),
+  ]);
+  const rs = await startNtm(
+    tb,
+    'rs',
+    'rs',
+    ['--report-to', `${ids.dcmn.id}@192.0.2.2:7100`, '--report-to', `${ids.dccn.id}@198.51.100.2:7100`, '--advertise', '192.0.2.66:7200', '--advertise', '[2001:db8:2::2]:7200'],
+    dirs.rs!,
+  );
+  const [cn, mn] = await Promise.all([
+    startNtm(tb, 'cn', 'up', ['--dc', `${ids.dccn.publicKey}@198.51.100.2:7100`, '--name', 'cn', '--dns', ''], dirs.cn!),
+    startNtm(tb, 'mn', 'up', ['--dc', `${ids.dcmn.publicKey}@[2001:db8:1::2]:7100`, '--name', 'mn', '--dns', ''], dirs.mn!),
+  ]);
+  // Federation and load reports settle (HELLOs, the RS's first LOAD_REPORT).
+  await waitFor('DCs know each other and the RS', async () => {
+    const [a, b] = [await dcmn.status(), await dccn.status()];
+    const ok = (s: Record<string, unknown>) =>
+      (s.peers as Array<{ known: boolean }>).every((p) => p.known) && (s.relays as Array<{ load: number | null }>).every((r) => r.load !== null);
+    return ok(a) && ok(b) && (a.peers as unknown[]).length > 0 && (b.peers as unknown[]).length > 0;
+  }, o.ledger ? 30_000 : 15_000);
+  return { dcmn, dccn, rs, mn, cn, dirs, ids };
+}

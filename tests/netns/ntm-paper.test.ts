@@ -7,53 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withTestbed } from '../lib/testbed.js';
-import { printId, startNtm, tempDir, waitFor, type Daemon } from '../lib/ntm.js';
+import { startPaper, tempDir, waitFor, type PaperRun } from '../lib/ntm.js';
 import { LIB_DIR as LIB } from '../lib/probes.js';
 import type { ProbeReport } from '../lib/probe-format.js';
-import type { Testbed } from '../../scripts/netns/index.js';
-
-interface PaperRun {
-  dcmn: Daemon;
-  dccn: Daemon;
-  rs: Daemon;
-  mn: Daemon;
-  cn: Daemon;
-  dirs: Record<string, string>;
-  ids: Record<string, { id: string; publicKey: string }>;
-}
-
-export async function startPaper(tb: Testbed, root: string): Promise<PaperRun> {
-  const dirs = Object.fromEntries(['dcmn', 'dccn', 'rs', 'mn', 'cn'].map((h) => [h, join(root, h)]));
-  const ids = {
-    dcmn: await printId(tb, 'dcmn', 'dc', dirs.dcmn!),
-    dccn: await printId(tb, 'dccn', 'dc', dirs.dccn!),
-    rs: await printId(tb, 'rs', 'rs', dirs.rs!),
-  };
-  const relay = ['--relay', `${ids.rs.id}@192.0.2.66:7200`, '--relay', `${ids.rs.id}@[2001:db8:2::2]:7200`];
-  const [dcmn, dccn] = await Promise.all([
-    startNtm(tb, 'dcmn', 'dc', ['--advertise', '192.0.2.2:7100', '--advertise', '[2001:db8:1::2]:7100', '--peer', `${ids.dccn.id}@198.51.100.2:7100`, ...relay, '--pool', '198.18.1.0/24'], dirs.dcmn!),
-    startNtm(tb, 'dccn', 'dc', ['--advertise', '198.51.100.2:7100', '--advertise', '[2001:db8:3::2]:7100', '--peer', `${ids.dcmn.id}@192.0.2.2:7100`, ...relay, '--pool', '198.18.2.0/24'], dirs.dccn!),
-  ]);
-  const rs = await startNtm(
-    tb,
-    'rs',
-    'rs',
-    ['--report-to', `${ids.dcmn.id}@192.0.2.2:7100`, '--report-to', `${ids.dccn.id}@198.51.100.2:7100`, '--advertise', '192.0.2.66:7200', '--advertise', '[2001:db8:2::2]:7200'],
-    dirs.rs!,
-  );
-  const [cn, mn] = await Promise.all([
-    startNtm(tb, 'cn', 'up', ['--dc', `${ids.dccn.publicKey}@198.51.100.2:7100`, '--name', 'cn', '--dns', ''], dirs.cn!),
-    startNtm(tb, 'mn', 'up', ['--dc', `${ids.dcmn.publicKey}@[2001:db8:1::2]:7100`, '--name', 'mn', '--dns', ''], dirs.mn!),
-  ]);
-  // Federation and load reports settle (HELLOs, the RS's first LOAD_REPORT).
-  await waitFor('DCs know each other and the RS', async () => {
-    const [a, b] = [await dcmn.status(), await dccn.status()];
-    const ok = (s: Record<string, unknown>) =>
-      (s.peers as Array<{ known: boolean }>).every((p) => p.known) && (s.relays as Array<{ load: number | null }>).every((r) => r.load !== null);
-    return ok(a) && ok(b);
-  }, 15_000);
-  return { dcmn, dccn, rs, mn, cn, dirs, ids };
-}
 
 async function stopAll(r: Partial<PaperRun>): Promise<void> {
   await Promise.all([r.mn, r.cn, r.rs, r.dcmn, r.dccn].map((d) => d?.stop()));

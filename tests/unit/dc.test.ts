@@ -23,7 +23,7 @@ import { SqliteRegistry } from '../../agent/src/registry/sqlite.js';
 import type { Registry } from '../../agent/src/types/registry.js';
 import type { Endpoint } from '../../agent/src/types/net.js';
 import * as NT from '../../agent/src/protocol/node-transaction.js';
-import { IntegrityError, RegistrationRefusedError, RejectedError } from '../../agent/src/types/errors.js';
+import { IntegrityError, RegistrationRefusedError, RejectedError, StickyRevocationError } from '../../agent/src/types/errors.js';
 import type { Clock } from '../../agent/src/types/net.js';
 import { buildPacket } from '../../agent/src/dataplane/packet/testing/build.js';
 import { ip4ToBytes } from '../../agent/src/protocol/ip.js';
@@ -281,6 +281,46 @@ void describe('the DC on a fake network', () => {
       assert.match(r.v4, /^198\.(18|19)\./);
     } finally {
       await closeAll([d], [a]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('on a shared ledger: a DC restarts after one of its terminals moved to another DC, and a DC revocation is sticky', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dc-moved-'));
+    const net = new FakeNetwork();
+    const ledger = new FakeLedger();
+    const idA = Identity.generate();
+    const file = join(dir, 'dc.db');
+    let a = await startDc(net, '10.0.0.1', { identity: idA, db: openDb(file), registry: new FakeRegistry(ledger) });
+    const b = await startDc(net, '10.0.0.2', { registry: new FakeRegistry(ledger) });
+    const phone = Identity.generate();
+    const hosts: TerminalHost[] = [];
+    const at = (dc: TestDc, address: string): Node => {
+      const bind = net.open([address]);
+      const host = new TerminalHost({ bind, locals: () => [bind.endpoint()], retry: RETRY });
+      // The engine reads the socket for the host (as in startTerminal).
+      new DataEngine({ bind, tunnels: host, policy: PASS_THROUGH, writer: { write: () => true } });
+      hosts.push(host);
+      return host.addNode(phone, { id: dc.identity.id, publicKey: dc.identity.publicKey, endpoint: dc.endpoint }, { name: 'phone' });
+    };
+    try {
+      await at(a, '10.0.1.1').register();
+      assert.equal(a.dc.terminals.size, 1);
+      await a.dc.stop();
+      // The phone registers at B now: its newer Node Transaction names B on the ledger.
+      await new Promise((r) => setTimeout(r, 5));
+      await at(b, '10.0.1.2').register();
+      const newest = NT.decode(ledger.latest('node', phone.idHex)!.bytes);
+      assert.ok(!(newest instanceof NT.NodeTransactionDecodeError) && newest.dcId.equals(b.identity.id), "the ledger's newest Node Transaction names B");
+      a = await startDc(net, '10.0.0.1', { identity: idA, db: openDb(file), registry: new FakeRegistry(ledger) });
+      assert.equal(a.dc.terminals.size, 0, "A dropped the terminal that is B's now, instead of refusing to start");
+      // B's operator revokes it: the ledger holds that for good, B cannot lift it, A sees it.
+      assert.equal(b.dc.revoke(phone.idHex), true);
+      assert.equal(a.registry.revoked(phone.idHex), true);
+      assert.throws(() => b.dc.reinstate(phone.idHex), StickyRevocationError);
+    } finally {
+      for (const h of hosts) await h.close();
+      await closeAll([a, b], []);
       rmSync(dir, { recursive: true, force: true });
     }
   });

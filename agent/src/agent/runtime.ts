@@ -30,7 +30,7 @@ import { canonicalIp, ipFamily } from '../protocol/ip.js';
 import { formatEndpoint, parseEndpoint } from '../protocol/endpoint.js';
 import { DcServer, type DcEvent } from '../dc/server.js';
 import { openDcBinds } from '../dc/binds.js';
-import { SqliteRegistry } from '../registry/sqlite.js';
+import { openLedger } from '../registry/open.js';
 import { RsServer } from '../rs/server.js';
 import { TerminalHost, type HostEvent } from '../terminal/host.js';
 import { HandshakeClock, HANDSHAKE_CLOCK_FILE } from '../terminal/handshake-clock.js';
@@ -166,15 +166,18 @@ export class AgentRuntime implements AgentApi {
     const relays = o.agent.rs ? advertise.map((a) => `${o.rsIdentity.idHex}@${ep(a, rsPort)}`) : [];
     // The DC and host call back into the runtime that is built from them.
     const ref: { self?: AgentRuntime } = {};
+    // The household's DC records to the ledger dc.ledger names (SQLite by default; an ISP's chain, whose address
+    // blocks then become the DC's pools).
+    const ledger = await openLedger(o.dc, db, o.dcIdentity, o.log);
     const dcConfig = Object.freeze({
-      ...o.dc,
+      ...ledger.cfg,
       advertise: o.dc.advertise.length > 0 ? o.dc.advertise : advertise.map((a) => ep(a, dcPort)),
       relays: [...o.dc.relays, ...relays.map((r) => ({ id: r.slice(0, r.indexOf('@')), endpoint: parseEndpoint(r.slice(r.indexOf('@') + 1)) }))],
     });
     const dc = await DcServer.start({
       identity: o.dcIdentity,
       db,
-      registry: new SqliteRegistry(db),
+      registry: ledger.registry,
       ...(await openDcBinds(dcConfig)),
       config: dcConfig,
       log: o.log,

@@ -4,26 +4,18 @@ import { loadSection, readConfigFile } from '../config/schema.js';
 import { openDb } from '../store/db.js';
 import { DcServer } from '../dc/server.js';
 import { openDcBinds } from '../dc/binds.js';
-import { SqliteRegistry } from '../registry/sqlite.js';
 import { createLogger } from '../util/log.js';
 import { parseArgs, one, has, overrides } from './args.js';
 import { missingNodeFlags } from './node-flags.js';
 import { announce, loadOrCreateIdentity, onShutdown, securedDataDir, processMemory, resolveIn } from './common.js';
 import { ControlServer } from './control-socket.js';
-import { ConfigError, InputError, IntegrityError } from '../types/errors.js';
+import { InputError, IntegrityError } from '../types/errors.js';
+import { openLedger } from '../registry/open.js';
 import { dcOperator } from './operator.js';
 import { EXIT_HELP } from './exit.js';
 import * as NT from '../protocol/node-transaction.js';
 import { formatId } from '../crypto/secp256k1.js';
-import type { SectionConfig } from '../config/schema.js';
-import type { Db } from '../store/db.js';
 import type { Identity } from '../protocol/identity.js';
-import type { Registry } from '../types/registry.js';
-import type { Logger } from '../util/log.js';
-import { EvmRegistry } from '../registry/evm/registry.js';
-import { defaultPools } from '../dc/pools.js';
-import { parseCidr } from '../protocol/ip.js';
-import { toHex } from '../crypto/hex.js';
 
 export const DC_HELP = `ntm dc — run a Direction Coordinator alone
 
@@ -128,30 +120,6 @@ export async function runDc(argv: readonly string[]): Promise<void> {
     await dc.stop();
     db.close();
   });
-}
-
-/**
- * The ledger the configuration names: the hash-chained SQLite registry in the DC's own database (the embedded
- * default), or the NtmRegistry contract (ledger "evm"), whose address blocks then become the DC's pools.
- */
-async function openLedger(cfg: Readonly<SectionConfig<'dc'>>, db: Db, identity: Identity, log: Logger): Promise<{ registry: Registry; cfg: Readonly<SectionConfig<'dc'>> }> {
-  if (cfg.ledger === 'sqlite') return { registry: new SqliteRegistry(db), cfg };
-  if (!cfg.chainRpc) throw new ConfigError('dc.chainRpc', 'is required with dc.ledger = evm');
-  if (!cfg.chainContract) throw new ConfigError('dc.chainContract', 'is required with dc.ledger = evm');
-  const registry = new EvmRegistry(db, { rpcUrl: cfg.chainRpc, contract: cfg.chainContract, deployBlock: cfg.chainDeployBlock, identity, log });
-  const hint = defaultPools({ ...cfg, poolV4: '', poolV6: '' }, identity.id);
-  const slot = (pool: string, range: string): number => {
-    const p = parseCidr(pool);
-    const r = parseCidr(range);
-    return Number((BigInt(toHex(p.network)) - BigInt(toHex(r.network))) >> BigInt((p.family === 4 ? 32 : 128) - p.length));
-  };
-  log.info('claiming address blocks on the chain', { rpcUrl: cfg.chainRpc, contract: cfg.chainContract });
-  const pools = await registry.claimBlocks({
-    v4: { pool: cfg.poolV4, range: cfg.virtualV4, len: cfg.poolV4Length, hint: slot(hint.v4, cfg.virtualV4) },
-    v6: { pool: cfg.poolV6, range: cfg.virtualV6, len: 48, hint: slot(hint.v6, cfg.virtualV6) },
-  });
-  log.info('address blocks', pools);
-  return { registry, cfg: Object.freeze({ ...cfg, poolV4: pools.v4, poolV6: pools.v6 }) };
 }
 
 /**

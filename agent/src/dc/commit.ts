@@ -10,6 +10,7 @@ import type { TerminalTable } from './terminals.js';
 
 export class TurnCommit {
   private readonly entries: RegistryEntry[] = [];
+  private readonly revocations: string[] = [];
   private readonly outbox: Array<[Uint8Array, Endpoint, Bind]> = [];
   private readonly announced: Buffer[] = [];
   private scheduled = false;
@@ -27,6 +28,12 @@ export class TurnCommit {
   /** A verified entry for the registry, committed with this turn. */
   stage(entry: RegistryEntry): void {
     this.entries.push(entry);
+    this.schedule();
+  }
+
+  /** This DC's revocation of one of its terminals without the terminal's signature, for the ledger, with this turn. */
+  revokeByDc(id: string): void {
+    this.revocations.push(id);
     this.schedule();
   }
 
@@ -52,11 +59,13 @@ export class TurnCommit {
   flush(): void {
     this.scheduled = false;
     const entries = this.entries.splice(0);
-    if (this.terminals.pendingWrites > 0 || entries.length > 0) {
+    const revocations = this.revocations.splice(0);
+    if (this.terminals.pendingWrites > 0 || entries.length > 0 || revocations.length > 0) {
       try {
         this.db.transaction(() => {
           this.terminals.flushSync();
           for (const e of entries) this.registry.stage(e);
+          for (const id of revocations) this.registry.revokeByDc(id);
         })();
       } catch (e) {
         this.registry.rolledBack();

@@ -65,6 +65,8 @@ export type DcEvent =
 export interface PeerState {
   readonly id: string;
   readonly endpoint: Endpoint;
+  /** Where the DC learnt of this peer: its configuration (--peer) or the ledger's directory (EVM: the contract). */
+  readonly source: 'config' | 'ledger';
   publicKey?: Buffer;
   record?: ServerRecord;
   helloAt: number;
@@ -130,7 +132,7 @@ export class DcCore {
     this.terminals = new TerminalTable(opts.db, pools.v4, pools.v6, () => this.clock.monotonic());
     this.commit = new TurnCommit(opts.db, this.terminals, this.registry, this.log, (d, to, b) => this.send(d, to, b));
     // helloAt -Infinity: the first HELLO goes at start (0 held it back until the process was 5 s old: monotonic time).
-    for (const p of opts.config.peers) this.peers.set(p.id, { id: p.id, endpoint: p.endpoint, helloAt: -Infinity, answered: false });
+    for (const p of opts.config.peers) this.peers.set(p.id, { id: p.id, endpoint: p.endpoint, source: 'config', helloAt: -Infinity, answered: false });
     for (const r of opts.config.relays) {
       const st = this.relays.get(r.id) ?? { id: r.id };
       if (r.endpoint.family === 4) st.v4 = r.endpoint;

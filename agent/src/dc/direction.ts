@@ -75,7 +75,8 @@ export class Direction implements ChannelRequests {
   /** The peer DC that manages the target, from the registry (IDs: may ask the ledger) or the DCs' pools (addresses). */
   private async findRemoteDc(t: Target): Promise<PeerState | 'revoked' | undefined> {
     if (t.kind === 'id') {
-      const entry = await this.dc.registry.lookup('node', formatId(t.id)).catch((e: unknown) => {
+      const id = formatId(t.id);
+      const entry = await this.dc.registry.lookup('node', id).catch((e: unknown) => {
         this.dc.log.warn('registry lookup failed; asking every peer DC', { err: e });
         return undefined;
       });
@@ -83,7 +84,10 @@ export class Direction implements ChannelRequests {
       const nt = NT.decode(entry.bytes);
       if (nt instanceof NT.NodeTransactionDecodeError) return undefined;
       // The ledger's word on revocation is final (sticky on the contract): no need to ask the target's DC.
-      if (nt.revoked) return 'revoked';
+      if (nt.revoked || this.dc.registry.revoked(id)) {
+        this.dc.counts.inc('direction-revoked-by-ledger');
+        return 'revoked';
+      }
       return this.dc.peers.get(formatId(nt.dcId));
     }
     if (t.kind === 'v4' || t.kind === 'v6') {

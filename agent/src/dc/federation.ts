@@ -44,7 +44,7 @@ export class Federation {
     const rec = d.value;
     const known = dc.peers.get(entry.id);
     if (known?.record && known.record.time >= rec.time) return;
-    dc.peers.set(entry.id, { id: entry.id, endpoint: rec.endpoints[0]!, publicKey: Buffer.from(rec.publicKey), record: rec, helloAt: -Infinity, answered: false });
+    dc.peers.set(entry.id, { id: entry.id, endpoint: rec.endpoints[0]!, source: known?.source ?? 'ledger', publicKey: Buffer.from(rec.publicKey), record: rec, helloAt: -Infinity, answered: false });
     dc.log.info('peer dc found in the ledger', { id: entry.id, endpoints: rec.endpoints.map(formatEndpoint) });
   }
 

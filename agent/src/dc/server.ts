@@ -16,8 +16,10 @@ import { REGISTRATION_REQUEST } from '../protocol/registration.js';
 import { PEER_FRAME } from '../protocol/peer-frame.js';
 import { HELLO, signServerRecord } from '../protocol/dc-record.js';
 import { formatEndpoint, parseEndpoint } from '../protocol/endpoint.js';
-import { IntegrityError } from '../types/errors.js';
+import { IntegrityError, StickyRevocationError } from '../types/errors.js';
 import { keep } from '../util/keep.js';
+import * as NT from '../protocol/node-transaction.js';
+import { formatId } from '../crypto/secp256k1.js';
 import type { TerminalTable } from './terminals.js';
 import { DcCore, type DcServerOptions } from './core.js';
 import { ControlChannel } from './channel.js';
@@ -28,6 +30,17 @@ import { LeaseExpiry } from './expiry.js';
 
 export type { Admission, DcEvent, DcServerOptions } from './core.js';
 export { defaultPools } from './pools.js';
+
+/**
+ * Whether `latest` (the ledger's newest Node Transaction of a terminal) is a valid one naming another DC than `self`,
+ * newer than `ours` (what this DC's table holds): the terminal moved.
+ */
+function movedAway(latest: Uint8Array, ours: Uint8Array, self: string): boolean {
+  const theirs = NT.decode(latest);
+  const mine = NT.decode(ours);
+  if (theirs instanceof NT.NodeTransactionDecodeError || mine instanceof NT.NodeTransactionDecodeError) return false;
+  return formatId(theirs.dcId) !== self && theirs.timestamp > mine.timestamp && NT.check(theirs) === 'ok';
+}
 
 export class DcServer {
   readonly idHex: string;
@@ -76,8 +89,15 @@ export class DcServer {
     // The terminal table and the registry are written in one transaction per turn, so each terminal's Node
     // Transaction is the latest registry entry of its ID; one that is not was removed from the end of the chain
     // (which the hash links alone cannot show) or changed in the table.
-    for (const rec of core.terminals.byId.values()) {
+    for (const rec of [...core.terminals.byId.values()]) {
       const entry = core.registry.latest('node', rec.id);
+      if (entry && movedAway(entry.bytes, rec.nt, dc.idHex)) {
+        // The terminal registered at another DC since (a shared ledger carried its newer Node Transaction here):
+        // it is that DC's now, not a tampered table.
+        core.log.info('terminal moved to another dc; its record here is dropped', { id: rec.id });
+        core.terminals.forget(rec);
+        continue;
+      }
       if (!entry || !rec.nt.equals(entry.bytes)) {
         await closeAll();
         throw new IntegrityError(
@@ -208,7 +228,8 @@ export class DcServer {
     if (nt) {
       rec.nt = keep(nt);
       this.core.commit.stage({ kind: 'node', id: rec.id, bytes: rec.nt });
-    }
+      // Without the terminal's signature the ledger takes the DC's word (a shared ledger: every DC refuses it too).
+    } else this.core.commit.revokeByDc(rec.id);
     this.core.terminals.touch(rec);
     this.channel.revoked(rec);
     this.core.commit.flush();
@@ -228,8 +249,12 @@ export class DcServer {
     return true;
   }
 
-  /** Lifts a revocation (an unpaired device paired again). */
+  /**
+   * Lifts a revocation (an unpaired device paired again). Throws StickyRevocationError when the ledger holds the
+   * revocation (a shared ledger: no DC can lift it, and every other DC goes on refusing the terminal).
+   */
   reinstate(id: string): void {
+    if (this.core.registry.revoked(id.toLowerCase())) throw new StickyRevocationError(id.toLowerCase());
     const rec = this.core.terminals.byId.get(id.toLowerCase());
     if (!rec) {
       this.core.terminals.reinstateId(id.toLowerCase());
@@ -261,7 +286,7 @@ export class DcServer {
       capacity: core.terminals.capacity,
       terminals: core.terminals.size,
       online,
-      peers: [...core.peers.values()].map((p) => ({ id: p.id, endpoint: formatEndpoint(p.endpoint), known: !!p.publicKey })),
+      peers: [...core.peers.values()].map((p) => ({ id: p.id, endpoint: formatEndpoint(p.endpoint), known: !!p.publicKey, source: p.source })),
       relays: [...core.relays.values()].map((r) => ({
         id: r.id,
         v4: r.v4 ? formatEndpoint(r.v4) : null,

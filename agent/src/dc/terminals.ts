@@ -371,6 +371,22 @@ export class TerminalTable {
     return this.byObserved.get(formatEndpoint(at));
   }
 
+  /**
+   * Removes a terminal that another DC manages now (its newer Node Transaction on the ledger names that DC): its row
+   * at once (outside the per-turn commit: the DC calls this at start, before it serves) and its addresses.
+   */
+  forget(rec: TerminalRecord): void {
+    this.db.prepare('DELETE FROM dc_terminals WHERE id = ?').run(rec.id);
+    this.byId.delete(rec.id);
+    this.byV4.delete(rec.v4);
+    this.byV6.delete(rec.v6);
+    if (rec.name && this.byName.get(rec.name.toLowerCase()) === rec) this.byName.delete(rec.name.toLowerCase());
+    if (rec.observed && this.byObserved.get(formatEndpoint(rec.observed)) === rec) this.byObserved.delete(formatEndpoint(rec.observed));
+    const idx = this.indexOf(rec.v4);
+    if (idx >= 0) this.used.delete(idx);
+    this.dirty.delete(rec);
+  }
+
   touch(rec: TerminalRecord): void {
     this.dirty.add(rec);
   }

@@ -3,13 +3,15 @@
 // staged it commits; the other instances then see it in their change feed and local view on a later event-loop turn
 // (as contract events arrive), and at once through lookup(). Passes registry/testing/compliance.ts.
 import type { Registry, RegistryEntry, RegistryKind, RegistryReport } from '../types/registry.js';
-import { checkEntry, sameBytes } from './entry.js';
+import { checkEntry, checkId, ntRevoked, sameBytes } from './entry.js';
 
 const key = (kind: RegistryKind, id: string): string => `${kind}:${id}`;
 
 /** The shared ledger: every committed entry in order. Outlives the registries attached to it (a DC restart). */
 export class FakeLedger {
   readonly entries: RegistryEntry[] = [];
+  /** IDs a DC revoked without the terminal's signature (revokeByDc): sticky. */
+  readonly revokedByDc = new Set<string>();
   private readonly members = new Set<FakeRegistry>();
 
   latest(kind: RegistryKind, id: string): RegistryEntry | undefined {
@@ -31,8 +33,9 @@ export class FakeLedger {
   }
 
   /** @internal Appends what `from` committed and tells every other member on a later turn. */
-  append(from: FakeRegistry, entries: readonly RegistryEntry[]): void {
+  append(from: FakeRegistry, entries: readonly RegistryEntry[], revoked: readonly string[] = []): void {
     this.entries.push(...entries);
+    for (const id of revoked) this.revokedByDc.add(id);
     for (const m of this.members) if (m !== from) setImmediate(() => m.deliver(entries));
   }
 }
@@ -47,6 +50,7 @@ export class FakeRegistry implements Registry {
   private readonly handlers = new Set<(e: RegistryEntry) => void>();
   /** Entries staged in the open transaction, and what they replaced in the view (for a rollback). */
   private staged: Array<{ entry: RegistryEntry; before: RegistryEntry | undefined }> = [];
+  private stagedRevocations: string[] = [];
   private closed = false;
 
   constructor(
@@ -75,10 +79,12 @@ export class FakeRegistry implements Registry {
 
   committed(): void {
     const done = this.staged.splice(0);
-    if (done.length > 0) this.ledger.append(this, done.map((s) => s.entry));
+    const revoked = this.stagedRevocations.splice(0);
+    if (done.length > 0 || revoked.length > 0) this.ledger.append(this, done.map((s) => s.entry), revoked);
   }
 
   rolledBack(): void {
+    this.stagedRevocations = [];
     const undo = this.staged.splice(0);
     for (let i = undo.length - 1; i >= 0; i--) {
       const { entry, before } = undo[i]!;
@@ -102,6 +108,15 @@ export class FakeRegistry implements Registry {
 
   directory(): RegistryEntry[] {
     return [...this.view.values()].filter((e) => e.kind === 'dc');
+  }
+
+  revokeByDc(id: string): void {
+    checkId(id);
+    this.stagedRevocations.push(id);
+  }
+
+  revoked(id: string): boolean {
+    return this.ledger.revokedByDc.has(id) || ntRevoked(this.view.get(key('node', id))?.bytes);
   }
 
   onChange(handler: (entry: RegistryEntry) => void): () => void {

@@ -122,6 +122,14 @@ export class SqliteRegistry implements Registry {
     return (this.stmt.directory.all() as Row[]).map(toEntry);
   }
 
+  revokeByDc(): void {
+    // The DC's terminal table is where this DC's own revocations live; nobody else reads this ledger.
+  }
+
+  revoked(): boolean {
+    return false;
+  }
+
   onChange(): () => void {
     // This DC is the only writer of its chain: nobody else's entries arrive.
     return () => {};

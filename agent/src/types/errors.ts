@@ -81,6 +81,15 @@ export class IntegrityError extends NtmError {
   override readonly code = 'integrity';
 }
 
+/** A revocation the ledger holds (sticky on a shared ledger, docs/ledger.md) cannot be lifted by a DC. */
+export class StickyRevocationError extends NtmError {
+  override readonly name = 'StickyRevocationError';
+  override readonly code = 'sticky_revocation';
+  constructor(readonly id: string) {
+    super(`${id} is revoked on the ledger, and a revocation there is permanent: the device needs a new identity`);
+  }
+}
+
 /** An address pool has no free address left. */
 export class PoolExhaustedError extends NtmError {
   override readonly name = 'PoolExhaustedError';

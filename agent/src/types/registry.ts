@@ -61,6 +61,20 @@ export interface Registry {
   directory(): RegistryEntry[];
 
   /**
+   * Stages, in the caller's open transaction as `stage` does, a revocation this DC makes without the terminal's
+   * signature (its operator's: an owner unpairing a lost device) of a terminal it manages. A ledger shared by several
+   * DCs carries it to all of them (EVM: the contract's revokeByDc, after the terminal's Node Transaction); a ledger one
+   * DC writes alone (SQLite) records nothing: the DC's own terminal table holds the revocation.
+   */
+  revokeByDc(id: string): void;
+  /**
+   * Whether the ledger holds `id` revoked for good, by a signed revocation or a DC's (revocation is sticky on a shared
+   * ledger: no DC can lift it, docs/ledger.md). Synchronous, from the local view. A ledger one DC writes alone
+   * answers false: its revocations are that DC's own record, which the DC may lift.
+   */
+  revoked(id: string): boolean;
+
+  /**
    * Entries that others put on the ledger (another DC's revocation, a DC joining), once each, after they joined the
    * local view; never this instance's own `stage` calls. A backend with one writer (SQLite) has none to deliver.
    * Handlers run on the event loop, never inside `stage`. Returns the unsubscribe function.

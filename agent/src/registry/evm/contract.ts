@@ -147,8 +147,13 @@ function revertReason(e: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * An error's text with the node's own words: viem's short message for an RPC error is generic ("Transaction creation
+ * failed." for every -32003), and what the node said ("nonce too low", "already imported") is in its details.
+ */
 function message(e: unknown): string {
-  return e instanceof BaseError ? e.shortMessage : (e as Error)?.message ?? String(e);
+  if (!(e instanceof BaseError)) return (e as Error)?.message ?? String(e);
+  return e.details && !e.shortMessage.includes(e.details) ? `${e.shortMessage} ${e.details}` : e.shortMessage;
 }
 
 export class RegistryContract {
@@ -261,9 +266,11 @@ export class RegistryContract {
   // ---------------------------------------------------------------------------------------------------------------
   // Reads (retried until the chain answers).
 
-  async terminal(id: string): Promise<TerminalState | undefined> {
-    const [dc, timestamp, revoked] = await this.retry('terminal', () =>
-      this.client.readContract({ address: this.address, abi: NtmRegistryAbi, functionName: 'terminal', args: [getAddress(id)] }),
+  async terminal(id: string, deadlineMs?: number): Promise<TerminalState | undefined> {
+    const [dc, timestamp, revoked] = await this.retry(
+      'terminal',
+      () => this.client.readContract({ address: this.address, abi: NtmRegistryAbi, functionName: 'terminal', args: [getAddress(id)] }),
+      deadlineMs,
     );
     if (BigInt(dc) === 0n) return undefined;
     return { dc: lower(dc), timestamp: Number(timestamp), revoked };

@@ -13,7 +13,7 @@ import { migrate } from '../../store/db.js';
 import type { Identity } from '../../protocol/identity.js';
 import type { Registry, RegistryBacklog, RegistryEntry, RegistryKind, RegistryReport } from '../../types/registry.js';
 import { silentLogger, type Logger, Counters } from '../../util/log.js';
-import { checkEntry, sameBytes } from '../entry.js';
+import { checkEntry, checkId, ntRevoked, sameBytes } from '../entry.js';
 import { maxBatch, NT_STATUSES, RegistryContract, type LedgerEvent } from './contract.js';
 import { ClientClosedError, ContractRevertError, NoContractError } from './errors.js';
 
@@ -26,6 +26,10 @@ export const EVM_REGISTRY_MIGRATIONS: Migrations = {
     `CREATE TABLE evm_view (kind TEXT NOT NULL, id TEXT NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID`,
     // contract (the address the view belongs to), next_block (the follower's position), entries (history count).
     `CREATE TABLE evm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID`,
+    // Revocations by a DC without the terminal's signature (revokeByDc): this DC's own, 'pending' until mined (the
+    // outbox of revokeByDc) or 'refused' (the contract will not take it: the terminal is not ours on the chain), and
+    // every DC's from RevokedByDc events ('on-chain'). Sticky, like the contract's flag.
+    `CREATE TABLE evm_revoked (id TEXT PRIMARY KEY, dc TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('pending', 'on-chain', 'refused'))) WITHOUT ROWID`,
   ],
 };
 
@@ -101,6 +105,11 @@ export class EvmRegistry implements Registry {
       done: db.prepare('DELETE FROM evm_outbox WHERE seq = ?'),
       getMeta: db.prepare('SELECT value FROM evm_meta WHERE key = ?'),
       setMeta: db.prepare('INSERT INTO evm_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      revokedState: db.prepare("SELECT state FROM evm_revoked WHERE id = ? AND state != 'refused'"),
+      revoke: db.prepare("INSERT INTO evm_revoked (id, dc, state) VALUES (?, ?, 'pending') ON CONFLICT (id) DO NOTHING"),
+      revokedOnChain: db.prepare("INSERT INTO evm_revoked (id, dc, state) VALUES (?, ?, 'on-chain') ON CONFLICT (id) DO UPDATE SET state = 'on-chain', dc = excluded.dc"),
+      revokeFate: db.prepare('UPDATE evm_revoked SET state = ? WHERE id = ?'),
+      pendingRevocations: db.prepare("SELECT id FROM evm_revoked WHERE state = 'pending' AND dc = ? LIMIT ?"),
     };
   }
 
@@ -117,11 +126,28 @@ export class EvmRegistry implements Registry {
     return (this.stmt.pendingCount.get() as { n: number }).n;
   }
 
+  /** This DC's revocations (revokeByDc) not yet on the chain. */
+  pendingRevocations(): number {
+    return this.stmt.pendingRevocations.all(this.self, 1_000_000).length;
+  }
+
+  revokeByDc(id: string): void {
+    checkId(id);
+    this.stmt.revoke.run(id, this.self);
+    this.ownStaged = true;
+  }
+
+  revoked(id: string): boolean {
+    return !!this.stmt.revokedState.get(id) || ntRevoked(this.latest('node', id)?.bytes);
+  }
+
   backlog(): RegistryBacklog {
     const refusedBy: Record<string, number> = {};
     for (const s of NT_STATUSES) if (s !== 'accepted' && s !== 'duplicate' && this.counts.get(s) > 0) refusedBy[s] = this.counts.get(s);
+    if (this.counts.get('revoke-not-managed') > 0) refusedBy['revoke-not-managed'] = this.counts.get('revoke-not-managed');
     return {
-      pending: this.pending(),
+      // This DC's revocations (revokeByDc) wait in the outbox too; one the contract would not take is refused.
+      pending: this.pending() + this.pendingRevocations(),
       committed: this.counts.get('accepted'),
       duplicates: this.counts.get('duplicate'),
       refused: Object.values(refusedBy).reduce((a, b) => a + b, 0),
@@ -225,8 +251,11 @@ export class EvmRegistry implements Registry {
       const now = this.latest(kind, id);
       if (now) return now;
       if (bytes && bytes.length > 0) {
+        // A DC's revocation (revokeByDc) is not in the Node Transaction's bytes: the contract's flag says it.
+        const byDc = kind === 'node' && !ntRevoked(bytes) ? await c.terminal(id, timeout) : undefined;
         this.db.transaction(() => {
           this.stmt.put.run(kind, id, bytes);
+          if (byDc?.revoked) this.stmt.revokedOnChain.run(id, byDc.dc);
           this.bumpEntries();
         })();
         return { kind, id, bytes };
@@ -297,6 +326,10 @@ export class EvmRegistry implements Registry {
     this.db.transaction(() => {
       for (const e of events) {
         let entry: RegistryEntry | undefined;
+        if (e.kind === 'revoked-by-dc') {
+          this.stmt.revokedOnChain.run(e.id, e.dc);
+          continue;
+        }
         if (e.kind === 'node' && e.dc !== this.self) entry = { kind: 'node', id: e.id, bytes: e.nt };
         // An empty record is a DC's placeholder while it claims its blocks (claimBlocks), not yet a directory entry.
         else if (e.kind === 'dc' && e.id !== this.self && e.record.length > 0) entry = { kind: 'dc', id: e.id, bytes: e.record };
@@ -313,6 +346,38 @@ export class EvmRegistry implements Registry {
       this.stmt.setMeta.run('next_block', String(next));
     })();
     for (const e of news) for (const h of this.handlers) h(e);
+  }
+
+  /**
+   * This DC's revocations onto the chain (revokeByDc), after the Node Transactions above: the contract takes a DC's
+   * revocation only of a terminal the chain says it manages, and reverts the whole call otherwise, so each is
+   * checked first and one the contract would refuse is marked so and counted, never retried.
+   */
+  private async drainRevocations(c: RegistryContract, limit: number): Promise<void> {
+    for (;;) {
+      const ids = (this.stmt.pendingRevocations.all(this.self, limit) as Array<{ id: string }>).map((r) => r.id);
+      if (ids.length === 0) return;
+      const send: string[] = [];
+      const fate = new Map<string, 'on-chain' | 'refused'>();
+      for (const id of ids) {
+        const t = await c.terminal(id);
+        if (t?.revoked) fate.set(id, 'on-chain');
+        else if (t?.dc === this.self) send.push(id);
+        else {
+          fate.set(id, 'refused');
+          this.counts.inc('revoke-not-managed');
+          this.log.warn('revocation not put on the chain: the chain does not list this DC as the terminal\'s', { id, managingDc: t?.dc ?? null });
+        }
+      }
+      if (send.length > 0) {
+        await c.revokeByDc(send);
+        for (const id of send) fate.set(id, 'on-chain');
+        this.counts.inc('revoked-by-dc', send.length);
+      }
+      this.db.transaction(() => {
+        for (const [id, state] of fate) this.stmt.revokeFate.run(state, id);
+      })();
+    }
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -361,6 +426,7 @@ export class EvmRegistry implements Registry {
         });
         this.log.debug('batch on the chain', { entries: batch.length, block: result.blockNumber, gas: result.gasUsed });
       }
+      await this.drainRevocations(c, limit);
     } catch (e) {
       if (e instanceof ClientClosedError) return;
       // A refusal of the whole call (our record not yet on the chain, a permission): keep the rows, try again later.
@@ -372,6 +438,6 @@ export class EvmRegistry implements Registry {
     } finally {
       this.draining = false;
     }
-    if (this.pending() > 0) this.scheduleDrain(0);
+    if (this.pending() > 0 || this.pendingRevocations() > 0) this.scheduleDrain(0);
   }
 }

@@ -267,6 +267,22 @@ export function registryComplianceSuite(name: string, h: RegistryHarness): void 
         assert.ok(await until(() => hex(b.registry.latest('node', t.idHex)?.bytes) === hex(revoked.bytes), ms), 'the revocation reached b');
         assert.equal(seen.filter((e) => e.id === t.idHex).length, 2, 'each entry once');
         assert.ok(!seen.some((e) => e.id === b.dc.idHex), "b's own record did not come back to b");
+        assert.equal(b.registry.revoked(t.idHex), true, 'a signed revocation is the ledger\'s: sticky');
+      });
+
+      void test("a DC's own revocation (no terminal signature) reaches the other DCs, sticky", async () => {
+        const a = await use(started(h));
+        const b = await use(peer(a));
+        assert.ok((await b.registry.verify()).ok);
+        b.transaction(() => b.registry.stage(dcEntry(b.dc)));
+        const t = Identity.generate();
+        a.transaction(() => a.registry.stage(nodeEntry(t, a.dc)));
+        const ms = h.propagationMs ?? 1000;
+        assert.ok(await until(() => b.registry.latest('node', t.idHex) !== undefined, ms), "a's terminal reached b");
+        assert.equal(b.registry.revoked(t.idHex), false);
+        a.transaction(() => a.registry.revokeByDc(t.idHex));
+        assert.equal(a.registry.revoked(t.idHex), true, 'read-your-writes');
+        assert.ok(await until(() => b.registry.revoked(t.idHex), ms), 'the revocation reached b');
       });
     }
   });
