@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from '../../agent/src/cmd/control-socket.js';
 import { NTM, ROOT, firstJsonLine, tempDir } from '../lib/ntm.js';
+import type { RegistryBacklog } from '../../agent/src/types/registry.js';
 import { round, type DcCapacityFigures } from './results.js';
 
 const LOAD_JS = join(ROOT, 'dist/tests/bench/dc-load.js');
@@ -25,6 +26,26 @@ export interface DcCapacityOptions {
   /** Upper bound of each phase (s). */
   readonly seconds?: number;
   readonly log?: (line: string) => void;
+  /** Record to the NtmRegistry contract instead of the DC's SQLite registry; `fund` gives the DC's account gas. */
+  readonly ledger?: { readonly rpcUrl: string; readonly contract: string; readonly deployBlock: number; fund(id: string): Promise<void> };
+  /** With a ledger: how long to wait after the load for the outbox to drain (s; default 0). */
+  readonly drainS?: number;
+}
+
+/** The EVM ledger's outbox during the capacity run (DC status, registry.backlog). */
+export interface OutboxFigures {
+  /** Node Transactions still in the outbox when the memory figure was read (after the first-time phase settled). */
+  readonly pending_at_rss: number;
+  /** On the chain when the DC stopped (accepted by the contract). */
+  readonly committed: number;
+  /** Still in the outbox when the DC stopped (after up to drainS of waiting). */
+  readonly pending_at_end: number;
+  readonly refused: number;
+  /** committed / seconds from the start of the load until the outbox was empty (or the DC stopped). */
+  readonly drain_nt_per_s: number;
+  readonly drained: boolean;
+  /** VmRSS settled after the outbox drained (or the wait ended): the DC holding the terminals with nothing pending. */
+  readonly rss_mib_after_drain: number;
 }
 
 
@@ -84,7 +105,7 @@ function stop(proc: ChildProcess | undefined): Promise<void> {
   });
 }
 
-export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcCapacityFigures> {
+export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcCapacityFigures & { outbox?: OutboxFigures }> {
   const log = opts.log ?? (() => undefined);
   const terminals = opts.terminals ?? 100_000;
   const reregister = opts.reregister ?? Math.min(terminals, 50_000);
@@ -94,6 +115,7 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
   const tmp = tempDir('ntm-bench-dc-');
   let dc: ChildProcess | undefined;
   let gen: ChildProcess | undefined;
+  let watch: NodeJS.Timeout | undefined;
   try {
     const idRun = spawn(process.execPath, [NTM, 'dc', '--data-dir', tmp.path, '--print-id'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let idOut = '';
@@ -101,6 +123,9 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     await new Promise((r) => idRun.once('exit', r));
     const { id, publicKey } = JSON.parse(idOut.trim()) as { id: string; publicKey: string };
     const floorBefore = await ecFloorPerSecond(cpu.dc);
+    const { ledger } = opts;
+    await ledger?.fund(id);
+    const ledgerArgs = ledger ? ['--ledger', 'evm', '--chain-rpc', ledger.rpcUrl, '--chain-contract', ledger.contract, '--chain-deploy-block', String(ledger.deployBlock)] : [];
 
     // A /15 pool: room for 131,070 terminals. The generator plays them all from one loopback address, where the
     // open DC's per-source limit on newcomers (dc.newPerSource*) would hold all but ten: lifted, as if each had its own.
@@ -111,12 +136,15 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
       [
         ...['-c', String(cpu.dc), process.execPath, ...NODE_FLAGS.dc, NTM, 'dc', '--data-dir', tmp.path, '--listen', '127.0.0.1:0', '--pool', '198.18.0.0/15'],
         ...['--set', 'dc.newPerSourceBurst=1000000', '--set', 'dc.newPerSourcePerMin=1000000', '--set', 'dc.cookieAbovePerSec=1000000'],
+        ...ledgerArgs,
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const ready = await firstJsonLine(dc, 20_000, 'ntm dc', (j) => !!j.ready);
     const port = Number(ready.port);
     const pid = dc.pid!;
+    const sock = join(tmp.path, 'dc.sock');
+    const backlog = async () => ((await request(sock, { cmd: 'status' })) as { registry: { backlog: RegistryBacklog | null } }).registry.backlog;
     log(`dc capacity: DC pid ${pid} on core ${cpu.dc}, port ${port}; generating ${terminals} identities`);
 
     gen = spawn(
@@ -136,6 +164,21 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     // Memory holding all the terminals, settled: V8 returns garbage pages some seconds after a burst, so the figure
     // is the lowest VmRSS seen while the DC idles (between the phases, and after the last), not the transient peak.
     let afterFirst: Promise<number> = Promise.resolve(NaN);
+    let pendingAtRss: Promise<number> = Promise.resolve(0);
+    let loadStart = performance.now();
+    let firstDone = Infinity;
+    // The outbox every 2 s: when it was first empty after the first-time phase, and how much was on the chain then.
+    let emptied: { at: number; committed: number } | undefined;
+    watch = ledger
+      ? setInterval(() => {
+          void backlog().then(
+            (b) => {
+              if (b && b.pending === 0 && !emptied && performance.now() > firstDone) emptied = { at: performance.now(), committed: b.committed };
+            },
+            () => undefined,
+          );
+        }, 2000)
+      : undefined;
     gen.stdout!.setEncoding('utf8').on('data', (d: string) => {
       buf += d;
       let nl: number;
@@ -145,14 +188,30 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
         log(`dc capacity: ${line}`);
         const j = JSON.parse(line) as PhaseResult;
         if (j.phase === 'first' || j.phase === 'again') phases[j.phase] = j;
-        if (j.phase === 'first') afterFirst = settledRss(pid, (SETTLE_S - 1) * 1000);
+        if (j.phase === 'generated') loadStart = performance.now();
+        if (j.phase === 'first') {
+          firstDone = performance.now();
+          afterFirst = settledRss(pid, (SETTLE_S - 1) * 1000);
+          pendingAtRss = afterFirst.then(backlog).then((b) => b?.pending ?? 0);
+        }
       }
     });
     const code = await exited;
     if (code !== 0 || !phases.first) throw new Error(`load generator failed (${code}): ${genErr.slice(-2000)}`);
     const rssFirst = await afterFirst;
     const rssEnd = await settledRss(pid, SETTLE_S * 1000);
-    const status = (await request(join(tmp.path, 'dc.sock'), { cmd: 'status' })) as { terminals: number; memory: Record<string, number> };
+    let outbox: OutboxFigures | undefined;
+    if (ledger) {
+      let b = (await backlog())!;
+      for (const end = Date.now() + (opts.drainS ?? 0) * 1000; b.pending > 0 && Date.now() < end; b = (await backlog())!) await new Promise((r) => setTimeout(r, 500));
+      clearInterval(watch);
+      const rssDrained = await settledRss(pid, (SETTLE_S * 1000) / 2);
+      const upTo = emptied ?? { at: performance.now(), committed: b.committed };
+      const rate = upTo.committed / ((upTo.at - loadStart) / 1000);
+      outbox = { pending_at_rss: await pendingAtRss, committed: b.committed, pending_at_end: b.pending, refused: b.refused, drain_nt_per_s: round(rate, 1), drained: b.pending === 0, rss_mib_after_drain: round(rssDrained, 1) };
+      log(`dc capacity: outbox ${JSON.stringify(outbox)}`);
+    }
+    const status = (await request(sock, { cmd: 'status' })) as { terminals: number; memory: Record<string, number> };
     const terminalsHeld = status.terminals;
     log(`dc capacity: the DC's own view of its memory: ${JSON.stringify(status.memory)}`);
     const memEnd = memoryMiB(pid);
@@ -169,8 +228,10 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
       lost_requests: first.lost + (again?.lost ?? 0),
       verified_answers: first.verified + (again?.verified ?? 0),
       ec_floor_registrations_per_s: Math.round(floor),
+      ...(outbox ? { outbox } : {}),
     };
   } finally {
+    clearInterval(watch);
     await stop(gen);
     await stop(dc);
     tmp.remove();

@@ -67,27 +67,68 @@ export function communicationStartBound(column: Column): { boundMs: number; step
   return { boundMs: Math.max(QM, AC), steps: { DR, PI, RC, RM, QR, BM, QM, AC } };
 }
 
-interface PaperRoles {
+export interface PaperIds {
+  readonly dcmn: { id: string; publicKey: string };
+  readonly dccn: { id: string; publicKey: string };
+  readonly rs: { id: string; publicKey: string };
+}
+
+export interface PaperRoles {
   dcmn: Daemon;
   dccn: Daemon;
   rs: Daemon;
   mn: Daemon;
   cn: Daemon;
+  readonly ids: PaperIds;
 }
 
-/** DC_MN, DC_CN, RS, then CN and MN, as on the paper's Fig. 1; resolves when federation and load reports settled. */
-async function startRoles(tb: Testbed, root: string, started: Daemon[]): Promise<PaperRoles> {
+/**
+ * Where the DCs record Node Transactions. Absent: each its own SQLite registry, the other DC given as --peer. Else the
+ * NtmRegistry contract on a chain; each DC reaches it at its own URL and finds the other DC through it (no --peer).
+ */
+export interface PaperLedger {
+  readonly rpc: { readonly dcmn: string; readonly dccn: string };
+  readonly contract: string;
+  readonly deployBlock: number;
+}
+
+/** The DCs' and the RS's IDs (each key made in its data directory under `root`). */
+export async function paperIds(tb: Testbed, root: string): Promise<PaperIds> {
   const dir = (h: string) => `${root}/${h}`;
-  const ids = {
+  return {
     dcmn: await printId(tb, 'dcmn', 'dc', dir('dcmn')),
     dccn: await printId(tb, 'dccn', 'dc', dir('dccn')),
     rs: await printId(tb, 'rs', 'rs', dir('rs')),
   };
+}
+
+/** MN's arguments: DC_MN over IPv6 (MN has no IPv4), a name of its own. */
+export const mnArgs = (ids: PaperIds, name = 'mn'): string[] => ['--dc', `${ids.dcmn.publicKey}@[2001:db8:1::2]:7100`, '--name', name, '--dns', ''];
+
+/**
+ * DC_MN, DC_CN, RS, then CN and MN, as on the paper's Fig. 1; resolves when federation and load reports settled.
+ */
+export async function startRoles(tb: Testbed, root: string, started: Daemon[], ids: PaperIds, ledger?: PaperLedger): Promise<PaperRoles> {
+  const dir = (h: string) => `${root}/${h}`;
   const keep = (d: Daemon) => (started.push(d), d);
   const relay = ['--relay', `${ids.rs.id}@192.0.2.66:7200`, '--relay', `${ids.rs.id}@[2001:db8:2::2]:7200`];
+  const peerOr = (peer: string, rpc: string | undefined) =>
+    ledger && rpc ? ['--ledger', 'evm', '--chain-rpc', rpc, '--chain-contract', ledger.contract, '--chain-deploy-block', String(ledger.deployBlock)] : ['--peer', peer];
   const [dcmn, dccn] = await Promise.all([
-    startNtm(tb, 'dcmn', 'dc', ['--advertise', '192.0.2.2:7100', '--advertise', '[2001:db8:1::2]:7100', '--peer', `${ids.dccn.id}@198.51.100.2:7100`, ...relay, '--pool', '198.18.1.0/24'], dir('dcmn')).then(keep),
-    startNtm(tb, 'dccn', 'dc', ['--advertise', '198.51.100.2:7100', '--advertise', '[2001:db8:3::2]:7100', '--peer', `${ids.dcmn.id}@192.0.2.2:7100`, ...relay, '--pool', '198.18.2.0/24'], dir('dccn')).then(keep),
+    startNtm(
+      tb,
+      'dcmn',
+      'dc',
+      ['--advertise', '192.0.2.2:7100', '--advertise', '[2001:db8:1::2]:7100', ...peerOr(`${ids.dccn.id}@198.51.100.2:7100`, ledger?.rpc.dcmn), ...relay, '--pool', '198.18.1.0/24'],
+      dir('dcmn'),
+    ).then(keep),
+    startNtm(
+      tb,
+      'dccn',
+      'dc',
+      ['--advertise', '198.51.100.2:7100', '--advertise', '[2001:db8:3::2]:7100', ...peerOr(`${ids.dcmn.id}@192.0.2.2:7100`, ledger?.rpc.dccn), ...relay, '--pool', '198.18.2.0/24'],
+      dir('dccn'),
+    ).then(keep),
   ]);
   const rs = keep(
     await startNtm(
@@ -100,28 +141,30 @@ async function startRoles(tb: Testbed, root: string, started: Daemon[]): Promise
   );
   const [cn, mn] = await Promise.all([
     startNtm(tb, 'cn', 'up', ['--dc', `${ids.dccn.publicKey}@198.51.100.2:7100`, '--name', 'cn', '--dns', ''], dir('cn')).then(keep),
-    startNtm(tb, 'mn', 'up', ['--dc', `${ids.dcmn.publicKey}@[2001:db8:1::2]:7100`, '--name', 'mn', '--dns', ''], dir('mn')).then(keep),
+    startNtm(tb, 'mn', 'up', mnArgs(ids), dir('mn')).then(keep),
   ]);
   await waitFor(
     'DCs know each other and the RS',
     async () => {
-      const ok = (s: Record<string, unknown>) =>
-        (s.peers as Array<{ known: boolean }>).every((p) => p.known) && (s.relays as Array<{ load: number | null }>).every((r) => r.load !== null);
+      // On a chain the peer is found in the contract's directory: until then the list is empty.
+      const ok = (s: Record<string, unknown>) => {
+        const peers = s.peers as Array<{ known: boolean }>;
+        return peers.length > 0 && peers.every((p) => p.known) && (s.relays as Array<{ load: number | null }>).every((r) => r.load !== null);
+      };
       return ok(await dcmn.status()) && ok(await dccn.status());
     },
-    15_000,
+    ledger ? 30_000 : 15_000,
   );
-  return { dcmn, dccn, rs, mn, cn };
+  return { dcmn, dccn, rs, mn, cn, ids };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * A trivial UDP echo (tests/lib's, real-time too) across the same MN–DC_MN link: the round trip any Node request and
  * answer sees on this testbed (the emulator's and two event loops' own cost), to read registration's excess against.
  */
-async function echoFloor(tb: Testbed): Promise<number> {
+export async function echoFloor(tb: Testbed): Promise<number> {
   const echo = await startEcho(tb, 'dcmn');
   try {
     const r = await probe(tb, 'mn', ['[2001:db8:1::2]:7777'], { count: 20, intervalMs: 100, warmup: 2 });
@@ -132,7 +175,7 @@ async function echoFloor(tb: Testbed): Promise<number> {
 }
 
 /** MN registers again `runs` times through its control socket; each figure is the MN's own request→response time. */
-async function registrationRuns(r: PaperRoles, runs: number, gapMs: number): Promise<number[]> {
+export async function registrationRuns(r: PaperRoles, runs: number, gapMs: number): Promise<number[]> {
   const out: number[] = [];
   // One unmeasured round: the first re-registration after start may still overlap the start-up RS probes.
   await r.mn.call({ cmd: 'register' });
@@ -158,14 +201,21 @@ interface TunnelView {
  * MN asks for a new connection to CN `runs` times. Each Direction Request gets a fresh tunnel ID from the DCs, so each
  * run builds a whole new tunnel (both ends, new RS binding, new handshake); the older tunnel is closed when the new
  * one comes up. Figure: from MN's Direction Request until both ends can send (the later of the two ends' up times).
+ * `beforeRun` runs before each measured run, after the pause (samples are in run order).
  */
-async function communicationStartRuns(r: PaperRoles, runs: number, gapMs: number): Promise<{ samples: number[]; mnUpMs: number[]; paths: string[] }> {
+export async function communicationStartRuns(
+  r: PaperRoles,
+  runs: number,
+  gapMs: number,
+  beforeRun: (run: number) => Promise<void> = () => Promise.resolve(),
+): Promise<{ samples: number[]; mnUpMs: number[]; paths: string[] }> {
   const cnId = String(r.cn.ready.id);
   const samples: number[] = [];
   const mnUpMs: number[] = [];
   const paths = new Set<string>();
   for (let i = 0; i < runs + 1; i++) {
     await sleep(i === 0 ? 500 : gapMs);
+    if (i > 0) await beforeRun(i - 1);
     const a = (await r.mn.call({ cmd: 'connect', target: cnId, fresh: true }, 20_000)) as { ms: number; startedAtMs: number; tunnel: TunnelView };
     const cnSide = await waitFor(
       "CN's end of the tunnel",
@@ -204,7 +254,7 @@ export async function benchPaperColumn(column: Column, opts: PaperBenchOptions):
   const log = opts.log ?? (() => undefined);
   return withTestbed('paper', { column }, (tb) =>
     withDaemons('ntm-bench-', log, async ({ dir, started }) => {
-      const roles = await startRoles(tb, dir, started);
+      const roles = await startRoles(tb, dir, started, await paperIds(tb, dir));
       // The roles run at normal priority. Under SCHED_FIFO on every thread (chrt -a), two DCs were seen livelocked on
       // this 2-core machine: each main thread spinning at 94% CPU, waiting for its own V8 helper threads that the
       // two equal-priority spinners never let run; MN and the probes starved with them.

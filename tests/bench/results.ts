@@ -4,6 +4,8 @@
 import { readFileSync } from 'node:fs';
 import type { AgentMemoryFigures, HandoverFigures, ThroughputBenchFigures } from './agent.js';
 import type { LedgerFigures } from './ledger.js';
+import type { LedgerDcCapacityFigures } from './ledger-dc.js';
+import type { LedgerPaperFigures } from './ledger-paper.js';
 import type { ProvisioningFigures } from './provision.js';
 
 /** One column of a paper-topology procedure (paper Table 2), in ms. Extra keys are details, not part of the contract. */
@@ -88,6 +90,10 @@ export interface Results {
   handover?: HandoverFigures | null;
   throughput?: ThroughputBenchFigures | null;
   ledger?: LedgerFigures | null;
+  /** Registration and communication start with the EVM ledger beside SQLite, interleaved (tests/bench/ledger-paper.ts). */
+  ledger_paper?: LedgerPaperFigures | null;
+  /** The DC's rate and memory with the EVM ledger beside SQLite (tests/bench/ledger-dc.ts). */
+  ledger_dc_capacity?: LedgerDcCapacityFigures | null;
   provisioning?: ProvisioningFigures | null;
   flood?: FloodFigures | null;
   /** Not run by `npm run bench`: `scripts/image-test` (tests/image/boot.test.ts) builds and boots the image and adds it. */
@@ -112,7 +118,19 @@ export interface ImageFigures {
 }
 
 export type BenchName = keyof Results;
-export const BENCH_NAMES: readonly BenchName[] = ['registration', 'communication_start', 'dc_capacity', 'agent_memory', 'handover', 'throughput', 'ledger', 'provisioning', 'flood'];
+export const BENCH_NAMES: readonly BenchName[] = [
+  'registration',
+  'communication_start',
+  'dc_capacity',
+  'agent_memory',
+  'handover',
+  'throughput',
+  'ledger',
+  'ledger_paper',
+  'ledger_dc_capacity',
+  'provisioning',
+  'flood',
+];
 
 export interface ResultsFile {
   machine: { cpus: number; model: string; memory_gib: number; kernel: string; node: string };
@@ -245,6 +263,36 @@ export function goalRows(f: ResultsFile): GoalRow[] {
         }
       : { figure: 'TCP throughput vs wireguard-go', measured: why('throughput'), goal: '≥ 1.0', met: null },
   );
+  const lp = r.ledger_paper;
+  for (const col of ['today', 'vcpe'] as const) {
+    const c = lp?.[col];
+    // "Within noise": the EVM median inside the spread of the SQLite runs beside it (at most their p95).
+    const beside = (what: string, evm: ProcedureFigures, sqlite: ProcedureFigures): GoalRow => ({
+      figure: `  ${what}, ${col}, EVM`,
+      measured: `median ${fmt(evm.median_ms, 2)} ms (SQLite ${fmt(sqlite.median_ms, 2)}, × ${fmt(evm.median_ms / sqlite.median_ms, 3)})`,
+      goal: `≤ SQLite's p95 ${fmt(sqlite.p95_ms, 2)} ms`,
+      met: evm.median_ms <= sqlite.p95_ms,
+    });
+    if (!c) {
+      rows.push({ figure: `EVM ledger beside SQLite, ${col}`, measured: why('ledger_paper'), goal: 'same as SQLite within noise', met: null });
+      continue;
+    }
+    rows.push(beside('registration', c.registration.evm, c.registration.sqlite));
+    rows.push(beside('first registration', c.first_registration.evm, c.first_registration.sqlite));
+    rows.push(beside('communication start (warm cache)', c.communication_start.evm_warm, c.communication_start.sqlite));
+    rows.push(beside('communication start (cold cache)', c.communication_start.evm_cold, c.communication_start.sqlite));
+  }
+  const ld = r.ledger_dc_capacity;
+  rows.push(
+    ld
+      ? {
+          figure: `DC RSS with ${ld.evm.terminals} terminals, EVM ledger`,
+          measured: `${fmt(ld.evm.rss_mib_100k)} MiB (SQLite ${fmt(ld.sqlite.rss_mib_100k)}; ${ld.evm.outbox.pending_at_rss} pending)`,
+          goal: '≤ 512 MiB at 100,000',
+          met: ld.evm.terminals >= 100_000 ? ld.evm.rss_mib_100k <= 512 : null,
+        }
+      : { figure: 'DC RSS with 100,000 terminals, EVM ledger', measured: why('ledger_dc_capacity'), goal: '≤ 512 MiB', met: null },
+  );
   const pv = r.provisioning;
   rows.push(
     pv
@@ -332,6 +380,35 @@ export function summaryTable(f: ResultsFile): string {
       `ledger NTs committed/s (${l.block_time_s} s blocks, batches of ${l.batch_size})`,
       `${fmt(l.node_transactions_committed_per_s, 0)} (full-block ceiling ${fmt(l.ceiling_nt_per_s, 0)}; ${fmt(l.gas_per_nt_first, 0)} gas per first-time NT)`,
     ]);
+  }
+  const lp = r.ledger_paper;
+  if (lp) {
+    const x = (n: number) => `× ${fmt(n, 3)}`;
+    const m = (p: ProcedureFigures) => fmt(p.median_ms, 2);
+    const lrows: string[][] = [];
+    for (const col of ['today', 'vcpe'] as const) {
+      const c = lp[col];
+      lrows.push([`registration (${col})`, m(c.registration.sqlite), m(c.registration.evm), x(c.registration.evm_over_sqlite)]);
+      lrows.push([`first registration (${col})`, m(c.first_registration.sqlite), m(c.first_registration.evm), x(c.first_registration.evm_over_sqlite)]);
+      const cs = c.communication_start;
+      lrows.push([`communication start, warm (${col})`, m(cs.sqlite), m(cs.evm_warm), x(cs.warm_over_sqlite)]);
+      lrows.push([`communication start, cold (${col})`, m(cs.sqlite), m(cs.evm_cold), x(cs.cold_over_sqlite)]);
+    }
+    out.push(table(['EVM ledger beside SQLite (median ms)', 'SQLite', 'EVM', 'EVM / SQLite'], lrows));
+  }
+  const ld = r.ledger_dc_capacity;
+  if (ld) {
+    other.push([
+      `DC RSS MiB with ${ld.evm.terminals} terminals, EVM (SQLite)`,
+      `${fmt(ld.evm.rss_mib_100k)} (${fmt(ld.sqlite.rss_mib_100k)}); ${ld.evm.outbox.pending_at_rss} NTs pending then, ${fmt(ld.evm.outbox.rss_mib_after_drain)} after the outbox drained`,
+    ]);
+    other.push([
+      'DC first-time registrations/s, EVM (SQLite)',
+      `${fmt(ld.evm.registrations_per_s, 0)} (${fmt(ld.sqlite.registrations_per_s, 0)}); outbox to the chain ${fmt(ld.evm.outbox.drain_nt_per_s, 0)} NT/s`,
+    ]);
+  }
+  for (const n of ['ledger_paper', 'ledger_dc_capacity'] as const) {
+    if (r[n] === null) other.push([n, `– ${f.notes?.[n] ?? 'not run'}`]);
   }
   if (other.length > 0) out.push(table(['figure', 'value'], other));
   return out.join('\n\n');

@@ -18,6 +18,8 @@ import { benchProvision } from './provision.js';
 import { BenchmarkUnavailableError } from './errors.js';
 import { benchLedger } from './ledger.js';
 import { benchFlood } from './flood.js';
+import { benchLedgerDcCapacity } from './ledger-dc.js';
+import { benchLedgerPaper } from './ledger-paper.js';
 import { benchPaperColumn, COLUMNS, type PaperColumnResult } from './paper.js';
 import { BENCH_NAMES, type BenchName, type ColumnPair, type Results, readResults, type ResultsFile, summaryTable } from './results.js';
 
@@ -32,8 +34,29 @@ export interface RunOptions {
 }
 
 /** Full-mode sizes (issue 6: ≥ 30 registrations and ≥ 20 communication starts per column; 100,000 terminals). */
-const FULL = { registrationRuns: 30, communicationRuns: 20, terminals: 100_000, reregister: 50_000, settleS: 12, gapMs: 1600, subscribers: 10_000 };
-const QUICK = { registrationRuns: 3, communicationRuns: 2, terminals: 1500, reregister: 1500, settleS: 2, gapMs: 300, subscribers: 200 };
+const FULL = {
+  registrationRuns: 30,
+  communicationRuns: 20,
+  terminals: 100_000,
+  reregister: 50_000,
+  settleS: 12,
+  gapMs: 1600,
+  subscribers: 10_000,
+  // The EVM ledger beside SQLite: per backend and column, in two rounds (ABBA); 10 first-time registrations each.
+  ledgerPaper: { registrationRuns: 30, firstRegistrationRuns: 10, communicationRuns: 20, rounds: 2 },
+  drainS: 240,
+};
+const QUICK = {
+  registrationRuns: 3,
+  communicationRuns: 2,
+  terminals: 1500,
+  reregister: 1500,
+  settleS: 2,
+  gapMs: 300,
+  subscribers: 200,
+  ledgerPaper: { registrationRuns: 2, firstRegistrationRuns: 1, communicationRuns: 1, rounds: 1 },
+  drainS: 30,
+};
 
 export const DEFAULT_OUT = join(ROOT, 'bench-results.json');
 
@@ -122,6 +145,8 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<{ file: Resu
   await attempt('handover', () => benchHandover({ quick: !!opts.quick, log }));
   await attempt('throughput', () => benchThroughput({ quick: !!opts.quick, log, ...(opts.profile ? { profile: opts.profile } : {}) }));
   await attempt('ledger', () => benchLedger({ quick: !!opts.quick, log }));
+  await attempt('ledger_paper', () => benchLedgerPaper({ ...size.ledgerPaper, gapMs: size.gapMs, log }));
+  await attempt('ledger_dc_capacity', () => benchLedgerDcCapacity({ terminals: size.terminals, reregister: size.reregister, settleS: size.settleS, drainS: size.drainS, log }));
   await attempt('provisioning', () => benchProvision({ subscribers: size.subscribers, log }));
   await attempt('flood', () => benchFlood({ quick: !!opts.quick, log }));
 

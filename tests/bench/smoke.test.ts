@@ -57,6 +57,33 @@ void describe('benchmarks (smoke)', () => {
       const l = f.results.ledger;
       assert.ok(l, `ledger: ${f.notes?.ledger}`);
       assert.ok(l.committed > 0 && l.node_transactions_committed_per_s > 0 && l.gas_per_nt_first > 0, JSON.stringify(l));
+      // The EVM ledger beside SQLite: every procedure on both backends, the chain took what the DCs answered.
+      const lp = f.results.ledger_paper;
+      assert.ok(lp, `ledger_paper: ${f.notes?.ledger_paper}`);
+      for (const col of ['today', 'vcpe'] as const) {
+        const c = lp[col];
+        for (const [what, p] of [
+          ['registration.sqlite', c.registration.sqlite],
+          ['registration.evm', c.registration.evm],
+          ['first_registration.sqlite', c.first_registration.sqlite],
+          ['first_registration.evm', c.first_registration.evm],
+          ['communication_start.sqlite', c.communication_start.sqlite],
+          ['communication_start.evm_warm', c.communication_start.evm_warm],
+          ['communication_start.evm_cold', c.communication_start.evm_cold],
+        ] as const)
+          procedure(p, `ledger_paper.${col}.${what}`);
+        for (const k of ['warm_over_sqlite', 'cold_over_sqlite'] as const) finite(c.communication_start[k], `ledger_paper.${col}.${k}`);
+        finite(c.registration.evm_over_sqlite, `ledger_paper.${col}.registration.evm_over_sqlite`);
+        // Every first-time registration (MN's, the fresh MN's at DC_MN, CN's at DC_CN) reached the contract.
+        assert.ok(c.chain.committed >= 3 && c.chain.pending === 0 && c.chain.refused === 0, `ledger_paper.${col}.chain ${JSON.stringify(c.chain)}`);
+        finite(c.load_1m.before, 'load_1m.before');
+      }
+      const ld = f.results.ledger_dc_capacity;
+      assert.ok(ld, `ledger_dc_capacity: ${f.notes?.ledger_dc_capacity}`);
+      for (const b of ['sqlite', 'evm'] as const) assert.ok(ld[b].rss_mib_100k > 0 && ld[b].registrations_per_s > 0 && ld[b].terminals >= 1000, `ledger_dc_capacity.${b}`);
+      assert.equal(ld.evm.outbox.refused, 0, 'the contract refused nothing the DC answered');
+      assert.ok(ld.evm.outbox.committed > 0, 'Node Transactions reached the chain');
+      finite(ld.rss_evm_over_sqlite, 'ledger_dc_capacity.rss_evm_over_sqlite');
       const m = f.results.agent_memory!;
       assert.ok(m.rss_mb_idle > 0 && m.rss_mb_load > 0, `agent RSS ${m.rss_mb_idle} / ${m.rss_mb_load}`);
       assert.equal(m.tunnels, 5, 'five live tunnels while measuring');
