@@ -11,8 +11,7 @@ import { spawn } from 'node:child_process';
 import { cpus } from 'node:os';
 import { withChain } from '../../scripts/chain.js';
 import { benchDcCapacity, type OutboxFigures } from './dc-capacity.js';
-import { loadAverage } from './ledger-paper.js';
-import { round, type DcCapacityFigures } from './results.js';
+import { loadAverage, round, type DcCapacityFigures } from './results.js';
 
 export interface LedgerDcCapacityFigures {
   readonly sqlite: DcCapacityFigures;

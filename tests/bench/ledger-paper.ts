@@ -18,7 +18,6 @@
 // order alternating round by round (ABBA).
 import { join } from 'node:path';
 import { cpus } from 'node:os';
-import { readFileSync } from 'node:fs';
 import { openDb } from '../../agent/src/store/db.js';
 import type { RegistryBacklog } from '../../agent/src/types/registry.js';
 import type { Testbed } from '../../scripts/netns/index.js';
@@ -39,7 +38,7 @@ import {
   type PaperLedger,
   type PaperRoles,
 } from './paper.js';
-import { quantile, round, summarise, type ProcedureFigures } from './results.js';
+import { loadAverage, quantile, round, summarise, type ProcedureFigures } from './results.js';
 
 const CHAIN_JS = join(ROOT, 'dist/scripts/chain.js');
 /** The core router's address on each DC's site link (topologies/paper.json). */
@@ -89,8 +88,6 @@ export interface LedgerPaperOptions {
   readonly gapMs: number;
   readonly log?: (line: string) => void;
 }
-
-export const loadAverage = (): number => Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
 
 /** anvil with the contract deployed, inside the testbed's core router, listening on every address of it. */
 async function chainOnRouter(tb: Testbed, fund: string[]): Promise<{ ledger: PaperLedger; stop(): Promise<void> }> {

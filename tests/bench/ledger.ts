@@ -8,7 +8,7 @@ import * as NT from '../../agent/src/protocol/node-transaction.js';
 import { maxBatch, RegistryContract } from '../../agent/src/registry/evm/contract.js';
 import { withChain } from '../../scripts/chain.js';
 import { createLogger } from '../../agent/src/util/log.js';
-import { round } from './results.js';
+import { loadAverage, round } from './results.js';
 
 export interface LedgerFigures {
   /** First-time Node Transactions on the chain per second, batches as large as the DC makes them, one in flight. */
@@ -26,6 +26,8 @@ export interface LedgerFigures {
   readonly gas_per_batch_fixed: number;
   /** (block gas limit − fixed) / gas_per_nt_first / block time: what the chain could carry with full blocks. */
   readonly ceiling_nt_per_s: number;
+  /** /proc/loadavg's 1-minute figure before and after (the machine is shared). */
+  readonly load_1m: { readonly before: number; readonly after: number };
 }
 
 export interface LedgerBenchOptions {
@@ -45,6 +47,7 @@ export async function benchLedger(opts: LedgerBenchOptions = {}): Promise<Ledger
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const blockTimeS = opts.blockTimeS ?? 1;
   const total = opts.quick ? 1500 : 20_000;
+  const before = loadAverage();
   return withChain({ blockTimeS, gasLimit: GAS_LIMIT }, async (chain) => {
     const { address } = await chain.deploy();
     const dc = Identity.generate();
@@ -88,6 +91,7 @@ export async function benchLedger(opts: LedgerBenchOptions = {}): Promise<Ledger
         gas_per_nt_update: round(update, 0),
         gas_per_batch_fixed: round(fixed, 0),
         ceiling_nt_per_s: round((GAS_LIMIT - fixed) / first / blockTimeS, 0),
+        load_1m: { before, after: loadAverage() },
       };
     } finally {
       c.close();

@@ -166,6 +166,9 @@ export function quantile(samples: readonly number[], q: number): number {
 
 export const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
+/** /proc/loadavg's 1-minute figure: the machine is shared, so figures compared across runs carry it. */
+export const loadAverage = (): number => Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
+
 export function summarise(samples: readonly number[], paperMs: number, boundMs: number): ProcedureFigures {
   return {
     median_ms: round(quantile(samples, 0.5), 2),
