@@ -102,6 +102,9 @@ export async function paperIds(tb: Testbed, root: string): Promise<PaperIds> {
   };
 }
 
+/** How long a role may take to start: on the loaded shared machine a Node process was seen taking 19 s to start. */
+export const START_MS = 60_000;
+
 /** MN's arguments: DC_MN over IPv6 (MN has no IPv4), a name of its own. */
 export const mnArgs = (ids: PaperIds, name = 'mn'): string[] => ['--dc', `${ids.dcmn.publicKey}@[2001:db8:1::2]:7100`, '--name', name, '--dns', ''];
 
@@ -121,6 +124,7 @@ export async function startRoles(tb: Testbed, root: string, started: Daemon[], i
       'dc',
       ['--advertise', '192.0.2.2:7100', '--advertise', '[2001:db8:1::2]:7100', ...peerOr(`${ids.dccn.id}@198.51.100.2:7100`, ledger?.rpc.dcmn), ...relay, '--pool', '198.18.1.0/24'],
       dir('dcmn'),
+      START_MS,
     ).then(keep),
     startNtm(
       tb,
@@ -128,6 +132,7 @@ export async function startRoles(tb: Testbed, root: string, started: Daemon[], i
       'dc',
       ['--advertise', '198.51.100.2:7100', '--advertise', '[2001:db8:3::2]:7100', ...peerOr(`${ids.dcmn.id}@192.0.2.2:7100`, ledger?.rpc.dccn), ...relay, '--pool', '198.18.2.0/24'],
       dir('dccn'),
+      START_MS,
     ).then(keep),
   ]);
   const rs = keep(
@@ -137,11 +142,12 @@ export async function startRoles(tb: Testbed, root: string, started: Daemon[], i
       'rs',
       ['--report-to', `${ids.dcmn.id}@192.0.2.2:7100`, '--report-to', `${ids.dccn.id}@198.51.100.2:7100`, '--advertise', '192.0.2.66:7200', '--advertise', '[2001:db8:2::2]:7200'],
       dir('rs'),
+      START_MS,
     ),
   );
   const [cn, mn] = await Promise.all([
-    startNtm(tb, 'cn', 'up', ['--dc', `${ids.dccn.publicKey}@198.51.100.2:7100`, '--name', 'cn', '--dns', ''], dir('cn')).then(keep),
-    startNtm(tb, 'mn', 'up', mnArgs(ids), dir('mn')).then(keep),
+    startNtm(tb, 'cn', 'up', ['--dc', `${ids.dccn.publicKey}@198.51.100.2:7100`, '--name', 'cn', '--dns', ''], dir('cn'), START_MS).then(keep),
+    startNtm(tb, 'mn', 'up', mnArgs(ids), dir('mn'), START_MS).then(keep),
   ]);
   await waitFor(
     'DCs know each other and the RS',
