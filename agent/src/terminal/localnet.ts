@@ -44,7 +44,14 @@ export async function startTerminalDataplane(o: TerminalDataplaneOptions): Promi
   const ranges = o.virtualRanges ?? ['198.18.0.0/15', 'fd4e:544d::/32'];
   // A TUN device nobody reads: it only holds addresses and routes. If this daemon dies, packets to peers end there
   // (dropped) instead of leaving in plaintext by the default route: the overlay fails closed.
-  await ip(['tuntap', 'add', 'dev', dev, 'mode', 'tun'], true);
+  await ip(['tuntap', 'add', 'dev', dev, 'mode', 'tun'], true).catch(async (e: Error) => {
+    // The device is persistent: one left by a predecessor killed before it could remove it (kill -9) makes `tuntap
+    // add` fail with EBUSY, and the terminal could never start again in this namespace. It holds only our addresses.
+    if (!/busy/i.test(e.message)) throw e;
+    o.log.warn('replacing a device left by an earlier run', { device: dev });
+    await ip(['link', 'del', dev]);
+    await ip(['tuntap', 'add', 'dev', dev, 'mode', 'tun']);
+  });
   await ip(['link', 'set', dev, 'up', 'mtu', String(o.mtu)]);
   await ip(['addr', 'replace', `${o.reg.v4}/32`, 'dev', dev]);
   // An IPv4-only host (IPv6 disabled) keeps its virtual IPv4 only; its peers still reach it over IPv4 inside.
