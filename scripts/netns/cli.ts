@@ -7,7 +7,7 @@ import { DEFAULT_PREFIX, type DownReport, teardown, teardownAll, Testbed, type T
 import { listTopologies, loadTopology, NAT_KINDS, type NatKind } from './topology.js';
 
 const USAGE = `usage: scripts/testbed COMMAND ...
-  up TOPOLOGY [--column C] [--nat ROUTER=eim|symmetric]... [--no-delay]
+  up TOPOLOGY [--column C] [--nat ROUTER=eim|symmetric|full-cone|port-restricted]... [--no-delay]
               [--impair SITE-SITE:rtt=MS,loss=P,jitter=MS,dup=P,reorder]... [--name PREFIX]
   down [--name PREFIX | --all]
   exec HOST [--name PREFIX] -- CMD [ARG...]

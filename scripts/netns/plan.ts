@@ -212,26 +212,96 @@ export function dupRuleset(pairs: readonly DirectedPair[]): string {
   return tables.join('\n') + '\n';
 }
 
-/** nft ruleset of a NAT router: masquerade to the WAN, and drop what arrives on the WAN unsolicited, like a home router. */
+/**
+ * nft ruleset of a NAT router: masquerade to the WAN, and drop what arrives on the WAN unsolicited, like a home router.
+ * The kinds, in RFC 4787's terms (§4.1 mapping, §5 filtering):
+ *   eim              endpoint-independent mapping, address-and-port-dependent filtering; the router's own ports stay
+ *                    open to the WAN, so an unsolicited packet to it leaves a conntrack entry (a port clash, see
+ *                    docs/protocol.md §3.4)
+ *   port-restricted  the same mapping and filtering, and unsolicited WAN packets to the router itself are dropped
+ *                    before conntrack keeps them (a home router's input firewall)
+ *   full-cone        endpoint-independent mapping and filtering: once an inside endpoint sent out through a mapping,
+ *                    anyone may send to it (the `cone` map, learnt from outgoing packets after translation)
+ *   symmetric        a new mapping per destination (fully random ports)
+ */
 export function natRuleset(host: Host, kind: NatKind): string {
   const wan = host.nat?.wan ?? '';
   // eim: Linux keeps the source port when it is free, so one socket gets one mapping whatever the destination.
   // symmetric: fully-random draws a new port per connection, so each destination sees a different mapping.
   const masq = kind === 'symmetric' ? 'masquerade fully-random' : 'masquerade';
+  const cone = kind === 'full-cone';
+  const guarded = kind === 'full-cone' || kind === 'port-restricted';
   return [
     'table ip ntm_nat {',
+    ...(cone ? ['  map cone {', '    type inet_service : ipv4_addr . inet_service', '    flags dynamic,timeout', '    timeout 180s', '  }'] : []),
     '  chain postrouting {',
     '    type nat hook postrouting priority srcnat; policy accept;',
     `    oifname "${wan}" ${masq}`,
     '  }',
+    ...(cone
+      ? [
+          // After translation: the outside port → the inside endpoint it stands for, refreshed by every packet out.
+          '  chain cone_learn {',
+          '    type filter hook postrouting priority srcnat + 10; policy accept;',
+          `    oifname "${wan}" ct direction original meta l4proto udp update @cone { udp sport : ct original ip saddr . ct original proto-src }`,
+          '  }',
+          '  chain prerouting {',
+          '    type nat hook prerouting priority dstnat; policy accept;',
+          `    iifname "${wan}" meta l4proto udp dnat ip to udp dport map @cone`,
+          '  }',
+        ]
+      : []),
     '}',
     'table inet ntm_filter {',
     '  chain forward {',
     '    type filter hook forward priority filter; policy accept;',
     `    iifname "${wan}" ct state established,related accept`,
+    ...(cone ? [`    iifname "${wan}" ct status dnat accept`] : []),
     `    iifname "${wan}" counter drop comment "unsolicited from the WAN"`,
     '  }',
+    ...(guarded
+      ? [
+          '  chain input {',
+          '    type filter hook input priority filter; policy accept;',
+          `    iifname "${wan}" ct state established,related accept`,
+          `    iifname "${wan}" meta l4proto udp counter drop comment "unsolicited to the router"`,
+          '  }',
+        ]
+      : []),
     '}',
+    '',
+  ].join('\n');
+}
+
+/**
+ * Shell run in a NAT router that rebinds its UDP mappings (RFC 4787 §4.3: a mapping expired or the NAT restarted while
+ * a flow lives): every later packet out leaves from outside port `port` (one port, so the mapping stays
+ * endpoint-independent; symmetric: a range from it), and every mapping the router had is forgotten.
+ */
+export function rebindScript(host: Host, kind: NatKind, port: number): string {
+  const wan = host.nat?.wan ?? '';
+  const to = kind === 'symmetric' ? `:${port}-${port + 999} fully-random` : `:${port}`;
+  // One nft transaction: the new masquerade, and (full-cone) the learning of new mappings only, from the new port, so a
+  // packet of a flow not yet forgotten cannot teach the map its old port again before conntrack forgets it.
+  const nft = [
+    'flush chain ip ntm_nat postrouting',
+    `add rule ip ntm_nat postrouting oifname "${wan}" meta l4proto udp masquerade to ${to}`,
+    `add rule ip ntm_nat postrouting oifname "${wan}" masquerade`,
+    ...(kind === 'full-cone'
+      ? [
+          'flush chain ip ntm_nat cone_learn',
+          `add rule ip ntm_nat cone_learn oifname "${wan}" ct direction original udp sport ${port} update @cone { udp sport : ct original ip saddr . ct original proto-src }`,
+          'flush map ip ntm_nat cone',
+        ]
+      : []),
+  ];
+  return [
+    'set -e',
+    `nft -f - <<'NFT'`,
+    ...nft,
+    'NFT',
+    // conntrack exits 1 when there was nothing to delete.
+    'conntrack -D -p udp >/dev/null 2>&1 || true',
     '',
   ].join('\n');
 }

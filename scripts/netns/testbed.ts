@@ -15,6 +15,7 @@ import {
   nfqueueRules,
   nsName,
   PREFIX_RE,
+  rebindScript,
   type Resolved,
   resolveOptions,
   setupScript,
@@ -321,6 +322,19 @@ export class Testbed {
     const fresh = readState(this.prefix) ?? this.state;
     this.state = { ...fresh, uplinks: { ...fresh.uplinks, [host]: network } };
     writeState(this.state);
+  }
+
+  /**
+   * The "NAT rebinding" event: NAT router `router` forgets its UDP mappings and gives every flow that goes on a new
+   * outside port (`port`, default a fresh one from 20000–59999), as after a mapping timeout or a restart of the NAT.
+   * Returns the new outside port.
+   */
+  async rebindNat(router: string, port = 20_000 + Math.floor(Math.random() * 40_000)): Promise<number> {
+    const h = this.topology.hosts.get(router);
+    const kind = this.state.nat[router];
+    if (!h?.nat || !kind) throw new TestbedError(`${router} is not a NAT router of ${this.topology.name}`);
+    await runOk('ip', ['netns', 'exec', this.ns(router), 'sh', '-c', rebindScript(h, kind, port)]);
+    return port;
   }
 
   /** Live status: interfaces and addresses as the kernel has them, NAT kinds, emulator pids and counters. */

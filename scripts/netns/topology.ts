@@ -9,8 +9,8 @@ export type Role = 'host' | 'router' | 'nat';
  * eim: endpoint-independent mapping, port-preserving (plain masquerade; RFC 4787 §4.1 "EIM").
  * symmetric: address-and-port-dependent mapping with random ports (masquerade fully-random).
  */
-export type NatKind = 'eim' | 'symmetric';
-export const NAT_KINDS: readonly NatKind[] = ['eim', 'symmetric'];
+export type NatKind = 'eim' | 'symmetric' | 'full-cone' | 'port-restricted';
+export const NAT_KINDS: readonly NatKind[] = ['eim', 'symmetric', 'full-cone', 'port-restricted'];
 
 export interface Route {
   /** "default" or a CIDR. */

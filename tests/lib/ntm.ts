@@ -191,6 +191,18 @@ s.on('data', (d) => { const now = Date.now(); if (!firstAt) firstAt = now; if (l
 s.on('end', () => { console.log(JSON.stringify({ bytes: got, sha256: hash.digest('hex'), maxGapMs, gapEndAt, gaps, firstAt, ms: Date.now() - t0 })); });
 s.on('error', (e) => { console.log(JSON.stringify({ error: e.message, bytes: got, maxGapMs })); process.exit(1); });`;
 
+/** TCP_SINK's line (`error` and the bytes so far when the connection failed). */
+export interface SinkReport {
+  bytes: number;
+  sha256: string;
+  maxGapMs: number;
+  gapEndAt: number;
+  gaps: Array<[number, number]>;
+  firstAt: number;
+  ms: number;
+  error?: string;
+}
+
 /** What TCP_SINK must report for TOTAL bytes of TCP_SOURCE. */
 export function expectedTransfer(total: number): { bytes: number; sha256: string } {
   const hash = createHash('sha256');
@@ -273,6 +285,11 @@ export interface TunnelStatus {
   initiator: boolean;
   /** Handshakes this end did on the tunnel (as initiator: requests sent; as responder: requests answered). */
   handshakes: number;
+  /** Lost paths this end repaired (a keep-alive that got no answer), and the last one's outage (ms). */
+  repairs: number;
+  lastOutageMs: number;
+  /** The keep-alive interval of a live tunnel: a lost path is noticed within it. */
+  keepaliveMs: number;
 }
 
 /** The up tunnel of daemon `d` to daemon `peer` (fails the test when there is none). */

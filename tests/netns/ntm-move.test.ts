@@ -8,21 +8,10 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { withTestbed } from '../lib/testbed.js';
-import { TCP_SINK, TCP_SOURCE, expectedTransfer, firstJsonLine, printId, startNtm, tunnelTo, waitFor, withDaemons } from '../lib/ntm.js';
+import { TCP_SINK, TCP_SOURCE, expectedTransfer, firstJsonLine, printId, startNtm, tunnelTo, waitFor, withDaemons, type SinkReport } from '../lib/ntm.js';
 
 const TOTAL = 12 * 1024 * 1024;
 const RATE = 1024 * 1024;
-
-interface SinkReport {
-  bytes: number;
-  sha256: string;
-  maxGapMs: number;
-  gapEndAt: number;
-  gaps: Array<[number, number]>;
-  firstAt: number;
-  ms: number;
-  error?: string;
-}
 
 void describe('NTMobile mobility on the household topology', () => {
   test('a TCP transfer between virtual addresses survives the phone moving Wi-Fi → LTE → Wi-Fi', async (t) => {

@@ -81,6 +81,13 @@ function startTerminal(net: FakeNetwork, address: string, dc: TestDc, name: stri
   return { host, engine, node, bind, inbox };
 }
 
+/** One DC at 10.0.0.1 with two terminals on it, alice (10.0.1.1) and bob (10.0.2.1), not yet registered. */
+async function aliceAndBob(): Promise<{ net: FakeNetwork; d: TestDc; a: TestTerminal; b: TestTerminal }> {
+  const net = new FakeNetwork();
+  const d = await startDc(net, '10.0.0.1');
+  return { net, d, a: startTerminal(net, '10.0.1.1', d, 'alice'), b: startTerminal(net, '10.0.2.1', d, 'bob') };
+}
+
 /** A UDP datagram between two virtual IPv4 addresses (its payload starts at byte 28). */
 function ipv4Packet(src: string, dst: string, payload: string): Buffer {
   return Buffer.from(buildPacket({ src: ip4ToBytes(src), dst: ip4ToBytes(dst), protocol: 'udp', srcPort: 5000, dstPort: 7777, payload: Buffer.from(payload) }));
@@ -174,10 +181,7 @@ void describe('the DC on a fake network', () => {
   });
 
   test('direction between two terminals of one DC, with a retransmitted Direction Request answered once', async () => {
-    const net = new FakeNetwork();
-    const d = await startDc(net, '10.0.0.1');
-    const a = startTerminal(net, '10.0.1.1', d, 'alice');
-    const b = startTerminal(net, '10.0.2.1', d, 'bob');
+    const { net, d, a, b } = await aliceAndBob();
     try {
       const ra = await a.node.register();
       const rb = await b.node.register();
@@ -193,6 +197,37 @@ void describe('the DC on a fake network', () => {
       await until('the packet reached bob', () => b.inbox.length === 1);
       assert.equal(b.inbox[0]!.subarray(28).toString(), 'hello bob');
     } finally {
+      await closeAll([d], [a, b]);
+    }
+  });
+
+  test('a direct path that goes silent is refreshed through the DC: each end learns where the other is, the same tunnel comes back', async () => {
+    const { net, d, a, b } = await aliceAndBob();
+    try {
+      const ra = await a.node.register();
+      const rb = await b.node.register();
+      const t = await a.host.connect(a.node, { kind: 'name', name: 'bob.ntm' });
+      // A NAT in front of alice stops letting bob in: alice's data gets no answer.
+      net.filter = (_d, f, to) => !(f.address === '10.0.2.1' && to.address === '10.0.1.1');
+      const lostAt = performance.now();
+      const sender = setInterval(() => a.engine.fromLan(ipv4Packet(ra.v4, rb.v4, 'ping')), 20);
+      try {
+        await until('alice asks her DC where bob is', () => (a.host.counts.toJSON()['path-refresh'] ?? 0) >= 1, 4000);
+        const noticedMs = performance.now() - lostAt;
+        // One keep-alive interval (1 s), a tick (0.25 s), the round trip, and a tick of this check's own.
+        assert.ok(noticedMs < 1700, `noticed after ${Math.round(noticedMs)} ms`);
+        await until('the DC told bob', () => count(d.dc, 'path-refreshes') >= 1 && (b.host.counts.toJSON()['rx'] ?? 0) > 0);
+        net.filter = undefined;
+        await until('the path answers again', () => t.stats.repairs >= 1);
+      } finally {
+        clearInterval(sender);
+      }
+      assert.equal(a.host.tunnelTo(a.node, b.node.id), t, 'the same tunnel');
+      assert.equal(t.path, 'direct');
+      // A refresh about a terminal the DC does not manage is refused, not followed.
+      await assert.rejects(a.node.pathRefresh(t.tunnelId, Identity.generate().id), (e: unknown) => e instanceof RejectedError && /not_found/.test(e.message));
+    } finally {
+      net.filter = undefined;
       await closeAll([d], [a, b]);
     }
   });

@@ -414,6 +414,12 @@ export function messageVectors(secp: Secp256k1, aead: Aead): { description: stri
     // `dig PTR _http._tcp.home.ntm` (id 0x1234, RD) and the household's empty answer to it (QR AA RD RA, NOERROR).
     ['DNS_QUERY', 'up', { type: Ctl.DNS_QUERY, txid: tx(12), message: Buffer.from('123401000001000000000000055f68747470045f74637004686f6d65036e746d00000c0001', 'hex') }],
     ['DNS_ANSWER', 'down', { type: Ctl.DNS_ANSWER, txid: tx(12), message: Buffer.from('123485800001000000000000055f68747470045f74637004686f6d65036e746d00000c0001', 'hex') }],
+    ['PATH_REFRESH (a direct path went silent)', 'up', { type: Ctl.PATH_REFRESH, txid: tx(13), tunnelId, peerId: p.id }],
+    [
+      'PEER_ENDPOINTS (where the peer is now)',
+      'down',
+      { type: Ctl.PEER_ENDPOINTS, txid: tx(13), tunnelId, peerId: p.id, endpoints: [{ family: 4, address: '203.0.113.66', port: 24001 }] },
+    ],
   ];
   for (const [what, dir, m] of controls) {
     const kp = dir === 'up' ? up : down;

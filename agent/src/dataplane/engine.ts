@@ -164,7 +164,7 @@ export class DataEngine {
     const inner = t.onData(d, kp, from, via, this.openScratch);
     if (typeof inner === 'string') return this.counts.inc(DATA_OPEN[inner as OpenDrop] ?? C.DATA_INVALID);
     this.tunnels.heard(t);
-    if (inner.length === 0) return; // a keep-alive
+    if (inner.length === 0 || (inner.length === 1 && inner[0] === 0)) return; // a keep-alive or a probe (the tunnel answered)
     // Cryptokey routing: the inner source must be the peer's virtual address, the destination ours.
     const me = this.tunnels.localEnd(t);
     if (!me) return this.counts.inc(C.NO_REGISTRATION);

@@ -20,6 +20,7 @@ const REPLY_CACHE = 16;
 export interface ChannelRequests {
   direction(rec: TerminalRecord, txid: bigint, target: Target): Promise<void>;
   resolve(rec: TerminalRecord, txid: bigint, target: Target): void;
+  pathRefresh(rec: TerminalRecord, txid: bigint, tunnelId: bigint, peerId: Uint8Array): void;
 }
 
 export class ControlChannel {
@@ -124,6 +125,10 @@ export class ControlChannel {
         return this.handler?.resolve(rec, m.txid, m.target);
       case Ctl.DNS_QUERY:
         return this.dnsQuery(rec, m.txid, m.message);
+      case Ctl.PATH_REFRESH:
+        // Its observed address is already this frame's source (above): a NAT that rebound shows here first.
+        this.dc.counts.inc('path-refreshes');
+        return this.handler?.pathRefresh(rec, m.txid, m.tunnelId, m.peerId);
       case Ctl.DEREGISTER:
         this.reply(rec, { type: Ctl.ACK, txid: m.txid });
         this.drop(rec);

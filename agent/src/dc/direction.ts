@@ -217,6 +217,33 @@ export class Direction implements ChannelRequests {
     this.channel.reply(rec, { type: Ctl.RESOLVE_RESPONSE, txid, status: Status.OK, id: t.idBytes, v4: t.v4, v6: t.v6, name: t.name });
   }
 
+  /**
+   * A tunnel end heard nothing on its direct path for a keep-alive interval (docs/protocol.md §3.4, rebinding): a NAT
+   * on the path may have given one end a new outside port. The DC tells each end where the other is now, as it would
+   * plan it (the requester's address is this request's source), so both send there at once: each opens its own NAT
+   * towards the other, which a NAT that filters by endpoint needs. Only for a pair that may have a tunnel (the access
+   * policy either way); a tunnel ID the peer does not have with the requester is ignored by the peer.
+   */
+  pathRefresh(rec: TerminalRecord, txid: bigint, tunnelId: bigint, peerId: Uint8Array): void {
+    const { dc } = this;
+    const peer = dc.terminals.byId.get(formatId(peerId));
+    const text = formatId(peerId);
+    // A peer of another DC: not followed here; the ends fall back to their stale timer (a new direction).
+    if (!peer) return this.directionError(rec, txid, Status.NOT_FOUND, 'unknown peer', text);
+    if (peer === rec) return this.directionError(rec, txid, Status.BAD_REQUEST, 'a terminal has no tunnel to itself', text);
+    if (peer.revoked) return this.directionError(rec, txid, Status.REVOKED, 'peer revoked', text);
+    if (dc.opts.allowDirection && !dc.opts.allowDirection(rec.id, peer.id) && !dc.opts.allowDirection(peer.id, rec.id))
+      return this.directionError(rec, txid, Status.NOT_ALLOWED, 'not allowed by the access policy', text);
+    if (!this.channel.online(peer)) return this.directionError(rec, txid, Status.OFFLINE, 'peer offline', text);
+    const plan = planRoute(endView(rec), endView(peer), []);
+    const direct = plan && plan.kind !== 'relay';
+    this.channel.reply(rec, { type: Ctl.PEER_ENDPOINTS, txid, tunnelId, peerId: peer.idBytes, endpoints: direct ? plan.toB : [] });
+    if (!direct) return;
+    this.channel
+      .request(peer, { type: Ctl.PEER_ENDPOINTS, txid: newTxid(), tunnelId, peerId: rec.idBytes, endpoints: plan.toA }, 'peer endpoints')
+      .catch((e: Error) => dc.log.warn('peer endpoints not acknowledged', { to: peer.id, err: e }));
+  }
+
   /** DC_CN's side: it has both ends now, so it computes the route and directs its terminal itself (saves a round trip). */
   peerInfo(peer: PeerState, from: Endpoint, m: PeerInfoRequest): void {
     const { dc } = this;

@@ -1,6 +1,7 @@
 // CONTROL messages: what terminals and their DC say inside the sealed channel (docs/protocol.md §3.3; paper §2.2–2.3):
-// keep-alives, Direction Request → Route Direction, name/address resolution, location updates, RTT reports, and DNS-SD
-// questions to the household (a DNS message each way).
+// keep-alives, Direction Request → Route Direction, name/address resolution, location updates, RTT reports, DNS-SD
+// questions to the household (a DNS message each way), and the re-punch of a direct path whose NAT mapping changed
+// (Path Refresh → Peer Endpoints to both ends).
 // Plaintext layout: message type (1) ‖ txid (8) ‖ body.
 import type { Endpoint } from '../types/net.js';
 import { readEndpoint, writeEndpoint } from './endpoint.js';
@@ -25,6 +26,8 @@ export const Ctl = {
   REVOKED: 0x0e,
   DNS_QUERY: 0x0f,
   DNS_ANSWER: 0x10,
+  PATH_REFRESH: 0x11,
+  PEER_ENDPOINTS: 0x12,
 } as const;
 
 /** The largest DNS message carried in DNS_QUERY / DNS_ANSWER (EDNS's safe UDP size, RFC 9715 / DNS flag day 2020). */
@@ -186,7 +189,17 @@ export type ControlMessage =
   | { readonly type: typeof Ctl.ACK; readonly txid: bigint }
   | { readonly type: typeof Ctl.REVOKED; readonly txid: bigint }
   /** A DNS message (RFC 1035) the terminal's resolver asks its household (DNS-SD, RFC 6763); the answer likewise, empty when the DC serves none. */
-  | { readonly type: typeof Ctl.DNS_QUERY | typeof Ctl.DNS_ANSWER; readonly txid: bigint; readonly message: Uint8Array };
+  | { readonly type: typeof Ctl.DNS_QUERY | typeof Ctl.DNS_ANSWER; readonly txid: bigint; readonly message: Uint8Array }
+  /** A tunnel end heard nothing on its direct path: the DC tells both ends where the other is now. */
+  | { readonly type: typeof Ctl.PATH_REFRESH; readonly txid: bigint; readonly tunnelId: bigint; readonly peerId: Uint8Array }
+  | {
+      readonly type: typeof Ctl.PEER_ENDPOINTS;
+      readonly txid: bigint;
+      readonly tunnelId: bigint;
+      /** The end these endpoints belong to (the receiver's peer on that tunnel). */
+      readonly peerId: Uint8Array;
+      readonly endpoints: readonly Endpoint[];
+    };
 
 export function writeLocals(w: Writer, locals: readonly Endpoint[]): void {
   if (locals.length > 32) throw new WireError('too many local addresses');
@@ -233,6 +246,15 @@ export function encodeControl(m: ControlMessage): Buffer {
       if (m.rtts.length > 32) throw new WireError('too many RTTs');
       w.u8(m.rtts.length);
       for (const [id, ms] of m.rtts) w.fixed(id, 20).u16(Math.min(65535, Math.round(ms)));
+      break;
+    case Ctl.PATH_REFRESH:
+      w.u64(m.tunnelId).fixed(m.peerId, 20);
+      break;
+    case Ctl.PEER_ENDPOINTS:
+      w.u64(m.tunnelId).fixed(m.peerId, 20);
+      if (m.endpoints.length > 16) throw new WireError('too many endpoints');
+      w.u8(m.endpoints.length);
+      for (const e of m.endpoints) writeEndpoint(w, e);
       break;
     case Ctl.RESOLVE_RESPONSE:
       w.u8(m.status).fixed(m.id, 20).bytes(ip4ToBytes(m.v4)).bytes(ip6ToBytes(m.v6)).str8(m.name);
@@ -286,6 +308,19 @@ export function decodeControl(buf: Buffer): Decoded<ControlMessage> {
         const rtts: Array<readonly [Uint8Array, number]> = [];
         for (let i = 0; i < n; i++) rtts.push([Buffer.from(r.bytes(20)), r.u16()]);
         m = { type, txid, rtts };
+        break;
+      }
+      case Ctl.PATH_REFRESH:
+        m = { type, txid, tunnelId: r.u64(), peerId: Buffer.from(r.bytes(20)) };
+        break;
+      case Ctl.PEER_ENDPOINTS: {
+        const tunnelId = r.u64();
+        const peerId = Buffer.from(r.bytes(20));
+        const n = r.u8();
+        if (n > 16) throw new WireError('too many endpoints');
+        const endpoints: Endpoint[] = [];
+        for (let i = 0; i < n; i++) endpoints.push(readEndpoint(r));
+        m = { type, txid, tunnelId, peerId, endpoints };
         break;
       }
       case Ctl.RESOLVE_RESPONSE:

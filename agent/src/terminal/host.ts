@@ -17,7 +17,7 @@ import { bytesToIp4, bytesToIp6 } from '../protocol/ip.js';
 import { formatEndpoint } from '../protocol/endpoint.js';
 import { Counters, silentLogger, type Logger } from '../util/log.js';
 import { Node, type DcRef } from './node.js';
-import { PUNCH, PUNCH_TTL, Tunnel, type PathNow, type TunnelIo } from './tunnel.js';
+import { PUNCH, PUNCH_TTL, TUNNEL_TICK_MS, Tunnel, type PathNow, type TunnelIo } from './tunnel.js';
 import { SourceLimiter } from '../util/source-limit.js';
 import type { SessionLimits } from '../crypto/session.js';
 import { be32 } from '../util/bytes.js';
@@ -68,6 +68,7 @@ export class TerminalHost implements TunnelTable {
   private timer: NodeJS.Timeout | undefined;
   /** Tunnel handshakes answered per source (each an ECDH): wireguard-go's ratelimiter, util/source-limit.ts. */
   private readonly handshakesPerSource = new SourceLimiter(HANDSHAKES_PER_SOURCE);
+  private ticks = 0;
 
   /**
    * The host does not read its socket: the data-path engine does, and hands every datagram that is not DATA to
@@ -94,7 +95,7 @@ export class TerminalHost implements TunnelTable {
       (d, to) => this.send(d, to),
       () => new Set(opts.locals().map((l) => l.family)),
     );
-    this.timer = setInterval(() => this.tick(), 1000);
+    this.timer = setInterval(() => this.tick(), TUNNEL_TICK_MS);
   }
 
   get bind(): Bind {
@@ -118,6 +119,7 @@ export class TerminalHost implements TunnelTable {
         onRoute: (n, r) => this.lifecycle.onRoute(n, r),
         onRegistered: (n, r, first) => this.onRegistered(n, r.v4, r.v6, first),
         onRevoked: (n) => this.onRevoked(n),
+        onPeerEndpoints: (n, tunnelId, peerId, endpoints) => this.lifecycle.onPeerEndpoints(n, tunnelId, peerId, endpoints),
         now: () => Date.now(),
       },
       {
@@ -183,7 +185,7 @@ export class TerminalHost implements TunnelTable {
   }
 
   /** The sockets and indexes every tunnel uses (built once, before the lifecycle that adds its event handlers). */
-  private tunnelIo(): Omit<TunnelIo, 'onUp' | 'onFailed' | 'onStale'> {
+  private tunnelIo(): Omit<TunnelIo, 'onUp' | 'onFailed' | 'onStale' | 'onPathLost'> {
     // A bind that can set a datagram's TTL (the real UdpBind) enables short-TTL punches; fakes simply lack it.
     const ttlBind = this.opts.bind as Bind & { sendWithTtl?: (d: Uint8Array, to: Endpoint, ttl: number) => boolean };
     const withTtl = typeof ttlBind.sendWithTtl === 'function' ? ttlBind.sendWithTtl.bind(ttlBind) : undefined;
@@ -379,10 +381,12 @@ export class TerminalHost implements TunnelTable {
     }
   }
 
+  /** Tunnels every TUNNEL_TICK_MS (their path liveness is that fine); identities and RS probes once a second. */
   private tick(): void {
     const now = performance.now();
-    for (const n of this.nodes.values()) n.tick();
     this.lifecycle.tick(now);
+    if (++this.ticks % Math.round(1000 / TUNNEL_TICK_MS) !== 0) return;
+    for (const n of this.nodes.values()) n.tick();
     this.relays.tick(now);
   }
 

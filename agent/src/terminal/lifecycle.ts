@@ -41,7 +41,7 @@ export interface LifecycleDeps {
   readonly routes: RouteTable;
   readonly tunnel: TunnelOptions;
   /** The host's sockets and indexes, for every tunnel (the lifecycle adds its own event handlers). */
-  readonly io: Omit<TunnelIo, 'onUp' | 'onFailed' | 'onStale'>;
+  readonly io: Omit<TunnelIo, 'onUp' | 'onFailed' | 'onStale' | 'onPathLost'>;
   readonly counts: Counters;
   readonly drops: Counters;
   readonly log: Logger;
@@ -72,6 +72,7 @@ export class TunnelLifecycle {
       onUp: (t) => this.onTunnelUp(t),
       onFailed: (t, why) => this.onTunnelFailed(t, why),
       onStale: (t) => this.onTunnelStale(t),
+      onPathLost: (t) => this.onPathLost(t),
     };
   }
 
@@ -165,6 +166,28 @@ export class TunnelLifecycle {
       if (why) this.requestRefused(t, why);
     }
     return t;
+  }
+
+  /**
+   * A direct path went silent for a keep-alive interval: Path Refresh to our DC (it learns our outside address of now
+   * from the request and tells the peer); we probe where the DC says the peer is. The tunnel and its keys stay.
+   */
+  private onPathLost(t: Tunnel): void {
+    const node = this.ownerOf(t);
+    if (!node || this.byPeer.get(`${node.id}/${t.peerId}`) !== t) return;
+    this.d.counts.inc('path-refresh');
+    this.d.log.info('tunnel path silent: asking the DC where the peer is now', { node: node.id, peer: t.peerId });
+    node
+      .pathRefresh(t.tunnelId, Buffer.from(t.peerId.slice(2), 'hex'))
+      .then((endpoints) => t.onPeerEndpoints(endpoints))
+      .catch((e: Error) => this.d.log.warn('path refresh failed', { node: node.id, peer: t.peerId, err: e }));
+  }
+
+  /** The DC tells `node` where its peer on tunnel `tunnelId` is now (the peer asked, after its path went silent). */
+  onPeerEndpoints(node: Node, tunnelId: bigint, peerId: Uint8Array, endpoints: readonly Endpoint[]): void {
+    const t = this.tunnels.get(tunnelId.toString(16));
+    if (!t || this.ownerOf(t) !== node || t.peerId !== formatId(peerId)) return this.d.drops.inc('peer-endpoints-unknown');
+    t.onPeerEndpoints(endpoints);
   }
 
   /** A stale tunnel is rebuilt from a new Direction Request; the old one keeps carrying until the new one is up. */

@@ -46,6 +46,8 @@ export interface NodeIo {
   onRoute(n: Node, route: Route): void;
   onRegistered(n: Node, r: RegistrationResult, first: boolean): void;
   onRevoked(n: Node): void;
+  /** The DC says where the peer of one of our tunnels is now (pushed after the peer's Path Refresh). */
+  onPeerEndpoints(n: Node, tunnelId: bigint, peerId: Uint8Array, endpoints: readonly Endpoint[]): void;
   now(): number;
 }
 
@@ -272,6 +274,11 @@ export class Node {
         this.sendControl({ type: Ctl.ROUTE_ACK, txid: m.txid, tunnelId: m.route.tunnelId });
         this.io.onRoute(this, m.route);
         return;
+      case Ctl.PEER_ENDPOINTS:
+        if (this.pending.resolve(m.txid, m)) return;
+        this.sendControl({ type: Ctl.ROUTE_ACK, txid: m.txid, tunnelId: m.tunnelId });
+        this.io.onPeerEndpoints(this, m.tunnelId, m.peerId, m.endpoints);
+        return;
       case Ctl.REVOKED:
         this.revoked = true;
         this.channel?.destroy();
@@ -319,6 +326,18 @@ export class Node {
     if (r.type === Ctl.ROUTE_DIRECTION) return r.route;
     if (r.type === Ctl.DIRECTION_ERROR) throw new RejectedError('direction request', `${STATUS_TEXT[r.status] ?? r.status}: ${r.message}`);
     throw new RejectedError('direction request', 'unexpected answer');
+  }
+
+  /**
+   * Path Refresh (docs/protocol.md §3.4, rebinding): the direct path of tunnel `tunnelId` went silent. The DC learns
+   * our address of now from this request and tells the peer; the answer is where the peer is now (none: no direct
+   * path is possible any more).
+   */
+  async pathRefresh(tunnelId: bigint, peerId: Uint8Array): Promise<readonly Endpoint[]> {
+    const r = await this.request({ type: Ctl.PATH_REFRESH, txid: newTxid(), tunnelId, peerId }, 'path refresh');
+    if (r.type === Ctl.PEER_ENDPOINTS) return r.endpoints;
+    if (r.type === Ctl.DIRECTION_ERROR) throw new RejectedError('path refresh', `${STATUS_TEXT[r.status] ?? r.status}: ${r.message}`);
+    throw new RejectedError('path refresh', 'unexpected answer');
   }
 
   async resolve(target: Target): Promise<{ id: string; v4: string; v6: string; name: string } | undefined> {

@@ -1,5 +1,6 @@
 // One end-to-end tunnel to a peer (paper §2.3, Fig. 4): its route, its Noise KK handshakes and keypairs, its current
-// path (direct / hole-punched, or through the RS), hole punching, fallback to the relay, roaming and keep-alives.
+// path (direct / hole-punched, or through the RS), hole punching, fallback to the relay, roaming, keep-alives and the
+// liveness of the path (a keep-alive that gets no answer: the path is repaired, docs/protocol.md §3.4 "Rebinding").
 // Sockets belong to the host: a tunnel only decides what to send where, through the `TunnelIo` it is given.
 import type { Endpoint } from '../types/net.js';
 import type { Route } from '../protocol/control.js';
@@ -33,6 +34,8 @@ export interface TunnelIo {
   onFailed(t: Tunnel, why: string): void;
   /** We keep sending and hear nothing back: the peer lost its state (restarted) or moved out of reach. */
   onStale?(t: Tunnel): void;
+  /** The direct path went silent for a keep-alive interval (a NAT on it may have rebound): ask the DC where the peer is. */
+  onPathLost?(t: Tunnel): void;
   now(): number;
   /** Our next TUNNEL_REQUEST timestamp (ms since the epoch; must only grow, see handshake-clock.ts); default Date.now. */
   handshakeTime?(): number;
@@ -50,8 +53,21 @@ export interface TunnelIo {
 
 /** A tunnel that sent within this window but received nothing for this long is stale (asks for a new direction). */
 export const STALE_MS = 6000;
-/** A receiving end that has sent nothing for this long answers with a keep-alive, so one-way flows never look stale. */
-export const PASSIVE_KEEPALIVE_MS = 2000;
+/**
+ * The keep-alive interval of a live tunnel: an end that received data and has sent nothing for this long sends a
+ * probe (WireGuard's passive keep-alive, answered), so each end of a flow, one-way or not, hears the other this often.
+ */
+export const PASSIVE_KEEPALIVE_MS = 1000;
+/** How often the host runs the tunnels' timers (ms): every timer below is this much coarser. */
+export const TUNNEL_TICK_MS = 250;
+/** A probe is answered at once: this long (plus the round trip) without an answer and the path is lost. */
+export const PROBE_TIMEOUT_MS = 500;
+/**
+ * DATA payloads that are not IP packets: a keep-alive (empty; asks nothing) and a probe (one zero byte; the receiver
+ * answers with a keep-alive at once). An IP packet is at least 20 bytes and starts with its version, never 0.
+ */
+const KEEPALIVE = Buffer.alloc(0);
+const PROBE = Buffer.alloc(1);
 /**
  * WireGuard's REKEY_TIMEOUT: a rekey handshake gets this long to complete before another is sent. Shorter when the
  * keypair limits leave less time between rekey and reject (tests shorten them), so a lost request is retried in time.
@@ -96,15 +112,23 @@ export class Tunnel {
   failure = '';
   /** Packets waiting for keys (oldest dropped beyond MAX_QUEUED). */
   readonly queue: Buffer[] = [];
-  readonly stats = { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, handshakes: 0, drops: 0 };
+  readonly stats = { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, handshakes: 0, drops: 0, repairs: 0 };
+  /** The last repaired outage (ms): from the first unanswered packet to the first one heard after the repair. */
+  lastOutageMs = 0;
   readonly createdAt: number;
   establishedAt = 0;
   lastTx = 0;
   lastRx = 0;
   /** When this end (as responder) sent its TUNNEL_RESPONSE, until the first packet measures the RTT. */
   private responseSentAt = 0;
-  /** When we first sent after last hearing from the peer (0: answered). */
+  /** When we first sent data or a probe after last hearing from the peer (0: answered). */
   private unansweredSince = 0;
+  /** When our oldest unanswered probe left (0: none pending). */
+  private probeAt = 0;
+  /** When data last arrived (keep-alives and probes are not data: answering them would never end). */
+  private lastDataRx = 0;
+  /** When the path was last found lost and a repair started (0: none since the last answer). */
+  private repairAt = 0;
   /** Round trip of the last handshake (ms): the tunnel's RTT as the web UI shows it. */
   rttMs = 0;
   /** Greatest handshake timestamp accepted from the peer (responder replay check). */
@@ -379,7 +403,7 @@ export class Tunnel {
     this.install(Buffer.from(r.keys.send), Buffer.from(r.keys.receive), pending.index, r.remoteIndex, true);
     this.up(via, from);
     // Key confirmation for the responder (WireGuard: the initiator sends first): an empty DATA keep-alive.
-    this.sendInner(Buffer.alloc(0));
+    this.sendInner(KEEPALIVE);
     return undefined;
   }
 
@@ -416,19 +440,31 @@ export class Tunnel {
     this.stats.rxPackets++;
     this.stats.rxBytes += pt.length;
     this.lastRx = this.io.now();
+    if (pt.length > 1) this.lastDataRx = this.lastRx;
+    if (this.repairAt > 0) {
+      this.stats.repairs++;
+      this.lastOutageMs = this.lastRx - this.unansweredSince;
+      this.repairAt = 0;
+    }
     this.unansweredSince = 0;
+    this.probeAt = 0;
     if (this.responseSentAt > 0) {
       this.rttMs = this.lastRx - this.responseSentAt;
       this.responseSentAt = 0;
     }
     const moved = via !== this.path || (via === 'direct' && !sameEndpoint(this.endpoint, from));
     if (moved) {
+      // Roaming (WireGuard's): an authentic packet from a new address moves the peer there at once, whether the peer
+      // moved or a NAT gave it a new outside port. Tell the mover at once that its new path works (and refresh NAT
+      // state on ours).
       this.path = via;
       if (via === 'direct') this.endpoint = from;
-      // Tell the mover at once that its new path works (and refresh NAT state on ours).
-      this.sendInner(Buffer.alloc(0));
+      this.sendInner(KEEPALIVE);
       this.io.onUp(this);
-    } else if (this.state !== 'up') this.up(via, from);
+    } else {
+      if (this.state !== 'up') this.up(via, from);
+      if (pt.length === 1 && pt[0] === 0) this.sendInner(KEEPALIVE);
+    }
     // An idle initiator still hears its keys age (WireGuard's keep_key_fresh_receive): the responder may be the one
     // sending, and it does not rekey on time itself. The current keypair's age, not that of the one this packet came
     // under: late packets under the previous keypair would otherwise start a second rekey right after the first.
@@ -438,7 +474,7 @@ export class Tunnel {
   }
 
   /** Seals and sends an inner IP packet (borrowed); queues it while there are no keys yet. */
-  sendInner(inner: Buffer): 'sent' | 'queued' | 'dropped' {
+  sendInner(inner: Buffer, to?: Endpoint): 'sent' | 'queued' | 'dropped' {
     // The responder may send under `next` until confirmed, but only for the first handshake (no `current` yet):
     // the path to the initiator carries our response first, so it has the keys by the time data arrives.
     const kp = this.keypairs.current ?? this.keypairs.next;
@@ -461,11 +497,13 @@ export class Tunnel {
       return 'dropped';
     }
     if (relay) writeRelayHeader(out, this.tunnelId);
-    this.io.send(out, relay ? this.route.relay!.endpoint : this.endpoint!);
+    this.io.send(out, relay ? this.route.relay!.endpoint : (to ?? this.endpoint!));
     this.stats.txPackets++;
     this.stats.txBytes += inner.length;
     this.lastTx = now;
-    if (this.unansweredSince === 0) this.unansweredSince = this.lastTx;
+    // Data and probes want an answer (data: the peer's passive probe within PASSIVE_KEEPALIVE_MS); keep-alives do not.
+    if (inner.length > 0 && this.unansweredSince === 0) this.unansweredSince = now;
+    if (inner === PROBE && this.probeAt === 0) this.probeAt = now;
     if (this.rekeyDue(kp, now)) this.initiate();
     return 'sent';
   }
@@ -481,24 +519,68 @@ export class Tunnel {
       this.relayBound = false;
       this.bindRelay();
     }
-    if (this.state === 'up') this.sendInner(Buffer.alloc(0));
+    if (this.state === 'up') this.sendInner(PROBE);
     else this.start();
   }
 
-  /** Keep-alive through NATs on the path (route.keepaliveS), and rekey for the initiator. */
+  /**
+   * The direct path went silent (no answer within a keep-alive interval). A NAT may have given us, or the peer, a new
+   * outside port: on a relayed path we bind again (the RS learns our new source); on a direct one the host asks the
+   * DC where the peer is now, and the DC tells the peer where we are (onPeerEndpoints, on both ends).
+   */
+  private pathLost(now: number): void {
+    this.repairAt = now;
+    if (this.path === 'relay') {
+      this.relayBound = false;
+      this.bindRelay();
+      this.sendInner(PROBE);
+      return;
+    }
+    this.io.onPathLost?.(this);
+  }
+
+  /**
+   * The DC's word (authenticated by its channel) on where the peer is now: probe each address. Sending there opens our
+   * own NAT towards it, which a peer behind a NAT that filters by endpoint needs to reach us; the peer's answer moves
+   * the path there (roaming), so a stale or wrong address from the DC never takes a working path away.
+   */
+  onPeerEndpoints(endpoints: readonly Endpoint[]): void {
+    if (this.state !== 'up' || this.path !== 'direct') return;
+    for (const e of endpoints) this.sendInner(PROBE, e);
+  }
+
+  /** Path liveness (PATH_TIMEOUT), keep-alives through NATs on the path (route.keepaliveS), rekey for the initiator. */
   tick(now: number): void {
     if (this.state !== 'up') return;
     const ka = this.route.keepaliveS * 1000;
-    if (ka > 0 && now - this.lastTx >= ka) this.sendInner(Buffer.alloc(0));
-    else if (this.lastRx > this.lastTx && now - this.lastTx >= PASSIVE_KEEPALIVE_MS && now - this.lastRx < PASSIVE_KEEPALIVE_MS) this.sendInner(Buffer.alloc(0));
-    // WireGuard's rule (no answer within keep-alive + rekey timeout → new handshake), one step further: the peer may
-    // have lost the tunnel altogether (an agent restarted), so the host asks the DC for a fresh direction.
-    if (this.unansweredSince > 0 && now - this.unansweredSince > STALE_MS) {
-      this.unansweredSince = 0;
-      this.io.onStale?.(this);
+    // Both keep-alives are probes: one that gets no answer shows a lost path within an interval, idle or not.
+    if (ka > 0 && now - this.lastTx >= ka) this.sendInner(PROBE);
+    else if (this.lastDataRx > this.lastTx && now - this.lastTx >= PASSIVE_KEEPALIVE_MS) this.sendInner(PROBE);
+    if (this.unansweredSince > 0) {
+      // WireGuard's rule (no answer within keep-alive + rekey timeout → new handshake), one step further: the peer may
+      // have lost the tunnel altogether (an agent restarted), so the host asks the DC for a fresh direction.
+      if (now - this.unansweredSince > STALE_MS) {
+        this.unansweredSince = 0;
+        this.probeAt = 0;
+        this.repairAt = 0;
+        this.io.onStale?.(this);
+      } else if (this.silentTooLong(now) && now - this.repairAt >= this.pathTimeoutMs()) this.pathLost(now);
     }
     const cur = this.keypairs.current;
     if (cur && this.rekeyDue(cur, now)) this.initiate();
+  }
+
+  /**
+   * Data is answered within a keep-alive interval: the peer's passive probe leaves at its first tick one interval after
+   * it last sent (which was before our first unanswered packet), and takes half a round trip.
+   */
+  private pathTimeoutMs(): number {
+    return PASSIVE_KEEPALIVE_MS + TUNNEL_TICK_MS + this.rttMs;
+  }
+
+  private silentTooLong(now: number): boolean {
+    if (this.probeAt > 0 && now - this.probeAt > PROBE_TIMEOUT_MS + this.rttMs) return true;
+    return now - this.unansweredSince > this.pathTimeoutMs();
   }
 
   describe(): Record<string, unknown> {
@@ -519,6 +601,9 @@ export class Tunnel {
       createdAtMs: performance.timeOrigin + this.createdAt,
       establishedAtMs: this.establishedAt ? performance.timeOrigin + this.establishedAt : null,
       ...this.stats,
+      lastOutageMs: Math.round(this.lastOutageMs),
+      // The interval within which a lost path is noticed (a keep-alive that got no answer).
+      keepaliveMs: PASSIVE_KEEPALIVE_MS,
       failure: this.failure || undefined,
     };
   }
