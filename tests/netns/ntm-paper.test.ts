@@ -32,6 +32,10 @@ void describe('NTMobile on the paper topology (MN IPv6-only, CN behind NAT)', ()
         const conn = (await mn.call({ cmd: 'connect', target: String(cn.ready.id) }, 20_000)) as { ms: number; tunnel: { path: string; state: string } };
         assert.equal(conn.tunnel.state, 'up');
         assert.equal(conn.tunnel.path, 'relayed', 'IPv6-only MN and IPv4-only CN can only meet at the dual-stack RS');
+        // Both ends fetched the RS's cookie for their address with their RTT pings, so neither first bind was
+        // challenged: a RELAY_CHALLENGE round trip on the tunnel's setup doubled communication start (issue 11 #8).
+        const rsCounts = ((await run.rs!.status()) as { counts: Record<string, number> }).counts;
+        assert.equal(rsCounts['bind-challenged'] ?? 0, 0, `binds challenged at the RS: ${JSON.stringify(rsCounts)}`);
 
         // A capture on the RS for the whole exchange.
         const pcap = join(tmp.path, 'rs.pcap');

@@ -519,6 +519,9 @@ export function messageVectors(secp: Secp256k1, aead: Aead): { description: stri
   add({ name: 'RELAY frame carrying a DATA frame header (the RS forwards it unchanged)', message: 'RELAY', type: RELAY_FRAME, fields: { tunnelId, inner }, packet: relayFrame(tunnelId, inner) });
   add({ name: 'RS_PING', message: 'RS_PING', type: RS_PING, fields: { kind: 0, nonce: 0x0102_0304_0a0b_0c0dn, loadPermille: 0 }, packet: encodeRsPing(0, 0x0102_0304_0a0b_0c0dn) });
   add({ name: 'RS_PONG at 25 % load', message: 'RS_PING', type: RS_PING, fields: { kind: 1, nonce: 0x0102_0304_0a0b_0c0dn, loadPermille: 250 }, packet: encodeRsPing(1, 0x0102_0304_0a0b_0c0dn, 250) });
+  const pongCookie = Buffer.from(keccak256(Buffer.from('rs pong cookie'))).subarray(0, 16);
+  add({ name: 'RS_PING asking for the cookie (padded)', message: 'RS_PING', type: RS_PING, fields: { kind: 0, nonce: 0x0102_0304_0a0b_0c0en, loadPermille: 0, cookie: Buffer.alloc(16) }, packet: encodeRsPing(0, 0x0102_0304_0a0b_0c0en, 0, Buffer.alloc(16)) });
+  add({ name: 'RS_PONG with the cookie for the sender', message: 'RS_PING', type: RS_PING, fields: { kind: 1, nonce: 0x0102_0304_0a0b_0c0en, loadPermille: 250, cookie: pongCookie }, packet: encodeRsPing(1, 0x0102_0304_0a0b_0c0en, 250, pongCookie) });
   add({ name: 'PUNCH', message: 'PUNCH', type: PUNCH, fields: { tunnelId, senderId: t.id }, packet: encodePunch(tunnelId, t.id) });
 
   return {

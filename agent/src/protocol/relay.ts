@@ -211,12 +211,19 @@ export function relayFrame(tunnelId: bigint, inner: Uint8Array): Buffer {
   return out;
 }
 
-/** RS_PING (kind 0) / RS_PONG (kind 1): `0x22 ‖ kind ‖ load‰ (2) ‖ nonce (8)`. */
-export function encodeRsPing(kind: 0 | 1, nonce: bigint, loadPermille = 0): Buffer {
-  return new Writer(12).u8(RS_PING).u8(kind).u16(loadPermille).u64(nonce).finish();
+/**
+ * RS_PING (kind 0) / RS_PONG (kind 1): `0x22 ‖ kind ‖ load‰ (2) ‖ nonce (8) [‖ cookie (16)]`. A ping padded with 16
+ * zero bytes asks for the RS's return-routability cookie for its source (§3.5); it comes in a pong of the same size
+ * (no amplification), so the terminal's first bind at that RS already echoes it and a tunnel's setup waits for no
+ * RELAY_CHALLENGE round trip.
+ */
+export function encodeRsPing(kind: 0 | 1, nonce: bigint, loadPermille = 0, cookie?: Uint8Array): Buffer {
+  const w = new Writer(12 + BIND_COOKIE_BYTES).u8(RS_PING).u8(kind).u16(loadPermille).u64(nonce);
+  if (cookie) w.fixed(cookie, BIND_COOKIE_BYTES);
+  return w.finish();
 }
 
-export function decodeRsPing(buf: Buffer): Decoded<{ kind: 0 | 1; nonce: bigint; loadPermille: number }> {
+export function decodeRsPing(buf: Buffer): Decoded<{ kind: 0 | 1; nonce: bigint; loadPermille: number; cookie?: Buffer }> {
   return decodeWith(() => {
     const r = new Reader(buf);
     if (r.u8() !== RS_PING) throw new WireError('not a ping');
@@ -224,7 +231,8 @@ export function decodeRsPing(buf: Buffer): Decoded<{ kind: 0 | 1; nonce: bigint;
     if (kind !== 0 && kind !== 1) throw new WireError('bad ping kind');
     const loadPermille = r.u16();
     const nonce = r.u64();
+    const cookie = r.remaining > 0 ? r.bytes(BIND_COOKIE_BYTES) : undefined;
     r.end();
-    return { kind, nonce, loadPermille };
+    return { kind, nonce, loadPermille, ...(cookie ? { cookie } : {}) };
   });
 }

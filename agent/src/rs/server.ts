@@ -259,7 +259,9 @@ export class RsServer {
   private onPing(data: Buffer, from: Endpoint): void {
     const d = decodeRsPing(data);
     if (!d.ok || d.value.kind !== 0) return this.drops.inc('ping-malformed');
-    this.bind.send(encodeRsPing(1, d.value.nonce, Math.round(this.load() * 1000)), from);
+    // A padded ping asks for our cookie for its source: a bind that echoes it is not challenged (§3.5).
+    const cookie = d.value.cookie ? this.cookies.issue(from) : undefined;
+    this.bind.send(encodeRsPing(1, d.value.nonce, Math.round(this.load() * 1000), cookie), from);
   }
 
   private onHello(data: Buffer, from: Endpoint): void {

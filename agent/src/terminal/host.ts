@@ -203,6 +203,7 @@ export class TerminalHost implements TunnelTable {
       allocIndex: (t: Tunnel) => this.allocIndex(t),
       freeIndex: (i: number) => this.freeIndex(i),
       now: () => performance.now(),
+      relayCookie: (rs: Endpoint) => this.relays.cookieFor(rs),
       requestAllowed: (from: Endpoint, via: PathNow) => via !== 'direct' || this.handshakesPerSource.take(from, performance.now()),
       ...(this.opts.handshakeTime ? { handshakeTime: this.opts.handshakeTime } : {}),
       // Where tunnels seal DATA packets, when the socket copies each datagram at send (the native one does).

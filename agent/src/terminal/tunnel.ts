@@ -44,6 +44,8 @@ export interface TunnelIo {
    * relayed request comes from its RS). Absent: always.
    */
   requestAllowed?(from: Endpoint, via: PathNow): boolean;
+  /** A cookie the RS at `rs` gave our address already (its pongs carry one): the first bind echoes it. Optional. */
+  relayCookie?(rs: Endpoint): Buffer | undefined;
   /**
    * Optional scratch for sealing DATA packets, lent for the duration of one `send` (the host's socket copies every
    * datagram before `send` returns); without it each packet gets a buffer of its own.
@@ -254,7 +256,7 @@ export class Tunnel {
     // We are end A of the ticket when the ticket's end A is our ID.
     const role: 0 | 1 = Buffer.compare(r.ticket.subarray(28, 48), this.me.id) === 0 ? 0 : 1;
     // The bind carries wall-clock time (the RS checks freshness); io.now() is monotonic.
-    this.io.send(encodeRelayBind(r.ticket, role, Date.now(), this.me, this.relayCookie), r.endpoint);
+    this.io.send(encodeRelayBind(r.ticket, role, Date.now(), this.me, this.relayCookie ?? this.io.relayCookie?.(r.endpoint)), r.endpoint);
   }
 
   /** The RS asks us to prove we receive at our address (RELAY_CHALLENGE): bind again with its cookie echoed. */
