@@ -2,6 +2,10 @@
 // camera on the home LAN, the vCPE with the agent, the ISP, and a phone behind Wi-Fi/LTE NATs — starts the agent,
 // takes a short guided tour (pair the appliances, enroll the phone, grant access, reach the lamp through the tunnel,
 // move the phone to LTE), prints what to try next, and on Ctrl-C removes everything it created.
+//
+// --ledger evm: the household's DC records to the NtmRegistry contract on a local chain (anvil, started by
+// scripts/chain.ts on the ISP side's Internet server, the contract deployed there) instead of its SQLite hash chain
+// (issue 12, docs/ledger.md); the chain goes with the namespaces at the end.
 import { createServer, connect, type Server } from 'node:net';
 import { createWriteStream, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -81,6 +85,9 @@ function forward(socketPath: string): Promise<Server> {
 
 async function main(): Promise<void> {
   const tour = !process.argv.includes('--no-tour');
+  const li = process.argv.indexOf('--ledger');
+  const ledger = li >= 0 ? process.argv[li + 1] : 'sqlite';
+  if (ledger !== 'sqlite' && ledger !== 'evm') throw new Error(`--ledger: "sqlite" or "evm", not ${String(ledger)}`);
   say('NTMobile agent appliance — demo household');
   down(PREFIX); // a previous demo that was killed hard
   rmSync(STATE, { recursive: true, force: true });
@@ -111,12 +118,23 @@ async function main(): Promise<void> {
     tb.spawn('camera', [process.execPath, join(ROOT, 'dist/scripts/appliances/camera.js'), '--port', '5004'], { stdio: 'ignore' });
     avahi = await startAvahi(tb.ns('vcpe'), 'br0');
 
-    step('Starting the agent on the vCPE (embedded DC and RS, web UI)');
+    const ledgerArgs: string[] = [];
+    if (ledger === 'evm') {
+      step('Starting a local chain (anvil) on the Internet server and deploying the NtmRegistry contract');
+      // The agent's DC key is its chain account: created now, so the chain can give it ether for gas.
+      const dcId = (await ntm(tb, 'vcpe', ['dc', '--data-dir', agentDir, '--print-id'])) as { id: string };
+      const chain = await start(tb, 'web', [process.execPath, join(ROOT, 'dist/scripts/chain.js'), '--host', '203.0.113.2', '--port', '8545', '--block-time', '1', '--deploy', '--fund', dcId.id], join(STATE, 'chain.log'));
+      const c = chain.ready as { rpcUrl: string; contract: string; deployBlock: number };
+      say(`  chain ${c.rpcUrl}, contract ${c.contract} (block ${c.deployBlock}); the DC's account ${dcId.id}`);
+      ledgerArgs.push('--set', 'dc.ledger=evm', '--set', `dc.chainRpc=${c.rpcUrl}`, '--set', `dc.chainContract=${c.contract}`, '--set', `dc.chainDeployBlock=${c.deployBlock}`);
+    }
+
+    step(`Starting the agent on the vCPE (embedded DC and RS, web UI; ledger: ${ledger})`);
     const webSock = join(STATE, 'web.sock');
     const agent = await start(
       tb,
       'vcpe',
-      [process.execPath, ...NODE_FLAGS.agent, NTM, 'agent', '--data-dir', agentDir, '--web', 'lan:80', '--web-socket', webSock],
+      [process.execPath, ...NODE_FLAGS.agent, NTM, 'agent', '--data-dir', agentDir, '--web', 'lan:80', '--web-socket', webSock, ...ledgerArgs],
       join(STATE, 'agent.log'),
       avahi.env,
     );
