@@ -125,8 +125,12 @@ async function generateAll(o: LoadOptions): Promise<Buffer> {
       return new Promise<Buffer>((resolve, reject) => {
         if (count === 0) return resolve(Buffer.alloc(0));
         const w = new Worker(new URL(import.meta.url), { workerData: { count, dcPublicKey: o.dcPublicKey, dcId: o.dcId } satisfies WorkerJob });
-        w.once('message', (ab: ArrayBuffer) => resolve(Buffer.from(ab)));
+        // Resolved when the thread has exited, not on its message: main() then pins every thread of this process
+        // (taskset -a), which fails if one of them exits while it is being pinned.
+        let part: Buffer | undefined;
+        w.once('message', (ab: ArrayBuffer) => (part = Buffer.from(ab)));
         w.once('error', reject);
+        w.once('exit', (code) => (part ? resolve(part) : reject(new Error(`identity worker exited with ${code} before its result`))));
       });
     }),
   );

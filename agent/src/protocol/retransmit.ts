@@ -103,6 +103,23 @@ export class PendingRequests<T> {
     return true;
   }
 
+  /**
+   * Sends a pending request again now and restarts its backoff from `initialMs` (its deadline stays): the server
+   * answered, asking for something the request now carries (a cookie), so the next loss should cost half a second,
+   * not the backoff reached so far. False when no such request is pending.
+   */
+  resendNow(txid: bigint): boolean {
+    const e = this.map.get(txid);
+    if (!e) return false;
+    clearTimeout(e.timer);
+    e.attempts++;
+    e.send();
+    e.delay = e.policy.initialMs;
+    const left = e.policy.deadlineMs - (performance.now() - e.started);
+    e.timer = setTimeout(() => this.fire(txid), Math.max(0, Math.min(e.delay, left)));
+    return true;
+  }
+
   /** Re-sends every pending request now (after a move, the old path is gone: don't wait for the timers). */
   resendAll(): void {
     for (const e of this.map.values()) e.send();

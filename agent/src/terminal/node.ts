@@ -75,6 +75,7 @@ export class Node {
   private regTxid = 0n;
   private regResolve: ((r: RegistrationResult) => void) | undefined;
   private regReject: ((e: Error) => void) | undefined;
+  private regResendNow: (() => void) | undefined;
   /** The DC's last refusal and when (performance.now()): the watchdog does not ask again before it may pass. */
   private refusal: { readonly error: RegistrationRefusedError; readonly at: number } | undefined;
   private regNonce: Buffer | undefined;
@@ -176,6 +177,7 @@ export class Node {
     );
     this.regResolve = (r) => p.resolve(txid, r);
     this.regReject = (e) => p.fail(txid, e);
+    this.regResendNow = () => p.resendNow(txid);
     this.registering = done
       .then((r) => {
         this.registeredAt = this.io.now();
@@ -191,6 +193,7 @@ export class Node {
         this.registering = undefined;
         this.regResolve = undefined;
         this.regReject = undefined;
+        this.regResendNow = undefined;
         this.regPacket = undefined;
       });
     return this.registering;
@@ -213,7 +216,9 @@ export class Node {
     if (!cookie) return this.drops.inc('cookie-mismatch');
     this.cookie = { bytes: cookie, at: performance.now() };
     stampMac2(this.regPacket, cookie);
-    this.io.send(this.regPacket, this.dc.endpoint);
+    // Sent again at once, and the backoff starts over: under a flood the DC's socket drops at random, and a request
+    // lost now should not wait for the seconds the backoff had reached before the cookie came.
+    this.regResendNow?.();
   }
 
   /** REGISTRATION_RESPONSE for our pending request (found by our channel index). */
