@@ -1,8 +1,10 @@
 // The agent VM image an ISP boots (issue 14, part 1), built and booted the way an ISP's VM manager would: the image
 // from firmware/build-image, a subscriber's NoCloud seed from `ntm provision --seed-iso`, QEMU (software emulation:
 // this machine has no KVM) with user networking. Everything is checked from outside the VM: the disk's files read with
-// debugfs, and the agent's web page through a forwarded port, where the subscriber's own setup
-// code (and no other) sets the owner's password and the page names the subscriber's household.
+// debugfs, and the agent's web page through a port forwarded into the VM's second card, the subscriber's LAN (named
+// in the seed's network-config, as an ISP's orchestrator attaches a household's LAN to its vCPE), where the
+// subscriber's own setup code (and no other) sets the owner's password and the page names the subscriber's household;
+// the same port forwarded to the WAN card finds no page.
 // Slow (a build of 10-30 min here, a boot of minutes under TCG): its own command, `scripts/image-test` (the "image" tier).
 // NTM_IMAGE_DIR=<a build-image --out directory> boots an image already built instead of building one.
 import { test } from 'node:test';
@@ -16,6 +18,13 @@ import { NTM, ROOT } from '../lib/ntm.js';
 import { recordImageFigures, type ImageFigures } from './figures.js';
 
 const SUBSCRIBER = { id: 'S-0042', household: 'Yamada home' };
+/**
+ * The VM's cards: the WAN (QEMU user networking with its DHCP and default route, 10.0.2.0/24) and the subscriber's LAN
+ * (a second user-network segment, restricted: nothing leaves it but the forwarded port). QEMU's end of the LAN,
+ * 192.168.77.2, is where the test's connections to the page come from: a source in the LAN's prefix.
+ */
+const WAN_MAC = '52:54:00:57:41:4e';
+const LAN = { mac: '52:54:00:4c:41:4e', address: '192.168.77.10', prefix: 24, net: '192.168.77.0/24', host: '192.168.77.2' };
 /** Boot under TCG on a shared 2-core machine: minutes; the bound only ends a hung boot. */
 const READY_TIMEOUT_MS = 25 * 60_000;
 const OFFSET = 1024 * 1024; // the root partition starts at 1 MiB (firmware/build-image)
@@ -93,24 +102,28 @@ test('the agent image boots with a subscriber seed: its identity, its setup code
 
     // --- the subscriber's seed, as the ISP makes it ---
     const csv = join(tmp, 'subscribers.csv');
-    writeFileSync(csv, `id,household\n${SUBSCRIBER.id},${SUBSCRIBER.household}\n`);
+    writeFileSync(csv, `id,household,lan_mac,lan_address\n${SUBSCRIBER.id},${SUBSCRIBER.household},${LAN.mac},${LAN.address}/${LAN.prefix}\n`);
     must(process.execPath, [NTM, 'provision', '--subscribers', csv, '--out', join(tmp, 'bundles'), '--seed-iso'], 'ntm provision --seed-iso');
     const bundle = join(tmp, 'bundles', SUBSCRIBER.id);
     const code = readFileSync(join(bundle, 'setup-code'), 'utf8').trim();
 
     // --- boot ---
     const port = await freePort();
+    const wanPort = await freePort();
     const consoleLog = join(tmp, 'console.log');
     const consoleTail = (): string => (existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8').slice(-6000) : '(no console output)');
     const started = Date.now();
     // One emulated CPU on one host thread, at low priority: other work shares this machine. -snapshot: the image
-    // file stays as built. The seed is a second virtio disk, as OpenStack attaches a config drive.
+    // file stays as built. The seed is a second virtio disk, as OpenStack attaches a config drive. The page's port is
+    // forwarded on both cards: the LAN's must answer, the WAN's must not.
     qemu = spawn('nice', [
       '-n', '10', 'qemu-system-x86_64', '-accel', 'tcg,thread=single', '-smp', '1', '-m', '1024',
       '-display', 'none', '-monitor', 'none', '-serial', `file:${consoleLog}`, '-no-reboot', '-snapshot',
       '-drive', `file=${image},if=virtio,format=qcow2`,
       '-drive', `file=${join(bundle, 'seed.iso')},if=virtio,format=raw,readonly=on`,
-      '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${port}-:8080`, '-device', 'virtio-net-pci,netdev=n0',
+      '-netdev', `user,id=wan,hostfwd=tcp:127.0.0.1:${wanPort}-:8080`, '-device', `virtio-net-pci,netdev=wan,mac=${WAN_MAC}`,
+      '-netdev', `user,id=lan,net=${LAN.net},host=${LAN.host},restrict=on,hostfwd=tcp:127.0.0.1:${port}-${LAN.address}:8080`,
+      '-device', `virtio-net-pci,netdev=lan,mac=${LAN.mac}`,
     ], { stdio: ['ignore', 'ignore', 'pipe'] });
     let qemuErr = '';
     qemu.stderr!.on('data', (b: Buffer) => (qemuErr += b.toString()));
@@ -129,6 +142,10 @@ test('the agent image boots with a subscriber seed: its identity, its setup code
     }
     const bootToReadyS = Math.round((Date.now() - started) / 100) / 10;
     assert.equal(session.setupRequired, true, 'a fresh agent waits for its owner');
+    assert.match(readFileSync(consoleLog, 'utf8'), new RegExp(`installed the configuration of ${SUBSCRIBER.household}`), 'first boot installed the seed\'s bundle');
+    assert.match(readFileSync(consoleLog, 'utf8'), new RegExp(`household LAN: \\S+ \\(${LAN.mac}\\) ${LAN.address.replace(/\./g, '\\.')}/${LAN.prefix}`), 'first boot took the seed\'s LAN card');
+    const wan = await fetch(`http://127.0.0.1:${wanPort}/api/session`, { signal: AbortSignal.timeout(30_000) }).then((r) => `HTTP ${r.status}`, () => 'no answer');
+    assert.equal(wan, 'no answer', 'the page does not answer on the WAN card');
 
     const setup = (setupCode: string) =>
       fetch(`${base}/api/setup`, {

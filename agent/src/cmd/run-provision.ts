@@ -14,7 +14,8 @@ import { parseCsv, csvField } from '../util/csv.js';
 import { parseArgs, one, has } from './args.js';
 import { EXIT_HELP, Exit } from './exit.js';
 import { generateSetupCode } from '../../../web-ui/server/auth.js';
-import { writeSeedIso } from './seed-iso.js';
+import { writeSeedIso, type SeedLan } from './seed-iso.js';
+import { normalCidr, normalMac } from './seed-network.js';
 
 export const PROVISION_HELP = `ntm provision — bulk provisioning of household agents (for the ISP)
 
@@ -26,6 +27,9 @@ with or without a byte order mark). The first line names the columns, in any ord
   household   the name the family sees ("Tanaka home"; at most 63 bytes of UTF-8)   required
   wan_address the vCPE's WAN address, if fixed (else the agent uses its default route's)
   plan        the subscriber's plan, copied into the manifest (for enrollment-key tags)
+  lan_mac     the MAC address of the VM's card on the subscriber's LAN (with --seed-iso: the seed's
+              network-config names it, and the agent's web page listens there)
+  lan_address that card's address with its prefix (192.168.1.2/24); without it, DHCP on the LAN
 Other columns are ignored (a warning names them).
 For each subscriber DIR/<id>/ gets agent.json (the agent's config, for the vCPE image's first boot),
 dc.key (the agent's identity), setup-code and letter.txt (all mode 0600); DIR/manifest.csv lists
@@ -33,7 +37,8 @@ them all with each agent's ID. Existing setup codes and identities are kept: re-
 A bad row is reported on stderr with its line number; the other rows are still provisioned.
 Progress goes to stderr when it is a terminal, or with --progress.
 --seed-iso also writes DIR/<id>/seed.iso: the cloud-init NoCloud seed (volume label "cidata") to attach
-to the subscriber's agent VM; the image's first boot installs the bundle from it (firmware/README.md).
+to the subscriber's agent VM; the image's first boot installs the bundle from it, and takes the card
+named by lan_mac as the household LAN (firmware/README.md).
 Prints one JSON summary line on stdout: {subscribers, failed, newSetupCodes, newIdentities, out, errors}
 (always JSON: --json is accepted for symmetry with the other commands).
 
@@ -46,6 +51,8 @@ export interface Subscriber {
   readonly household: string;
   readonly wan: string;
   readonly plan: string;
+  /** The VM's household LAN card (seed network-config), when the ISP knows its MAC address. */
+  readonly lan?: SeedLan;
 }
 
 export interface RowError {
@@ -60,7 +67,7 @@ export interface ParsedSubscribers {
   readonly ignoredColumns: string[];
 }
 
-const KNOWN = ['id', 'household', 'wan_address', 'plan'];
+const KNOWN = ['id', 'household', 'wan_address', 'plan', 'lan_mac', 'lan_address'];
 
 /**
  * Reads the subscribers file: rows that are wrong become errors with their line; the rest are returned. Throws
@@ -88,15 +95,21 @@ export function parseSubscribers(text: string): ParsedSubscribers {
     const id = get('id');
     const household = get('household');
     const wan = get('wan_address');
+    const lanMac = get('lan_mac') === '' ? '' : normalMac(get('lan_mac'));
+    const lanAddress = get('lan_address') === '' ? '' : normalCidr(get('lan_address'));
     if (r.fields.length !== cols.length) fail(`${r.fields.length} fields where the header has ${cols.length}`);
     else if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) fail(`bad subscriber id "${id}" (letters, digits, '-', '_')`);
     else if (seen.has(id)) fail(`subscriber ${id} appears twice (first on line ${seen.get(id)})`);
     else if (household === '' || Buffer.byteLength(household) > 63) fail('the household name must be 1-63 bytes of UTF-8');
     else if ([...household].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f)) fail('the household name contains a control character or line break');
     else if (wan !== '' && !/^[0-9a-fA-F:.]+$/.test(wan)) fail(`bad WAN address "${wan}"`);
+    else if (lanMac === undefined) fail(`bad LAN MAC address "${get('lan_mac')}" (six octets, unicast: 52:54:00:12:34:56)`);
+    else if (lanAddress === undefined) fail(`bad LAN address "${get('lan_address')}" (ADDRESS/PREFIX: 192.168.1.2/24)`);
+    else if (lanAddress !== '' && lanMac === '') fail('lan_address needs lan_mac (the card it is for)');
     else {
       seen.set(id, r.line);
-      subscribers.push({ line: r.line, id, household, wan, plan: get('plan') });
+      const lan = lanMac ? { mac: lanMac, ...(lanAddress ? { address: lanAddress } : {}) } : undefined;
+      subscribers.push({ line: r.line, id, household, wan, plan: get('plan'), ...(lan ? { lan } : {}) });
     }
   }
   return { subscribers, errors, ignoredColumns: cols.filter((c) => !KNOWN.includes(c)) };
@@ -171,7 +184,7 @@ async function provisionOne(s: Subscriber, out: string, dataRoot: string, seedIs
   // A bundle seen for the first time (no setup code yet) has nothing to compare with: skip the reads.
   writeIfChanged(join(dir, 'agent.json'), JSON.stringify(agentConfig(s, dataRoot), null, 2) + '\n', newCode);
   writeIfChanged(join(dir, 'letter.txt'), letter(s, code), newCode);
-  if (seedIso) writeSeedIso(dir, s.id);
+  if (seedIso) writeSeedIso(dir, s.id, s.lan);
   return { agentId: identity.idHex, newCode, newIdentity };
 }
 
