@@ -318,6 +318,8 @@ export interface NatpairRun {
   /** `ntm dc` arguments (after --data-dir), to start it again. */
   dcArgs: string[];
   dcId: { id: string; publicKey: string };
+  /** B's DC with `secondDc`. */
+  dc2?: Daemon;
 }
 
 /** Extras for the terminals of startNatpair. */
@@ -332,6 +334,11 @@ export interface NatpairOptions {
   readonly afterServers?: () => Promise<void>;
   /** How long a terminal may take to be ready (ms); default 20000. */
   readonly terminalReadyMs?: number;
+  /**
+   * B at a second DC (on the DC's host, UDP 7110, pool 198.18.2.0/24, operator port 9110), the two DCs each other's
+   * --peer and the RS reporting to both: the two ends' signalling crosses DCs as in the paper's Fig. 1.
+   */
+  readonly secondDc?: boolean;
 }
 
 /** Starts DC, RS and both terminals (each pushed onto `started` at once, so the caller can stop them on failure). */
@@ -340,19 +347,28 @@ export async function startNatpair(tb: Testbed, root: string, started: Daemon[],
   const dirs = Object.fromEntries(['dc', 'rs', 'a', 'b'].map((h) => [h, join(root, h)])) as NatpairRun['dirs'];
   const dcId = await printId(tb, 'dc', 'dc', dirs.dc);
   const rsId = await printId(tb, 'rs', 'rs', dirs.rs);
-  const dcArgs = ['--advertise', '192.0.2.2:7100', '--relay', `${rsId.id}@192.0.2.66:7200`, '--relay', `${rsId.id}@[2001:db8:2::2]:7200`, '--pool', '198.18.1.0/24'];
+  const relays = ['--relay', `${rsId.id}@192.0.2.66:7200`, '--relay', `${rsId.id}@[2001:db8:2::2]:7200`];
+  const dc2Dir = join(root, 'dc2');
+  const dc2Id = o.secondDc ? await printId(tb, 'dc', 'dc', dc2Dir) : undefined;
+  const dcArgs = ['--advertise', '192.0.2.2:7100', ...relays, '--pool', '198.18.1.0/24', ...(dc2Id ? ['--peer', `${dc2Id.id}@192.0.2.2:7110`] : [])];
   const dc = await startNtm(tb, 'dc', 'dc', dcArgs, dirs.dc);
   started.push(dc);
-  const rs = await startNtm(tb, 'rs', 'rs', ['--report-to', `${dcId.id}@192.0.2.2:7100`, '--advertise', '192.0.2.66:7200', '--advertise', '[2001:db8:2::2]:7200'], dirs.rs);
+  const dc2Args = ['--listen', '[::]:7110', '--advertise', '192.0.2.2:7110', ...relays, '--pool', '198.18.2.0/24', '--peer', `${dcId.id}@192.0.2.2:7100`];
+  const dc2 = dc2Id ? await startNtm(tb, 'dc', 'dc', [...dc2Args, '--operator-listen', '127.0.0.1:9110'], dc2Dir) : undefined;
+  if (dc2) started.push(dc2);
+  const reportTo = ['--report-to', `${dcId.id}@192.0.2.2:7100`, ...(dc2Id ? ['--report-to', `${dc2Id.id}@192.0.2.2:7110`] : [])];
+  const rs = await startNtm(tb, 'rs', 'rs', [...reportTo, '--advertise', '192.0.2.66:7200', '--advertise', '[2001:db8:2::2]:7200'], dirs.rs);
   started.push(rs);
-  await waitFor('the DC has the RS load report', async () => ((await dc.status()).relays as Array<{ load: number | null }>).every((r) => r.load !== null), 15_000);
+  for (const d of dc2 ? [dc, dc2] : [dc])
+    await waitFor('the DC has the RS load report', async () => ((await d.status()).relays as Array<{ load: number | null }>).every((r) => r.load !== null), 15_000);
   await o.afterServers?.();
   const dcRef = `${dcId.publicKey}@192.0.2.2:7100`;
+  const bDcRef = dc2Id ? `${dc2Id.publicKey}@192.0.2.2:7110` : dcRef;
   const [a, b] = await Promise.all([
     startNtm(tb, 'a', 'up', ['--dc', dcRef, '--name', 'a', '--dns', o.dns?.a ?? '', ...terminalArgs], dirs.a, o.terminalReadyMs ?? 20_000, o.env?.a).then((d) => (started.push(d), d)),
-    startNtm(tb, 'b', 'up', ['--dc', dcRef, '--name', 'b', '--dns', o.dns?.b ?? '', ...terminalArgs], dirs.b, o.terminalReadyMs ?? 20_000, o.env?.b).then((d) => (started.push(d), d)),
+    startNtm(tb, 'b', 'up', ['--dc', bDcRef, '--name', 'b', '--dns', o.dns?.b ?? '', ...terminalArgs], dirs.b, o.terminalReadyMs ?? 20_000, o.env?.b).then((d) => (started.push(d), d)),
   ]);
-  return { dc, rs, a, b, dirs, dcArgs, dcId };
+  return { dc, rs, a, b, dirs, dcArgs, dcId, ...(dc2 ? { dc2 } : {}) };
 }
 
 // ---------------------------------------------------------------------------------------------------------------

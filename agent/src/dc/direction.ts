@@ -15,7 +15,7 @@ import type { TerminalRecord } from './terminals.js';
 import { planRoute, type EndView, type RelayView, type RoutePlan } from './route.js';
 import type { DcCore, PeerState } from './core.js';
 import type { ControlChannel, ChannelRequests } from './channel.js';
-import type { Federation, PeerInfoRequest } from './federation.js';
+import type { Federation, PeerInfoRequest, RouteUpdate } from './federation.js';
 
 function endView(rec: TerminalRecord): EndView {
   return { id: rec.id, observed: rec.observed!, nat: rec.nat, locals: rec.locals, rsRtt: rec.rsRtt };
@@ -222,26 +222,95 @@ export class Direction implements ChannelRequests {
    * on the path may have given one end a new outside port. The DC tells each end where the other is now, as it would
    * plan it (the requester's address is this request's source), so both send there at once: each opens its own NAT
    * towards the other, which a NAT that filters by endpoint needs. Only for a pair that may have a tunnel (the access
-   * policy either way); a tunnel ID the peer does not have with the requester is ignored by the peer.
+   * policy either way); a tunnel ID the peer does not have with the requester is ignored by the peer. A peer of
+   * another DC: that DC is told (ROUTE_UPDATE), tells its terminal, and answers with the requester's half.
    */
   pathRefresh(rec: TerminalRecord, txid: bigint, tunnelId: bigint, peerId: Uint8Array): void {
     const { dc } = this;
     const peer = dc.terminals.byId.get(formatId(peerId));
     const text = formatId(peerId);
-    // A peer of another DC: not followed here; the ends fall back to their stale timer (a new direction).
-    if (!peer) return this.directionError(rec, txid, Status.NOT_FOUND, 'unknown peer', text);
-    if (peer === rec) return this.directionError(rec, txid, Status.BAD_REQUEST, 'a terminal has no tunnel to itself', text);
-    if (peer.revoked) return this.directionError(rec, txid, Status.REVOKED, 'peer revoked', text);
+    if (!peer) {
+      void this.remotePathRefresh(rec, txid, tunnelId, peerId).catch((e: unknown) => {
+        dc.log.warn('path refresh through the peer DC failed', { peer: text, err: e });
+        this.directionError(rec, txid, Status.PEER_DC_UNREACHABLE, "the peer's DC did not answer", text);
+      });
+      return;
+    }
+    const refused = this.refreshRefusal(rec, peer);
+    if (refused) return this.directionError(rec, txid, refused.status, refused.message, text);
+    const endpoints = this.tellPeerEndpoints(endView(rec), rec.idBytes, peer, tunnelId);
+    this.channel.reply(rec, { type: Ctl.PEER_ENDPOINTS, txid, tunnelId, peerId: peer.idBytes, endpoints });
+  }
+
+  /** Why `rec` (a terminal of ours or of a peer DC) may not have its path to our terminal `peer` refreshed, if so. */
+  private refreshRefusal(rec: { id: string }, peer: TerminalRecord): { status: number; message: string } | undefined {
+    const { dc } = this;
+    if (peer.id === rec.id) return { status: Status.BAD_REQUEST, message: 'a terminal has no tunnel to itself' };
+    if (peer.revoked) return { status: Status.REVOKED, message: 'peer revoked' };
     if (dc.opts.allowDirection && !dc.opts.allowDirection(rec.id, peer.id) && !dc.opts.allowDirection(peer.id, rec.id))
-      return this.directionError(rec, txid, Status.NOT_ALLOWED, 'not allowed by the access policy', text);
-    if (!this.channel.online(peer)) return this.directionError(rec, txid, Status.OFFLINE, 'peer offline', text);
-    const plan = planRoute(endView(rec), endView(peer), []);
-    const direct = plan && plan.kind !== 'relay';
-    this.channel.reply(rec, { type: Ctl.PEER_ENDPOINTS, txid, tunnelId, peerId: peer.idBytes, endpoints: direct ? plan.toB : [] });
-    if (!direct) return;
+      return { status: Status.NOT_ALLOWED, message: 'not allowed by the access policy' };
+    if (!this.channel.online(peer)) return { status: Status.OFFLINE, message: 'peer offline' };
+    return undefined;
+  }
+
+  /**
+   * Plans the direct path between `mover` and our terminal `peer` and, if there is one, tells `peer` where the mover
+   * is now (PEER_ENDPOINTS, retransmitted until acknowledged). Returns where the mover should send: empty when only
+   * the relay is left (the ends keep their stale timer and ask for a new direction).
+   */
+  private tellPeerEndpoints(mover: EndView, moverId: Uint8Array, peer: TerminalRecord, tunnelId: bigint): readonly Endpoint[] {
+    const plan = planRoute(mover, endView(peer), []);
+    if (!plan || plan.kind === 'relay') return [];
     this.channel
-      .request(peer, { type: Ctl.PEER_ENDPOINTS, txid: newTxid(), tunnelId, peerId: rec.idBytes, endpoints: plan.toA }, 'peer endpoints')
-      .catch((e: Error) => dc.log.warn('peer endpoints not acknowledged', { to: peer.id, err: e }));
+      .request(peer, { type: Ctl.PEER_ENDPOINTS, txid: newTxid(), tunnelId, peerId: moverId, endpoints: plan.toA }, 'peer endpoints')
+      .catch((e: Error) => this.dc.log.warn('peer endpoints not acknowledged', { to: peer.id, err: e }));
+    return plan.toB;
+  }
+
+  /** DC_MN's side of a path refresh whose peer is another DC's: ROUTE_UPDATE to that DC, its answer to our terminal. */
+  private async remotePathRefresh(rec: TerminalRecord, txid: bigint, tunnelId: bigint, peerId: Uint8Array): Promise<void> {
+    const text = formatId(peerId);
+    const remote = await this.findRemoteDc({ kind: 'id', id: peerId });
+    if (remote === 'revoked') return this.directionError(rec, txid, Status.REVOKED, 'peer revoked', text);
+    if (!remote?.publicKey) return this.directionError(rec, txid, Status.NOT_FOUND, 'unknown peer', text);
+    const m = { type: Peer.ROUTE_UPDATE, txid: newTxid(), time: this.dc.clock.now(), tunnelId, target: peerId, mover: infoOf(rec) } as const;
+    const a = await this.federation.request(remote, m, 'route update');
+    if (a.type !== Peer.PEER_INFO_RESPONSE) return this.directionError(rec, txid, Status.PEER_DC_UNREACHABLE, "the peer's DC did not answer", text);
+    if (a.status !== Status.OK) return this.directionError(rec, txid, a.status, a.message, text);
+    this.dc.counts.inc('path-refresh-remote');
+    this.channel.reply(rec, { type: Ctl.PEER_ENDPOINTS, txid, tunnelId, peerId, endpoints: a.route?.endpoints ?? [] });
+  }
+
+  /**
+   * DC_CN's side of a remote path refresh (ROUTE_UPDATE): a peer DC's terminal (the mover) lost its direct path to
+   * ours. Ours is told where the mover is now; the answer carries, as the route's endpoints, where the mover should
+   * send (none when only the relay is left).
+   */
+  routeUpdate(peer: PeerState, from: Endpoint, m: RouteUpdate): void {
+    const { dc } = this;
+    const answer = (status: number, message: string, route?: Route): void =>
+      this.federation.answer(peer, from, { type: Peer.PEER_INFO_RESPONSE, txid: m.txid, time: dc.clock.now(), status, message, ...(route ? { route } : {}) });
+    const local = dc.terminals.byId.get(formatId(m.target));
+    if (!local) return answer(Status.NOT_FOUND, 'unknown peer');
+    const refused = this.refreshRefusal({ id: formatId(m.mover.id) }, local);
+    if (refused) return answer(refused.status, refused.message);
+    const endpoints = this.tellPeerEndpoints(viewOfInfo(m.mover), m.mover.id, local, m.tunnelId);
+    // Only the endpoints are read by the mover's DC; the rest says who they lead to.
+    const info = infoOf(local);
+    const route: Route = {
+      tunnelId: m.tunnelId,
+      peerId: info.id,
+      peerPublicKey: info.publicKey,
+      peerV4: info.v4,
+      peerV6: info.v6,
+      peerName: info.name,
+      kind: endpoints.length > 0 ? 'holepunch' : 'relay',
+      keepaliveS: 15,
+      initiator: false,
+      endpoints,
+    };
+    answer(Status.OK, '', route);
+    dc.counts.inc('route-update');
   }
 
   /** DC_CN's side: it has both ends now, so it computes the route and directs its terminal itself (saves a round trip). */

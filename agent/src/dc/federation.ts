@@ -15,6 +15,7 @@ import { formatEndpoint } from '../protocol/endpoint.js';
 import type { DcCore, PeerState } from './core.js';
 
 export type PeerInfoRequest = Extract<PeerMessage, { type: typeof Peer.PEER_INFO_REQUEST }>;
+export type RouteUpdate = Extract<PeerMessage, { type: typeof Peer.ROUTE_UPDATE }>;
 
 /** Node Transactions per NT_ANNOUNCE frame. */
 const ANNOUNCE_BATCH = 8;
@@ -26,6 +27,8 @@ export class Federation {
   record: Uint8Array = new Uint8Array(0);
   /** Set once the direction part exists: a peer DC asks about one of our terminals. */
   onPeerInfo: ((peer: PeerState, from: Endpoint, m: PeerInfoRequest) => void) | undefined;
+  /** Set once the direction part exists: a peer DC's terminal lost its direct path to one of ours (rebinding). */
+  onRouteUpdate: ((peer: PeerState, from: Endpoint, m: RouteUpdate) => void) | undefined;
 
   constructor(private readonly dc: DcCore) {
     this.sealer = new PeerSealer(dc.identity, (id) => dc.peers.has(id) || dc.relays.has(id));
@@ -148,6 +151,10 @@ export class Federation {
         if (!peer) return dc.drops.inc('peer-not-dc');
         peer.publicKey ??= o.senderPublicKey;
         return this.onPeerInfo?.(peer, from, m);
+      case Peer.ROUTE_UPDATE:
+        if (!peer) return dc.drops.inc('peer-not-dc');
+        peer.publicKey ??= o.senderPublicKey;
+        return this.onRouteUpdate?.(peer, from, m);
       case Peer.LOAD_REPORT:
         if (!relay) return dc.drops.inc('peer-not-rs');
         relay.publicKey ??= o.senderPublicKey;

@@ -69,6 +69,7 @@ export class DcServer {
     const direction = new Direction(this.core, this.channel, this.federation);
     this.channel.handler = direction;
     this.federation.onPeerInfo = (peer, from, m) => direction.peerInfo(peer, from, m);
+    this.federation.onRouteUpdate = (peer, from, m) => direction.routeUpdate(peer, from, m);
   }
 
   /**
