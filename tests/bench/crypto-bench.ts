@@ -19,6 +19,8 @@ export interface BenchResult {
   name: string;
   opsPerSec: number;
   usPerOp: number;
+  /** The process's CPU time (user + system) per operation: on a shared core, what the operation costs whatever else ran. */
+  cpuUsPerOp: number;
   ops: number;
 }
 
@@ -26,6 +28,7 @@ export interface BenchResult {
 export function measure(name: string, ms: number, fn: (i: number) => unknown): BenchResult {
   for (let i = 0; i < 200; i++) fn(i);
   let ops = 0;
+  const cpu0 = process.cpuUsage();
   const start = process.hrtime.bigint();
   const budget = BigInt(ms) * 1_000_000n;
   let elapsed = 0n;
@@ -35,7 +38,8 @@ export function measure(name: string, ms: number, fn: (i: number) => unknown): B
     elapsed = process.hrtime.bigint() - start;
   }
   const secs = Number(elapsed) / 1e9;
-  return { name, opsPerSec: Math.round(ops / secs), usPerOp: Number(((secs * 1e6) / ops).toFixed(2)), ops };
+  const cpu = process.cpuUsage(cpu0);
+  return { name, opsPerSec: Math.round(ops / secs), usPerOp: Number(((secs * 1e6) / ops).toFixed(2)), cpuUsPerOp: Number(((cpu.user + cpu.system) / ops).toFixed(2)), ops };
 }
 
 /** A benchmark's body, closed over its inputs. */

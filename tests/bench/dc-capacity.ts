@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { request } from '../../agent/src/cmd/control-socket.js';
 import { NTM, ROOT, firstJsonLine, tempDir } from '../lib/ntm.js';
 import type { RegistryBacklog } from '../../agent/src/types/registry.js';
-import { round, type DcCapacityFigures } from './results.js';
+import { loadAverage, round, type DcCapacityFigures } from './results.js';
+import { processCpuSeconds } from './household.js';
 
 const LOAD_JS = join(ROOT, 'dist/tests/bench/dc-load.js');
 const CRYPTO_JS = join(ROOT, 'dist/tests/bench/crypto-bench.js');
@@ -54,18 +55,19 @@ export interface OutboxFigures {
  * the Node Transaction's signer, ECDH for K_ss), measured with crypto-bench on the DC's core right beside the load:
  * the machine drifts, so the DC's rate is best read as a fraction of this.
  */
-async function ecFloorPerSecond(core: number): Promise<number> {
+async function ecFloorPerSecond(core: number): Promise<{ wall: number; cpu: number }> {
   const p = spawn('taskset', ['-c', String(core), process.execPath, CRYPTO_JS, '--ms', '400', '--only', 'secp256k1.native'], { stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
   await new Promise((r) => p.once('exit', r));
   try {
-    const res = (JSON.parse(out) as { results: Array<{ name: string; usPerOp: number }> }).results;
-    const us = (n: string) => res.find((r) => r.name === `secp256k1.native.${n}`)?.usPerOp ?? NaN;
-    return 1e6 / (us('recover') + us('ecdh'));
+    const res = (JSON.parse(out) as { results: Array<{ name: string; usPerOp: number; cpuUsPerOp: number }> }).results;
+    const op = (n: string) => res.find((r) => r.name === `secp256k1.native.${n}`);
+    const us = (k: 'usPerOp' | 'cpuUsPerOp') => (op('recover')?.[k] ?? NaN) + (op('ecdh')?.[k] ?? NaN);
+    return { wall: 1e6 / us('usPerOp'), cpu: 1e6 / us('cpuUsPerOp') };
   } catch {
     // No calibration (crypto-bench failed): the figure is null in the file, the rest stands.
-    return NaN;
+    return { wall: NaN, cpu: NaN };
   }
 }
 
@@ -122,6 +124,7 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     idRun.stdout.setEncoding('utf8').on('data', (d: string) => (idOut += d));
     await new Promise((r) => idRun.once('exit', r));
     const { id, publicKey } = JSON.parse(idOut.trim()) as { id: string; publicKey: string };
+    const loadBefore = loadAverage();
     const floorBefore = await ecFloorPerSecond(cpu.dc);
     const { ledger } = opts;
     await ledger?.fund(id);
@@ -135,6 +138,9 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
       'taskset',
       [
         ...['-c', String(cpu.dc), process.execPath, ...NODE_FLAGS.dc, NTM, 'dc', '--data-dir', tmp.path, '--listen', '127.0.0.1:0', '--pool', '198.18.0.0/15'],
+        // No operator API: its fixed loopback port would collide with any other DC on the host (the status used here
+        // is the control socket's).
+        ...['--operator-listen', ''],
         ...['--set', 'dc.newPerSourceBurst=1000000', '--set', 'dc.newPerSourcePerMin=1000000', '--set', 'dc.cookieAbovePerSec=1000000'],
         ...ledgerArgs,
       ],
@@ -167,6 +173,13 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     let pendingAtRss: Promise<number> = Promise.resolve(0);
     let loadStart = performance.now();
     let firstDone = Infinity;
+    // The DC's CPU time over each phase (from /proc): its rate per second of its own CPU is what one core of its own
+    // would answer, whatever else the shared machine ran on that core meanwhile.
+    // Registrations the DC itself counted meanwhile: on a loaded machine some answers reach the generator after it gave
+    // up on them (counted lost there), but the DC did that work too.
+    const cpuAt: Record<string, number> = {};
+    const countsAt: Record<string, Promise<Record<string, number>>> = {};
+    const counts = async () => ((await request(sock, { cmd: 'status' })) as { counts: Record<string, number> }).counts;
     // The outbox every 2 s: when it was first empty after the first-time phase, and how much was on the chain then.
     let emptied: { at: number; committed: number } | undefined;
     watch = ledger
@@ -189,6 +202,10 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
         const j = JSON.parse(line) as PhaseResult;
         if (j.phase === 'first' || j.phase === 'again') phases[j.phase] = j;
         if (j.phase === 'generated') loadStart = performance.now();
+        if (j.phase === 'generated' || j.phase === 'first' || j.phase === 'again-start' || j.phase === 'again') {
+          cpuAt[j.phase] = processCpuSeconds(pid);
+          countsAt[j.phase] = counts();
+        }
         if (j.phase === 'first') {
           firstDone = performance.now();
           afterFirst = settledRss(pid, (SETTLE_S - 1) * 1000);
@@ -216,9 +233,16 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     log(`dc capacity: the DC's own view of its memory: ${JSON.stringify(status.memory)}`);
     const memEnd = memoryMiB(pid);
     await stop(dc);
-    const floor = (floorBefore + (await ecFloorPerSecond(cpu.dc))) / 2;
+    const floorAfter = await ecFloorPerSecond(cpu.dc);
+    const floor = (floorBefore.wall + floorAfter.wall) / 2;
+    const cpuFloor = (floorBefore.cpu + floorAfter.cpu) / 2;
     const first = phases.first;
     const again = phases.again;
+    const firstCpu = cpuAt.first! - cpuAt.generated!;
+    const againCpu = again ? cpuAt.again! - cpuAt['again-start']! : NaN;
+    const counted = async (key: string, from: string, to: string) => ((await countsAt[to]!)[key] ?? 0) - ((await countsAt[from]!)[key] ?? 0);
+    const firstDoneByDc = await counted('registrations-new', 'generated', 'first');
+    const againDoneByDc = again ? await counted('registrations-renewed', 'again-start', 'again') : 0;
     return {
       registrations_per_s: Math.round(first.perSecond),
       rss_mib_100k: round(Math.max(rssFirst, rssEnd), 1),
@@ -228,6 +252,13 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
       lost_requests: first.lost + (again?.lost ?? 0),
       verified_answers: first.verified + (again?.verified ?? 0),
       ec_floor_registrations_per_s: Math.round(floor),
+      registrations_over_ec_floor: round(first.perSecond / floor, 3),
+      dc_cpu_s_first: round(firstCpu, 2),
+      registrations_per_dc_cpu_s: Math.round(firstDoneByDc / firstCpu),
+      ec_floor_per_cpu_s: Math.round(cpuFloor),
+      registrations_per_dc_cpu_s_over_ec_floor: round(firstDoneByDc / firstCpu / cpuFloor, 3),
+      ...(again ? { dc_cpu_s_again: round(againCpu, 2), reregistrations_per_dc_cpu_s: Math.round(againDoneByDc / againCpu) } : {}),
+      load_1m: { before: loadBefore, after: loadAverage() },
       ...(outbox ? { outbox } : {}),
     };
   } finally {

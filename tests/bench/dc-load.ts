@@ -306,6 +306,7 @@ async function main(): Promise<void> {
   if (o.reregister > 0) {
     // Let the DC finish its last commit and settle before the next phase.
     await new Promise((r) => setTimeout(r, o.pause * 1000));
+    console.log(JSON.stringify({ phase: 'again-start' }));
     console.log(JSON.stringify(await runPhase(sock, o, phase('again', Math.min(o.reregister, o.count), o.count + 1))));
   }
   sock.close();

@@ -51,6 +51,18 @@ export interface DcCapacityFigures {
    * if it cost only its two unavoidable EC operations. The machine drifts; read registrations_per_s against this.
    */
   readonly ec_floor_registrations_per_s: number;
+  /** registrations_per_s / ec_floor_registrations_per_s. */
+  readonly registrations_over_ec_floor?: number;
+  /** The DC's CPU time (user + system, s) over the first-time phase, and the registrations it answered per such second. */
+  readonly dc_cpu_s_first?: number;
+  readonly registrations_per_dc_cpu_s?: number;
+  /** 1 / (ECDSA recover + ECDH) in CPU time (crypto-bench's cpuUsPerOp), and the DC's rate per CPU second against it. */
+  readonly ec_floor_per_cpu_s?: number;
+  readonly registrations_per_dc_cpu_s_over_ec_floor?: number;
+  readonly dc_cpu_s_again?: number;
+  readonly reregistrations_per_dc_cpu_s?: number;
+  /** /proc/loadavg's 1-minute figure before and after. */
+  readonly load_1m?: { readonly before: number; readonly after: number };
 }
 
 /** The DC under a flood of forged registrations from spoofed sources (tests/bench/flood.ts; issue 11 #4). */

@@ -2,7 +2,7 @@
 // requests answered once and the answer kept for retransmissions, DC-initiated requests (Route Direction to CN,
 // keep-alives through NATs, paper §2.2) retransmitted until acknowledged, and HINTs that invite a terminal whose
 // channel is gone to register again.
-import { randomBytes } from 'node:crypto';
+import { randomU32 } from '../crypto/random.js';
 import type { Endpoint } from '../types/net.js';
 import { TunnelKeypair } from '../crypto/session.js';
 import { formatId } from '../crypto/secp256k1.js';
@@ -47,7 +47,7 @@ export class ControlChannel {
 
   private newIndex(): number {
     for (;;) {
-      const i = randomBytes(4).readUInt32BE(0);
+      const i = randomU32();
       if (i !== 0 && !this.byIndex.has(i)) return i;
     }
   }

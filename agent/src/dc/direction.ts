@@ -2,7 +2,7 @@
 // target is ours, the DC plans the route from both ends' views and directs both at once; if not, it finds the target's
 // DC (from the registry by ID, or from the DCs' pools by address) and asks it: that DC (DC_CN) has both ends then, so
 // it plans the route and directs its own terminal itself (peerInfo), saving a round trip.
-import { randomBytes } from 'node:crypto';
+import { randomPublicBytes } from '../crypto/random.js';
 import type { Endpoint } from '../types/net.js';
 import * as NT from '../protocol/node-transaction.js';
 import { formatId } from '../crypto/secp256k1.js';
@@ -167,7 +167,7 @@ export class Direction implements ChannelRequests {
 
   async direction(rec: TerminalRecord, txid: bigint, target: Target): Promise<void> {
     const { dc } = this;
-    const tunnelId = randomBytes(8).readBigUInt64BE(0);
+    const tunnelId = randomPublicBytes(8).readBigUInt64BE(0);
     const tText = targetText(target);
     const local = this.findLocal(target);
     if (local) {

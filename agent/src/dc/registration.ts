@@ -2,7 +2,7 @@
 // (freshness, its Node Transaction's key and signature, the MAC under the terminal–DC key), it gets its virtual
 // addresses and a control channel, its Node Transaction goes to the registry with this turn's commit, and the answer
 // leaves after it. The NAT in front of it is learnt from where the request came from and a probe to the second port.
-import { randomBytes } from 'node:crypto';
+import { randomPublicBytes } from '../crypto/random.js';
 import type { Bind, Endpoint } from '../types/net.js';
 import * as NT from '../protocol/node-transaction.js';
 import { CONTROL_LIMITS, CONTROL_TYPE, TunnelKeypair } from '../crypto/session.js';
@@ -205,7 +205,7 @@ export class Registration {
     if (req.name) dc.terminals.setName(rec, req.name);
     dc.terminals.touch(rec);
 
-    const nonceDc = randomBytes(16);
+    const nonceDc = randomPublicBytes(16);
     const [kT2Dc, kDc2T, kResp] = channelKeys(kss, req.nonce, nonceDc);
     const dcIndex = this.channel.open(
       rec,
@@ -253,7 +253,7 @@ export class Registration {
    * retransmission is checked again, and so may get an answer that changed (an address freed meanwhile).
    */
   private refuse(req: DecodedRegistrationRequest, kss: Uint8Array, to: Endpoint, bind: Bind, reason: RefusalReason, limit: number, retryAfterS: number): void {
-    const nonceDc = randomBytes(16);
+    const nonceDc = randomPublicBytes(16);
     const [, , kResp] = channelKeys(kss, req.nonce, nonceDc);
     const body = encodeRegistrationRefusal({ txid: req.txid, reason, limit, retryAfterS });
     this.dc.counts.inc(`reg-refused-${reason}`);

@@ -1,6 +1,6 @@
 // Requests over UDP: retransmission with exponential backoff under an overall deadline that ends in a typed error
 // (DeadlineExceededError). Callers match answers to requests by txid; duplicates and late answers are ignored.
-import { randomBytes } from 'node:crypto';
+import { randomPublicBytes } from '../crypto/random.js';
 import { DeadlineExceededError, NtmError } from '../types/errors.js';
 
 export interface RetryPolicy {
@@ -15,7 +15,7 @@ export interface RetryPolicy {
 export const DEFAULT_RETRY: RetryPolicy = Object.freeze({ initialMs: 500, maxMs: 4000, deadlineMs: 10_000 });
 
 export function newTxid(): bigint {
-  return randomBytes(8).readBigUInt64BE(0);
+  return randomPublicBytes(8).readBigUInt64BE(0);
 }
 
 /** A pending request was abandoned (the owner closed, or the request was superseded). */
