@@ -253,6 +253,14 @@ int gso_segment(const uint8_t *p, size_t len, uint32_t mtu, uint8_t *out, size_t
   return n;
 }
 
+void tcp_partial_checksum(uint8_t *ip, int v6, size_t l4len) {
+  size_t t = v6 ? 40 : (size_t)(ip[0] & 15) * 4;
+  uint16_t c = (uint16_t)~fold(pseudo(ip, v6, PROTO_TCP, (uint32_t)l4len));
+  memcpy(ip + t + 16, &c, 2);
+}
+
+void ip4_checksum(uint8_t *ip) { ip4_header_checksum(ip, (size_t)(ip[0] & 15) * 4); }
+
 void gso_stats(double *learnt, double *defaulted) {
   *learnt = mss_stats[0];
   *defaulted = mss_stats[1];

@@ -9,6 +9,7 @@
 static napi_value init(napi_env env, napi_value exports) {
   nfqueue_register(env, exports);
   inject_register(env, exports);
+  tun_register(env, exports);
   gso_register(env, exports);
   aead_register(env, exports);
   udp_register(env, exports);

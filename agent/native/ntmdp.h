@@ -6,6 +6,7 @@
  *   nfqueue.c  NfqSource    NFQUEUE read in bursts, verdicts in batches
  *   gso.c                   TCP segmentation of GSO packets from NFQUEUE (as TSO does), partial checksums completed
  *   inject.c   RawInjector  a decrypted IP packet handed to the kernel as this host's own
+ *   tun.c      TunWriter    decrypted TCP segments of a flow coalesced (as GRO does), written to a TUN with a vnet header
  *   udp.c      UdpSocket    recvmmsg / sendmmsg, UDP GSO and GRO, per-datagram TTL
  *   aead.c     ChaChaPoly   ChaCha20-Poly1305 (RFC 8439) on one reused OpenSSL context
  *   keccak.c   keccak256    Keccak-256 as Ethereum uses it
@@ -110,12 +111,18 @@ int gso_segment(const uint8_t *p, size_t len, uint32_t mtu, uint8_t *out, size_t
 int gso_complete_checksum(uint8_t *p, size_t len);
 /* Learns the MSS option of a TCP SYN (called with every packet injected towards the LAN / this host). */
 void tcp_mss_learn(const uint8_t *p, size_t len);
+/* The TCP checksum field of a packet whose checksum a device is to complete (CHECKSUM_PARTIAL, csum_start at the TCP
+ * header, csum_offset 16): the pseudo-header's sum over `l4len` bytes of TCP, folded, not complemented. */
+void tcp_partial_checksum(uint8_t *ip, int v6, size_t l4len);
+/* Recomputes an IPv4 header's checksum. */
+void ip4_checksum(uint8_t *ip);
 /* How many SYNs taught an MSS, and how many GSO packets were cut at the default MSS (their flow's SYN was not seen). */
 void gso_stats(double *learnt, double *defaulted);
 
 /* The units' registration on the addon's exports. */
 void nfqueue_register(napi_env env, napi_value exports);
 void inject_register(napi_env env, napi_value exports);
+void tun_register(napi_env env, napi_value exports);
 void gso_register(napi_env env, napi_value exports);
 void udp_register(napi_env env, napi_value exports);
 void aead_register(napi_env env, napi_value exports);

@@ -25,6 +25,18 @@ export interface NativeRawInjector {
   stats(): Record<string, number>;
 }
 
+export interface NativeTunWriter {
+  /** The device's name (the kernel's pick where the name asked for held "%d"). */
+  readonly name: string;
+  /** 0 queued (coalesced with its flow's segments where it can be); 1 not taken (not TCP, or a family not carried); -errno. */
+  queue(packet: Uint8Array): number;
+  /** Writes everything queued (one write per coalesced packet); how many the kernel refused. */
+  flush(): number;
+  stats(): Record<string, number>;
+  /** Writes what is queued and closes the device (it goes with its last file). */
+  close(): void;
+}
+
 export interface NativeUdpSocket {
   readonly arena: ArrayBuffer;
   readonly meta: Int32Array;
@@ -46,6 +58,8 @@ export interface NativeAddon {
   NfqSource: new (queue: number, maxBatch: number, arenaBytes: number, rcvbufBytes: number, queueMaxlen: number, gsoMtu?: number) => NativeNfqSource;
   /** inject() sends at once; queue() copies and flush() sends everything queued with one sendmmsg per family run. */
   RawInjector: new () => NativeRawInjector;
+  /** A TUN device with IFF_VNET_HDR and TSO offloads, up, for decrypted TCP (families: 1 IPv4, 2 IPv6, 3 both). */
+  TunWriter: new (name: string, families: number) => NativeTunWriter;
   UdpSocket: new (address: string, port: number, rcvbuf?: number, sndbuf?: number) => NativeUdpSocket;
   /**
    * gso.c, as the GSO queue uses it (exposed for tests): cuts a TCP GSO packet into segments of at most `mtu` bytes and

@@ -208,6 +208,8 @@ export function benchThroughput(opts: AgentBenchOptions = {}): Promise<Throughpu
         JSON.stringify(((await who.call({ cmd: 'status' })) as { dataplane?: { queues?: unknown } }).dataplane?.queues ?? null);
       log(`throughput: phone queues ${await queues(h.phone)}`);
       log(`throughput: agent queues ${await queues(h.agent)}`);
+      // And what its receive TUN did (decrypted TCP segments coalesced into GSO packets: queued, coalesced, writes).
+      log(`throughput: agent receive TUN ${JSON.stringify(((await h.agent.call({ cmd: 'status' })) as { dataplane?: { receiveTun?: unknown } }).dataplane?.receiveTun ?? null)}`);
       if (opts.profile) {
         await profileRun(opts.profile, seconds, () => run('agent', false, seconds), [...ends.agent]);
         log(`throughput: the agent's profile is in ${opts.profile}`);

@@ -4,6 +4,9 @@
 // fast TCP transfer b → a over IPv4 and over IPv6 arrives byte for byte (SHA-256 of the stream), b's GSO queue really cut
 // packets (more segments than packets), with the MSS a announced (learnt from a's SYN-ACK as b's data plane handed it
 // over: no flow fell back to the default MSS), and no segment was too big for the tunnel.
+// The receiving end (a) hands its decrypted TCP to the kernel through its receive TUN (IFF_VNET_HDR, agent/native/tun.c):
+// consecutive segments of the flow coalesced into GSO packets (fewer writes than segments), the stream still intact;
+// with `terminal.receiveTun` empty the raw socket carries every packet (the fallback), and the stream is intact too.
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { withTestbed } from '../lib/testbed.js';
@@ -25,13 +28,27 @@ async function gsoQueue(d: Daemon): Promise<NonNullable<QueueStatus['native']>> 
   return q.native;
 }
 
-async function transfer(t: TestContext, family: 4 | 6): Promise<void> {
+interface ReceiveTun {
+  device: string;
+  queued: number;
+  coalesced: number;
+  writes: number;
+  refused: number;
+}
+
+async function receiveTun(d: Daemon): Promise<ReceiveTun | null> {
+  const st = (await d.status()) as { dataplane?: { receiveTun?: ReceiveTun | null } };
+  return st.dataplane?.receiveTun ?? null;
+}
+
+async function transfer(t: TestContext, family: 4 | 6, tun = true): Promise<void> {
   await withTestbed('natpair', {}, (tb) =>
     withDaemons('ntm-gso-', (line) => t.diagnostic(line), async ({ dir, started }) => {
-      const p = await startNatpair(tb, dir, started);
+      const p = await startNatpair(tb, dir, started, tun ? {} : { terminalArgs: ['--set', 'terminal.receiveTun='] });
       const target = String(family === 4 ? p.b.ready.v4 : p.b.ready.v6);
       await p.a.call({ cmd: 'connect', target: 'b.ntm' }, 30_000);
       const before = await gsoQueue(p.b);
+      const rxBefore = await receiveTun(p.a);
       const source = tb.spawn('b', [process.execPath, '-e', TCP_SOURCE, '9000', String(TOTAL), String(RATE)]);
       try {
         await firstJsonLine(source, 10_000, 'tcp source');
@@ -39,7 +56,8 @@ async function transfer(t: TestContext, family: 4 | 6): Promise<void> {
         const got = await firstJsonLine<{ bytes: number; sha256: string; ms: number; error?: string }>(sink, 90_000, 'tcp sink');
         const q = await gsoQueue(p.b);
         const st = (await p.b.status()) as { dataplane?: { counters?: Record<string, number> } };
-        t.diagnostic(JSON.stringify({ family, ms: got.ms, queue: q, counters: st.dataplane?.counters }));
+        const rx = await receiveTun(p.a);
+        t.diagnostic(JSON.stringify({ family, ms: got.ms, queue: q, counters: st.dataplane?.counters, receiveTun: rx }));
         assert.equal(got.error, undefined, `the transfer ended cleanly: ${got.error}`);
         assert.deepEqual({ bytes: got.bytes, sha256: got.sha256 }, expectedTransfer(TOTAL), 'identical bytes arrived');
         const packets = q.gsoPackets - before.gsoPackets;
@@ -49,6 +67,15 @@ async function transfer(t: TestContext, family: 4 | 6): Promise<void> {
         assert.ok(q.mssLearnt > before.mssLearnt, "a's SYN-ACK taught b's data plane a's MSS");
         assert.equal(q.mssDefaulted, before.mssDefaulted, 'no segment fell back to the default MSS');
         assert.equal(st.dataplane?.counters?.['out-too-big'] ?? 0, 0, 'no segment was too big for the tunnel');
+        if (!tun) assert.equal(rx?.device, undefined, 'no receive TUN: the raw socket carried every packet');
+        else {
+          assert.ok(rx && rxBefore, `a has a receive TUN: ${JSON.stringify(rx)}`);
+          const queued = rx.queued - rxBefore.queued;
+          const writes = rx.writes - rxBefore.writes;
+          assert.ok(queued > TOTAL / 1400, `the stream's segments went through a's receive TUN (${queued})`);
+          assert.ok(rx.coalesced > rxBefore.coalesced && writes < queued, `segments were coalesced (${queued} segments → ${writes} writes)`);
+          assert.equal(rx.refused, 0, 'the kernel took every packet written');
+        }
       } finally {
         source.kill();
       }
@@ -59,4 +86,5 @@ async function transfer(t: TestContext, family: 4 | 6): Promise<void> {
 void describe('TCP handed over unsegmented (GSO) and cut by the data plane', () => {
   test('IPv4: a fast transfer arrives intact, cut at the MSS the peer announced', (t) => transfer(t, 4));
   test('IPv6: a fast transfer arrives intact, cut at the MSS the peer announced', (t) => transfer(t, 6));
+  test('IPv4 without a receive TUN (raw socket fallback): the transfer arrives intact', (t) => transfer(t, 4, false));
 });

@@ -219,6 +219,7 @@ export class AgentRuntime implements AgentApi {
         queueIn: o.agent.queueIn,
         queueOut: o.agent.queueOut,
         queueTcp: o.agent.queueTcp,
+        receiveTun: o.agent.receiveTun,
         rules: {
           chainPrefix: 'NTMA',
           virtualRanges: [o.dc.virtualV4, o.dc.virtualV6],

@@ -58,6 +58,12 @@ export interface EngineIo {
    * goes to queueOut, segmented by the kernel.
    */
   readonly queueTcp?: number;
+  /**
+   * Decrypted TCP goes back through a TUN device of this name (opened with a virtio-net header; "%d": the kernel
+   * numbers it), its segments coalesced per flow as GRO does (dataplane/reinject.ts, agent/native/tun.c). '' or
+   * absent: the raw socket carries everything.
+   */
+  readonly receiveTun?: string;
   /** The overlay's rules (a terminal captures its own packets, the agent forwards its LAN's). */
   readonly rules: Omit<OverlayRuleSpec, 'queueIn' | 'queueOut' | 'carrierPorts'>;
 }
@@ -229,7 +235,7 @@ export class DataEngine {
   /** Opens the queues and the way back, then installs the rules that send packets to them. */
   async start(o: EngineIo): Promise<void> {
     if (this.io) throw new Error('the data plane is already started');
-    const reinject = await Reinjector.open();
+    const reinject = await Reinjector.open({ tun: { name: o.receiveTun ?? '', local: o.rules.captureLocal ?? false } });
     const queueTcp = o.queueTcp && gsoSourceAvailable() ? o.queueTcp : undefined;
     const firewall = new OverlayFirewall({
       ...o.rules,
@@ -264,7 +270,8 @@ export class DataEngine {
       reinject.close();
       throw e;
     }
-    this.log.info('data plane up', { mode: reinject.mode, queues: [o.queueOut, o.queueIn, ...(queueTcp !== undefined ? [queueTcp] : [])] });
+    if (reinject.tunNote) this.log.info('receive TUN', { note: reinject.tunNote });
+    this.log.info('data plane up', { mode: reinject.mode, ...(reinject.tunStatus() ? { receiveTun: reinject.tunStatus() } : {}), queues: [o.queueOut, o.queueIn, ...(queueTcp !== undefined ? [queueTcp] : [])] });
   }
 
   /** Whether start() succeeded (and stop() was not called since). */
@@ -291,6 +298,7 @@ export class DataEngine {
     return {
       counters: this.counts.toJSON(),
       reinjected: this.io?.reinject.counters.toJSON() ?? null,
+      receiveTun: this.io?.reinject.tunStatus() ?? null,
       // The native reader's own figures too (bursts, GSO packets and segments, MSS learnt or defaulted).
       queues: this.io?.sources.map((s) => ({ queue: s.queue, ...s.counters, ...(hasNativeStats(s) ? { native: s.nativeStats() } : {}) })) ?? [],
     };

@@ -10,15 +10,63 @@
 // a queue: the carrier is the fallback. Raw writes are batched: write() copies the packet into the addon's queue and
 // the queue goes out at the end of the current JavaScript job (a microtask), so a burst of decrypted packets costs
 // one sendmmsg, not a system call each (as the UDP socket's sends, conn/native-udp.ts).
+//
+// TCP goes faster through a TUN device opened with IFF_VNET_HDR (agent/native/tun.c, config `receiveTun`): the
+// decrypted segments of a flow are coalesced into one packet of up to 64 KB, as a NIC's GRO would, and the kernel
+// routes, tracks and forwards that once, segmenting it only at the outgoing device. A packet written there is one
+// received on that device (PREROUTING, then FORWARD to the LAN or INPUT), no longer one this host sends (OUTPUT), so
+// a family goes through it only where that works as the raw socket did: the agent's LAN-bound packets need forwarding
+// on for the family; an IPv4 source from the virtual range must pass the reverse-path filter (strict mode, 1, would
+// drop it: the route back to the virtual range is not the device's). Everything else keeps the raw socket: other
+// protocols, IPv4 fragments, IPv6 extension headers, a family the device does not carry, a host without /dev/net/tun.
+import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { Counters } from '../util/log.js';
-import { nativeAddon, type NativeRawInjector } from '../native.js';
+import { nativeAddon, type NativeRawInjector, type NativeTunWriter } from '../native.js';
 import type { InnerWriter } from '../types/tunnels.js';
 
 export interface CarrierEnd {
   readonly family: 4 | 6;
   readonly address: string;
   readonly port: number;
+}
+
+/** Where TCP may go through a receive TUN, and why a family may not. */
+export interface ReceiveTunOptions {
+  /** The device's name ("%d": the kernel numbers it); '' : none, the raw socket carries everything. */
+  readonly name: string;
+  /** True for a terminal (packets are delivered to this host), false for the agent (forwarded to its LAN). */
+  readonly local: boolean;
+}
+
+/** The receive TUN's IPv4 address (see Reinjector.open). */
+const RECEIVE_TUN_V4 = '127.0.0.73/32';
+
+/** Reads a sysctl under /proc/sys/net (this process's namespace); undefined when it is not there. */
+function sysctl(path: string): string | undefined {
+  try {
+    return readFileSync(`/proc/sys/net/${path}`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The families a receive TUN can carry on this host (bit 1: IPv4, bit 2: IPv6), and why the others not: forwarding
+ * off for a LAN-bound family (the agent), strict reverse-path filtering for IPv4.
+ */
+export function receiveTunFamilies(local: boolean): { families: number; why: string[] } {
+  const why: string[] = [];
+  let families = 0;
+  if (!local && sysctl('ipv4/ip_forward') !== '1') why.push('IPv4 forwarding is off');
+  else if (sysctl('ipv4/conf/all/rp_filter') === '1') why.push('IPv4 reverse-path filtering is strict (rp_filter 1)');
+  else families |= 1;
+  if (sysctl('ipv6/conf/all/disable_ipv6') === '1') why.push('IPv6 is disabled');
+  else if (!local && sysctl('ipv6/conf/all/forwarding') !== '1') why.push('IPv6 forwarding is off');
+  else families |= 2;
+  return { families, why };
 }
 
 export class Reinjector implements InnerWriter {
@@ -29,11 +77,19 @@ export class Reinjector implements InnerWriter {
     readonly port4: number,
     readonly port6: number,
     private readonly raw?: NativeRawInjector,
+    private readonly tun?: NativeTunWriter,
+    /** Why TCP does not go through a receive TUN (or a family of it does not), for the log and `ntm status`. */
+    readonly tunNote: string = '',
   ) {}
 
   private flushScheduled = false;
   private readonly flushNow = (): void => {
     this.flushScheduled = false;
+    const refusedTun = this.tun ? this.tun.flush() : 0;
+    if (refusedTun > 0) {
+      this.counters.inc('tun-error', refusedTun);
+      this.lastErrno = this.tun!.stats().lastErrno ?? 0;
+    }
     const refused = this.raw!.flush();
     if (refused > 0) {
       this.counters.inc('raw-error', refused);
@@ -41,22 +97,58 @@ export class Reinjector implements InnerWriter {
     }
   };
 
-  /** How packets go back: 'raw' (native raw sockets) or 'carrier' (loopback datagrams through a queue). */
-  get mode(): 'raw' | 'carrier' {
-    return this.raw ? 'raw' : 'carrier';
+  /**
+   * How packets go back: 'tun' (TCP coalesced through a TUN with a virtio-net header, the rest through raw sockets),
+   * 'raw' (native raw sockets) or 'carrier' (loopback datagrams through a queue).
+   */
+  get mode(): 'tun' | 'raw' | 'carrier' {
+    return this.tun ? 'tun' : this.raw ? 'raw' : 'carrier';
+  }
+
+  /** The receive TUN's name and the addon's figures (packets queued, segments coalesced, writes), if there is one. */
+  tunStatus(): Record<string, unknown> | null {
+    return this.tun ? { device: this.tun.name, ...this.tun.stats(), ...(this.tunNote ? { note: this.tunNote } : {}) } : this.tunNote ? { note: this.tunNote } : null;
   }
 
   /**
-   * Raw sockets when the native addon is there (and `preferRaw`), else one loopback socket per family the host has
-   * (the port is the same number in both where possible).
+   * Raw sockets when the native addon is there (and `preferRaw`), with a receive TUN for TCP when `tun` names one and
+   * the host allows it (receiveTunFamilies), else one loopback socket per family the host has (the port is the same
+   * number in both where possible).
    */
-  static async open(opts: { preferRaw?: boolean } = {}): Promise<Reinjector> {
+  static async open(opts: { preferRaw?: boolean; tun?: ReceiveTunOptions } = {}): Promise<Reinjector> {
     const addon = opts.preferRaw === false ? null : nativeAddon();
     if (addon) {
+      let raw: NativeRawInjector | undefined;
       try {
-        return new Reinjector(undefined, undefined, 0, 0, new addon.RawInjector());
+        raw = new addon.RawInjector();
       } catch {
         // No raw sockets here (no CAP_NET_RAW): the carrier works with less.
+      }
+      if (raw) {
+        let tun: NativeTunWriter | undefined;
+        let note = '';
+        if (opts.tun?.name) {
+          const { families, why } = receiveTunFamilies(opts.tun.local);
+          note = why.join('; ');
+          if (families !== 0) {
+            try {
+              tun = new addon.TunWriter(opts.tun.name, families);
+              if (families & 1) {
+                // The device's own reverse-path setting: the effective one is the larger of it and "all" (checked
+                // above). In loose mode (2) the kernel still refuses every source arriving on a device without an IPv4
+                // address (fib_validate_source); the device gets one that stands for nothing: a /32 of the loopback
+                // range this host owns anyway, scope host, never chosen as a source.
+                writeFileSync(`/proc/sys/net/ipv4/conf/${tun.name}/rp_filter`, '0');
+                await promisify(execFile)('ip', ['addr', 'replace', RECEIVE_TUN_V4, 'dev', tun.name, 'scope', 'host'], { timeout: 5000 });
+              }
+            } catch (e) {
+              tun?.close();
+              tun = undefined;
+              note = `no receive TUN: ${(e as Error).message}`;
+            }
+          }
+        }
+        return new Reinjector(undefined, undefined, 0, 0, raw, tun, note);
       }
     }
     const bind = (type: 'udp4' | 'udp6', addr: string, port: number) =>
@@ -92,7 +184,8 @@ export class Reinjector implements InnerWriter {
    */
   write(inner: Buffer, family: 4 | 6): boolean {
     if (this.raw) {
-      const rc = this.raw.queue(inner);
+      const t = this.tun ? this.tun.queue(inner) : 1;
+      const rc = t === 1 ? this.raw.queue(inner) : t;
       if (rc !== 0) {
         this.lastErrno = -rc;
         this.counters.inc('raw-error');
@@ -124,6 +217,7 @@ export class Reinjector implements InnerWriter {
   }
 
   close(): void {
+    this.tun?.close();
     this.s4?.close();
     this.s6?.close();
   }

@@ -28,6 +28,8 @@ export interface TerminalDataplaneOptions {
   readonly queueIn: number;
   /** Outgoing TCP, unsegmented (GSO); 0 or absent: TCP shares queueOut. */
   readonly queueTcp?: number;
+  /** Decrypted TCP through this TUN (engine.ts EngineIo.receiveTun); '' or absent: the raw socket. */
+  readonly receiveTun?: string;
   readonly device?: string;
   readonly virtualRanges?: readonly string[];
   readonly chainPrefix?: string;
@@ -71,6 +73,7 @@ export async function startTerminalDataplane(o: TerminalDataplaneOptions): Promi
     queueIn: o.queueIn,
     queueOut: o.queueOut,
     ...(o.queueTcp ? { queueTcp: o.queueTcp } : {}),
+    ...(o.receiveTun ? { receiveTun: o.receiveTun } : {}),
     rules: { chainPrefix: o.chainPrefix ?? 'NTMT', virtualRanges: ranges, captureLocal: true },
   });
   o.log.info('data plane up', { device: dev, v4: o.reg.v4, v6: o.reg.v6, mtu: o.mtu });
