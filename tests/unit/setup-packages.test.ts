@@ -18,7 +18,10 @@ const SHELL_FILES = ['scripts/setup', 'scripts/test', 'scripts/testbed', 'script
 /** Node.js is setup's prerequisite (it refuses to run without Node >= 20.19), not one of its packages. */
 const NODE_PACKAGES = new Set(['nodejs']);
 /** Commands the code probes for and does without where they are absent (no package of setup's would bring them). */
-const OPTIONAL = new Map([['resolvectl', 'ntm up registers .ntm with systemd-resolved only where it runs (installing it would take over the machine\'s DNS)']]);
+const OPTIONAL = new Map([
+  ['resolvectl', 'ntm up registers .ntm with systemd-resolved only where it runs (installing it would take over the machine\'s DNS)'],
+  ['udevadm', 'only firmware/first-boot runs it, inside the agent image, whose build installs udev (debootstrap --include=udev); a test machine needs no device manager'],
+]);
 
 function files(dir: string, ext: string): string[] {
   const out: string[] = [];
