@@ -47,6 +47,7 @@ export interface ApiDeps {
 }
 
 const deviceIdParam = { name: 'deviceId', in: 'path', required: true, schema: { type: 'string', pattern: PATTERNS.deviceId } } as const;
+const shareIdParam = { name: 'shareId', in: 'path', required: true, schema: { type: 'string', pattern: PATTERNS.deviceId }, description: 'an accepted share' } as const;
 const phoneIdParam = { name: 'phoneId', in: 'path', required: true, schema: { type: 'string', pattern: PATTERNS.ntmId }, description: "the phone's NTM ID" } as const;
 
 export function operations(d: ApiDeps): Operation[] {
@@ -297,6 +298,99 @@ export function operations(d: ApiDeps): Operation[] {
       response: 'Enrollment',
       errors: [409],
       handler: (c) => ({ status: 201, body: api.createEnrollment((c.body as { name: string }).name) }),
+    },
+    {
+      id: 'listShares',
+      method: 'get',
+      path: '/api/shares',
+      summary: 'Devices of this household shared with other households (issue 13): who, which device, which ports',
+      auth: 'session',
+      status: 200,
+      response: { list: 'Share' },
+      errors: [],
+      handler: () => ({ body: api.shares() }),
+    },
+    {
+      id: 'createShareInvite',
+      method: 'post',
+      path: '/api/shares',
+      summary: "Share a paired device with another household: an invitation code for that household's page (valid agent.shareTtlS)",
+      auth: 'session',
+      body: 'ShareInviteRequest',
+      status: 201,
+      response: 'ShareInvite',
+      errors: [404, 409],
+      handler: (c) => {
+        const b = c.body as { deviceId: number; household: string; ports: number[] };
+        return { status: 201, body: api.createShareInvite(b.deviceId, b.household, b.ports) };
+      },
+    },
+    {
+      id: 'revokeShare',
+      method: 'delete',
+      path: '/api/shares/{phoneId}',
+      summary: "End a share: the other household's agent is no longer admitted and its connections are cut",
+      auth: 'session',
+      params: [{ ...phoneIdParam, description: "the other household's identity (peerId)" }],
+      status: 204,
+      errors: [404],
+      handler: async (c) => {
+        await api.revokeShare(c.params['phoneId']!);
+        return { status: 204 };
+      },
+    },
+    {
+      id: 'listRemoteShares',
+      method: 'get',
+      path: '/api/remote-shares',
+      summary: 'Devices other households shared with this one, and which devices of this household may use each',
+      auth: 'session',
+      status: 200,
+      response: { list: 'RemoteShare' },
+      errors: [],
+      handler: () => ({ body: api.remoteShares() }),
+    },
+    {
+      id: 'acceptShare',
+      method: 'post',
+      path: '/api/remote-shares',
+      summary: "Accept another household's invitation; the chosen devices of this household may use the shared device",
+      auth: 'session',
+      body: 'AcceptShareRequest',
+      status: 201,
+      response: 'RemoteShare',
+      errors: [404, 409, 502, 504],
+      handler: async (c) => {
+        const b = c.body as { code: string; users: number[] };
+        return { status: 201, body: await api.acceptShare(b.code, b.users) };
+      },
+    },
+    {
+      id: 'setRemoteShareUsers',
+      method: 'put',
+      path: '/api/remote-shares/{shareId}',
+      summary: 'Choose which devices of this household may use a shared device',
+      auth: 'session',
+      params: [shareIdParam],
+      body: 'ShareUsersRequest',
+      status: 200,
+      response: 'RemoteShare',
+      errors: [404],
+      handler: (c) => ({ body: api.setRemoteShareUsers(Number(c.params['shareId']), (c.body as { users: number[] }).users) }),
+    },
+    {
+      id: 'removeRemoteShare',
+      method: 'delete',
+      path: '/api/remote-shares/{shareId}',
+      summary: 'Stop using a device another household shared',
+      auth: 'session',
+      params: [shareIdParam],
+      status: 204,
+      errors: [404],
+      handler: async (c) => {
+        await api.removeRemoteShare(Number(c.params['shareId']));
+        return { status: 204 };
+      },
     },
     {
       id: 'listGrants',

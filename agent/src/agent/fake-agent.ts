@@ -3,7 +3,11 @@
 // in memory and are set by the test. For unit and browser tests of the web layer (and a UI demo without packets).
 import { KeyPair } from '../crypto/secp256k1.js';
 import type { DiscoveredDevice } from '../discovery/types.js';
-import { HouseholdFullError, NotFoundError } from '../types/errors.js';
+import { ConflictError, HouseholdFullError, InputError, NotFoundError } from '../types/errors.js';
+import { formatEndpoint } from '../protocol/endpoint.js';
+import { decodeShareInvite, encodeShareInvite, shareLink } from './share-invite.js';
+import { nameLabel, ntmLabel } from './names.js';
+import type { RemoteShareRecord } from './household-store.js';
 import type { Endpoint } from '../types/net.js';
 import type {
   AgentApi,
@@ -14,6 +18,9 @@ import type {
   HealthView,
   PairInput,
   PhoneView,
+  RemoteShareView,
+  ShareInviteView,
+  ShareView,
   TrafficView,
   TunnelView,
 } from '../types/household.js';
@@ -117,6 +124,87 @@ export class FakeAgent implements AgentApi {
     });
     const stored = this.store.createEnrollment(name, e.secret, e.expiresAt);
     return { token: e.token, link: e.link, qrSvg: e.qrSvg, expiresAt: stored.expiresAt, name: stored.name };
+  }
+
+  // --- shares between households (issue 13): the store's, with the other household's agent faked ----------------
+
+  shares(): ShareView[] {
+    const households = new Map(this.store.households().map((h) => [h.id, h] as const));
+    return this.store.accessRules().flatMap((g) => {
+      const h = households.get(g.phoneId);
+      return h ? [{ peerId: h.id, household: h.name, deviceId: g.deviceId, device: this.store.device(g.deviceId).name, ports: g.ports, since: h.enrolledAt, online: this.online.has(h.id) }] : [];
+    });
+  }
+
+  createShareInvite(deviceId: number, household: string, ports: readonly number[]): ShareInviteView {
+    const dev = this.store.device(deviceId);
+    if (!dev.paired || !dev.ntmId) throw new ConflictError(`${dev.name || 'this device'} is not paired; pair it first`);
+    const e = makeEnrollment({
+      dcPublicKey: this.dc.publicKey,
+      dcEndpoints: this.opts.dcEndpoints ?? [{ family: 4, address: '198.51.100.2', port: 7100 }],
+      household: this.store.householdName(),
+      ttlMs: 2 * 86400_000,
+      now: this.now(),
+    });
+    const stored = this.store.createEnrollment(household, e.secret, e.expiresAt, { deviceId, ports });
+    const code = encodeShareInvite(ntmLabel(dev.name, dev.ntmId), e.token);
+    return { code, link: shareLink(code), expiresAt: stored.expiresAt, household: stored.name, deviceId, ports: [...new Set(ports)].sort((a, b) => a - b) };
+  }
+
+  async revokeShare(peerId: string): Promise<void> {
+    if (!this.store.households().some((h) => h.id === peerId.toLowerCase())) throw new NotFoundError(`no household shares a device as ${peerId}`);
+    return this.removePhone(peerId);
+  }
+
+  private remoteView(r: RemoteShareRecord): RemoteShareView {
+    return {
+      id: r.id,
+      household: r.household,
+      device: r.device,
+      name: `${r.device}.${nameLabel(r.household) ?? 'home'}.ntm`,
+      virtualV4: r.deviceV4,
+      virtualV6: r.deviceV6,
+      users: r.users,
+      online: true,
+      acceptedAt: r.acceptedAt,
+    };
+  }
+
+  remoteShares(): RemoteShareView[] {
+    return this.store.remoteShares.list().map((r) => this.remoteView(r));
+  }
+
+  async acceptShare(code: string, users: readonly number[]): Promise<RemoteShareView> {
+    const d = decodeShareInvite(code, { now: this.now() });
+    if (!d.ok) throw new InputError(d.message, 'code');
+    const key = KeyPair.generate();
+    const priv = key.exportPrivateKey();
+    try {
+      const r = this.store.remoteShares.add({
+        household: d.invite.token.household,
+        device: d.invite.device,
+        dcPublicKey: d.invite.token.dcPublicKey,
+        dcEndpoints: d.invite.token.dcEndpoints.map((e) => formatEndpoint(e)),
+        secret: d.invite.token.secret,
+        privateKeyHex: priv.toString('hex'),
+        ntmId: key.idHex,
+        users,
+      });
+      this.store.remoteShares.setDeviceAddresses(r.id, `198.18.9.${r.id}`, `fd4e:544d:0:9::${r.id}`);
+      return Promise.resolve(this.remoteView(this.store.remoteShares.get(r.id)));
+    } finally {
+      priv.fill(0);
+      key.destroy();
+    }
+  }
+
+  setRemoteShareUsers(id: number, users: readonly number[]): RemoteShareView {
+    return this.remoteView(this.store.remoteShares.setUsers(id, users));
+  }
+
+  async removeRemoteShare(id: number): Promise<void> {
+    this.store.remoteShares.remove(id);
+    return Promise.resolve();
   }
 
   async removePhone(phoneId: string): Promise<void> {

@@ -18,7 +18,9 @@ import { HOUSEHOLD_MIGRATIONS } from './household/migrations.js';
 import { SqliteOwnerStore } from './household/owner.js';
 import { PhoneStore, type StoredPhone } from './household/phones.js';
 import { QosStore } from './household/qos.js';
+import { RemoteShareStore, type NewRemoteShare, type RemoteShareRecord } from './household/shares.js';
 
+export type { NewRemoteShare, RemoteShareRecord };
 export type { AccessRule, DiscoveryResult, NewIdentity, PairedIdentity, PairTarget, SessionRecord, StoredPhone };
 export { HOUSEHOLD_MIGRATIONS };
 export { LIMITS } from './household/validate.js';
@@ -33,6 +35,8 @@ export class HouseholdStore implements OwnerStore {
   private readonly grantStore: GrantStore;
   /** QoS rules and link rates (household/qos.ts). */
   readonly qos: QosStore;
+  /** Devices other households shared with this one (household/shares.ts). */
+  readonly remoteShares: RemoteShareStore;
   /** What the web server is given: the owner, the household's name, sessions, sign-in attempts. */
   readonly owner: SqliteOwnerStore;
 
@@ -47,6 +51,7 @@ export class HouseholdStore implements OwnerStore {
     this.grantStore = new GrantStore(this.journal, this.phoneStore, this.deviceStore);
     this.owner = new SqliteOwnerStore(this.journal);
     this.qos = new QosStore(this.journal, this.phoneStore, this.deviceStore);
+    this.remoteShares = new RemoteShareStore(this.journal, this.deviceStore);
   }
 
   /** Opens (creating if needed) the database file and the household schema in it. */
@@ -93,14 +98,27 @@ export class HouseholdStore implements OwnerStore {
   phones(): StoredPhone[] {
     return this.phoneStore.phones();
   }
+  /** Phones and other households: every peer the household's grants may name. */
+  peers(): StoredPhone[] {
+    return this.phoneStore.phones('all');
+  }
+  /** The other households this one shares a device with (peers of kind 'household', issue 13). */
+  households(): StoredPhone[] {
+    return this.phoneStore.phones('household');
+  }
   phone(id: string): StoredPhone {
     return this.phoneStore.phone(id);
   }
   isAdmitted(ntmId: string): boolean {
     return this.phoneStore.isAdmitted(ntmId);
   }
-  createEnrollment(name: unknown, secret: Uint8Array, expiresAt: number): { id: number; name: string; expiresAt: string } {
-    return this.phoneStore.createEnrollment(name, secret, expiresAt);
+  createEnrollment(
+    name: unknown,
+    secret: Uint8Array,
+    expiresAt: number,
+    share?: { readonly deviceId: number; readonly ports: readonly number[] },
+  ): { id: number; name: string; expiresAt: string } {
+    return this.phoneStore.createEnrollment(name, secret, expiresAt, share);
   }
   pendingEnrollments(): { id: number; name: string; expiresAt: string }[] {
     return this.phoneStore.pendingEnrollments();

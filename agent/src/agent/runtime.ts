@@ -17,16 +17,19 @@ import type {
   HealthView,
   PairInput,
   PhoneView,
+  RemoteShareView,
+  ShareInviteView,
+  ShareView,
   TrafficView,
   TunnelView,
 } from '../types/household.js';
 import type { Endpoint } from '../types/net.js';
-import { HouseholdFullError, NtmError, RegistrationRefusedError } from '../types/errors.js';
+import { ConflictError, HouseholdFullError, InputError, NotFoundError, NtmError, RegistrationRefusedError } from '../types/errors.js';
 import { openDb, type Db } from '../store/db.js';
 import { Identity } from '../protocol/identity.js';
 import * as NT from '../protocol/node-transaction.js';
 import { toHex } from '../crypto/hex.js';
-import { canonicalIp, ipFamily } from '../protocol/ip.js';
+import { canonicalIp, ipFamily, ip4ToBytes as ip4Bytes, ip6ToBytes as ip6Bytes } from '../protocol/ip.js';
 import { formatEndpoint, parseEndpoint } from '../protocol/endpoint.js';
 import { DcServer, type DcEvent } from '../dc/server.js';
 import { openDcBinds } from '../dc/binds.js';
@@ -34,7 +37,12 @@ import { openLedger } from '../registry/open.js';
 import { RsServer } from '../rs/server.js';
 import { TerminalHost, type HostEvent } from '../terminal/host.js';
 import { HandshakeClock, HANDSHAKE_CLOCK_FILE } from '../terminal/handshake-clock.js';
-import type { Node } from '../terminal/node.js';
+import type { DcRef, Node } from '../terminal/node.js';
+import { tryIdFromPublicKey } from '../crypto/secp256k1.js';
+import { cidrContainsText, parseCidr } from '../protocol/ip.js';
+import { ShareNat } from '../dataplane/share-nat.js';
+import type { RemoteShareRecord } from './household-store.js';
+import { decodeShareInvite, encodeShareInvite, shareLink } from './share-invite.js';
 import type { Tunnel } from '../terminal/tunnel.js';
 import { UdpBind } from '../dataplane/conn/udp.js';
 import { DataEngine } from '../dataplane/engine.js';
@@ -69,6 +77,15 @@ interface Paired {
   readonly node: Node;
 }
 
+
+/** A device another household shared with this one (issue 13): the identity we hold at its DC, and its flows. */
+interface Joined {
+  rec: RemoteShareRecord;
+  readonly node: Node;
+  readonly nat: ShareNat;
+  /** Why it does not work now (the other household refused or revoked it), or null. */
+  refused: string | null;
+}
 
 /** The source addresses of this host's default routes: how phones reach the vCPE (its WAN side). */
 export async function defaultRouteSources(): Promise<string[]> {
@@ -117,6 +134,9 @@ export async function detectLanInterface(wan: readonly string[]): Promise<string
 
 export class AgentRuntime implements AgentApi {
   private readonly paired = new Map<string, Paired>();
+  /** Devices other households shared with this one, by share id (issue 13). */
+  private readonly joined = new Map<number, Joined>();
+  private stopped = false;
   /** The packet policy in force (and the DC's direction policy): rebuilt whole on every change, never edited. */
   private policy = new HouseholdPolicy({ devices: [], phones: [], grants: [] });
   /** Identities being paired right now: the DC admits them before the store has them. */
@@ -212,6 +232,7 @@ export class AgentRuntime implements AgentApi {
     const self = new AgentRuntime(o, db, store, dc, rs, host, engine, advertise);
     ref.self = self;
     await self.loadPaired();
+    self.loadRemoteShares();
     self.reconcile();
     self.reconfigure();
     if (o.agent.dataplane) {
@@ -274,12 +295,22 @@ export class AgentRuntime implements AgentApi {
     const lan = new Map(this.store.devices().map((d) => [d.ntmId, d] as const));
     return {
       devices: [...this.paired.values()].map((e) => ({ ntmId: e.ntmId, lan4: lan.get(e.ntmId)?.ipv4 ?? null, lan6: lan.get(e.ntmId)?.ipv6 ?? null, v4: e.v4, v6: e.v6 })),
-      phones: this.store.phones().map((p) => {
+      // Phones, and the other households a device is shared with: to the packet policy both are peers with grants.
+      phones: this.store.peers().map((p) => {
         // Phones register with the household DC: their virtual addresses are in its table.
         const rec = this.dc.terminals.byId.get(p.id);
         return rec ? { id: p.id, v4: rec.v4, v6: rec.v6 } : { id: p.id };
       }),
       grants: this.store.accessRules(),
+      shares: [...this.joined.values()].flatMap((j) => {
+        const r = j.node.registration;
+        if (!r || j.refused || !j.rec.deviceV4 || !j.rec.deviceV6) return [];
+        const users = j.rec.users.flatMap((id) => {
+          const d = this.store.device(id);
+          return [d.ipv4, d.ipv6].filter((a): a is string => a !== null && !/^fe[89ab]/i.test(a));
+        });
+        return [{ node: j.node.id, v4: r.v4, v6: r.v6, deviceV4: j.rec.deviceV4, deviceV6: j.rec.deviceV6, users, nat: j.nat }];
+      }),
     };
   }
 
@@ -506,7 +537,7 @@ export class AgentRuntime implements AgentApi {
   }
 
   tunnels(): TunnelView[] {
-    const phoneName = new Map(this.store.phones().map((p) => [p.id, p.name]));
+    const phoneName = new Map(this.store.peers().map((p) => [p.id, p.name]));
     return [...this.connections()].map(({ device: e, tunnel: t }) => ({
       device: e.name,
       peer: t.peerId,
@@ -524,7 +555,7 @@ export class AgentRuntime implements AgentApi {
   }
 
   private trafficSamples(): TrafficSample[] {
-    const phoneName = new Map(this.store.phones().map((p) => [p.id, p.name]));
+    const phoneName = new Map(this.store.peers().map((p) => [p.id, p.name]));
     return [...this.connections()].map(({ device: e, tunnel: t }) => ({
       key: `${e.ntmId}/${t.peerId}`,
       device: e.name,
@@ -558,7 +589,7 @@ export class AgentRuntime implements AgentApi {
   private describe(who: string): string {
     const w = who.toLowerCase().replace(/\.$/, '');
     const label = w.replace(/\.ntm$/, '');
-    const phone = this.store.phones().find((p) => p.id === w);
+    const phone = this.store.peers().find((p) => p.id === w);
     if (phone) return phone.name;
     for (const e of this.paired.values()) {
       if (e.ntmId === w || e.v4 === w || canonicalIp(e.v6) === w || ntmLabel(e.name, e.ntmId) === label) return e.name;
@@ -567,8 +598,10 @@ export class AgentRuntime implements AgentApi {
   }
 
   private onHostEvent(e: HostEvent): void {
+    // A share's identity registered again (the other agent restarted): addresses may have changed.
+    if (e.kind === 'registered' && [...this.joined.values()].some((j) => j.node.id === e.node)) void this.followShares().catch(() => undefined);
     const name = (id: string) => this.paired.get(id)?.name ?? id;
-    const phone = (id: string) => this.store.phones().find((p) => p.id === id)?.name ?? id;
+    const phone = (id: string) => this.store.peers().find((p) => p.id === id)?.name ?? id;
     // A phone's tunnel came up or moved: its outer endpoint may have changed, and its QoS rule follows it.
     if (e.kind === 'tunnel-up' || e.kind === 'tunnel-moved') void this.enforceQos();
     if (e.kind === 'tunnel-up') this.store.addEvent('tunnel.up', `${phone(e.peer)} ↔ ${name(e.node)}: ${e.path} tunnel up in ${Math.round(e.setupMs)} ms`);
@@ -658,7 +691,200 @@ export class AgentRuntime implements AgentApi {
     return this.qos();
   }
 
+  // ---------------------------------------------------------------------------------------------------------------
+  // Devices shared between households (issue 13, part 1; paper §3.2.2, last paragraph: two agents let two non-NTM
+  // devices talk). Sharing side: the other household's agent enrolls at our DC with an invitation whose enrollment
+  // names the device and ports, and is from then on a peer of kind 'household' with that grant — the policy treats it
+  // as a phone. Accepting side: the agent registers an identity of its own at the sharing household's DC, gives the
+  // shared device's virtual addresses and a name on the LAN DNS to the devices the household chose, and translates
+  // their flows to that identity's address (dataplane/share-nat.ts), so each side's policy holds.
+
+  shares(): ShareView[] {
+    const households = this.store.households();
+    const byId = new Map(households.map((h) => [h.id, h] as const));
+    const out: ShareView[] = [];
+    for (const g of this.store.accessRules()) {
+      const h = byId.get(g.phoneId);
+      if (!h) continue;
+      out.push({ peerId: h.id, household: h.name, deviceId: g.deviceId, device: this.store.device(g.deviceId).name, ports: g.ports, since: h.enrolledAt, online: this.dc.isOnline(h.id) });
+    }
+    return out;
+  }
+
+  createShareInvite(deviceId: number, household: string, ports: readonly number[]): ShareInviteView {
+    const dev = this.store.device(deviceId);
+    if (!dev.paired || !dev.ntmId) throw new ConflictError(`${dev.name || 'this device'} is not paired; pair it first`);
+    const e = makeEnrollment({
+      dcPublicKey: this.o.dcIdentity.publicKey,
+      dcEndpoints: this.advertise.map((a) => ({ family: ipFamily(a) as 4 | 6, address: a, port: this.dc.port })),
+      household: this.store.householdName(),
+      ttlMs: this.o.agent.shareTtlS * 1000,
+      now: Date.now(),
+    });
+    const stored = this.store.createEnrollment(household, e.secret, e.expiresAt, { deviceId, ports });
+    const code = encodeShareInvite(ntmLabel(dev.name, dev.ntmId), e.token);
+    return { code, link: shareLink(code), expiresAt: stored.expiresAt, household: stored.name, deviceId, ports: [...new Set(ports)].sort((x, y) => x - y) };
+  }
+
+  async revokeShare(peerId: string): Promise<void> {
+    const id = peerId.toLowerCase();
+    if (!this.store.households().some((h) => h.id === id)) throw new NotFoundError(`no household shares a device as ${peerId}`);
+    await this.removePhone(id);
+  }
+
+  remoteShares(): RemoteShareView[] {
+    return [...this.joined.values()].map((j) => this.remoteView(j));
+  }
+
+  private remoteView(j: Joined): RemoteShareView {
+    const { rec } = j;
+    return {
+      id: rec.id,
+      household: rec.household,
+      device: rec.device,
+      name: this.sharedName(rec),
+      virtualV4: rec.deviceV4,
+      virtualV6: rec.deviceV6,
+      users: rec.users,
+      online: !j.refused && j.node.registered,
+      acceptedAt: rec.acceptedAt,
+    };
+  }
+
+  /** "<device>.<household>.ntm": the shared device's name on this household's LAN DNS. */
+  private sharedName(rec: RemoteShareRecord): string {
+    return `${rec.device}.${nameLabel(rec.household) ?? 'home'}.ntm`;
+  }
+
+  /** The sharing household's DC as the invitation gave it: an address of a family this agent has, the first else. */
+  private shareDc(dcPublicKey: string, endpoints: readonly string[]): DcRef {
+    const key = Buffer.from(dcPublicKey, 'hex');
+    const id = tryIdFromPublicKey(key);
+    if (!id) throw new InputError('the invitation names an invalid DC key', 'code');
+    const eps = endpoints.map((e) => parseEndpoint(e));
+    const families = new Set(this.advertise.map((a) => ipFamily(a)));
+    return { id, publicKey: key, endpoint: eps.find((e) => families.has(e.family)) ?? eps[0]! };
+  }
+
+  private joinNode(rec: { privateKeyHex: string; dcPublicKey: string; dcEndpoints: readonly string[]; secret: Uint8Array }): Node {
+    const identity = Identity.fromPrivateKey(rec.privateKeyHex);
+    // No name at the other household's DC: its names are its own devices' and phones'.
+    return this.host.addNode(identity, this.shareDc(rec.dcPublicKey, rec.dcEndpoints), { token: rec.secret });
+  }
+
+  /** At start: every accepted share's identity registers again (in the background: the other agent may be down). */
+  private loadRemoteShares(): void {
+    for (const rec of this.store.remoteShares.list()) {
+      const j: Joined = { rec, node: this.joinNode(rec), nat: new ShareNat(), refused: null };
+      this.joined.set(rec.id, j);
+      void this.keepJoined(j);
+    }
+  }
+
+  /** Registers a share's identity until it works (every 5 s), then learns the shared device's addresses. */
+  private async keepJoined(j: Joined): Promise<void> {
+    while (!this.stopped && this.joined.get(j.rec.id) === j && !j.node.registered) {
+      try {
+        await j.node.register();
+      } catch (e) {
+        if (e instanceof RegistrationRefusedError) {
+          j.refused = e.message;
+          this.o.log.warn('the other household refused our identity for a shared device', { household: j.rec.household, device: j.rec.device, err: e });
+          return;
+        }
+        this.o.log.warn('the other household\'s DC did not answer; trying again', { household: j.rec.household, err: e });
+        await new Promise((r) => setTimeout(r, 5000).unref());
+      }
+    }
+    if (this.stopped || this.joined.get(j.rec.id) !== j) return;
+    await this.learnSharedDevice(j);
+    await this.followShares();
+  }
+
+  /** Asks the sharing household's DC for the shared device's virtual addresses (they outlive restarts; kept). */
+  private async learnSharedDevice(j: Joined): Promise<void> {
+    const r = await j.node.resolve({ kind: 'name', name: j.rec.device }).catch(() => undefined);
+    if (!r) return;
+    if (r.v4 !== j.rec.deviceV4 || r.v6 !== j.rec.deviceV6) {
+      this.store.remoteShares.setDeviceAddresses(j.rec.id, r.v4, r.v6);
+      j.rec = this.store.remoteShares.get(j.rec.id);
+    }
+    // The firewall queues LAN packets to the virtual ranges only; a share from a DC with another range is not caught.
+    if (!cidrContainsText(parseCidr(this.o.dc.virtualV4), r.v4))
+      this.o.log.warn('a shared device is outside this agent\'s virtual range (dc.virtualV4): its packets are not caught', { device: this.sharedName(j.rec), v4: r.v4 });
+  }
+
+  /** A share changed (registered, users, removed): the policy, and the LAN sources the firewall queues, follow. */
+  private async followShares(): Promise<void> {
+    this.reconfigure();
+    await this.engine.setPairedSources(this.policy.lanSources());
+  }
+
+  async acceptShare(code: string, users: readonly number[]): Promise<RemoteShareView> {
+    const d = decodeShareInvite(code);
+    if (!d.ok) throw new InputError(d.message, 'code');
+    const { device, token } = d.invite;
+    if (token.dcId === this.o.dcIdentity.idHex) throw new ConflictError('this invitation is from this home itself');
+    if (this.store.remoteShares.list().some((r) => r.household === token.household && r.device === device))
+      throw new ConflictError(`${device} of "${token.household}" is already shared with this home`);
+    for (const u of users) this.store.device(u);
+    const identity = Identity.generate();
+    const priv = identity.exportPrivateKey();
+    const base = { privateKeyHex: toHex(priv, false), dcPublicKey: token.dcPublicKey, dcEndpoints: token.dcEndpoints.map((e) => formatEndpoint(e)), secret: token.secret };
+    priv.fill(0);
+    const node = this.joinNode(base);
+    try {
+      await node.register();
+    } catch (e) {
+      this.host.removeNode(node.id);
+      if (e instanceof RegistrationRefusedError) throw new ConflictError('the other home did not accept this invitation (already used, expired or withdrawn); ask for a new one');
+      throw e;
+    }
+    const rec = this.store.remoteShares.add({ ...base, household: token.household, device, ntmId: identity.idHex, users });
+    const j: Joined = { rec, node, nat: new ShareNat(), refused: null };
+    this.joined.set(rec.id, j);
+    await this.learnSharedDevice(j);
+    await this.followShares();
+    this.o.log.info('accepted a shared device', { device: this.sharedName(j.rec), id: identity.idHex, users: rec.users });
+    return this.remoteView(j);
+  }
+
+  setRemoteShareUsers(id: number, users: readonly number[]): RemoteShareView {
+    const j = this.joined.get(id);
+    if (!j) throw new NotFoundError(`there is no accepted share ${id}`);
+    j.rec = this.store.remoteShares.setUsers(id, users);
+    const allowed = new Set(
+      j.rec.users.flatMap((u) => {
+        const d = this.store.device(u);
+        return [d.ipv4, d.ipv6].filter((a): a is string => a !== null).map((a) => Buffer.from(a.includes(':') ? ip6Bytes(a) : ip4Bytes(a)).toString('hex'));
+      }),
+    );
+    // A device no longer allowed loses its flows now, not when they idle out.
+    j.nat.forget((lan) => allowed.has(lan.toString('hex')));
+    void this.followShares().catch((e: Error) => this.o.log.error('following a share\'s users failed', { err: e }));
+    return this.remoteView(j);
+  }
+
+  async removeRemoteShare(id: number): Promise<void> {
+    const j = this.joined.get(id);
+    if (!j) throw new NotFoundError(`there is no accepted share ${id}`);
+    this.store.remoteShares.remove(id);
+    this.joined.delete(id);
+    this.host.removeNode(j.node.id);
+    await this.followShares();
+  }
+
+  /** The LAN DNS (agent.lanDns): a shared device's name ("camera.tanaka" without ".ntm") → its virtual addresses. */
+  async resolveLanName(name: string): Promise<{ v4: string; v6: string } | undefined> {
+    const n = name.toLowerCase();
+    for (const j of this.joined.values()) {
+      if (this.sharedName(j.rec) === `${n}.ntm` && j.rec.deviceV4 && j.rec.deviceV6) return Promise.resolve({ v4: j.rec.deviceV4, v6: j.rec.deviceV6 });
+    }
+    return Promise.resolve(undefined);
+  }
+
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.trafficTimer);
     // A clean stop leaves no shaping behind (a crash leaves it in force until the next start replaces it).
     await this.qosBackend?.backend.clear().catch((e: Error) => this.o.log.warn('QoS rules could not be removed', { err: e }));

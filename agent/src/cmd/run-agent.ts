@@ -23,6 +23,8 @@ import type { SectionConfig } from '../config/schema.js';
 import { loadOrCreateSetupCode, removeSetupCode } from '../../../web-ui/server/setup-code.js';
 import { defaultRouteDevice, detectLanInterface } from '../agent/runtime.js';
 import { missingNodeFlags } from './node-flags.js';
+import { NtmDns } from '../terminal/dns.js';
+import { parseEndpoint } from '../protocol/endpoint.js';
 
 export const AGENT_HELP = `ntm agent — the household agent on the vCPE (the RCA proxy for appliances without NTMobile)
 
@@ -48,11 +50,26 @@ Managing a running agent (same --data-dir):
   ntm agent revoke --phone PHONE-ID --device DEVICE-ID
   ntm agent status [--json]
 
+Sharing a device with another household (its agent reaches it for the devices its owner chooses):
+  ntm agent share --device DEVICE-ID --household "NAME" [--ports 80,554]   an invitation code for the other home
+  ntm agent shares | unshare PEER-ID        devices shared with other homes; end a share
+  ntm agent accept --code CODE --devices 3,5   use a device another home shared (these devices of ours may)
+  ntm agent shared | share-users --id N --devices 3 | leave N   devices other homes shared with us
+
   --metrics-listen ADDR:PORT   Prometheus /metrics for the ISP (default 127.0.0.1:9102; "" disables)
 
 ${EXIT_HELP}`;
 
-const CLIENT_COMMANDS = ['pair', 'devices', 'unpair', 'enroll', 'phones', 'remove-phone', 'grant', 'revoke', 'status'];
+const CLIENT_COMMANDS = ['pair', 'devices', 'unpair', 'enroll', 'phones', 'remove-phone', 'grant', 'revoke', 'status', 'share', 'shares', 'unshare', 'accept', 'shared', 'share-users', 'leave'];
+
+function deviceIdsOf(text: string | undefined): number[] {
+  if (!text) return [];
+  return text.split(',').map((p) => {
+    const n = Number(p.trim());
+    if (!Number.isSafeInteger(n) || n < 1) throw new InputError(`not a device id: ${p}`, 'devices');
+    return n;
+  });
+}
 
 function portsOf(text: string | undefined): number[] {
   if (!text) return [];
@@ -106,6 +123,22 @@ export async function dispatchAgentCommand(api: AgentApi & { status(): Record<st
       return api.tunnels();
     case 'health':
       return api.health();
+    case 'share':
+      return api.createShareInvite(Number(req.deviceId), str('household') ?? '', portsOf(str('ports')));
+    case 'shares':
+      return api.shares();
+    case 'unshare':
+      await api.revokeShare(str('phoneId') ?? '');
+      return { ok: true };
+    case 'accept':
+      return api.acceptShare(str('code') ?? '', deviceIdsOf(str('devices')));
+    case 'shared':
+      return api.remoteShares();
+    case 'share-users':
+      return api.setRemoteShareUsers(Number(req.id), deviceIdsOf(str('devices')));
+    case 'leave':
+      await api.removeRemoteShare(Number(req.id));
+      return { ok: true };
     default:
       throw new InputError(`unknown command ${String(req.cmd)}`);
   }
@@ -118,7 +151,8 @@ async function client(sub: string, argv: readonly string[]): Promise<void> {
   const req: Record<string, unknown> = { cmd: sub };
   for (const [k, v] of p.flags) if (k !== 'data-dir' && k !== 'json') req[k === 'phone' ? 'phoneId' : k === 'device' ? 'deviceId' : k] = v[0];
   if (sub === 'unpair') req.deviceId = p.positional[0];
-  if (sub === 'remove-phone') req.phoneId = p.positional[0];
+  if (sub === 'remove-phone' || sub === 'unshare') req.phoneId = p.positional[0];
+  if (sub === 'leave') req.id = p.positional[0];
   const r = await request(sock, req, 30_000);
   process.stdout.write((has(p, 'json') || typeof r !== 'object' ? JSON.stringify(r) : JSON.stringify(r, null, 2)) + '\n');
 }
@@ -174,6 +208,8 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
     });
     await discovery.start();
   } else log.warn('no LAN interface found: discovery is off (set agent.lanInterface)');
+  // The LAN's DNS for devices other households shared (issue 13): DEVICE.HOUSEHOLD.ntm → their virtual addresses.
+  const lanDns = await startLanDns(agent, runtime, lan, log);
   // QoS (paper §3.2.1): the stored rules go back into the kernel now, as they were before a restart.
   if (agent.qos) {
     const wan = agent.wanInterface || (await defaultRouteDevice());
@@ -212,10 +248,24 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
   onShutdown(log, async () => {
     await ops?.close();
     discovery?.stop();
+    for (const d of lanDns) d.close();
     await web?.app.close();
     await ctl.close();
     await runtime.stop();
   });
+}
+
+/** The agent's LAN DNS on agent.lanDns (same forms as agent.web): names of shared devices only, others refused. */
+async function startLanDns(agent: SectionConfig<'agent'>, runtime: AgentRuntime, lan: string | undefined, log: Logger): Promise<NtmDns[]> {
+  if (agent.lanDns.length === 0) return [];
+  const lanAddrs = lan ? await lanAddresses(lan).catch(() => undefined) : undefined;
+  const out: NtmDns[] = [];
+  for (const l of planWebListeners(agent.lanDns, lanAddrs, 'agent.lanDns')) {
+    const listen = parseEndpoint(l.address);
+    out.push(await NtmDns.start({ listen, resolve: (name) => runtime.resolveLanName(name) }));
+    log.info('LAN DNS for shared devices', { listen: l.address });
+  }
+  return out;
 }
 
 /** The web UI on its listeners (agent.web plain, agent.webTls HTTPS); undefined when both are empty and no socket. */

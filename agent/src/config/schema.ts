@@ -185,6 +185,8 @@ export const SCHEMA = {
     allowedHosts: f<string[]>([], list(str), 'Host headers the web UI accepts besides localhost and the addresses it listens on (names the household uses for it).'),
     setupCodeFile: f('', str, 'Where the one-time setup code is written on first start; empty: dataDir/setup-code.'),
     enrollTtlS: f(900, num(30, 7 * 86400), 'Lifetime of a phone enrollment token (seconds).'),
+    shareTtlS: f(2 * 86400, num(60, 30 * 86400), 'Lifetime of an invitation to share a device with another household (seconds; it travels by message, so longer than a phone\'s token).'),
+    lanDns: f<string[]>([], list(str), 'Where the agent answers DNS for the LAN (UDP): "lan:PORT" (the LAN interface\'s addresses) or "addr:port". It answers the names of devices other households shared with this one (DEVICE.HOUSEHOLD.ntm, A/AAAA: their virtual addresses) and refuses every other name; point the LAN\'s DHCP (option 6) or the household\'s resolver\'s .ntm zone at it. Empty disables.'),
     mdns: f(true, bool, 'Discover LAN appliances with mDNS through the system\'s Avahi daemon.'),
     qos: f(true, bool, 'Enforce the QoS rules (per device and phone, set through the API) with tc HTB + fq_codel and nftables (table inet ntm_qos); nothing is shaped until a link rate is set.'),
     wanInterface: f('', str, 'WAN interface of the vCPE (QoS shapes the uplink on it); empty: the default route\'s interface.'),

@@ -29,6 +29,10 @@ export const C = Object.freeze({
   OUT_NOT_A_PHONE: at('out-not-a-phone'),
   OUT_POLICY: at('out-policy'),
   OUT_NO_NODE: at('out-no-node'),
+  /** To a device another household shared: the LAN source is not one the household let use it (issue 13). */
+  OUT_SHARE_NOT_USER: at('out-share-not-user'),
+  /** To a shared device: a packet the translation cannot carry (a fragment, an ICMP error, no free port). */
+  OUT_SHARE_UNTRANSLATABLE: at('out-share-untranslatable'),
   // Tunnel → LAN, at the socket (a terminal's `drops` in `ntm status`).
   DATA_RX: at('rx'),
   DATA_UNKNOWN_INDEX: at('data-unknown-index'),
@@ -45,6 +49,8 @@ export const C = Object.freeze({
   IN_NOT_PAIRED: at('in-not-paired'),
   IN_POLICY: at('in-policy'),
   IN_NO_LAN_ADDRESS: at('in-no-lan-address'),
+  /** From a shared device: nothing of ours started this flow (no translation for it), or not from the shared device. */
+  IN_SHARE_NO_FLOW: at('in-share-no-flow'),
   IN_DELIVERED: at('in-delivered'),
   IN_WRITE_FAILED: at('in-write-failed'),
   ICMP_UNREACHABLE_LIMITED: at('icmp-unreachable-limited'),

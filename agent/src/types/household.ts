@@ -120,6 +120,47 @@ export interface AgentEvent {
   readonly message: string;
 }
 
+/** A device of this household shared with another household (issue 13): that household's agent is its peer. */
+export interface ShareView {
+  /** The other household's identity at this household's DC (what revokeShare takes). */
+  readonly peerId: string;
+  /** The other household, as this household named it in the invitation. */
+  readonly household: string;
+  readonly deviceId: number;
+  readonly device: string;
+  /** Ports it may use (empty: all). */
+  readonly ports: readonly number[];
+  readonly since: string;
+  /** Its agent is registered with this household's DC now. */
+  readonly online: boolean;
+}
+
+/** A pending invitation to share a device: what the other household's owner pastes into their page. */
+export interface ShareInviteView {
+  readonly code: string;
+  readonly link: string;
+  readonly expiresAt: string;
+  readonly household: string;
+  readonly deviceId: number;
+  readonly ports: readonly number[];
+}
+
+/** A device another household shared with this one, and which of this household's devices may use it. */
+export interface RemoteShareView {
+  readonly id: number;
+  readonly household: string;
+  readonly device: string;
+  /** How this household's LAN reaches it: "<device>.<household>.ntm" on the agent's LAN DNS, and its virtual addresses. */
+  readonly name: string;
+  readonly virtualV4: string | null;
+  readonly virtualV6: string | null;
+  /** Device ids of this household that may use it. */
+  readonly users: readonly number[];
+  /** Registered with the sharing household's DC now. */
+  readonly online: boolean;
+  readonly acceptedAt: string;
+}
+
 export interface AgentApi {
   devices(): DeviceView[];
   pair(input: PairInput): Promise<DeviceView>;
@@ -143,4 +184,17 @@ export interface AgentApi {
   /** Sets (rule) or removes (null) a paired device's or a phone's rule, and enforces the whole new plan. */
   setQosRule(target: { readonly deviceId: number } | { readonly phoneId: string }, rule: QosRule | null): Promise<QosView>;
   setQosLink(link: QosLink): Promise<QosView>;
+  /** Devices shared with other households (issue 13, paper §3.2.2): who, which device, which ports. */
+  shares(): ShareView[];
+  /** An invitation for another household (as this one calls it) to use a paired device on `ports` (empty: all). */
+  createShareInvite(deviceId: number, household: string, ports: readonly number[]): ShareInviteView;
+  /** Ends a share: the other household's agent is no longer admitted and its tunnels are cut now. */
+  revokeShare(peerId: string): Promise<void>;
+  /** Devices other households shared with this one. */
+  remoteShares(): RemoteShareView[];
+  /** Accepts an invitation (code or link) and lets these devices of this household use it. */
+  acceptShare(code: string, users: readonly number[]): Promise<RemoteShareView>;
+  setRemoteShareUsers(id: number, users: readonly number[]): RemoteShareView;
+  /** Stops using a shared device (its identity at the other household's DC is dropped). */
+  removeRemoteShare(id: number): Promise<void>;
 }

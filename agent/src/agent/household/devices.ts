@@ -204,7 +204,7 @@ export class DeviceStore extends Part {
         // A device first known only by mDNS (no MAC) and now matched by MAC leaves a stale duplicate: drop it, before
         // this row is named, so the name the duplicate held is free (else the device would become "name (2)").
         if (mac !== null && d.host) {
-          this.db.prepare("DELETE FROM hh_devices WHERE host = ? AND mac IS NULL AND paired = 0 AND id <> ? AND sources NOT LIKE '%manual%'").run(d.host, r.id);
+          this.db.prepare("DELETE FROM hh_devices WHERE host = ? AND mac IS NULL AND paired = 0 AND id <> ? AND sources NOT LIKE '%manual%' AND id NOT IN (SELECT device_id FROM hh_remote_share_users)").run(d.host, r.id);
         }
         const keepManual = r.sources.split(',').includes('manual') ? ['manual'] : [];
         const next = {
@@ -235,7 +235,7 @@ export class DeviceStore extends Part {
         wentOffline++;
         if (r.paired === 1) this.event('device.offline', `${r.name} is offline`);
       }
-      this.db.prepare('DELETE FROM hh_devices WHERE paired = 0 AND online = 0 AND COALESCE(last_seen, created_at) < ?').run(now - LIMITS.forgetAfterMs);
+      this.db.prepare('DELETE FROM hh_devices WHERE paired = 0 AND online = 0 AND COALESCE(last_seen, created_at) < ? AND id NOT IN (SELECT device_id FROM hh_remote_share_users)').run(now - LIMITS.forgetAfterMs);
       return { added, updated, wentOffline };
     });
   }

@@ -78,5 +78,28 @@ export const HOUSEHOLD_MIGRATIONS = {
        up_kbit INTEGER,
        down_kbit INTEGER,
        updated_at INTEGER NOT NULL);`,
+    // Issue 13, part 1: a device shared with another household (paper §3.2.2, two agents). The sharing side keeps the
+    // other household as a peer of kind 'household' in hh_phones, made by an enrollment that names the shared device
+    // and ports (the grant it gets); the accepting side keeps what it accepted and which of its devices may use it.
+    `ALTER TABLE hh_phones ADD COLUMN kind TEXT NOT NULL DEFAULT 'phone' CHECK (kind IN ('phone', 'household'));
+     ALTER TABLE hh_enrollments ADD COLUMN share_device_id INTEGER REFERENCES hh_devices(id);
+     ALTER TABLE hh_enrollments ADD COLUMN share_ports TEXT;
+     CREATE TABLE hh_remote_shares (
+       id INTEGER PRIMARY KEY AUTOINCREMENT,
+       household TEXT NOT NULL,
+       device TEXT NOT NULL,
+       dc_public_key TEXT NOT NULL,
+       dc_endpoints TEXT NOT NULL,
+       secret BLOB NOT NULL,
+       ntm_private_key TEXT NOT NULL,
+       ntm_id TEXT NOT NULL UNIQUE,
+       device_v4 TEXT,
+       device_v6 TEXT,
+       accepted_at INTEGER NOT NULL,
+       UNIQUE (household, device));
+     CREATE TABLE hh_remote_share_users (
+       share_id INTEGER NOT NULL REFERENCES hh_remote_shares(id) ON DELETE CASCADE,
+       device_id INTEGER NOT NULL REFERENCES hh_devices(id),
+       PRIMARY KEY (share_id, device_id));`,
   ],
 } as const;

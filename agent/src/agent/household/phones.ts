@@ -6,7 +6,7 @@ import { ConflictError, NotFoundError } from '../../types/errors.js';
 import type { PhoneView } from '../../types/household.js';
 import { SECRET_LENGTH, secretHash } from '../enrollment.js';
 import { iso, Part } from './journal.js';
-import { LIMITS, validName, validNtmId } from './validate.js';
+import { LIMITS, validDeviceId, validName, validNtmId, validPorts } from './validate.js';
 
 /** A phone as stored; the runtime adds what only the DC knows (online, virtual address). */
 export type StoredPhone = Omit<PhoneView, 'online' | 'virtualV4'>;
@@ -17,6 +17,7 @@ interface PhoneRow {
   enrolled_at: number;
   removed_at: number | null;
   enrollment_id: number | null;
+  kind: 'phone' | 'household';
 }
 
 interface EnrollmentRow {
@@ -26,6 +27,9 @@ interface EnrollmentRow {
   expires_at: number;
   used_by: string | null;
   used_at: number | null;
+  /** A share with another household (issue 13): the device and ports its peer is granted on enrolling. */
+  share_device_id: number | null;
+  share_ports: string | null;
 }
 
 export class PhoneStore extends Part {
@@ -33,9 +37,9 @@ export class PhoneStore extends Part {
     return { id: r.ntm_id, name: r.name, enrolledAt: iso(r.enrolled_at) };
   }
 
-  /** Enrolled (not removed) phones, by name. */
-  phones(): StoredPhone[] {
-    const rows = this.db.prepare('SELECT * FROM hh_phones WHERE removed_at IS NULL ORDER BY name').all() as PhoneRow[];
+  /** Enrolled (not removed) phones, by name; `kind` 'household': the other households a device is shared with. */
+  phones(kind: 'phone' | 'household' | 'all' = 'phone'): StoredPhone[] {
+    const rows = this.db.prepare("SELECT * FROM hh_phones WHERE removed_at IS NULL AND (kind = ? OR ? = 'all') ORDER BY name").all(kind, kind) as PhoneRow[];
     return rows.map((r) => this.phoneView(r));
   }
 
@@ -58,8 +62,14 @@ export class PhoneStore extends Part {
    * Stores a new enrollment for a phone to be called `name` (only the secret's hash is kept). At most 10 may be
    * pending; the name must be free among phones and pending enrollments.
    */
-  createEnrollment(name: unknown, secret: Uint8Array, expiresAt: number): { id: number; name: string; expiresAt: string } {
+  createEnrollment(
+    name: unknown,
+    secret: Uint8Array,
+    expiresAt: number,
+    share?: { readonly deviceId: number; readonly ports: readonly number[] },
+  ): { id: number; name: string; expiresAt: string } {
     const n = validName(name);
+    const ports = share ? validPorts(share.ports) : null;
     if (!(secret instanceof Uint8Array) || secret.length !== SECRET_LENGTH) throw new RangeError(`an enrollment secret is ${SECRET_LENGTH} bytes`);
     const now = this.now();
     if (!(expiresAt > now)) throw new RangeError('an enrollment must expire in the future');
@@ -70,10 +80,19 @@ export class PhoneStore extends Part {
       if (pending.length >= LIMITS.pendingEnrollments) throw new ConflictError(`${LIMITS.pendingEnrollments} phones are already waiting to be added; wait until their codes expire`);
       // Expired and used enrollments older than a day are only history; keep the table small.
       this.db.prepare('DELETE FROM hh_enrollments WHERE expires_at < ? AND (used_at IS NULL OR used_at < ?)').run(now - 86400_000, now - 86400_000);
+      let device = '';
+      if (share) {
+        const d = this.db.prepare('SELECT name, paired FROM hh_devices WHERE id = ?').get(validDeviceId(share.deviceId)) as { name: string; paired: number } | undefined;
+        if (!d) throw new NotFoundError(`there is no device ${share.deviceId}`);
+        if (d.paired !== 1) throw new ConflictError(`${d.name || 'this device'} is not paired; pair it first`);
+        device = d.name;
+      }
       const info = this.db
-        .prepare('INSERT INTO hh_enrollments (secret_hash, name, created_at, expires_at) VALUES (?, ?, ?, ?)')
-        .run(secretHash(secret), n, now, expiresAt);
-      this.event('enrollment.created', `A code to add the phone "${n}" was made (valid for ${Math.round((expiresAt - now) / 60_000)} min)`);
+        .prepare('INSERT INTO hh_enrollments (secret_hash, name, created_at, expires_at, share_device_id, share_ports) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(secretHash(secret), n, now, expiresAt, share ? share.deviceId : null, ports ? JSON.stringify(ports) : null);
+      const valid = `valid for ${Math.round((expiresAt - now) / 60_000)} min`;
+      if (share) this.event('share.invited', `An invitation to share ${device} with the household "${n}" was made (${valid})`);
+      else this.event('enrollment.created', `A code to add the phone "${n}" was made (${valid})`);
       return { id: Number(info.lastInsertRowid), name: n, expiresAt: iso(expiresAt) };
     });
   }
@@ -137,12 +156,21 @@ export class PhoneStore extends Part {
       }
       let name = match.name;
       for (let i = 2; this.db.prepare('SELECT 1 FROM hh_phones WHERE name = ? AND removed_at IS NULL').get(name); i++) name = `${match.name} (${i})`;
+      const share = match.share_device_id !== null;
       this.db
-        .prepare(`INSERT INTO hh_phones (ntm_id, name, enrolled_at, removed_at, enrollment_id) VALUES (?, ?, ?, NULL, ?)
+        .prepare(`INSERT INTO hh_phones (ntm_id, name, enrolled_at, removed_at, enrollment_id, kind) VALUES (?, ?, ?, NULL, ?, ?)
             ON CONFLICT(ntm_id) DO UPDATE SET name = excluded.name, enrolled_at = excluded.enrolled_at, removed_at = NULL,
-            enrollment_id = excluded.enrollment_id`)
-        .run(id, name, now, match.id);
-      this.event('phone.enrolled', `The phone "${name}" was added (${id})`);
+            enrollment_id = excluded.enrollment_id, kind = excluded.kind`)
+        .run(id, name, now, match.id, share ? 'household' : 'phone');
+      if (share) {
+        // The other household's agent accepted the invitation: its grant is the one the invitation named, in the same
+        // transaction (a share is never half made).
+        this.db
+          .prepare(`INSERT INTO hh_grants (phone_id, device_id, ports, updated_at) VALUES (?, ?, ?, ?)
+              ON CONFLICT(phone_id, device_id) DO UPDATE SET ports = excluded.ports, updated_at = excluded.updated_at`)
+          .run(id, match.share_device_id, match.share_ports ?? '[]', now);
+        this.event('share.accepted', `The household "${name}" accepted the share (${id})`);
+      } else this.event('phone.enrolled', `The phone "${name}" was added (${id})`);
       return this.phoneView(this.db.prepare('SELECT * FROM hh_phones WHERE ntm_id = ?').get(id) as PhoneRow);
     });
   }
@@ -154,7 +182,8 @@ export class PhoneStore extends Part {
       const p = this.phone(id);
       this.db.prepare('DELETE FROM hh_grants WHERE phone_id = ?').run(id);
       this.db.prepare('UPDATE hh_phones SET removed_at = ? WHERE ntm_id = ?').run(this.now(), id);
-      this.event('phone.removed', `The phone "${p.name}" was removed`);
+      const kind = (this.db.prepare('SELECT kind FROM hh_phones WHERE ntm_id = ?').get(id) as { kind: string }).kind;
+      this.event(kind === 'household' ? 'share.revoked' : 'phone.removed', kind === 'household' ? `The share with "${p.name}" was revoked` : `The phone "${p.name}" was removed`);
       return p;
     });
   }
