@@ -306,6 +306,23 @@ export function rebindScript(host: Host, kind: NatKind, port: number): string {
   ].join('\n');
 }
 
+/**
+ * Shell run in a NAT router that changes its kind while flows live (a router reconfigured or replaced, e.g. a CGNAT
+ * moving a subscriber to endpoint-independent mapping): the whole ruleset is replaced in one nft transaction and every
+ * UDP mapping is forgotten, so each flow's next packet gets a mapping of the new kind.
+ */
+export function changeNatScript(host: Host, kind: NatKind): string {
+  return [
+    'set -e',
+    `nft -f - <<'NFT'`,
+    'delete table ip ntm_nat',
+    'delete table inet ntm_filter',
+    natRuleset(host, kind) + 'NFT',
+    'conntrack -D -p udp >/dev/null 2>&1 || true',
+    '',
+  ].join('\n');
+}
+
 const PRELUDE = [
   'set -e',
   'run() { "$@" || { echo "failed: $*" >&2; exit 1; }; }',

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { TestbedError, TopologyError } from './errors.js';
 import type { Family } from './ip.js';
 import {
+  changeNatScript,
   createBatch,
   directedPairs,
   dupRuleset,
@@ -335,6 +336,16 @@ export class Testbed {
     if (!h?.nat || !kind) throw new TestbedError(`${router} is not a NAT router of ${this.topology.name}`);
     await runOk('ip', ['netns', 'exec', this.ns(router), 'sh', '-c', rebindScript(h, kind, port)]);
     return port;
+  }
+
+  /** The "NAT changes kind" event: router `router` becomes a NAT of `kind` at once, forgetting every UDP mapping. */
+  async changeNat(router: string, kind: NatKind): Promise<void> {
+    const h = this.topology.hosts.get(router);
+    if (!h?.nat || !this.state.nat[router]) throw new TestbedError(`${router} is not a NAT router of ${this.topology.name}`);
+    await runOk('ip', ['netns', 'exec', this.ns(router), 'sh', '-c', changeNatScript(h, kind)]);
+    const fresh = readState(this.prefix) ?? this.state;
+    this.state = { ...fresh, nat: { ...fresh.nat, [router]: kind } };
+    writeState(this.state);
   }
 
   /** Live status: interfaces and addresses as the kernel has them, NAT kinds, emulator pids and counters. */

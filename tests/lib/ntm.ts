@@ -311,6 +311,8 @@ export async function tunnelTo(d: Daemon, peerId: string): Promise<TunnelStatus 
 export interface NatpairRun {
   dc: Daemon;
   rs: Daemon;
+  /** The second RS (host rs2 of the relaypair topology), with `rs2: true`. */
+  rs2?: Daemon;
   a: Daemon;
   b: Daemon;
   /** Data directories by role ("dc", "rs", "a", "b"). */
@@ -339,6 +341,8 @@ export interface NatpairOptions {
    * --peer and the RS reporting to both: the two ends' signalling crosses DCs as in the paper's Fig. 1.
    */
   readonly secondDc?: boolean;
+  /** A second RS in host rs2 (the relaypair topology), known to the DC(s) as the first is. */
+  readonly rs2?: boolean;
 }
 
 /** Starts DC, RS and both terminals (each pushed onto `started` at once, so the caller can stop them on failure). */
@@ -347,7 +351,15 @@ export async function startNatpair(tb: Testbed, root: string, started: Daemon[],
   const dirs = Object.fromEntries(['dc', 'rs', 'a', 'b'].map((h) => [h, join(root, h)])) as NatpairRun['dirs'];
   const dcId = await printId(tb, 'dc', 'dc', dirs.dc);
   const rsId = await printId(tb, 'rs', 'rs', dirs.rs);
-  const relays = ['--relay', `${rsId.id}@192.0.2.66:7200`, '--relay', `${rsId.id}@[2001:db8:2::2]:7200`];
+  const rs2Dir = join(root, 'rs2');
+  const rs2Id = o.rs2 ? await printId(tb, 'rs2', 'rs', rs2Dir) : undefined;
+  const relays = [
+    '--relay',
+    `${rsId.id}@192.0.2.66:7200`,
+    '--relay',
+    `${rsId.id}@[2001:db8:2::2]:7200`,
+    ...(rs2Id ? ['--relay', `${rs2Id.id}@192.0.2.130:7200`, '--relay', `${rs2Id.id}@[2001:db8:4::2]:7200`] : []),
+  ];
   const dc2Dir = join(root, 'dc2');
   const dc2Id = o.secondDc ? await printId(tb, 'dc', 'dc', dc2Dir) : undefined;
   const dcArgs = ['--advertise', '192.0.2.2:7100', ...relays, '--pool', '198.18.1.0/24', ...(dc2Id ? ['--peer', `${dc2Id.id}@192.0.2.2:7110`] : [])];
@@ -359,6 +371,8 @@ export async function startNatpair(tb: Testbed, root: string, started: Daemon[],
   const reportTo = ['--report-to', `${dcId.id}@192.0.2.2:7100`, ...(dc2Id ? ['--report-to', `${dc2Id.id}@192.0.2.2:7110`] : [])];
   const rs = await startNtm(tb, 'rs', 'rs', [...reportTo, '--advertise', '192.0.2.66:7200', '--advertise', '[2001:db8:2::2]:7200'], dirs.rs);
   started.push(rs);
+  const rs2 = rs2Id ? await startNtm(tb, 'rs2', 'rs', [...reportTo, '--advertise', '192.0.2.130:7200', '--advertise', '[2001:db8:4::2]:7200'], rs2Dir) : undefined;
+  if (rs2) started.push(rs2);
   for (const d of dc2 ? [dc, dc2] : [dc])
     await waitFor('the DC has the RS load report', async () => ((await d.status()).relays as Array<{ load: number | null }>).every((r) => r.load !== null), 15_000);
   await o.afterServers?.();
@@ -368,7 +382,7 @@ export async function startNatpair(tb: Testbed, root: string, started: Daemon[],
     startNtm(tb, 'a', 'up', ['--dc', dcRef, '--name', 'a', '--dns', o.dns?.a ?? '', ...terminalArgs], dirs.a, o.terminalReadyMs ?? 20_000, o.env?.a).then((d) => (started.push(d), d)),
     startNtm(tb, 'b', 'up', ['--dc', bDcRef, '--name', 'b', '--dns', o.dns?.b ?? '', ...terminalArgs], dirs.b, o.terminalReadyMs ?? 20_000, o.env?.b).then((d) => (started.push(d), d)),
   ]);
-  return { dc, rs, a, b, dirs, dcArgs, dcId, ...(dc2 ? { dc2 } : {}) };
+  return { dc, rs, ...(rs2 ? { rs2 } : {}), a, b, dirs, dcArgs, dcId, ...(dc2 ? { dc2 } : {}) };
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -80,7 +80,18 @@ export interface RelayState {
   publicKey?: Buffer;
   load?: number;
   loadAt?: number;
+  /** The interval between its last two load reports (ms): how long a silence means it stopped (relaySilent). */
+  reportEveryMs?: number;
+  lastIntervalMs?: number;
   tunnels?: number;
+}
+
+/**
+ * An RS that reported before but missed three of its report periods (at least 5 s) is presumed gone (killed,
+ * unreachable): relay choice ranks it as full, used only when no other RS can serve (issue 13 #3: RS failover).
+ */
+export function relaySilent(r: RelayState, now: number): boolean {
+  return r.loadAt !== undefined && now - r.loadAt > Math.max(5000, 3 * (r.reportEveryMs ?? 5000));
 }
 
 const SYSTEM_CLOCK: Clock = { now: () => Date.now(), monotonic: () => performance.now() };

@@ -13,7 +13,7 @@ import { newTxid } from '../protocol/retransmit.js';
 import { cidrContainsText, parseCidr } from '../protocol/ip.js';
 import type { TerminalRecord } from './terminals.js';
 import { planRoute, type EndView, type RelayView, type RoutePlan } from './route.js';
-import type { DcCore, PeerState } from './core.js';
+import { relaySilent, type DcCore, type PeerState } from './core.js';
 import type { ControlChannel, ChannelRequests } from './channel.js';
 import type { Federation, PeerInfoRequest, RouteUpdate } from './federation.js';
 
@@ -105,8 +105,8 @@ export class Direction implements ChannelRequests {
       id: r.id,
       ...(r.v4 ? { v4: r.v4 } : {}),
       ...(r.v6 ? { v6: r.v6 } : {}),
-      // A report older than 4 periods is no longer trusted.
-      ...(r.load !== undefined && r.loadAt !== undefined && now - r.loadAt < 60_000 ? { load: r.load } : {}),
+      // A report older than 4 periods is no longer trusted; an RS that stopped reporting is ranked as full.
+      ...(relaySilent(r, now) ? { load: 1 } : r.load !== undefined && r.loadAt !== undefined && now - r.loadAt < 60_000 ? { load: r.load } : {}),
     }));
   }
 
@@ -256,10 +256,13 @@ export class Direction implements ChannelRequests {
   /**
    * Plans the direct path between `mover` and our terminal `peer` and, if there is one, tells `peer` where the mover
    * is now (PEER_ENDPOINTS, retransmitted until acknowledged). Returns where the mover should send: empty when only
-   * the relay is left (the ends keep their stale timer and ask for a new direction).
+   * the relay is left (the ends keep their stale timer and ask for a new direction). A relayed tunnel asks as well,
+   * looking for a direct path (§3.5 "Upgrade"): a NAT seen mapping per destination at registration may not any more,
+   * so both ends are planned as endpoint-independent here. The probes decide.
    */
   private tellPeerEndpoints(mover: EndView, moverId: Uint8Array, peer: TerminalRecord, tunnelId: bigint): readonly Endpoint[] {
-    const plan = planRoute(mover, endView(peer), []);
+    const loose = (v: EndView): EndView => ({ ...v, nat: v.nat === 'symmetric' || v.nat === 'unknown' ? 'eim' : v.nat });
+    const plan = planRoute(loose(mover), loose(endView(peer)), []);
     if (!plan || plan.kind === 'relay') return [];
     this.channel
       .request(peer, { type: Ctl.PEER_ENDPOINTS, txid: newTxid(), tunnelId, peerId: moverId, endpoints: plan.toA }, 'peer endpoints')

@@ -159,7 +159,16 @@ export class Federation {
         if (!relay) return dc.drops.inc('peer-not-rs');
         relay.publicKey ??= o.senderPublicKey;
         relay.load = m.capacity > 0 ? m.tunnels / m.capacity : 1;
-        relay.loadAt = dc.clock.monotonic();
+        {
+          const now = dc.clock.monotonic();
+          // An RS also reports at once on a HELLO: the longer of the last two intervals is taken as its period.
+          if (relay.loadAt !== undefined) {
+            const interval = now - relay.loadAt;
+            relay.reportEveryMs = Math.max(interval, relay.lastIntervalMs ?? 0);
+            relay.lastIntervalMs = interval;
+          }
+          relay.loadAt = now;
+        }
         relay.tunnels = m.tunnels;
         if (m.v4) relay.v4 = m.v4;
         if (m.v6) relay.v6 = m.v6;

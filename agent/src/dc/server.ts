@@ -21,7 +21,7 @@ import { keep } from '../util/keep.js';
 import * as NT from '../protocol/node-transaction.js';
 import { formatId } from '../crypto/secp256k1.js';
 import type { TerminalTable } from './terminals.js';
-import { DcCore, type DcServerOptions } from './core.js';
+import { DcCore, relaySilent, type DcServerOptions } from './core.js';
 import { ControlChannel } from './channel.js';
 import { Registration } from './registration.js';
 import { Direction } from './direction.js';
@@ -294,6 +294,7 @@ export class DcServer {
         v6: r.v6 ? formatEndpoint(r.v6) : null,
         load: r.load ?? null,
         tunnels: r.tunnels ?? null,
+        silent: relaySilent(r, core.clock.monotonic()),
       })),
       counts: core.counts.toJSON(),
       drops: core.drops.toJSON(),

@@ -86,6 +86,7 @@ export class TerminalHost implements TunnelTable {
         ...(opts.limits ? { limits: opts.limits } : {}),
       },
       io: this.tunnelIo(),
+      relayLost: (node, rsId) => this.relays.unreachable(node, rsId),
       counts: this.counts,
       drops: this.drops,
       log: this.log,
@@ -185,7 +186,7 @@ export class TerminalHost implements TunnelTable {
   }
 
   /** The sockets and indexes every tunnel uses (built once, before the lifecycle that adds its event handlers). */
-  private tunnelIo(): Omit<TunnelIo, 'onUp' | 'onFailed' | 'onStale' | 'onPathLost'> {
+  private tunnelIo(): Omit<TunnelIo, 'onUp' | 'onFailed' | 'onStale' | 'onPathLost' | 'onRelayLost'> {
     // A bind that can set a datagram's TTL (the real UdpBind) enables short-TTL punches; fakes simply lack it.
     const ttlBind = this.opts.bind as Bind & { sendWithTtl?: (d: Uint8Array, to: Endpoint, ttl: number) => boolean };
     const withTtl = typeof ttlBind.sendWithTtl === 'function' ? ttlBind.sendWithTtl.bind(ttlBind) : undefined;

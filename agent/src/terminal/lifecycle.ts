@@ -41,7 +41,9 @@ export interface LifecycleDeps {
   readonly routes: RouteTable;
   readonly tunnel: TunnelOptions;
   /** The host's sockets and indexes, for every tunnel (the lifecycle adds its own event handlers). */
-  readonly io: Omit<TunnelIo, 'onUp' | 'onFailed' | 'onStale' | 'onPathLost'>;
+  readonly io: Omit<TunnelIo, 'onUp' | 'onFailed' | 'onStale' | 'onPathLost' | 'onRelayLost'>;
+  /** `node`'s tunnel lost RS `rsId`: report it unreachable to the DC (resolves once the DC has it). */
+  readonly relayLost?: (node: Node, rsId: Uint8Array) => Promise<void>;
   readonly counts: Counters;
   readonly drops: Counters;
   readonly log: Logger;
@@ -73,6 +75,7 @@ export class TunnelLifecycle {
       onFailed: (t, why) => this.onTunnelFailed(t, why),
       onStale: (t) => this.onTunnelStale(t),
       onPathLost: (t) => this.onPathLost(t),
+      onRelayLost: (t) => this.onRelayLost(t),
     };
   }
 
@@ -175,12 +178,37 @@ export class TunnelLifecycle {
   private onPathLost(t: Tunnel): void {
     const node = this.ownerOf(t);
     if (!node || this.byPeer.get(`${node.id}/${t.peerId}`) !== t) return;
-    this.d.counts.inc('path-refresh');
-    this.d.log.info('tunnel path silent: asking the DC where the peer is now', { node: node.id, peer: t.peerId });
+    if (t.path === 'relay') {
+      this.d.counts.inc('direct-retry');
+      this.d.log.debug('relayed tunnel: asking the DC for a direct path', { node: node.id, peer: t.peerId });
+    } else {
+      this.d.counts.inc('path-refresh');
+      this.d.log.info('tunnel path silent: asking the DC where the peer is now', { node: node.id, peer: t.peerId });
+    }
     node
       .pathRefresh(t.tunnelId, Buffer.from(t.peerId.slice(2), 'hex'))
       .then((endpoints) => t.onPeerEndpoints(endpoints))
       .catch((e: Error) => this.d.log.warn('path refresh failed', { node: node.id, peer: t.peerId, err: e }));
+  }
+
+  /**
+   * The RS of a relayed tunnel stopped answering (§3.5 "Failover"). Both ends tell their DC it is unreachable from
+   * here (an RTT report: the DC then chooses another); the tunnel's initiator asks for a new direction once its DC has
+   * that, the other end takes the route the peer's request brings (its stale timer is the backstop). One request per
+   * tunnel: two crossing ones would give the ends different new tunnels.
+   */
+  private onRelayLost(t: Tunnel): void {
+    const node = this.ownerOf(t);
+    const rs = t.route.relay;
+    if (!node || !rs || this.byPeer.get(`${node.id}/${t.peerId}`) !== t) return;
+    this.d.counts.inc('relay-lost');
+    this.d.log.warn('the RS of a relayed tunnel is not answering: asking for another relay', { node: node.id, peer: t.peerId, rs: formatId(rs.rsId) });
+    const reported = this.d.relayLost?.(node, rs.rsId) ?? Promise.resolve();
+    reported
+      .catch((e: Error) => this.d.log.warn('reporting the lost RS failed', { node: node.id, err: e }))
+      .finally(() => {
+        if (t.route.initiator) this.onTunnelStale(t);
+      });
   }
 
   /** The DC tells `node` where its peer on tunnel `tunnelId` is now (the peer asked, after its path went silent). */

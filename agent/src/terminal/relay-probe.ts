@@ -15,6 +15,11 @@ import type { Node } from './node.js';
 const REPORT_AFTER_MS = 1500;
 /** Pings unanswered this long are forgotten (ms). */
 const PING_TTL_MS = 5000;
+/**
+ * The round trip reported for an RS that stopped answering (the wire's largest, 65,535 ms): the DC's relay choice
+ * (RTT_A + RTT_B) × (1 + load) then takes any RS that answers before it (docs/protocol.md §3.5 "Failover").
+ */
+export const UNREACHABLE_MS = 65_535;
 /** A ping's padding: asks for the RS's cookie in a pong of the same size. */
 const ASK_COOKIE = Buffer.alloc(BIND_COOKIE_BYTES);
 
@@ -63,8 +68,17 @@ export class RelayProbe {
     if (p.value.cookie) this.cookies.set(s.to, { bytes: Buffer.from(p.value.cookie), at: performance.now() });
     const rtt = performance.now() - s.at;
     const prev = this.rtt.get(s.rs);
-    this.rtt.set(s.rs, prev === undefined ? rtt : Math.min(prev, rtt));
+    this.rtt.set(s.rs, prev === undefined || prev === UNREACHABLE_MS ? rtt : Math.min(prev, rtt));
     return true;
+  }
+
+  /**
+   * A tunnel of `node` found RS `rsId` dead (it answers neither data nor binds): reported as unreachable, so its DC
+   * chooses another; resolves once the DC acknowledged it. A later ping it answers reports its real round trip again.
+   */
+  async unreachable(node: Node, rsId: Uint8Array): Promise<void> {
+    this.rtt.set(formatId(rsId), UNREACHABLE_MS);
+    await node.reportRtts([[Buffer.from(rsId), UNREACHABLE_MS]]);
   }
 
   /** Our address changed: the old round trips say nothing about the new path. */

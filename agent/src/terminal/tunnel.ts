@@ -1,6 +1,8 @@
 // One end-to-end tunnel to a peer (paper §2.3, Fig. 4): its route, its Noise KK handshakes and keypairs, its current
 // path (direct / hole-punched, or through the RS), hole punching, fallback to the relay, roaming, keep-alives and the
-// liveness of the path (a keep-alive that gets no answer: the path is repaired, docs/protocol.md §3.4 "Rebinding").
+// liveness of the path (a keep-alive that gets no answer: the path is repaired, docs/protocol.md §3.4 "Rebinding"),
+// and while relayed, the RS's liveness (a dead RS: another relay) and re-probing of a direct path to move to (§3.5,
+// "Failover" and "Upgrade": Tailscale's disco and ICE's checks, issue 13 #3).
 // Sockets belong to the host: a tunnel only decides what to send where, through the `TunnelIo` it is given.
 import type { Endpoint } from '../types/net.js';
 import type { Route } from '../protocol/control.js';
@@ -34,8 +36,13 @@ export interface TunnelIo {
   onFailed(t: Tunnel, why: string): void;
   /** We keep sending and hear nothing back: the peer lost its state (restarted) or moved out of reach. */
   onStale?(t: Tunnel): void;
-  /** The direct path went silent for a keep-alive interval (a NAT on it may have rebound): ask the DC where the peer is. */
+  /**
+   * The direct path went silent for a keep-alive interval (a NAT on it may have rebound), or a relayed tunnel with
+   * traffic looks for a direct path (every DIRECT_RETRY_MS, backing off): ask the DC where the peer is.
+   */
   onPathLost?(t: Tunnel): void;
+  /** The RS of this relayed tunnel answers neither data nor a bind any more (killed, unreachable): another relay. */
+  onRelayLost?(t: Tunnel): void;
   now(): number;
   /** Our next TUNNEL_REQUEST timestamp (ms since the epoch; must only grow, see handshake-clock.ts); default Date.now. */
   handshakeTime?(): number;
@@ -64,6 +71,13 @@ export const PASSIVE_KEEPALIVE_MS = 1000;
 export const TUNNEL_TICK_MS = 250;
 /** A probe is answered at once: this long (plus the round trip) without an answer and the path is lost. */
 export const PROBE_TIMEOUT_MS = 500;
+/**
+ * A relayed tunnel that carries data looks for a direct path this long after it went relayed, then at doubling
+ * intervals up to DIRECT_RETRY_MAX_MS (Tailscale re-probes a relayed peer's endpoints while traffic flows; ICE keeps
+ * checking candidate pairs). A repaired relayed path (a NAT on it changed) starts the intervals over.
+ */
+export const DIRECT_RETRY_MS = 5000;
+export const DIRECT_RETRY_MAX_MS = 60_000;
 /**
  * DATA payloads that are not IP packets: a keep-alive (empty; asks nothing) and a probe (one zero byte; the receiver
  * answers with a keep-alive at once). An IP packet is at least 20 bytes and starts with its version, never 0.
@@ -129,6 +143,8 @@ export class Tunnel {
   private probeAt = 0;
   /** When data last arrived (keep-alives and probes are not data: answering them would never end). */
   private lastDataRx = 0;
+  /** When an authentic packet last arrived on a direct path. */
+  private lastDirectRx = 0;
   /** When the path was last found lost and a repair started (0: none since the last answer). */
   private repairAt = 0;
   /** Round trip of the last handshake (ms): the tunnel's RTT as the web UI shows it. */
@@ -142,6 +158,11 @@ export class Tunnel {
   private held = false;
   private attempts = 0;
   private usingRelay = false;
+  /** The next look for a direct path while relayed (0: not planned yet), and the interval after it. */
+  private directRetryAt = 0;
+  private directRetryMs = DIRECT_RETRY_MS;
+  /** The RS was reported lost once (another relay is on its way). */
+  private relayLostReported = false;
   private ss: Buffer | undefined;
   private readonly requests: TokenBucket;
 
@@ -165,7 +186,8 @@ export class Tunnel {
 
   get kind(): string {
     if (this.path === 'relay') return 'relayed';
-    if (this.path === 'direct') return this.route.kind === 'holepunch' ? 'hole-punched' : 'direct';
+    // A relayed route that found a direct path went through both NATs as a hole-punched one does.
+    if (this.path === 'direct') return this.route.kind === 'direct' ? 'direct' : 'hole-punched';
     return 'none';
   }
 
@@ -195,6 +217,7 @@ export class Tunnel {
     }
     this.state = this.keypairs.current ? 'up' : 'connecting';
     this.attempts = 0;
+    this.relayLostReported = false;
     this.usingRelay = this.route.kind === 'relay';
     if (this.usingRelay) {
       this.bindRelay();
@@ -447,6 +470,11 @@ export class Tunnel {
       this.stats.repairs++;
       this.lastOutageMs = this.lastRx - this.unansweredSince;
       this.repairAt = 0;
+      // A NAT on a relayed path changed: a direct path may be possible now; look soon.
+      if (this.path === 'relay') {
+        this.directRetryMs = DIRECT_RETRY_MS;
+        this.directRetryAt = this.lastRx + 1000;
+      }
     }
     this.unansweredSince = 0;
     this.probeAt = 0;
@@ -454,7 +482,18 @@ export class Tunnel {
       this.rttMs = this.lastRx - this.responseSentAt;
       this.responseSentAt = 0;
     }
-    const moved = via !== this.path || (via === 'direct' && !sameEndpoint(this.endpoint, from));
+    const isProbe = pt.length === 1 && pt[0] === 0;
+    if (via === 'direct' && this.path === 'relay' && isProbe) {
+      // A direct probe while we relay (the peer looks for a direct path, §3.5 "Upgrade"): answered there, but the path
+      // moves only once the prober heard this answer and sends there itself (both directions then work).
+      this.sendDirect(KEEPALIVE, from);
+      return pt;
+    }
+    // Relayed packets the peer sent before it moved to the direct path too arrive after it: while the peer is heard
+    // directly (it is at least every keep-alive interval), they do not take the path back to the RS.
+    const heardDirect = this.lastRx - this.lastDirectRx < PASSIVE_KEEPALIVE_MS;
+    if (via === 'direct') this.lastDirectRx = this.lastRx;
+    const moved = (via !== this.path && !(via === 'relay' && heardDirect)) || (via === 'direct' && !sameEndpoint(this.endpoint, from));
     if (moved) {
       // Roaming (WireGuard's): an authentic packet from a new address moves the peer there at once, whether the peer
       // moved or a NAT gave it a new outside port. Tell the mover at once that its new path works (and refresh NAT
@@ -465,7 +504,7 @@ export class Tunnel {
       this.io.onUp(this);
     } else {
       if (this.state !== 'up') this.up(via, from);
-      if (pt.length === 1 && pt[0] === 0) this.sendInner(KEEPALIVE);
+      if (isProbe) this.sendInner(KEEPALIVE);
     }
     // An idle initiator still hears its keys age (WireGuard's keep_key_fresh_receive): the responder may be the one
     // sending, and it does not rekey on time itself. The current keypair's age, not that of the one this packet came
@@ -487,18 +526,9 @@ export class Tunnel {
       return 'queued';
     }
     const relay = this.path === 'relay' && this.route.relay;
-    const head = relay ? RELAY_HEADER : 0;
-    const size = head + inner.length + SEALED_OVERHEAD;
-    const scratch = this.io.sealScratch;
-    const out = scratch !== undefined && scratch.length >= size ? scratch.subarray(0, size) : Buffer.allocUnsafe(size);
     const now = this.io.now();
-    const sealed = kp.seal(inner, out.subarray(head), now);
-    if (typeof sealed === 'string') {
-      this.stats.drops++;
-      if (this.rekeyDue(kp, now)) this.initiate();
-      return 'dropped';
-    }
-    if (relay) writeRelayHeader(out, this.tunnelId);
+    const out = this.seal(kp, inner, !!relay, now);
+    if (!out) return 'dropped';
     this.io.send(out, relay ? this.route.relay!.endpoint : (to ?? this.endpoint!));
     this.stats.txPackets++;
     this.stats.txBytes += inner.length;
@@ -508,6 +538,34 @@ export class Tunnel {
     if (inner === PROBE && this.probeAt === 0) this.probeAt = now;
     if (this.rekeyDue(kp, now)) this.initiate();
     return 'sent';
+  }
+
+  /** `inner` sealed under `kp` (in the host's scratch when it lends one), framed for the RS when `relay`. */
+  private seal(kp: TunnelKeypair, inner: Buffer, relay: boolean, now: number): Buffer | undefined {
+    const head = relay ? RELAY_HEADER : 0;
+    const size = head + inner.length + SEALED_OVERHEAD;
+    const scratch = this.io.sealScratch;
+    const out = scratch !== undefined && scratch.length >= size ? scratch.subarray(0, size) : Buffer.allocUnsafe(size);
+    const sealed = kp.seal(inner, out.subarray(head), now);
+    if (typeof sealed === 'string') {
+      this.stats.drops++;
+      if (this.rekeyDue(kp, now)) this.initiate();
+      return undefined;
+    }
+    if (relay) writeRelayHeader(out, this.tunnelId);
+    return out;
+  }
+
+  /**
+   * A probe or its answer straight to `to` while the tunnel is relayed: not the path in use, so its silence says
+   * nothing of that path's liveness (a symmetric NAT drops it, and the relayed path stays).
+   */
+  private sendDirect(inner: Buffer, to: Endpoint): void {
+    const kp = this.keypairs.current;
+    const out = kp && this.seal(kp, inner, false, this.io.now());
+    if (!out) return;
+    this.io.send(out, to);
+    this.stats.txPackets++;
   }
 
   /** Sends what waited for keys. */
@@ -531,11 +589,28 @@ export class Tunnel {
    * DC where the peer is now, and the DC tells the peer where we are (onPeerEndpoints, on both ends).
    */
   private pathLost(now: number): void {
+    const again = this.repairAt > 0;
     this.repairAt = now;
     if (this.path === 'relay') {
+      // The bind of the last repair got no RELAY_BIND_ACK either: the RS itself is gone (§3.5 "Failover").
+      if (again && !this.relayBound && !this.relayLostReported) {
+        this.relayLostReported = true;
+        this.io.onRelayLost?.(this);
+      }
       this.relayBound = false;
       this.bindRelay();
       this.sendInner(PROBE);
+      return;
+    }
+    if (this.usingRelay && this.route.relay) {
+      // A direct path found while relayed broke: back to the RS at once (ICE keeps its relayed candidate pair).
+      this.path = 'relay';
+      this.relayBound = false;
+      this.bindRelay();
+      this.sendInner(PROBE);
+      this.directRetryAt = now + this.directRetryMs;
+      this.directRetryMs = Math.min(this.directRetryMs * 2, DIRECT_RETRY_MAX_MS);
+      this.io.onUp(this);
       return;
     }
     this.io.onPathLost?.(this);
@@ -547,8 +622,24 @@ export class Tunnel {
    * the path there (roaming), so a stale or wrong address from the DC never takes a working path away.
    */
   onPeerEndpoints(endpoints: readonly Endpoint[]): void {
-    if (this.state !== 'up' || this.path !== 'direct') return;
+    if (this.state !== 'up') return;
+    if (this.path === 'relay') {
+      // Candidates for a direct path (§3.5 "Upgrade"): a probe each, straight there; an answer moves the path.
+      for (const e of endpoints) this.sendDirect(PROBE, e);
+      return;
+    }
+    if (this.path !== 'direct') return;
     for (const e of endpoints) this.sendInner(PROBE, e);
+  }
+
+  /** While relayed and carrying data: ask the DC for the peer's candidates now and then (§3.5 "Upgrade"). */
+  private lookForDirect(now: number): void {
+    if (this.path !== 'relay' || now - this.lastDataRx > DIRECT_RETRY_MS) return;
+    if (this.directRetryAt === 0) this.directRetryAt = now + this.directRetryMs;
+    if (now < this.directRetryAt) return;
+    this.directRetryMs = Math.min(this.directRetryMs * 2, DIRECT_RETRY_MAX_MS);
+    this.directRetryAt = now + this.directRetryMs;
+    this.io.onPathLost?.(this);
   }
 
   /** Path liveness (PATH_TIMEOUT), keep-alives through NATs on the path (route.keepaliveS), rekey for the initiator. */
@@ -568,6 +659,7 @@ export class Tunnel {
         this.io.onStale?.(this);
       } else if (this.silentTooLong(now) && now - this.repairAt >= this.pathTimeoutMs()) this.pathLost(now);
     }
+    this.lookForDirect(now);
     const cur = this.keypairs.current;
     if (cur && this.rekeyDue(cur, now)) this.initiate();
   }
