@@ -114,7 +114,7 @@ void describe('relayed tunnels (issue 13 #3)', () => {
   test('an RS killed with -9 mid-transfer: the tunnel moves to the other RS; then NATs that turn endpoint-independent mid-transfer: it moves to a direct path; every TCP byte arrives', async (t) => {
     await withTestbed('relaypair', { nat: { nata: 'symmetric', natb: 'symmetric' } }, (tb) =>
       withDaemons('ntm-test-', (line) => t.diagnostic(line), async ({ dir, started }) => {
-        const p = await startNatpair(tb, dir, started, { rs2: true });
+        const p = await startNatpair(tb, dir, started, { rs2: true, terminalReadyMs: 60_000 });
         await waitFor('the DC has both RSs', async () => ((await p.dc.status()).relays as unknown[]).length === 2);
         const left = await failover(t, tb, p);
         await upgrade(t, tb, p, left);
