@@ -1,6 +1,6 @@
 // The page's calls to the agent: one function per API operation (the operations of /api/openapi.json; a unit test
 // checks that every path used here is documented there). Same-origin fetch, JSON, the CSRF header on changes.
-import type { AgentEvent, DeviceView, EnrollmentView, GrantView, PhoneView, StatusView, TrafficView } from '../../agent/src/types/household.js';
+import type { AgentEvent, DeviceView, EnrollmentView, GrantView, PhoneView, RemoteShareView, ShareInviteView, ShareView, StatusView, TrafficView } from '../../agent/src/types/household.js';
 import type { QosRule, QosView } from '../../agent/src/types/qos.js';
 
 /** How this page reached the agent, and the fingerprint of the agent's HTTPS certificate (web-only, no agent view). */
@@ -24,6 +24,9 @@ export type {
   GrantView as Grant,
   HealthView as Health,
   PhoneView as Phone,
+  RemoteShareView as RemoteShare,
+  ShareInviteView as ShareInvite,
+  ShareView as Share,
   StatusView as Status,
   TrafficView as Traffic,
   TunnelView as Tunnel,
@@ -98,6 +101,13 @@ export const api = {
   qos: () => call<QosView>('GET', '/api/qos'),
   setDeviceQos: (deviceId: number, rule: QosRule) => call<QosView>('PUT', `/api/qos/devices/${deviceId}`, rule),
   clearDeviceQos: (deviceId: number) => call<QosView>('DELETE', `/api/qos/devices/${deviceId}`),
+  shares: () => call<ShareView[]>('GET', '/api/shares'),
+  createShareInvite: (deviceId: number, household: string, ports: number[]) => call<ShareInviteView>('POST', '/api/shares', { deviceId, household, ports }),
+  revokeShare: (peerId: string) => call<void>('DELETE', `/api/shares/${enc(peerId)}`),
+  remoteShares: () => call<RemoteShareView[]>('GET', '/api/remote-shares'),
+  acceptShare: (code: string, users: number[]) => call<RemoteShareView>('POST', '/api/remote-shares', { code, users }),
+  setRemoteShareUsers: (id: number, users: number[]) => call<RemoteShareView>('PUT', `/api/remote-shares/${id}`, { users }),
+  removeRemoteShare: (id: number) => call<void>('DELETE', `/api/remote-shares/${id}`),
   events: (limit: number) => call<AgentEvent[]>('GET', `/api/events?limit=${limit}`),
 };
 

@@ -9,11 +9,12 @@ import { renderDeviceLists, renderDevices } from './devices.js';
 import { byId, h, trackDirty } from './dom.js';
 import { noticeEnrolledPhone, renderPhoneList, renderPhones } from './phones.js';
 import { renderSettings } from './settings.js';
+import { renderSharing, renderSharingDevices, renderSharingLists } from './sharing.js';
 import { renderLogin, renderSetup } from './sign-in.js';
 import { renderEvents, renderStatus, renderStatusParts } from './status.js';
 import { loadAll, page, refresh, setShell, state, type Changed, type Page } from './store.js';
 
-const TITLES: Record<Page, string> = { devices: 'Devices', phones: 'Phones', access: 'Access', status: 'Status', settings: 'Settings' };
+const TITLES: Record<Page, string> = { devices: 'Devices', phones: 'Phones', access: 'Access', sharing: 'Sharing', status: 'Status', settings: 'Settings' };
 
 const main = (): HTMLElement => byId('main');
 
@@ -106,6 +107,8 @@ function redrawLists(c: Changed): void {
   if (p === 'devices' && c.devices) renderDeviceLists();
   if (p === 'phones' && c.phones) renderPhoneList();
   if (p === 'access' && (c.devices || c.phones || c.grants)) renderAccessBody();
+  if (p === 'sharing' && c.devices) renderSharingDevices();
+  if (p === 'sharing' && (c.phones || c.grants)) void renderSharingLists();
 }
 
 // --- navigation ---------------------------------------------------------------------------------------------------
@@ -128,6 +131,9 @@ function render(): void {
       break;
     case 'access':
       renderAccess(m);
+      break;
+    case 'sharing':
+      renderSharing(m);
       break;
     case 'status':
       renderStatus(m);

@@ -3,8 +3,8 @@
 // this, never import the shell.
 import { api, ApiError, type AgentEvent, type Device, type Enrollment, type Grant, type Phone, type Qos, type Session, type Status, type Traffic } from './api.js';
 
-export type Page = 'devices' | 'phones' | 'access' | 'status' | 'settings';
-export const PAGES: readonly Page[] = ['devices', 'phones', 'access', 'status', 'settings'];
+export type Page = 'devices' | 'phones' | 'access' | 'sharing' | 'status' | 'settings';
+export const PAGES: readonly Page[] = ['devices', 'phones', 'access', 'sharing', 'status', 'settings'];
 
 /** Which lists to read again (the live stream's `changed` event says the same). */
 export interface Changed {
