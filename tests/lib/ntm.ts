@@ -334,7 +334,7 @@ export interface NatpairOptions {
   readonly dns?: Partial<Record<'a' | 'b', string>>;
   /** Runs once the DC and RS are up, before the terminals start (e.g. to let a metrics scraper see them idle). */
   readonly afterServers?: () => Promise<void>;
-  /** How long a terminal may take to be ready (ms); default 20000. */
+  /** How long a terminal may take to be ready (ms); default 60000: a loaded machine has taken over 20 s to bring up a terminal's data plane (readiness, not a speed: the figures that matter are asserted or benchmarked elsewhere). */
   readonly terminalReadyMs?: number;
   /**
    * B at a second DC (on the DC's host, UDP 7110, pool 198.18.2.0/24, operator port 9110), the two DCs each other's
@@ -379,8 +379,8 @@ export async function startNatpair(tb: Testbed, root: string, started: Daemon[],
   const dcRef = `${dcId.publicKey}@192.0.2.2:7100`;
   const bDcRef = dc2Id ? `${dc2Id.publicKey}@192.0.2.2:7110` : dcRef;
   const [a, b] = await Promise.all([
-    startNtm(tb, 'a', 'up', ['--dc', dcRef, '--name', 'a', '--dns', o.dns?.a ?? '', ...terminalArgs], dirs.a, o.terminalReadyMs ?? 20_000, o.env?.a).then((d) => (started.push(d), d)),
-    startNtm(tb, 'b', 'up', ['--dc', bDcRef, '--name', 'b', '--dns', o.dns?.b ?? '', ...terminalArgs], dirs.b, o.terminalReadyMs ?? 20_000, o.env?.b).then((d) => (started.push(d), d)),
+    startNtm(tb, 'a', 'up', ['--dc', dcRef, '--name', 'a', '--dns', o.dns?.a ?? '', ...terminalArgs], dirs.a, o.terminalReadyMs ?? 60_000, o.env?.a).then((d) => (started.push(d), d)),
+    startNtm(tb, 'b', 'up', ['--dc', bDcRef, '--name', 'b', '--dns', o.dns?.b ?? '', ...terminalArgs], dirs.b, o.terminalReadyMs ?? 60_000, o.env?.b).then((d) => (started.push(d), d)),
   ]);
   return { dc, rs, ...(rs2 ? { rs2 } : {}), a, b, dirs, dcArgs, dcId, ...(dc2 ? { dc2 } : {}) };
 }
