@@ -29,6 +29,11 @@ export interface DcCapacityOptions {
   readonly log?: (line: string) => void;
   /** Record to the NtmRegistry contract instead of the DC's SQLite registry; `fund` gives the DC's account gas. */
   readonly ledger?: { readonly rpcUrl: string; readonly contract: string; readonly deployBlock: number; fund(id: string): Promise<void> };
+  /**
+   * dc.ecWorkers: the first registrations' EC work on this many worker threads. The DC may then use every core (the
+   * generator's too: on a 2-core machine they share it); without, the DC has one core of its own.
+   */
+  readonly ecWorkers?: number;
   /** With a ledger: how long to wait after the load for the outbox to drain (s; default 0). */
   readonly drainS?: number;
 }
@@ -71,6 +76,13 @@ async function ecFloorPerSecond(core: number): Promise<{ wall: number; cpu: numb
   }
 }
 
+
+/** CPU time (s) of the process's main thread alone (/proc/<pid>/task/<pid>/stat): its event loop. */
+function mainThreadCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
 
 /** The lowest VmRSS (MiB) over `ms`, sampled twice a second. */
 async function settledRss(pid: number, ms: number): Promise<number> {
@@ -137,12 +149,13 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     dc = spawn(
       'taskset',
       [
-        ...['-c', String(cpu.dc), process.execPath, ...NODE_FLAGS.dc, NTM, 'dc', '--data-dir', tmp.path, '--listen', '127.0.0.1:0', '--pool', '198.18.0.0/15'],
+        ...['-c', opts.ecWorkers ? `0-${cpu.dc}` : String(cpu.dc), process.execPath, ...NODE_FLAGS.dc, NTM, 'dc', '--data-dir', tmp.path, '--listen', '127.0.0.1:0', '--pool', '198.18.0.0/15'],
         // No operator API: its fixed loopback port would collide with any other DC on the host (the status used here
         // is the control socket's).
         ...['--operator-listen', ''],
         ...['--set', 'dc.newPerSourceBurst=1000000', '--set', 'dc.newPerSourcePerMin=1000000', '--set', 'dc.cookieAbovePerSec=1000000'],
         ...ledgerArgs,
+        ...(opts.ecWorkers ? ['--set', `dc.ecWorkers=${opts.ecWorkers}`] : []),
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -151,7 +164,7 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     const pid = dc.pid!;
     const sock = join(tmp.path, 'dc.sock');
     const backlog = async () => ((await request(sock, { cmd: 'status' })) as { registry: { backlog: RegistryBacklog | null } }).registry.backlog;
-    log(`dc capacity: DC pid ${pid} on core ${cpu.dc}, port ${port}; generating ${terminals} identities`);
+    log(`dc capacity: DC pid ${pid} on core ${opts.ecWorkers ? `0-${cpu.dc} with ${opts.ecWorkers} EC workers` : cpu.dc}, port ${port}; generating ${terminals} identities`);
 
     gen = spawn(
       process.execPath,
@@ -178,6 +191,7 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     // Registrations the DC itself counted meanwhile: on a loaded machine some answers reach the generator after it gave
     // up on them (counted lost there), but the DC did that work too.
     const cpuAt: Record<string, number> = {};
+    const mainAt: Record<string, number> = {};
     const countsAt: Record<string, Promise<Record<string, number>>> = {};
     const counts = async () => ((await request(sock, { cmd: 'status' })) as { counts: Record<string, number> }).counts;
     // The outbox every 2 s: when it was first empty after the first-time phase, and how much was on the chain then.
@@ -204,6 +218,7 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
         if (j.phase === 'generated') loadStart = performance.now();
         if (j.phase === 'generated' || j.phase === 'first' || j.phase === 'again-start' || j.phase === 'again') {
           cpuAt[j.phase] = processCpuSeconds(pid);
+          mainAt[j.phase] = mainThreadCpuSeconds(pid);
           countsAt[j.phase] = counts();
         }
         if (j.phase === 'first') {
@@ -256,6 +271,8 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
       dc_cpu_s_first: round(firstCpu, 2),
       registrations_per_dc_cpu_s: Math.round(firstDoneByDc / firstCpu),
       ec_floor_per_cpu_s: Math.round(cpuFloor),
+      main_thread_cpu_s_first: round(mainAt.first! - mainAt.generated!, 2),
+      registrations_per_main_thread_cpu_s: Math.round(firstDoneByDc / (mainAt.first! - mainAt.generated!)),
       registrations_per_dc_cpu_s_over_ec_floor: round(firstDoneByDc / firstCpu / cpuFloor, 3),
       ...(again ? { dc_cpu_s_again: round(againCpu, 2), reregistrations_per_dc_cpu_s: Math.round(againDoneByDc / againCpu) } : {}),
       load_1m: { before: loadBefore, after: loadAverage() },

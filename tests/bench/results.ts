@@ -59,10 +59,18 @@ export interface DcCapacityFigures {
   /** 1 / (ECDSA recover + ECDH) in CPU time (crypto-bench's cpuUsPerOp), and the DC's rate per CPU second against it. */
   readonly ec_floor_per_cpu_s?: number;
   readonly registrations_per_dc_cpu_s_over_ec_floor?: number;
+  /**
+   * The event loop's own CPU time over the first-time phase, and the registrations per such second: with the EC work
+   * on workers (ec_workers_1) that thread is the serial part, so this is the rate where cores to spare would take it.
+   */
+  readonly main_thread_cpu_s_first?: number;
+  readonly registrations_per_main_thread_cpu_s?: number;
   readonly dc_cpu_s_again?: number;
   readonly reregistrations_per_dc_cpu_s?: number;
   /** /proc/loadavg's 1-minute figure before and after. */
   readonly load_1m?: { readonly before: number; readonly after: number };
+  /** The same run (first-time phase only) with dc.ecWorkers = 1 and the DC on both cores, the generator's included. */
+  readonly ec_workers_1?: DcCapacityFigures;
 }
 
 /** The DC under a flood of forged registrations from spoofed sources (tests/bench/flood.ts; issue 11 #4). */

@@ -140,7 +140,12 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<{ file: Resu
     await attempt('registration', () => pair('registration'));
     await attempt('communication_start', () => pair('communication_start'));
   }
-  await attempt('dc_capacity', () => benchDcCapacity({ terminals: size.terminals, reregister: size.reregister, settleS: size.settleS, log }));
+  await attempt('dc_capacity', async () => {
+    const oneCore = await benchDcCapacity({ terminals: size.terminals, reregister: size.reregister, settleS: size.settleS, log });
+    // The second figure (more cores): the EC work on a worker thread, a shorter run (the rate settles within seconds).
+    const ecWorkers = await benchDcCapacity({ terminals: Math.min(size.terminals, 30_000), reregister: 0, settleS: size.settleS, ecWorkers: 1, log });
+    return { ...oneCore, ec_workers_1: ecWorkers };
+  });
   await attempt('agent_memory', () => benchAgentMemory({ quick: !!opts.quick, log }));
   await attempt('handover', () => benchHandover({ quick: !!opts.quick, log }));
   await attempt('throughput', () => benchThroughput({ quick: !!opts.quick, log, ...(opts.profile ? { profile: opts.profile } : {}) }));

@@ -27,7 +27,7 @@ import { IntegrityError, RegistrationRefusedError, RejectedError, StickyRevocati
 import type { Clock } from '../../agent/src/types/net.js';
 import { buildPacket } from '../../agent/src/dataplane/packet/testing/build.js';
 import { ip4ToBytes } from '../../agent/src/protocol/ip.js';
-import { REGISTRATION_COOKIE, encodeRegistrationRequest, mac1Key } from '../../agent/src/protocol/registration.js';
+import { REGISTRATION_COOKIE, encodeRegistrationRequest, mac1Key, registrationKey } from '../../agent/src/protocol/registration.js';
 
 const RETRY = { initialMs: 100, maxMs: 400, deadlineMs: 4000 };
 
@@ -556,6 +556,61 @@ void describe('the DC on a fake network', () => {
     } finally {
       await forger.close();
       await closeAll([d], [alice]);
+    }
+  });
+});
+
+void describe('the DC with its EC work on worker threads (dc.ecWorkers)', () => {
+  test('first registrations, a retransmission while the workers hold it, a wrong MAC and a bad signature: as on the event loop', async () => {
+    const net = new FakeNetwork();
+    const d = await startDc(net, '10.0.0.1', { config: { 'dc.ecWorkers': 2 } });
+    const terminals = Array.from({ length: 12 }, (_, i) => startTerminal(net, `10.0.${i + 1}.1`, d, `t${i}`));
+    const forger = net.open(['10.0.99.9']);
+    const answers: Buffer[] = [];
+    forger.onMessage((m) => answers.push(Buffer.from(m)));
+    try {
+      const regs = await Promise.all(terminals.map((t) => t.node.register()));
+      assert.equal(new Set(regs.map((r) => r.v4)).size, 12, 'each its own address');
+      for (const t of terminals) assert.ok((d.registry as FakeRegistry).ledger.latest('node', t.node.id), 'committed');
+      assert.equal(count(d.dc, 'registrations-new'), 12);
+      assert.ok(count(d.dc, 'reg-ec-worker') >= 12, 'their EC work went to the workers');
+      assert.equal(count(d.dc, 'reg-ecdh'), count(d.dc, 'reg-ec-worker'), 'and none was done on the event loop');
+      assert.ok(d.dc.terminals.byId.get(terminals[0]!.node.id)?.kss, 'K_ss from the worker kept for renewals');
+      // (Terminals whose first answer took longer than their retransmission timer, while the workers started, sent
+      // their request again as a renewal.)
+      const renewed = count(d.dc, 'registrations-renewed');
+      await terminals[0]!.node.register();
+      assert.equal(count(d.dc, 'registrations-renewed'), renewed + 1);
+
+      // Requests of a new key, built as a terminal builds them.
+      const key = Identity.generate();
+      const kss = registrationKey(key.dh(d.identity.publicKey)!);
+      const request = (txid: number, nt: Uint8Array, k: Uint8Array) =>
+        encodeRegistrationRequest(
+          { terminalIndex: txid, txid: BigInt(txid), nonce: Buffer.alloc(16, txid), time: Date.now() + txid, nt, locals: [], name: '', token: new Uint8Array(0) },
+          k,
+          mac1Key(d.identity.publicKey),
+        );
+      const nt = NT.encode(NT.sign(key, { dcId: d.identity.id, revoked: false, timestamp: Date.now() }));
+      // A wrong MAC (K_ss of another key), then a signature that does not hold (its s altered): neither is answered.
+      forger.send(request(1, nt, Buffer.alloc(32, 7)), d.endpoint);
+      const badSig = Buffer.from(nt);
+      badSig[badSig.length - 10] = badSig[badSig.length - 10]! ^ 1;
+      forger.send(request(2, badSig, kss), d.endpoint);
+      await until('both dropped', () => (d.dc.drops.toJSON()['reg-mac'] ?? 0) === 1 && (d.dc.drops.toJSON()['nt-signature'] ?? 0) === 1);
+      // The genuine request twice in one turn: both go to a worker; one registration, the second answered from the cache.
+      const good = request(3, nt, kss);
+      const retransmissions = count(d.dc, 'reg-retransmission');
+      forger.send(good, d.endpoint);
+      forger.send(good, d.endpoint);
+      await until('two answers', () => answers.length === 2);
+      assert.ok(answers[0]!.equals(answers[1]!), 'the same answer twice');
+      assert.equal(count(d.dc, 'registrations-new'), 13);
+      assert.equal(count(d.dc, 'reg-retransmission'), retransmissions + 1);
+      assert.ok(d.dc.terminals.byId.get(key.idHex));
+    } finally {
+      await forger.close();
+      await closeAll([d], terminals);
     }
   });
 });

@@ -111,6 +111,11 @@ export const SCHEMA = {
       'Registrations from unknown IDs per second above which the DC is under load: each such request then must echo a cookie the DC sends to its source address (WireGuard\'s cookie reply) before it costs an ECDH. 0: always.',
     ),
     limitSources: f(100_000, num(100, 10_000_000), 'Sources the per-source limits track at once (bounded memory); when full, new sources wait.'),
+    ecWorkers: f(
+      0,
+      num(0, 64),
+      'Worker threads for a first-time registration\'s EC work (the ECDH for K_ss and the Node Transaction\'s signature, ~40% of the DC\'s CPU per new terminal), beside the event loop: for a DC with cores to spare. 0: on the event loop.',
+    ),
     peers: f<PeerRef[]>([], list(peerRef), 'Other DCs: "0xID@addr:port". Node Transactions are replicated to them; directions to their terminals go through them.'),
     relays: f<PeerRef[]>([], list(peerRef), 'Relay Servers this DC may route through: "0xID@addr:port" (one entry per address family).'),
     relayQuotaBytes: f(10 * 1024 ** 3, num(0, 2 ** 53), 'Bytes an RS may relay for one tunnel (written into the ticket).'),

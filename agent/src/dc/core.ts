@@ -14,6 +14,7 @@ import { defaultPools } from './pools.js';
 import { LoadMeter, SourceLimiter, TokenBucket } from '../util/source-limit.js';
 import { SourceCookies } from '../crypto/source-cookie.js';
 import { mac1Key, type RefusalReason } from '../protocol/registration.js';
+import { EcWorkers } from './ec-workers.js';
 
 export interface DcServerOptions {
   readonly identity: Identity;
@@ -124,6 +125,8 @@ export class DcCore {
   /** The key of mac1, derived from the DC's public key once. */
   readonly mac1Key: Buffer;
   stopped = false;
+  /** The first registrations' EC work on worker threads (dc.ecWorkers; absent: on the event loop). */
+  readonly ec: EcWorkers | undefined;
 
   readonly bind: Bind;
 
@@ -135,6 +138,7 @@ export class DcCore {
     this.unknownLoad = new LoadMeter(opts.config.cookieAbovePerSec);
     this.cookies = new SourceCookies(() => this.clock.monotonic());
     this.mac1Key = mac1Key(opts.identity.publicKey);
+    this.ec = opts.config.ecWorkers >= 1 ? new EcWorkers(opts.identity, Math.floor(opts.config.ecWorkers), (e) => this.log.error('ec worker failed', { err: e })) : undefined;
     this.refusals = new ThrottledLog(this.log, () => this.clock.monotonic());
     this.identity = opts.identity;
     this.config = opts.config;

@@ -37,6 +37,12 @@ import type { TerminalRecord } from './terminals.js';
 import type { DcCore } from './core.js';
 import type { ControlChannel } from './channel.js';
 import { keep } from '../util/keep.js';
+import type { EcResult } from './ec-workers.js';
+
+/** A request handled again with its EC work done on a worker (ec-workers.ts), and what the first pass decided. */
+interface Prepared extends EcResult {
+  readonly overLimit: boolean;
+}
 
 interface Probe {
   mapping?: Endpoint;
@@ -57,7 +63,7 @@ export class Registration {
     channel.onLocation = (rec, from, locals, txid) => this.learnLocation(rec, from, locals, txid);
   }
 
-  onRegistration(data: Buffer, from: Endpoint, bind: Bind): void {
+  onRegistration(data: Buffer, from: Endpoint, bind: Bind, pre?: Prepared): void {
     const { dc } = this;
     // mac1 first (WireGuard §5.4.4): random garbage costs one HMAC and nothing else, not even a decode.
     if (data.length < REGISTRATION_REQUEST_MIN) return dc.drops.inc('reg-malformed');
@@ -67,7 +73,8 @@ export class Registration {
     // An ID we do not know costs an ECDH before its MAC can be checked. Under load (WireGuard §5.4.7) that is done only
     // for a sender that echoed our cookie: a flood from spoofed sources costs a cookie reply each (an HMAC, 40 bytes
     // back, less than came in), before even a decode, and no EC operation.
-    if (!rec && dc.unknownLoad.note(dc.clock.monotonic()) && !this.cookieEchoed(data, from)) {
+    // (A request back from the EC workers passed this, and the per-source limit below, on its first pass.)
+    if (!rec && !pre && dc.unknownLoad.note(dc.clock.monotonic()) && !this.cookieEchoed(data, from)) {
       dc.counts.inc('reg-cookie-sent');
       return dc.send(encodeRegistrationCookie(data.readUInt32BE(4), dc.cookies.issue(from), requestMac1(data)), from, bind);
     }
@@ -122,8 +129,8 @@ export class Registration {
     // appliances all register from the agent's own address) asks instead whether it could admit the ID at all. A
     // request either turns down is answered (authenticated, so at the cost of the ECDH) only a few times a second for
     // the whole DC, and gets silence beyond.
-    let overLimit = false;
-    if (!rec) {
+    let overLimit = pre?.overLimit ?? false;
+    if (!rec && !pre) {
       const mono = dc.clock.monotonic();
       const notAdmitted = !!dc.opts.mayAdmit && !dc.opts.mayAdmit(idHex, req.token);
       const overSource = !dc.opts.mayAdmit && !dc.opts.admit && !dc.newPerSource.take(from, mono);
@@ -144,10 +151,26 @@ export class Registration {
       }
       dc.counts.inc('reg-ecdh');
     }
+    if (!kss && dc.ec && !pre) {
+      // The EC work on a worker thread; the request comes back here with its result (a copy: `data` is borrowed).
+      const copy = Buffer.from(data);
+      const over = overLimit;
+      dc.counts.inc('reg-ec-worker');
+      dc.ec.submit(copy, (r) => {
+        if (dc.stopped) return;
+        try {
+          this.onRegistration(copy, from, bind, { ...r, overLimit: over });
+        } catch (e) {
+          dc.drops.inc('internal');
+          dc.log.error('registration handler failed', { err: e, from: src });
+        }
+      });
+      return;
+    }
     if (!kss) {
-      const x = dc.identity.dh(publicKey);
+      const x = pre ? pre.kss : dc.identity.dh(publicKey);
       if (!x) return dc.drops.inc('reg-key');
-      kss = registrationKey(x);
+      kss = pre ? x : registrationKey(x);
       // K_ss depends on the two keys only: kept whether or not this request's MAC holds, so that after a restart
       // forged copies of a known terminal's request cost one ECDH in all, not one each.
       if (rec) rec.kss = keep(kss);
@@ -160,7 +183,7 @@ export class Registration {
       this.refuse(req, authKey, from, bind, reason, extra.limit ?? 0, extra.retryAfterS ?? 0);
     };
     if (overLimit) return refuse('rate-limited', 'reg-source-limit-answered', { retryAfterS: Math.ceil(60 / dc.config.newPerSourcePerMin) });
-    if (nt && NT.check(nt) !== 'ok') return dc.drops.inc('nt-signature');
+    if (nt && (pre && pre.nt !== 'unchecked' ? pre.nt : NT.check(nt)) !== 'ok') return dc.drops.inc('nt-signature');
     const revoking = nt?.revoked ?? false;
     if (!rec && dc.terminals.isRevokedId(idHex)) return refuse('revoked', 'reg-revoked');
     if (!rec && dc.opts.admit) {

@@ -172,7 +172,7 @@ export class DcServer {
     this.federation.requests.cancelAll('dc stopping');
     this.core.terminals.saveService();
     this.core.commit.flush();
-    await Promise.all([this.bind.close(), this.probeBind.close(), this.core.registry.close()]);
+    await Promise.all([this.bind.close(), this.probeBind.close(), this.core.registry.close(), this.core.ec?.close()]);
   }
 
   // Dispatch: every packet gets a decision; bad ones are counted by reason, never thrown.
