@@ -48,6 +48,10 @@ void describe('benchmarks (smoke)', () => {
       }
       assert.ok(dc.terminals >= 1000, `the DC holds the generated terminals (${dc.terminals})`);
       assert.ok(dc.verified_answers > 0, 'some answers were decrypted and checked');
+      // Issue 15: the DC's rate per second of its own CPU, and the second run with the EC work on a worker thread.
+      for (const k of ['registrations_per_dc_cpu_s', 'ec_floor_per_cpu_s', 'registrations_per_main_thread_cpu_s'] as const) finite(dc[k], `dc_capacity.${k}`);
+      assert.ok(dc.ec_workers_1 && dc.ec_workers_1.registrations_per_s > 0 && dc.ec_workers_1.terminals >= 1000, `dc_capacity.ec_workers_1 ${JSON.stringify(dc.ec_workers_1)}`);
+      finite(dc.ec_workers_1.registrations_per_main_thread_cpu_s, 'dc_capacity.ec_workers_1.registrations_per_main_thread_cpu_s');
       // The household benchmarks run for real in quick mode too: each produces its figures, not a null.
       for (const name of ['agent_memory', 'handover', 'throughput'] as const) {
         const v = f.results[name];
