@@ -3,7 +3,8 @@
 // accepts it for its laptop only. The laptop — which knows nothing of NTMobile — reaches the camera by name and by
 // virtual address, over HTTP and a UDP stream, end to end encrypted between the two agents (A's vCPE is IPv4-only
 // behind a symmetric CGNAT, B's is public and dual-stack); A's speaker is refused by A's policy, a port B did not share
-// is refused by B's; both agents restart (A cleanly, B by kill -9) and it works again; B revokes the share and the
+// is refused by B's; both agents restart (A cleanly, B by kill -9) and it works again; with the direct path blocked the
+// tunnel goes through B's RS; B revokes the share and the
 // laptop is cut within seconds. Real processes: two `ntm agent`s, an HTTP server and a UDP stream on the camera, curl,
 // dig and node on the laptop and the speaker.
 import { after, before, describe, test } from 'node:test';
@@ -136,6 +137,18 @@ void describe('a device shared between two households (issue 13, part 1)', () =>
     c.b = await agentB(c.tb, join(c.tmp.path, 'b'));
     await waitFor('the camera again after B was killed', async () => (await curl(c.tb, 'laptop', `http://${NAME}/`, 5)).code === 0, 60_000, 500);
     assert.ok((await frames(c.tb, 'laptop', c.share.virtualV4)) >= 100);
+  });
+
+  test("the direct path between the homes blocked: a new tunnel goes through B's RS", async () => {
+    // The Internet drops A's datagrams to B's tunnel port (not to B's DC or RS): a fresh tunnel must fall back to the relay.
+    const block = await c.tb.exec('isp', ['iptables', '-I', 'FORWARD', '-p', 'udp', '-s', '192.0.2.2', '-d', '198.51.100.2', '--dport', '7300', '-j', 'DROP']);
+    assert.equal(block.code, 0, block.stderr);
+    await c.a.stop();
+    c.a = await agentA(c.tb, join(c.tmp.path, 'a'));
+    await waitFor('the camera through the RS', async () => (await curl(c.tb, 'laptop', `http://${NAME}/`, 5)).code === 0, 60_000, 500);
+    const tb = (await c.b.call({ cmd: 'tunnels' })) as Array<{ device: string; peer: string; state: string; path: string }>;
+    assert.ok(tb.some((t) => t.peer === c.peerId && t.state === 'up' && /relay/.test(t.path)), JSON.stringify(tb));
+    assert.ok((await frames(c.tb, 'laptop', c.share.virtualV4)) >= 100, 'the UDP stream through the RS');
   });
 
   test('B revokes the share: the laptop is cut within seconds', async () => {
