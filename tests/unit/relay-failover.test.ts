@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chooseRelay, type EndView, type RelayView } from '../../agent/src/dc/route.js';
-import { relaySilent, type RelayState } from '../../agent/src/dc/core.js';
+import { newRelay, relaySilent, type RelayState } from '../../agent/src/dc/core.js';
 import { UNREACHABLE_MS } from '../../agent/src/terminal/relay-probe.js';
 import type { Endpoint } from '../../agent/src/types/net.js';
 
@@ -22,11 +22,11 @@ test('an RS an end reports as not answering loses to any RS that answers, even a
 });
 
 test('an RS that missed three report periods (at least 5 s) is silent; one never heard from is not', () => {
-  const r: RelayState = { id: '0xrs', loadAt: 100_000, reportEveryMs: 5000 };
+  const r: RelayState = { ...newRelay('0xrs', 'config'), loadAt: 100_000, reportEveryMs: 5000 };
   assert.equal(relaySilent(r, 114_000), false);
   assert.equal(relaySilent(r, 115_001), true);
   assert.equal(relaySilent({ ...r, reportEveryMs: 1000 }, 105_001), true, 'a fast reporter: 5 s at least');
   assert.equal(relaySilent({ ...r, reportEveryMs: 1000 }, 104_000), false);
   assert.equal(relaySilent({ ...r, reportEveryMs: 20_000 }, 150_000), false, 'a slow reporter gets three of its periods');
-  assert.equal(relaySilent({ id: '0xnew' }, 1e9), false);
+  assert.equal(relaySilent(newRelay('0xnew', 'config'), 1e9), false);
 });

@@ -2,7 +2,7 @@
 // show the same decisions on real NATs; these pin the rules themselves.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chooseRelay, isGlobal, planRoute, type EndView, type NatKind, type RelayView } from '../../agent/src/dc/route.js';
+import { chooseRelay, isGlobal, planRoute, type EndView, type NatKind, type RelayCandidate, type RelayView } from '../../agent/src/dc/route.js';
 import type { Endpoint } from '../../agent/src/types/net.js';
 
 const ep = (address: string, port = 7000): Endpoint => ({ family: address.includes(':') ? 6 : 4, address, port });
@@ -96,4 +96,24 @@ test('RS choice: least measured RTT to both ends, load counts, a busy RS only as
   const y: RelayView = { id: '0xb', v4: ep('192.0.2.4', 7200), load: 0.2 };
   const unmeasured = end('u', '203.0.113.2', 'symmetric');
   assert.equal(chooseRelay(unmeasured, unmeasured, [y, x])?.rsId, '0xa', 'equal scores: the lower ID, every time');
+});
+
+test('RS choice (paper §3.1): a draining RS only as the last resort; an unmeasured one counts the DC\'s RTT, or the end\'s RTT to another RS at its address', () => {
+  const a = end('a', '203.0.113.2', 'symmetric', [], { '0xold': 12 });
+  const b = end('b', '203.0.113.66', 'symmetric', [], { '0xold': 14 });
+  const old: RelayView = { id: '0xold', v4: ep('192.0.2.1', 7200), load: 0.5 };
+  // A new instance beside it (same address, another port): nobody pinged it yet, and it is idle.
+  const fresh: RelayView = { id: '0xnew', v4: ep('192.0.2.1', 7201), load: 0, dcRtt: 1 };
+  const explain: RelayCandidate[] = [];
+  assert.equal(chooseRelay(a, b, [old, fresh], explain)?.rsId, '0xnew', '26 ms × 1 beats 26 ms × 1.5');
+  const c = explain.find((x) => x.id === '0xnew')!;
+  assert.deepEqual([c.rttA, c.rttB, c.measuredA, c.measuredB, c.score], [12, 14, true, true, 26], 'the RTTs measured to the same address');
+  assert.equal(chooseRelay(a, b, [old, { ...fresh, draining: true }])?.rsId, '0xold', 'a draining RS is not chosen while another serves');
+  assert.equal(chooseRelay(a, b, [{ ...old, load: 0.95 }, { ...fresh, draining: true }])?.rsId, '0xold', 'busy before draining');
+  assert.equal(chooseRelay(a, b, [{ ...fresh, draining: true }])?.rsId, '0xnew', 'draining, but the only one');
+  // Elsewhere and unmeasured: the DC's own RTT + 50 ms for each end.
+  const elsewhere: RelayView = { id: '0xfar', v4: ep('192.0.2.9', 7200), load: 0, dcRtt: 3 };
+  const ex2: RelayCandidate[] = [];
+  chooseRelay(a, b, [elsewhere], ex2);
+  assert.deepEqual([ex2[0]!.rttA, ex2[0]!.measuredA, ex2[0]!.score], [53, false, 106]);
 });

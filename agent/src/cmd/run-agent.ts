@@ -10,6 +10,7 @@ import { parseArgs, one, has, overrides } from './args.js';
 import { announce, loadOrCreateIdentity, onShutdown, securedDataDir, processMemory } from './common.js';
 import { ControlServer, request } from './control-socket.js';
 import { agentOperator } from './operator.js';
+import { startRsAutoscaler } from './rs-autoscale.js';
 import { EXIT_HELP } from './exit.js';
 import type { AgentApi, PairInput } from '../types/household.js';
 import { LanDiscovery } from '../discovery/index.js';
@@ -189,7 +190,20 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
   const dcIdentity = await loadOrCreateIdentity(join(agent.dataDir, 'dc.key'));
   const rsIdentity = await loadOrCreateIdentity(join(agent.dataDir, 'rs.key'));
   const runtime = await AgentRuntime.start({ agent, dc, rs, log, dcIdentity, rsIdentity });
-  const ctl = await ControlServer.listen(join(agent.dataDir, 'agent.sock'), (req) => dispatchAgentCommand(runtime, req));
+  // RS instances beside the household's DC, started and retired with the relayed load (paper §3.1; rsscale.max > 0).
+  const dcPort = runtime.dc.port;
+  const wan0 = runtime.advertise[0]!;
+  const scaler = startRsAutoscaler({
+    config: loadSection('rsscale', file, ov),
+    dc: runtime.dc,
+    dcRef: `${dcIdentity.idHex}@${wan0.includes(':') ? `[${wan0}]` : wan0}:${dcPort}`,
+    advertise: runtime.advertise,
+    dcDataDir: agent.dataDir,
+    log,
+  });
+  const ctl = await ControlServer.listen(join(agent.dataDir, 'agent.sock'), (req) =>
+    req.cmd === 'status' && scaler ? dispatchAgentCommand(runtime, req).then((st) => ({ ...(st as object), autoscaler: scaler.status() })) : dispatchAgentCommand(runtime, req),
+  );
 
   // LAN discovery: the neighbour table and mDNS through the system's Avahi (paper §3.2.2: the appliances to pair).
   const lan = agent.lanInterface || (await detectLanInterface(runtime.advertise));
@@ -251,6 +265,7 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
     for (const d of lanDns) d.close();
     await web?.app.close();
     await ctl.close();
+    await scaler?.stop();
     await runtime.stop();
   });
 }

@@ -12,6 +12,8 @@ import { ControlServer } from './control-socket.js';
 import { InputError, IntegrityError } from '../types/errors.js';
 import { openLedger } from '../registry/open.js';
 import { dcOperator } from './operator.js';
+import { startRsAutoscaler } from './rs-autoscale.js';
+import { parseEndpoint } from '../protocol/endpoint.js';
 import { EXIT_HELP } from './exit.js';
 import * as NT from '../protocol/node-transaction.js';
 import { formatId } from '../crypto/secp256k1.js';
@@ -32,6 +34,10 @@ ID and public key; terminals need "<publicKey>@<address>:<port>" as their --dc.
   --operator-listen ADDR:PORT  operator API and /metrics (default 127.0.0.1:9100; "" disables):
                     the ISP's side only; the bearer token is in DIR/operator-token
   --admission open|key         "key": a new terminal must present an enrollment key (\`ntm keys\`)
+  --accept-relay 0xRSID        an RS this DC takes when it announces itself (ntm rs --report-to this DC):
+                    no --relay address needed; forgotten when silent for dc.relayForgetS
+  --set rsscale.max=N          run up to N RS instances beside the DC, started and retired with the
+                    relayed load (rsscale.*: see \`ntm config\`; the household agent takes the same keys)
   --pool CIDR       its IPv4 pool (default: a /16 of dc.virtualV4 chosen from its ID; dc.poolV4Length)
   --set dc.expireAfterS=S      a terminal not heard from for S seconds of the DC's running time loses its
                     address to the pool (default 30 days; 0 never). A full pool refuses new terminals
@@ -68,6 +74,7 @@ export async function runDc(argv: readonly string[]): Promise<void> {
         advertise: 'dc.advertise',
         peer: 'dc.peers',
         relay: 'dc.relays',
+        'accept-relay': 'dc.acceptRelays',
         pool: 'dc.poolV4',
         pool6: 'dc.poolV6',
         keepalive: 'dc.keepaliveS',
@@ -98,8 +105,18 @@ export async function runDc(argv: readonly string[]): Promise<void> {
       throw new IntegrityError(`${dbPath}: ${e.message}. The DC refuses to start on a registry that does not verify; restore dc.db from a backup.`);
     throw e;
   });
+  // RS instances beside this DC, started and retired with the relayed load (paper §3.1; rsscale.max > 0).
+  const dcAddr = cfg.advertise[0] ?? `127.0.0.1:${dc.port}`;
+  const scaler = startRsAutoscaler({
+    config: loadSection('rsscale', file, ov),
+    dc,
+    dcRef: `${identity.idHex}@${dcAddr}`,
+    advertise: cfg.advertise.map((a) => parseEndpoint(a).address),
+    dcDataDir: cfg.dataDir,
+    log,
+  });
   const ctl = await ControlServer.listen(join(cfg.dataDir, 'dc.sock'), (req) => {
-    if (req.cmd === 'status') return { ...dc.status(), memory: processMemory() };
+    if (req.cmd === 'status') return { ...dc.status(), memory: processMemory(), autoscaler: scaler?.status() ?? null };
     // A terminal's own signed revocation (the household agent holds it for an appliance it unpairs): it goes to the
     // ledger like any Node Transaction, so every DC on an EVM ledger refuses the terminal too.
     if (req.cmd === 'revoke' && req.nt !== undefined) return { revoked: dc.revoke(...revocation(req, identity)) };
@@ -117,6 +134,7 @@ export async function runDc(argv: readonly string[]): Promise<void> {
   onShutdown(log, async () => {
     await ops?.close();
     await ctl.close();
+    await scaler?.stop();
     await dc.stop();
     db.close();
   });

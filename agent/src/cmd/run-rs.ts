@@ -17,18 +17,21 @@ export const RS_HELP = `ntm rs — run a Relay Server alone
 
 It relays tunnels between ends that cannot reach each other (both behind NATs, or IPv4-only vs
 IPv6-only), only when a trusted DC signed a ticket for that tunnel, within the ticket's quotas,
-and never sees tunnel keys. It reports its load to the --report-to DCs, which then route through it
-(configure those DCs with --relay <this RS's ID>@<address>). --advertise gives the addresses the DCs
-should hand out (one per family). Prints one JSON line with its ID when ready.
+and never sees tunnel keys. It announces itself to the --report-to DCs (a signed HELLO, then its load
+every rs.reportS), which route through it once they accept it: a DC started with
+--accept-relay <this RS's ID> learns its addresses from the announcement and forgets it when it falls
+silent (or, statically, --relay <this RS's ID>@<address>). --advertise gives the addresses the DCs
+should hand out (one per family; none: the address its announcements come from). Prints one JSON
+line with its ID when ready.
 
   --print-id        create the key if needed, print {id, publicKey} and exit
-  --capacity N      tunnels it accepts (its reported load is tunnels / N; default 10000)
+  --capacity N      tunnels it accepts (its reported load is active tunnels / N; default 10000)
   --metrics-listen ADDR:PORT   Prometheus /metrics (default 127.0.0.1:9101; "" disables)
   --config FILE     JSON config ({"rs": {...}}); --set rs.KEY=VALUE overrides any key
   ntm status --data-dir DIR --role rs    shows its tunnels, load and drop counters while it runs
 
 Alone, on its own dual-stack host (UDP 7200 open), for the DC 0xDCID at 192.0.2.2:7100:
-  ntm rs --data-dir /var/lib/ntm/rs --print-id              # {"id":"0xRSID",…}: give it to the DC (--relay)
+  ntm rs --data-dir /var/lib/ntm/rs --print-id              # {"id":"0xRSID",…}: the DC's --accept-relay
   ntm rs --data-dir /var/lib/ntm/rs --report-to 0xDCID@192.0.2.2:7100 \\
          --advertise 192.0.2.66:7200 --advertise [2001:db8:2::2]:7200
 

@@ -11,6 +11,7 @@ import { Counters, silentLogger, ThrottledLog, type Logger } from '../util/log.j
 import { TerminalTable } from './terminals.js';
 import { TurnCommit } from './commit.js';
 import { defaultPools } from './pools.js';
+import type { RelayCandidate } from './route.js';
 import { LoadMeter, SourceLimiter, TokenBucket } from '../util/source-limit.js';
 import { SourceCookies } from '../crypto/source-cookie.js';
 import { mac1Key, type RefusalReason } from '../protocol/registration.js';
@@ -76,6 +77,8 @@ export interface PeerState {
 
 export interface RelayState {
   readonly id: string;
+  /** Configured (dc.relays: kept) or announced by the RS itself (dc.acceptRelays: forgotten when it falls silent). */
+  readonly source: 'config' | 'announced';
   v4?: Endpoint;
   v6?: Endpoint;
   publicKey?: Buffer;
@@ -84,7 +87,36 @@ export interface RelayState {
   /** The interval between its last two load reports (ms): how long a silence means it stopped (relaySilent). */
   reportEveryMs?: number;
   lastIntervalMs?: number;
+  /** Active tunnels and capacity of its last load report; packets/s it relayed over the report's period. */
   tunnels?: number;
+  capacity?: number;
+  packetsPerS?: number;
+  /** When it last announced itself (HELLO or load report; monotonic ms). */
+  heardAt?: number;
+  /** Relayed routes this DC directed through it since its last load report (monotonic ms each): load it has not reported yet. */
+  assigned: number[];
+  /** The DC's RTT to it (ms): the least of its last RTT_SAMPLES pongs. */
+  dcRtt?: number;
+  rttSamples: number[];
+  /** The autoscaler retires it: not chosen while anything else can serve. */
+  draining: boolean;
+}
+
+/** Pongs the DC keeps per RS for its RTT figure. */
+export const RTT_SAMPLES = 5;
+
+/** One relay choice of a relayed route, with every candidate's figures (dc status: relayChoices). */
+export interface RelayChoiceRecord {
+  readonly at: number;
+  readonly tunnelId: string;
+  readonly a: string;
+  readonly b: string;
+  readonly rsId: string;
+  readonly candidates: readonly RelayCandidate[];
+}
+
+export function newRelay(id: string, source: RelayState['source']): RelayState {
+  return { id, source, assigned: [], rttSamples: [], draining: false };
 }
 
 /**
@@ -111,6 +143,10 @@ export class DcCore {
   readonly commit: TurnCommit;
   readonly peers = new Map<string, PeerState>();
   readonly relays = new Map<string, RelayState>();
+  /** RS IDs taken when they announce themselves (dc.acceptRelays, and what the embedding autoscaler adds). */
+  readonly acceptedRelays: Set<string>;
+  /** The last relayed routes' choices (newest last, at most 64). */
+  readonly relayChoices: RelayChoiceRecord[] = [];
   /** First-time registrations per source (util/source-limit.ts). */
   readonly newPerSource: SourceLimiter;
   /**
@@ -148,8 +184,9 @@ export class DcCore {
     this.commit = new TurnCommit(opts.db, this.terminals, this.registry, this.log, (d, to, b) => this.send(d, to, b));
     // helloAt -Infinity: the first HELLO goes at start (0 held it back until the process was 5 s old: monotonic time).
     for (const p of opts.config.peers) this.peers.set(p.id, { id: p.id, endpoint: p.endpoint, source: 'config', helloAt: -Infinity, answered: false });
+    this.acceptedRelays = new Set(opts.config.acceptRelays);
     for (const r of opts.config.relays) {
-      const st = this.relays.get(r.id) ?? { id: r.id };
+      const st = this.relays.get(r.id) ?? newRelay(r.id, 'config');
       if (r.endpoint.family === 4) st.v4 = r.endpoint;
       else st.v6 = r.endpoint;
       this.relays.set(r.id, st);

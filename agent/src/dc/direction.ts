@@ -12,8 +12,9 @@ import { signTicket } from '../protocol/relay.js';
 import { newTxid } from '../protocol/retransmit.js';
 import { cidrContainsText, parseCidr } from '../protocol/ip.js';
 import type { TerminalRecord } from './terminals.js';
-import { planRoute, type EndView, type RelayView, type RoutePlan } from './route.js';
-import { relaySilent, type DcCore, type PeerState } from './core.js';
+import { planRoute, type EndView, type RelayCandidate, type RoutePlan } from './route.js';
+import type { Relays } from './relays.js';
+import type { DcCore, PeerState } from './core.js';
 import type { ControlChannel, ChannelRequests } from './channel.js';
 import type { Federation, PeerInfoRequest, RouteUpdate } from './federation.js';
 
@@ -54,6 +55,7 @@ export class Direction implements ChannelRequests {
     private readonly dc: DcCore,
     private readonly channel: ControlChannel,
     private readonly federation: Federation,
+    private readonly relays: Relays,
   ) {}
 
   findLocal(t: Target): TerminalRecord | undefined {
@@ -99,15 +101,12 @@ export class Direction implements ChannelRequests {
     return undefined;
   }
 
-  private relayViews(): RelayView[] {
-    const now = this.dc.clock.monotonic();
-    return [...this.dc.relays.values()].map((r) => ({
-      id: r.id,
-      ...(r.v4 ? { v4: r.v4 } : {}),
-      ...(r.v6 ? { v6: r.v6 } : {}),
-      // A report older than 4 periods is no longer trusted; an RS that stopped reporting is ranked as full.
-      ...(relaySilent(r, now) ? { load: 1 } : r.load !== undefined && r.loadAt !== undefined && now - r.loadAt < 60_000 ? { load: r.load } : {}),
-    }));
+  /** The route between `a` (requester) and `b`; a relayed one's RS choice counts as its load and is kept for the status. */
+  private plan(a: EndView, b: EndView, tunnelId: bigint): RoutePlan | undefined {
+    const candidates: RelayCandidate[] = [];
+    const plan = planRoute(a, b, this.relays.views(), candidates);
+    if (plan?.kind === 'relay' && plan.relay) this.relays.chosen(tunnelId, a.id, b.id, plan.relay.rsId, candidates);
+    return plan;
   }
 
   /** The two Route Directions of a plan: `a` is the requester (MN), `b` the target (CN). Tickets are signed here. */
@@ -176,7 +175,7 @@ export class Direction implements ChannelRequests {
       if (dc.opts.allowDirection && !dc.opts.allowDirection(rec.id, local.id))
         return this.directionError(rec, txid, Status.NOT_ALLOWED, 'not allowed by the access policy', tText);
       if (!this.channel.online(local)) return this.directionError(rec, txid, Status.OFFLINE, 'peer offline', tText);
-      const plan = planRoute(endView(rec), endView(local), this.relayViews());
+      const plan = this.plan(endView(rec), endView(local), tunnelId);
       if (!plan) return this.directionError(rec, txid, Status.NO_ROUTE, 'no route (no common family and no relay)', tText);
       const [ra, rb] = this.routesFor(tunnelId, infoOf(rec), infoOf(local), plan);
       // Both ends at once: the overlap that the paper's sequential sequence lacks (§2.4: transit dominates).
@@ -327,7 +326,7 @@ export class Direction implements ChannelRequests {
     if (local.revoked) return answer(Status.REVOKED, 'peer revoked');
     if (dc.opts.allowDirection && !dc.opts.allowDirection(requesterId, local.id)) return answer(Status.NOT_ALLOWED, 'not allowed by the access policy');
     if (!this.channel.online(local)) return answer(Status.OFFLINE, 'peer offline');
-    const plan = planRoute(viewOfInfo(m.requester), endView(local), this.relayViews());
+    const plan = this.plan(viewOfInfo(m.requester), endView(local), m.tunnelId);
     if (!plan) return answer(Status.NO_ROUTE, 'no route (no common family and no relay)');
     const [ra, rb] = this.routesFor(m.tunnelId, m.requester, infoOf(local), plan);
     this.directOurs(local, rb);

@@ -13,6 +13,7 @@ import type { RegistryEntry } from '../types/registry.js';
 import { PendingRequests, newTxid } from '../protocol/retransmit.js';
 import { formatEndpoint } from '../protocol/endpoint.js';
 import type { DcCore, PeerState } from './core.js';
+import type { Relays } from './relays.js';
 
 export type PeerInfoRequest = Extract<PeerMessage, { type: typeof Peer.PEER_INFO_REQUEST }>;
 export type RouteUpdate = Extract<PeerMessage, { type: typeof Peer.ROUTE_UPDATE }>;
@@ -30,8 +31,11 @@ export class Federation {
   /** Set once the direction part exists: a peer DC's terminal lost its direct path to one of ours (rebinding). */
   onRouteUpdate: ((peer: PeerState, from: Endpoint, m: RouteUpdate) => void) | undefined;
 
-  constructor(private readonly dc: DcCore) {
-    this.sealer = new PeerSealer(dc.identity, (id) => dc.peers.has(id) || dc.relays.has(id));
+  constructor(
+    private readonly dc: DcCore,
+    private readonly relays: Relays,
+  ) {
+    this.sealer = new PeerSealer(dc.identity, (id) => dc.peers.has(id) || relays.trusts(id));
     dc.commit.onCommitted = (nts) => this.announce(nts);
   }
 
@@ -70,7 +74,6 @@ export class Federation {
     const rec = d.value.record;
     const id = formatId(rec.id);
     const peer = dc.peers.get(id);
-    const relay = dc.relays.get(id);
     if (rec.role === 'dc' && peer) {
       if (peer.record && rec.time <= peer.record.time && peer.publicKey) {
         if (d.value.wantAnswer) dc.send(encodeHello(this.record, false), from);
@@ -87,12 +90,8 @@ export class Federation {
       this.pushOwnNts(peer);
       return;
     }
-    if (rec.role === 'rs' && relay) {
-      relay.publicKey = Buffer.from(rec.publicKey);
-      for (const e of rec.endpoints) {
-        if (e.family === 4 && !relay.v4) relay.v4 = e;
-        if (e.family === 6 && !relay.v6) relay.v6 = e;
-      }
+    // An RS announcing itself (paper §3.1): one the DC was configured with, or whose ID it accepts.
+    if (rec.role === 'rs' && this.relays.onRecord(rec, id, from)) {
       if (d.value.wantAnswer) dc.send(encodeHello(this.record, false), from);
       return;
     }
@@ -138,7 +137,6 @@ export class Federation {
     const m = d.value;
     if (Math.abs(m.time - dc.clock.now()) > 60_000) return dc.drops.inc('peer-stale');
     const peer = dc.peers.get(o.senderId);
-    const relay = dc.relays.get(o.senderId);
     switch (m.type) {
       case Peer.PEER_INFO_RESPONSE:
       case Peer.ACK:
@@ -156,22 +154,7 @@ export class Federation {
         peer.publicKey ??= o.senderPublicKey;
         return this.onRouteUpdate?.(peer, from, m);
       case Peer.LOAD_REPORT:
-        if (!relay) return dc.drops.inc('peer-not-rs');
-        relay.publicKey ??= o.senderPublicKey;
-        relay.load = m.capacity > 0 ? m.tunnels / m.capacity : 1;
-        {
-          const now = dc.clock.monotonic();
-          // An RS also reports at once on a HELLO: the longer of the last two intervals is taken as its period.
-          if (relay.loadAt !== undefined) {
-            const interval = now - relay.loadAt;
-            relay.reportEveryMs = Math.max(interval, relay.lastIntervalMs ?? 0);
-            relay.lastIntervalMs = interval;
-          }
-          relay.loadAt = now;
-        }
-        relay.tunnels = m.tunnels;
-        if (m.v4) relay.v4 = m.v4;
-        if (m.v6) relay.v6 = m.v6;
+        if (!this.relays.onLoad(o.senderId, o.senderPublicKey, m, from)) return dc.drops.inc('peer-not-rs');
         return;
       default:
         return dc.drops.inc('peer-unexpected');

@@ -26,8 +26,24 @@ export interface RelayView {
   readonly v6?: Endpoint;
   /** Reported load, 0 (idle) … 1 (at capacity); undefined: not heard from (still usable, ranked last). */
   readonly load?: number;
-  /** The DC's own RTT to this RS (ms), a stand-in when an end has not measured it. */
+  /** The DC's own RTT to this RS (ms, measured by its RS_PINGs), a stand-in when an end has not measured it. */
   readonly dcRtt?: number;
+  /** Being retired (the autoscaler drains it): chosen only when nothing else can serve. */
+  readonly draining?: boolean;
+}
+
+/** One relay's figures in a choice (what the DC status shows, and what a test recomputes the rule from). */
+export interface RelayCandidate {
+  readonly id: string;
+  /** The RTT (ms) counted for each end, and whether that end measured it (else: an estimate, see chooseRelay). */
+  readonly rttA: number;
+  readonly rttB: number;
+  readonly measuredA: boolean;
+  readonly measuredB: boolean;
+  readonly load: number;
+  readonly score: number;
+  /** Ranked last: ≥ 90% load (1), draining (2); 0 otherwise. */
+  readonly rank: number;
 }
 
 export interface RelayChoice {
@@ -93,13 +109,44 @@ function families(e: EndView): Set<4 | 6> {
   return s;
 }
 
+/** A load that was not reported (or too long ago) counts as half full. */
+export const UNKNOWN_LOAD = 0.5;
+/** An RTT nobody measured: the DC's own RTT to the RS (or this, when even that is unknown) plus UNMEASURED_EXTRA. */
+export const UNKNOWN_RTT = 100;
+export const UNMEASURED_EXTRA = 50;
+/** From this load on, an RS is used only when no other can serve. */
+export const BUSY_LOAD = 0.9;
+
 /**
- * The RS rule (paper §2.4 leaves it open; ours): among relays that can serve both ends (each end needs an RS
- * address of a family it has), minimise rttA + rttB, where an unmeasured RTT counts as the DC's RTT to that RS
- * plus 50 ms (so measured, near relays win), multiplied by (1 + load) so a busy RS must be clearly nearer to
- * win; relays at ≥ 90% load are used only if nothing else can serve. Ties go to the lower ID (stable choice).
+ * The RTT counted for end `e` to relay `r` (docs/protocol.md §3.5, "choosing the RS"): what the end measured with its
+ * RS_PINGs; else what it measured to another RS at the same address (instances the vCPE started side by side on one
+ * host, whose new instance no end has pinged yet); else the DC's own RTT to the RS plus 50 ms (so measured, near relays
+ * win).
  */
-export function chooseRelay(a: EndView, b: EndView, relays: readonly RelayView[]): RelayChoice | undefined {
+function endRtt(e: EndView, r: RelayView, relays: readonly RelayView[]): { ms: number; measured: boolean } {
+  const own = e.rsRtt.get(r.id);
+  if (own !== undefined) return { ms: own, measured: true };
+  let same: number | undefined;
+  for (const o of relays) {
+    if (o === r) continue;
+    const m = e.rsRtt.get(o.id);
+    // 65,535: the end found that RS gone (RS failover); says nothing of its neighbours.
+    if (m === undefined || m >= 65_535) continue;
+    const shares = (r.v4 && o.v4 && r.v4.address === o.v4.address) || (r.v6 && o.v6 && r.v6.address === o.v6.address);
+    if (shares && (same === undefined || m < same)) same = m;
+  }
+  if (same !== undefined) return { ms: same, measured: true };
+  return { ms: (r.dcRtt ?? UNKNOWN_RTT) + UNMEASURED_EXTRA, measured: false };
+}
+
+/**
+ * The RS rule (paper §2.4 leaves it open; ours, docs/protocol.md §3.5): among relays that can serve both ends (each
+ * end needs an RS address of a family it has), minimise (rttA + rttB) × (1 + load), each RTT as endRtt counts it, the
+ * load as the DC last knew it (reported, plus the tunnels it directed there since); relays at ≥ 90% load, then
+ * draining ones, are used only if nothing else can serve. Ties go to the lower ID (stable choice). `explain`, when
+ * given, receives every candidate's figures.
+ */
+export function chooseRelay(a: EndView, b: EndView, relays: readonly RelayView[], explain?: RelayCandidate[]): RelayChoice | undefined {
   const fa = families(a);
   const fb = families(b);
   const pick = (fams: Set<4 | 6>, prefer: 4 | 6, r: RelayView): Endpoint | undefined => {
@@ -109,20 +156,19 @@ export function chooseRelay(a: EndView, b: EndView, relays: readonly RelayView[]
     if (r.v4 && fams.has(4)) return r.v4;
     return undefined;
   };
-  let best: { score: number; busy: boolean; id: string; choice: RelayChoice } | undefined;
+  let best: { score: number; rank: number; id: string; choice: RelayChoice } | undefined;
   for (const r of relays) {
     const forA = pick(fa, a.observed.family, r);
     const forB = pick(fb, b.observed.family, r);
     if (!forA || !forB) continue;
-    const est = (e: EndView) => e.rsRtt.get(r.id) ?? (r.dcRtt ?? 100) + 50;
-    const load = r.load ?? 0.5;
-    const score = (est(a) + est(b)) * (1 + load);
-    const busy = load >= 0.9;
-    const better =
-      !best ||
-      (best.busy && !busy) ||
-      (best.busy === busy && (score < best.score || (score === best.score && r.id < best.id)));
-    if (better) best = { score, busy, id: r.id, choice: { rsId: r.id, forA, forB } };
+    const ra = endRtt(a, r, relays);
+    const rb = endRtt(b, r, relays);
+    const load = r.load ?? UNKNOWN_LOAD;
+    const score = (ra.ms + rb.ms) * (1 + load);
+    const rank = r.draining ? 2 : load >= BUSY_LOAD ? 1 : 0;
+    explain?.push({ id: r.id, rttA: ra.ms, rttB: rb.ms, measuredA: ra.measured, measuredB: rb.measured, load, score, rank });
+    const better = !best || rank < best.rank || (rank === best.rank && (score < best.score || (score === best.score && r.id < best.id)));
+    if (better) best = { score, rank, id: r.id, choice: { rsId: r.id, forA, forB } };
   }
   return best?.choice;
 }
@@ -135,8 +181,8 @@ export function chooseRelay(a: EndView, b: EndView, relays: readonly RelayView[]
  * (4) otherwise (a symmetric NAT, or no common family: IPv4-only vs IPv6-only) → relay through a dual-stack RS.
  * IPv6 is preferred when both have it. `a` is the requester (MN), `b` the target (CN).
  */
-export function planRoute(a: EndView, b: EndView, relays: readonly RelayView[]): RoutePlan | undefined {
-  const relay = chooseRelay(a, b, relays);
+export function planRoute(a: EndView, b: EndView, relays: readonly RelayView[], explain?: RelayCandidate[]): RoutePlan | undefined {
+  const relay = chooseRelay(a, b, relays, explain);
   const withRelay = (p: Omit<RoutePlan, 'relay'>): RoutePlan => (relay ? { ...p, relay } : p);
   const fa = families(a);
   const fb = families(b);

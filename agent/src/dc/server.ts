@@ -21,11 +21,13 @@ import { keep } from '../util/keep.js';
 import * as NT from '../protocol/node-transaction.js';
 import { formatId } from '../crypto/secp256k1.js';
 import type { TerminalTable } from './terminals.js';
-import { DcCore, relaySilent, type DcServerOptions } from './core.js';
+import { DcCore, type DcServerOptions } from './core.js';
 import { ControlChannel } from './channel.js';
 import { Registration } from './registration.js';
 import { Direction } from './direction.js';
 import { Federation } from './federation.js';
+import { Relays } from './relays.js';
+import { RS_PING } from '../protocol/relay.js';
 import { LeaseExpiry } from './expiry.js';
 
 export type { Admission, DcEvent, DcServerOptions } from './core.js';
@@ -48,6 +50,7 @@ export class DcServer {
   private readonly channel: ControlChannel;
   private readonly registration: Registration;
   private readonly federation: Federation;
+  private readonly relays: Relays;
   private readonly expiry: LeaseExpiry;
   private timers: NodeJS.Timeout[] = [];
   /** Stops the directory subscription (set at start). */
@@ -64,9 +67,10 @@ export class DcServer {
     this.core = new DcCore(opts);
     this.channel = new ControlChannel(this.core);
     this.registration = new Registration(this.core, this.channel, probeBind);
-    this.federation = new Federation(this.core);
+    this.relays = new Relays(this.core);
+    this.federation = new Federation(this.core, this.relays);
     this.expiry = new LeaseExpiry(this.core, this.channel);
-    const direction = new Direction(this.core, this.channel, this.federation);
+    const direction = new Direction(this.core, this.channel, this.federation, this.relays);
     this.channel.handler = direction;
     this.federation.onPeerInfo = (peer, from, m) => direction.peerInfo(peer, from, m);
     this.federation.onRouteUpdate = (peer, from, m) => direction.routeUpdate(peer, from, m);
@@ -190,6 +194,8 @@ export class DcServer {
           return this.federation.onPeerFrame(data, from);
         case HELLO:
           return this.federation.onHello(data, from);
+        case RS_PING:
+          return this.relays.onPong(data);
         default:
           return core.drops.inc('type');
       }
@@ -205,7 +211,30 @@ export class DcServer {
     this.channel.keepalives();
     this.registration.expire();
     this.federation.sayHello();
+    this.relays.tick();
     this.expiry.tick();
+  }
+
+  /** Takes the RS `id` when it announces itself (the autoscaler's new instances; dc.acceptRelays at start). */
+  acceptRelay(id: string): void {
+    this.core.acceptedRelays.add(id.toLowerCase());
+  }
+
+  /** The autoscaler retires `id`: no new routes through it while another RS can serve (false: it may be chosen again). */
+  drainRelay(id: string, draining = true): void {
+    const r = this.core.relays.get(id.toLowerCase());
+    if (r) r.draining = draining;
+  }
+
+  /** Forgets an RS now and takes no more announcements from it (a retired instance). */
+  forgetRelay(id: string): void {
+    this.core.acceptedRelays.delete(id.toLowerCase());
+    this.core.relays.delete(id.toLowerCase());
+  }
+
+  /** The RSs this DC knows, with their figures (dc status `relays`). */
+  relayStatus(): Array<Record<string, unknown>> {
+    return this.relays.status();
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -288,14 +317,8 @@ export class DcServer {
       terminals: core.terminals.size,
       online,
       peers: [...core.peers.values()].map((p) => ({ id: p.id, endpoint: formatEndpoint(p.endpoint), known: !!p.publicKey, source: p.source })),
-      relays: [...core.relays.values()].map((r) => ({
-        id: r.id,
-        v4: r.v4 ? formatEndpoint(r.v4) : null,
-        v6: r.v6 ? formatEndpoint(r.v6) : null,
-        load: r.load ?? null,
-        tunnels: r.tunnels ?? null,
-        silent: relaySilent(r, core.clock.monotonic()),
-      })),
+      relays: this.relays.status(),
+      relayChoices: core.relayChoices,
       counts: core.counts.toJSON(),
       drops: core.drops.toJSON(),
       retransmissions: this.channel.requests.retransmissions + this.federation.requests.retransmissions,

@@ -252,8 +252,16 @@ export class RsServer {
     }
   }
 
+  /** Tunnels that relayed a frame or bound within rs.activeS: the load it reports (a tunnel idle since is no load). */
+  private active(): number {
+    const since = this.clock.now() - this.opts.config.activeS * 1000;
+    let n = 0;
+    for (const t of this.tunnels.values()) if (t.lastActive >= since) n++;
+    return n;
+  }
+
   private load(): number {
-    return Math.min(1, this.tunnels.size / this.opts.config.capacityTunnels);
+    return Math.min(1, this.active() / this.opts.config.capacityTunnels);
   }
 
   private onPing(data: Buffer, from: Endpoint): void {
@@ -290,7 +298,7 @@ export class RsServer {
         type: Peer.LOAD_REPORT,
         txid: newTxid(),
         time: this.clock.now(),
-        tunnels: this.tunnels.size,
+        tunnels: this.active(),
         capacity: this.opts.config.capacityTunnels,
         packetsPerS: pps,
         ...(v4 ? { v4 } : {}),
@@ -321,6 +329,7 @@ export class RsServer {
         packets: t.packets,
       })),
       dcs: this.dcs.map((d) => ({ id: d.id, endpoint: formatEndpoint(d.endpoint), known: !!d.publicKey })),
+      active: this.active(),
       load: this.load(),
       counts: this.counts.toJSON(),
       drops: this.drops.toJSON(),

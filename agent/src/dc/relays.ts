@@ -1,0 +1,173 @@
+// The DC's Relay Servers (paper §3.1: relays that come and go with load; §2.4: choosing one by distance and load):
+// which RSs it knows (configured, or announced by the RS itself: a signed HELLO, then sealed load reports, from an ID
+// the DC accepts), forgetting an announced one that falls silent; its own RTT to each (RS_PING, answered by the RS's
+// pong); what the route rule sees of each (dc/route.ts RelayView: the reported load plus the tunnels directed there
+// since); and the record of each relayed route's choice (status), so the rule can be checked on real figures.
+import type { Endpoint } from '../types/net.js';
+import type { ServerRecord } from '../protocol/dc-record.js';
+import { randomBytes } from 'node:crypto';
+import { decodeRsPing, encodeRsPing } from '../protocol/relay.js';
+import { formatEndpoint } from '../protocol/endpoint.js';
+import { RTT_SAMPLES, newRelay, relaySilent, type DcCore, type RelayState } from './core.js';
+import type { RelayCandidate, RelayView } from './route.js';
+
+/** A load report older than this (ms) is no longer trusted (four periods of the default 5 s, and then some). */
+const LOAD_TRUST_MS = 60_000;
+/** Choices kept for the status. */
+const CHOICES_KEPT = 64;
+
+export class Relays {
+  /** Pings in flight: nonce → RS and when it went (monotonic ms). */
+  private readonly pings = new Map<bigint, { id: string; at: number }>();
+  private lastPing = -Infinity;
+
+  constructor(private readonly dc: DcCore) {}
+
+  /** Whether frames sealed by `id` are taken (a known RS, or one the DC accepts when it announces itself). */
+  trusts(id: string): boolean {
+    return this.dc.relays.has(id) || this.dc.acceptedRelays.has(id);
+  }
+
+  /** A signed RS record (HELLO): the RS, known or accepted now, with its addresses (none advertised: where it came from). */
+  onRecord(rec: ServerRecord, id: string, from: Endpoint): RelayState | undefined {
+    const r = this.known(id);
+    if (!r) return undefined;
+    r.publicKey = Buffer.from(rec.publicKey);
+    const eps = rec.endpoints.length > 0 ? rec.endpoints : [from];
+    for (const e of eps) {
+      // A configured address stays; an announced RS's addresses follow what it says.
+      if (e.family === 4 && (!r.v4 || r.source === 'announced')) r.v4 = e;
+      if (e.family === 6 && (!r.v6 || r.source === 'announced')) r.v6 = e;
+    }
+    r.heardAt = this.dc.clock.monotonic();
+    return r;
+  }
+
+  /** A sealed load report from `id` (authenticated by the seal). */
+  onLoad(id: string, publicKey: Buffer, m: { tunnels: number; capacity: number; packetsPerS: number; v4?: Endpoint; v6?: Endpoint }, from: Endpoint): boolean {
+    const r = this.known(id);
+    if (!r) return false;
+    const now = this.dc.clock.monotonic();
+    r.publicKey ??= publicKey;
+    r.load = m.capacity > 0 ? m.tunnels / m.capacity : 1;
+    // An RS also reports at once on a HELLO: the longer of the last two intervals is taken as its period (relaySilent).
+    if (r.loadAt !== undefined) {
+      const interval = now - r.loadAt;
+      r.reportEveryMs = Math.max(interval, r.lastIntervalMs ?? 0);
+      r.lastIntervalMs = interval;
+    }
+    r.loadAt = now;
+    r.tunnels = m.tunnels;
+    r.capacity = m.capacity;
+    r.packetsPerS = m.packetsPerS;
+    r.heardAt = now;
+    // The report counts what the RS has now; routes directed in the last moment may not have bound yet.
+    r.assigned = r.assigned.filter((t) => now - t < this.bindGraceMs(r));
+    if (m.v4) r.v4 = m.v4;
+    if (m.v6) r.v6 = m.v6;
+    if (!r.v4 && !r.v6) {
+      if (from.family === 4) r.v4 = from;
+      else r.v6 = from;
+    }
+    return true;
+  }
+
+  /** A relayed route's ends bind within about one RTT to the RS of the report's direction plus the DC's answer. */
+  private bindGraceMs(r: RelayState): number {
+    return 2 * (r.dcRtt ?? 100) + 50;
+  }
+
+  private known(id: string): RelayState | undefined {
+    let r = this.dc.relays.get(id);
+    if (!r && this.dc.acceptedRelays.has(id)) {
+      r = newRelay(id, 'announced');
+      this.dc.relays.set(id, r);
+      this.dc.log.info('relay server announced itself', { id });
+    }
+    return r;
+  }
+
+  /** Every second: RS_PINGs each dc.relayPingS, and announced RSs silent for dc.relayForgetS forgotten. */
+  tick(): void {
+    const { dc } = this;
+    const now = dc.clock.monotonic();
+    for (const [k, p] of this.pings) if (now - p.at > 10_000) this.pings.delete(k);
+    for (const r of [...dc.relays.values()]) {
+      if (r.source === 'announced' && now - (r.heardAt ?? now) > dc.config.relayForgetS * 1000) {
+        dc.relays.delete(r.id);
+        dc.log.info('relay server silent: forgotten', { id: r.id });
+      }
+    }
+    if (now - this.lastPing < dc.config.relayPingS * 1000) return;
+    this.lastPing = now;
+    for (const r of dc.relays.values()) {
+      const to = r.v4 ?? r.v6;
+      if (!to) continue;
+      const nonce = randomBytes(8).readBigUInt64BE(0);
+      this.pings.set(nonce, { id: r.id, at: now });
+      dc.send(encodeRsPing(0, nonce), to);
+    }
+  }
+
+  /** An RS's pong: the DC's RTT to it. */
+  onPong(data: Buffer): void {
+    const p = decodeRsPing(data);
+    if (!p.ok || p.value.kind !== 1) return this.dc.drops.inc('pong-malformed');
+    const s = this.pings.get(p.value.nonce);
+    if (!s) return this.dc.drops.inc('pong-unknown');
+    this.pings.delete(p.value.nonce);
+    const r = this.dc.relays.get(s.id);
+    if (!r) return;
+    r.rttSamples.push(this.dc.clock.monotonic() - s.at);
+    if (r.rttSamples.length > RTT_SAMPLES) r.rttSamples.shift();
+    r.dcRtt = Math.min(...r.rttSamples);
+    this.dc.counts.inc('rs-pongs');
+  }
+
+  /** What the route rule sees of each RS. */
+  views(): RelayView[] {
+    const now = this.dc.clock.monotonic();
+    return [...this.dc.relays.values()].map((r) => {
+      const fresh = r.load !== undefined && r.loadAt !== undefined && now - r.loadAt < LOAD_TRUST_MS;
+      // Tunnels directed since the report count as load at once, so a burst of directions spreads (docs/protocol.md §3.5);
+      // an RS that stopped reporting is ranked as full (RS failover).
+      const load = relaySilent(r, now) ? 1 : fresh ? (r.capacity ? (r.tunnels! + r.assigned.length) / r.capacity : r.load!) : undefined;
+      return {
+        id: r.id,
+        ...(r.v4 ? { v4: r.v4 } : {}),
+        ...(r.v6 ? { v6: r.v6 } : {}),
+        ...(load !== undefined ? { load: Math.min(1, load) } : {}),
+        ...(r.dcRtt !== undefined ? { dcRtt: r.dcRtt } : {}),
+        ...(r.draining ? { draining: true } : {}),
+      };
+    });
+  }
+
+  /** A relayed route directed through `rsId`: its load counts from now; the choice is kept for the status. */
+  chosen(tunnelId: bigint, a: string, b: string, rsId: string, candidates: readonly RelayCandidate[]): void {
+    const r = this.dc.relays.get(rsId);
+    r?.assigned.push(this.dc.clock.monotonic());
+    const list = this.dc.relayChoices;
+    list.push({ at: this.dc.clock.now(), tunnelId: tunnelId.toString(16), a, b, rsId, candidates });
+    if (list.length > CHOICES_KEPT) list.shift();
+  }
+
+  status(): Array<Record<string, unknown>> {
+    const now = this.dc.clock.monotonic();
+    return [...this.dc.relays.values()].map((r) => ({
+      id: r.id,
+      source: r.source,
+      v4: r.v4 ? formatEndpoint(r.v4) : null,
+      v6: r.v6 ? formatEndpoint(r.v6) : null,
+      load: r.load ?? null,
+      tunnels: r.tunnels ?? null,
+      capacity: r.capacity ?? null,
+      packetsPerS: r.packetsPerS ?? null,
+      directedSinceReport: r.assigned.length,
+      dcRttMs: r.dcRtt === undefined ? null : Math.round(r.dcRtt * 100) / 100,
+      heardAgoMs: r.heardAt === undefined ? null : Math.round(now - r.heardAt),
+      draining: r.draining,
+      silent: relaySilent(r, now),
+    }));
+  }
+}
