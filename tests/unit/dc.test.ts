@@ -608,6 +608,15 @@ void describe('the DC with its EC work on worker threads (dc.ecWorkers)', () => 
       assert.equal(count(d.dc, 'registrations-new'), 13);
       assert.equal(count(d.dc, 'reg-retransmission'), retransmissions + 1);
       assert.ok(d.dc.terminals.byId.get(key.idHex));
+
+      // Without workers left (here closed; a worker that dies leaves the same state) the event loop does the EC work.
+      await (d.dc as unknown as { core: { ec: { close(): Promise<void> } } }).core.ec.close();
+      const before = count(d.dc, 'reg-ec-worker');
+      const late = startTerminal(net, '10.0.50.1', d, 'late');
+      terminals.push(late);
+      await late.node.register();
+      assert.equal(count(d.dc, 'reg-ec-worker'), before, 'not sent to a worker');
+      assert.ok(d.dc.terminals.byId.get(late.node.id));
     } finally {
       await forger.close();
       await closeAll([d], terminals);

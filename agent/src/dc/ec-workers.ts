@@ -75,7 +75,8 @@ if (!isMainThread && (workerData as WorkerInit | undefined)?.kind === WORKER_KIN
 
 /** The DC's side: a few workers, requests of a turn batched, results handed back in order. */
 export class EcWorkers {
-  private readonly workers: Worker[] = [];
+  /** A worker that died (an exception in it, or killed) leaves an empty slot: the others carry on. */
+  private readonly workers: Array<Worker | undefined> = [];
   /** Per worker: the callbacks of the batches it is working on, in order. */
   private readonly waiting: Array<Array<Array<(r: EcResult) => void>>> = [];
   private batch: Buffer[] = [];
@@ -92,12 +93,25 @@ export class EcWorkers {
       const queue: Array<Array<(r: EcResult) => void>> = [];
       w.on('message', (res: Uint8Array) => this.answered(queue, Buffer.from(res.buffer, res.byteOffset, res.byteLength)));
       w.on('error', onError);
+      w.on('exit', () => this.died(i));
       // Not counted as keeping the process alive: the DC's sockets and timers do that.
       w.unref();
       this.workers.push(w);
       this.waiting.push(queue);
     }
     privateKey.fill(0);
+  }
+
+  /** Whether any worker is left (without one the DC does the EC work on its event loop again). */
+  get alive(): boolean {
+    return this.workers.some((w) => w !== undefined);
+  }
+
+  /** A dead worker's requests are dropped (their terminals retransmit; then on another worker or the event loop). */
+  private died(i: number): void {
+    if (!this.workers[i]) return;
+    this.workers[i] = undefined;
+    for (const dones of this.waiting[i]!.splice(0)) this.pending -= dones.length;
   }
 
   /** Checks a registration request (copied here: the caller's buffer may be a socket's reused one). */
@@ -117,14 +131,23 @@ export class EcWorkers {
 
   private post(): void {
     this.scheduled = false;
-    if (this.batch.length === 0 || this.workers.length === 0) return;
-    const i = this.next;
-    this.next = (this.next + 1) % this.workers.length;
-    const all = ownConcat(this.batch);
-    this.waiting[i]!.push(this.batchDone);
+    if (this.batch.length === 0) return;
+    const n = this.workers.length;
+    let i = this.next;
+    for (let k = 0; k < n && !this.workers[i]; k++) i = (i + 1) % n;
+    const w = this.workers[i];
+    const parts = this.batch;
+    const dones = this.batchDone;
     this.batch = [];
     this.batchDone = [];
-    this.workers[i]!.postMessage(all, [all.buffer as ArrayBuffer]);
+    if (!w) {
+      this.pending -= dones.length;
+      return;
+    }
+    this.next = (i + 1) % n;
+    const all = ownConcat(parts);
+    this.waiting[i]!.push(dones);
+    w.postMessage(all, [all.buffer as ArrayBuffer]);
   }
 
   private answered(queue: Array<Array<(r: EcResult) => void>>, res: Buffer): void {
@@ -139,6 +162,6 @@ export class EcWorkers {
 
   async close(): Promise<void> {
     const ws = this.workers.splice(0);
-    await Promise.all(ws.map((w) => w.terminate()));
+    await Promise.all(ws.map((w) => w?.terminate()));
   }
 }

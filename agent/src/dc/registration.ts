@@ -151,12 +151,12 @@ export class Registration {
       }
       dc.counts.inc('reg-ecdh');
     }
-    if (!kss && dc.ec && !pre) {
+    if (!kss && dc.ec?.alive && !pre) {
       // The EC work on a worker thread; the request comes back here with its result (a copy: `data` is borrowed).
       const copy = Buffer.from(data);
       const over = overLimit;
       dc.counts.inc('reg-ec-worker');
-      dc.ec.submit(copy, (r) => {
+      dc.ec!.submit(copy, (r) => {
         if (dc.stopped) return;
         try {
           this.onRegistration(copy, from, bind, { ...r, overLimit: over });
