@@ -102,11 +102,42 @@ export class Direction implements ChannelRequests {
   }
 
   /** The route between `a` (requester) and `b`; a relayed one's RS choice counts as its load and is kept for the status. */
-  private plan(a: EndView, b: EndView, tunnelId: bigint): RoutePlan | undefined {
+  private plan(a: EndView, b: EndView, tunnelId: bigint, local: boolean): RoutePlan | undefined {
     const candidates: RelayCandidate[] = [];
     const plan = planRoute(a, b, this.relays.views(), candidates);
-    if (plan?.kind === 'relay' && plan.relay) this.relays.chosen(tunnelId, a.id, b.id, plan.relay.rsId, candidates);
+    const rsId = plan?.kind === 'relay' ? plan.relay?.rsId : undefined;
+    if (rsId) this.relays.chosen(tunnelId, a.id, b.id, rsId, candidates);
+    if (plan) this.relays.routed(a.id, b.id, rsId, local);
     return plan;
+  }
+
+  /**
+   * Drain (paper §3.1: an RS retired without breaking tunnels): every pair of our terminals whose latest route goes
+   * through `rsId` gets a new route, planned as any (the draining RS only if nothing else can serve), pushed to both
+   * ends as DC-initiated Route Directions. Each end builds the new tunnel and moves its traffic there once it is up
+   * (the old one keeps receiving for a moment, terminal/lifecycle.ts), so flows carry on. Returns how many moved.
+   */
+  moveOff(rsId: string): number {
+    const { dc } = this;
+    let moved = 0;
+    for (const p of [...this.relays.pairs.values()]) {
+      if (p.rsId !== rsId) continue;
+      const a = dc.terminals.byId.get(p.a);
+      const b = dc.terminals.byId.get(p.b);
+      if (!a || !b || a.revoked || b.revoked || !this.channel.online(a) || !this.channel.online(b)) continue;
+      if (dc.opts.allowDirection && !dc.opts.allowDirection(a.id, b.id)) continue;
+      const tunnelId = randomPublicBytes(8).readBigUInt64BE(0);
+      const plan = this.plan(endView(a), endView(b), tunnelId, true);
+      if (!plan || (plan.kind === 'relay' && plan.relay?.rsId === rsId)) continue;
+      const [ra, rb] = this.routesFor(tunnelId, infoOf(a), infoOf(b), plan);
+      this.directOurs(a, ra);
+      this.directOurs(b, rb);
+      this.routed(a.id, b.id, plan.kind, tunnelId);
+      dc.counts.inc('relay-moves');
+      moved++;
+    }
+    if (moved > 0) dc.log.info('routes moved off a draining relay', { rs: rsId, moved });
+    return moved;
   }
 
   /** The two Route Directions of a plan: `a` is the requester (MN), `b` the target (CN). Tickets are signed here. */
@@ -175,7 +206,7 @@ export class Direction implements ChannelRequests {
       if (dc.opts.allowDirection && !dc.opts.allowDirection(rec.id, local.id))
         return this.directionError(rec, txid, Status.NOT_ALLOWED, 'not allowed by the access policy', tText);
       if (!this.channel.online(local)) return this.directionError(rec, txid, Status.OFFLINE, 'peer offline', tText);
-      const plan = this.plan(endView(rec), endView(local), tunnelId);
+      const plan = this.plan(endView(rec), endView(local), tunnelId, true);
       if (!plan) return this.directionError(rec, txid, Status.NO_ROUTE, 'no route (no common family and no relay)', tText);
       const [ra, rb] = this.routesFor(tunnelId, infoOf(rec), infoOf(local), plan);
       // Both ends at once: the overlap that the paper's sequential sequence lacks (§2.4: transit dominates).
@@ -326,7 +357,7 @@ export class Direction implements ChannelRequests {
     if (local.revoked) return answer(Status.REVOKED, 'peer revoked');
     if (dc.opts.allowDirection && !dc.opts.allowDirection(requesterId, local.id)) return answer(Status.NOT_ALLOWED, 'not allowed by the access policy');
     if (!this.channel.online(local)) return answer(Status.OFFLINE, 'peer offline');
-    const plan = this.plan(viewOfInfo(m.requester), endView(local), m.tunnelId);
+    const plan = this.plan(viewOfInfo(m.requester), endView(local), m.tunnelId, false);
     if (!plan) return answer(Status.NO_ROUTE, 'no route (no common family and no relay)');
     const [ra, rb] = this.routesFor(m.tunnelId, m.requester, infoOf(local), plan);
     this.directOurs(local, rb);

@@ -16,7 +16,20 @@ const LOAD_TRUST_MS = 60_000;
 /** Choices kept for the status. */
 const CHOICES_KEPT = 64;
 
+/** The latest route the DC directed between two of its own terminals, when it is relayed (what a drain moves). */
+export interface PairRoute {
+  readonly a: string;
+  readonly b: string;
+  readonly rsId: string;
+  readonly at: number;
+}
+
+/** Pairs remembered at most (the oldest go first). */
+const PAIRS_KEPT = 10_000;
+
 export class Relays {
+  /** Latest relayed route per pair of our own terminals ("a b", sorted), for moving them off a draining RS. */
+  readonly pairs = new Map<string, PairRoute>();
   /** Pings in flight: nonce → RS and when it went (monotonic ms). */
   private readonly pings = new Map<bigint, { id: string; at: number }>();
   private lastPing = -Infinity;
@@ -141,6 +154,18 @@ export class Relays {
         ...(r.draining ? { draining: true } : {}),
       };
     });
+  }
+
+  /**
+   * A route between `a` and `b` (both ours: `local`): the pair's latest relayed route is kept while it is relayed, so a
+   * drain can move it; a direct one forgets it.
+   */
+  routed(a: string, b: string, rsId: string | undefined, local: boolean): void {
+    const key = a < b ? `${a} ${b}` : `${b} ${a}`;
+    this.pairs.delete(key);
+    if (!rsId || !local) return;
+    this.pairs.set(key, { a, b, rsId, at: this.dc.clock.monotonic() });
+    if (this.pairs.size > PAIRS_KEPT) this.pairs.delete(this.pairs.keys().next().value!);
   }
 
   /** A relayed route directed through `rsId`: its load counts from now; the choice is kept for the status. */

@@ -51,6 +51,7 @@ export class DcServer {
   private readonly registration: Registration;
   private readonly federation: Federation;
   private readonly relays: Relays;
+  private readonly direction: Direction;
   private readonly expiry: LeaseExpiry;
   private timers: NodeJS.Timeout[] = [];
   /** Stops the directory subscription (set at start). */
@@ -71,6 +72,7 @@ export class DcServer {
     this.federation = new Federation(this.core, this.relays);
     this.expiry = new LeaseExpiry(this.core, this.channel);
     const direction = new Direction(this.core, this.channel, this.federation, this.relays);
+    this.direction = direction;
     this.channel.handler = direction;
     this.federation.onPeerInfo = (peer, from, m) => direction.peerInfo(peer, from, m);
     this.federation.onRouteUpdate = (peer, from, m) => direction.routeUpdate(peer, from, m);
@@ -220,10 +222,15 @@ export class DcServer {
     this.core.acceptedRelays.add(id.toLowerCase());
   }
 
-  /** The autoscaler retires `id`: no new routes through it while another RS can serve (false: it may be chosen again). */
+  /**
+   * The autoscaler retires `id`: no new routes through it while another RS can serve, and the pairs of our terminals
+   * whose latest route goes through it get a new one (Direction.moveOff). false: it may be chosen again.
+   */
   drainRelay(id: string, draining = true): void {
     const r = this.core.relays.get(id.toLowerCase());
-    if (r) r.draining = draining;
+    if (!r) return;
+    r.draining = draining;
+    if (draining) this.direction.moveOff(r.id);
   }
 
   /** Forgets an RS now and takes no more announcements from it (a retired instance). */
