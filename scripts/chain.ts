@@ -29,6 +29,12 @@ export interface ChainOptions {
   readonly blockTimeS?: number;
   /** Block gas limit (default 30,000,000, Ethereum mainnet's and Besu's default). */
   readonly gasLimit?: number;
+  /**
+   * Gas free, as on the ISP's QBFT chain (docs/ledger.md: zeroBaseFee, --min-gas-price=0): anvil's base fee starts at
+   * 0 and stays there. Otherwise (default) it starts at 1 gwei and, by EIP-1559, rises 12.5% per full block: a DC
+   * that fills a hundred blocks in a row (ledger_dc_capacity) has spent its 1,000 ether and its outbox stops.
+   */
+  readonly freeGas?: boolean;
   /** Load the chain from this file at start and write it back at a clean stop (a chain that survives restarts). */
   readonly statePath?: string;
   /** Starts the process (default: a child of this one); a testbed passes `(argv) => tb.spawn(host, argv)`. */
@@ -86,6 +92,7 @@ export async function startChain(opts: ChainOptions = {}): Promise<LocalChain> {
     '--gas-limit', String(opts.gasLimit ?? 30_000_000),
     '--accounts', '1',
     ...(opts.blockTimeS ? ['--block-time', String(opts.blockTimeS)] : []),
+    ...(opts.freeGas ? ['--block-base-fee-per-gas', '0'] : []),
     ...(opts.statePath ? ['--state', opts.statePath] : []),
   ];
   const proc = opts.spawn ? opts.spawn(argv) : spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });

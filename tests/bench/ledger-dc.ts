@@ -4,9 +4,9 @@
 // (SQLite, on disk) drains to the contract in batches; the outbox figures say what was still pending when the memory
 // was read, and how fast the local node took it.
 //
-// The chain mines a block per transaction as it arrives (anvil's automine): the fastest the local node goes, so the
-// outbox lags the DC by as little as it can here (a QBFT chain's rate is in docs/ledger.md). anvil runs on the load
-// generator's core, leaving the DC's core to the DC.
+// The chain mines a block per transaction as it arrives (anvil's automine), gas free (base fee 0, as the ISP's QBFT
+// chain in docs/ledger.md): the fastest the local node goes, so the outbox lags the DC by as little as it can here
+// (a QBFT chain's rate is in docs/ledger.md). anvil runs on the load generator's core, leaving the DC's core to the DC.
 import { spawn } from 'node:child_process';
 import { cpus } from 'node:os';
 import { withChain } from '../../scripts/chain.js';
@@ -37,7 +37,7 @@ export interface LedgerDcCapacityOptions {
 export async function benchLedgerDcCapacity(o: LedgerDcCapacityOptions): Promise<LedgerDcCapacityFigures> {
   const log = o.log ?? (() => undefined);
   // The phases' time bound: on EVM the DC also stages to its outbox and runs the batcher; on the loaded shared machine
-  // 300 s (dc_capacity's) ended the first-time phase at 82,944 of 100,000.
+  // 300 s (dc_capacity's) ended the first-time phase at 82,944 of 100,000; at load ~20 the 100,000 took 353 s.
   const base = { terminals: o.terminals, reregister: o.reregister, settleS: o.settleS, seconds: 900, log };
   const before = loadAverage();
   log('ledger dc capacity: SQLite');
@@ -47,7 +47,10 @@ export async function benchLedgerDcCapacity(o: LedgerDcCapacityOptions): Promise
   // dc-capacity.ts gives the DC the last core and the load generator core 0.
   const genCore = '0';
   const evm = await withChain(
-    { blockTimeS: 0, spawn: (argv) => spawn('taskset', ['-c', genCore, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] }) },
+    // Gas free, as on the ISP's QBFT chain: with anvil's default fee market the 140 full blocks of 100,000 Node
+    // Transactions raise the base fee ~10% a block, and after ~66,000 the DC's account could pay for no more (the
+    // outbox then waits, retried, for ever: the 82,944 / 66,027 runs' "drain rate" was that).
+    { blockTimeS: 0, freeGas: true, spawn: (argv) => spawn('taskset', ['-c', genCore, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] }) },
     async (chain) => {
       const { address, block } = await chain.deploy();
       return benchDcCapacity({ ...base, drainS: o.drainS, ledger: { rpcUrl: chain.rpcUrl, contract: address, deployBlock: block, fund: (id) => chain.fund(id) } });
@@ -61,6 +64,6 @@ export async function benchLedgerDcCapacity(o: LedgerDcCapacityOptions): Promise
     registrations_evm_over_sqlite: round(evm.registrations_per_s / sqlite.registrations_per_s, 3),
     load_1m: { before, between, after: loadAverage() },
     cpus: cpus().length,
-    chain: 'anvil: a block per transaction (automine), 30,000,000 gas per block, on the load generator\'s core',
+    chain: 'anvil: a block per transaction (automine), 30,000,000 gas per block, base fee 0, on the load generator\'s core',
   };
 }
