@@ -28,6 +28,11 @@ test('policy: start below min, and at upAt while below max, one at a time', () =
   const two = [...one, inst(2, '0x2', 500)];
   assert.deepEqual(decide(cfg(), [fig('0x1', 9, 10)], two, 1000, {}), { kind: 'none' }, 'the started one has not reported yet');
   assert.deepEqual(decide(cfg({ max: 2 }), [fig('0x1', 9, 10), fig('0x2', 9, 10)], two, 1000, {}), { kind: 'none' }, 'at max');
+  assert.deepEqual(
+    decide(cfg({ max: 2 }), [fig('0x1', 9, 10), fig('0x2', 1, 10, { draining: true })], [inst(1, '0x1', 0), inst(2, '0x2', 500, 900)], 1000, {}),
+    { kind: 'none' },
+    'at max with one instance draining: no third process',
+  );
   assert.deepEqual(decide(cfg(), [fig('0x1', 9, 10), fig('0x2', 9, 10, { draining: true })], [inst(1, '0x1', 0), inst(2, '0x2', 500, 900)], 1000, {}), { kind: 'start' }, 'a draining RS is no capacity');
 });
 

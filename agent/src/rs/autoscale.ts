@@ -48,7 +48,7 @@ export interface DecideMemory {
 /**
  * One step of the policy at `now` (ms). Load = active tunnels (plus routes the DC directed since the last report) over
  * capacity, summed over the RSs not draining. In order: retire a draining instance with no active tunnel (or drained
- * for too long); start one below rsscale.min, or at upAt and over while below max (one at a time: not while a started
+ * for too long); start one below rsscale.min, or at upAt and over while fewer than max run, draining ones included (one at a time: not while a started
  * instance has not reported yet); drain the newest instance (above min) once the load has stayed under downAt of the
  * capacity left without it for idleS.
  */
@@ -73,7 +73,9 @@ export function decide(cfg: SectionConfig<'rsscale'>, relays: readonly RelayFigu
     capacity += r.capacity;
   }
   if (capacity === 0) return { kind: 'none' };
-  if (!pending && serving.length < cfg.max && tunnels / capacity >= cfg.upAt) {
+  // rsscale.max counts every running instance, a draining one too (it is still a process, and its drain may have just
+  // moved routes onto the others, which their next load report counts twice for a moment).
+  if (!pending && instances.length < cfg.max && tunnels / capacity >= cfg.upAt) {
     delete mem.lowSince;
     return { kind: 'start' };
   }
