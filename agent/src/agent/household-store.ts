@@ -16,7 +16,7 @@ import { type AccessRule, GrantStore } from './household/grants.js';
 import { Journal, type JournalOptions } from './household/journal.js';
 import { HOUSEHOLD_MIGRATIONS } from './household/migrations.js';
 import { SqliteOwnerStore } from './household/owner.js';
-import { PhoneStore, type StoredPhone } from './household/phones.js';
+import { PhoneStore, type EnrollmentShare, type StoredPhone } from './household/phones.js';
 import { QosStore } from './household/qos.js';
 import { RemoteShareStore, type NewRemoteShare, type RemoteShareRecord } from './household/shares.js';
 
@@ -116,7 +116,7 @@ export class HouseholdStore implements OwnerStore {
     name: unknown,
     secret: Uint8Array,
     expiresAt: number,
-    share?: { readonly deviceId: number; readonly ports: readonly number[] },
+    share?: EnrollmentShare,
   ): { id: number; name: string; expiresAt: string } {
     return this.phoneStore.createEnrollment(name, secret, expiresAt, share);
   }

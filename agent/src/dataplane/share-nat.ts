@@ -9,9 +9,9 @@
 // The table is mutable state of the data path (the immutable policy holds a reference to it and survives being
 // replaced): one per accepted share, owned by the runtime. Per packet: no allocation on a hit, no throw, no await.
 // A mapping is kept while used, and forgotten after IDLE_MS without a packet (RFC 4787 REQ-5: at least 2 minutes).
-import { adjustChecksum, put16, u16, wordDelta } from './packet/checksum.js';
-import { PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, type PacketInfo, l4ChecksumOffset } from './packet/parse.js';
-import { rewriteAddress } from './packet/rewrite.js';
+import { u16 } from './packet/checksum.js';
+import { PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, type PacketInfo } from './packet/parse.js';
+import { rewriteAddress, rewritePort } from './packet/rewrite.js';
 
 /** A mapping unused this long is forgotten (RFC 4787 REQ-5 asks for ≥ 2 min; RFC 5382 wants ≥ 2 h 4 min for an
  * established TCP connection, which the keep-alive-less appliances here rarely need; kept at 10 min for both). */
@@ -38,19 +38,6 @@ function portOffset(info: PacketInfo, dir: 'src' | 'dst'): number {
   if (p === PROTO_ICMP && info.icmpType === (dir === 'src' ? 8 : 0)) return info.l4Offset + 4;
   if (p === PROTO_ICMPV6 && info.icmpType === (dir === 'src' ? 128 : 129)) return info.l4Offset + 4;
   return -1;
-}
-
-/** Replaces the 16-bit word at `off` and fixes the transport checksum (RFC 1624); UDP without checksum stays so. */
-function rewritePort(buf: Buffer, info: PacketInfo, off: number, v: number): void {
-  const old = u16(buf, off);
-  put16(buf, off, v);
-  const at = l4ChecksumOffset(info);
-  if (at < 0) return;
-  const sum = u16(buf, at);
-  if (info.protocol === PROTO_UDP && sum === 0) return;
-  let now = adjustChecksum(sum, wordDelta(old, v));
-  if (info.protocol === PROTO_UDP && now === 0) now = 0xffff;
-  put16(buf, at, now);
 }
 
 export class ShareNat {

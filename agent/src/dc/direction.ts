@@ -268,8 +268,8 @@ export class Direction implements ChannelRequests {
     }
     const refused = this.refreshRefusal(rec, peer);
     if (refused) return this.directionError(rec, txid, refused.status, refused.message, text);
-    const endpoints = this.tellPeerEndpoints(endView(rec), rec.idBytes, peer, tunnelId);
-    this.channel.reply(rec, { type: Ctl.PEER_ENDPOINTS, txid, tunnelId, peerId: peer.idBytes, endpoints });
+    const plan = this.tellPeerEndpoints(endView(rec), rec.idBytes, peer, tunnelId);
+    this.channel.reply(rec, { type: Ctl.PEER_ENDPOINTS, txid, tunnelId, peerId: peer.idBytes, endpoints: plan?.toB ?? [] });
   }
 
   /** Why `rec` (a terminal of ours or of a peer DC) may not have its path to our terminal `peer` refreshed, if so. */
@@ -290,14 +290,14 @@ export class Direction implements ChannelRequests {
    * looking for a direct path (§3.5 "Upgrade"): a NAT seen mapping per destination at registration may not any more,
    * so both ends are planned as endpoint-independent here. The probes decide.
    */
-  private tellPeerEndpoints(mover: EndView, moverId: Uint8Array, peer: TerminalRecord, tunnelId: bigint): readonly Endpoint[] {
+  private tellPeerEndpoints(mover: EndView, moverId: Uint8Array, peer: TerminalRecord, tunnelId: bigint): RoutePlan | undefined {
     const loose = (v: EndView): EndView => ({ ...v, nat: v.nat === 'symmetric' || v.nat === 'unknown' ? 'eim' : v.nat });
     const plan = planRoute(loose(mover), loose(endView(peer)), []);
-    if (!plan || plan.kind === 'relay') return [];
+    if (!plan || plan.kind === 'relay') return undefined;
     this.channel
       .request(peer, { type: Ctl.PEER_ENDPOINTS, txid: newTxid(), tunnelId, peerId: moverId, endpoints: plan.toA }, 'peer endpoints')
       .catch((e: Error) => this.dc.log.warn('peer endpoints not acknowledged', { to: peer.id, err: e }));
-    return plan.toB;
+    return plan;
   }
 
   /** DC_MN's side of a path refresh whose peer is another DC's: ROUTE_UPDATE to that DC, its answer to our terminal. */
@@ -321,36 +321,26 @@ export class Direction implements ChannelRequests {
    */
   routeUpdate(peer: PeerState, from: Endpoint, m: RouteUpdate): void {
     const { dc } = this;
-    const answer = (status: number, message: string, route?: Route): void =>
-      this.federation.answer(peer, from, { type: Peer.PEER_INFO_RESPONSE, txid: m.txid, time: dc.clock.now(), status, message, ...(route ? { route } : {}) });
+    const answer = (status: number, message: string, route?: Route): void => this.answerPeer(peer, from, m.txid, status, message, route);
     const local = dc.terminals.byId.get(formatId(m.target));
     if (!local) return answer(Status.NOT_FOUND, 'unknown peer');
     const refused = this.refreshRefusal({ id: formatId(m.mover.id) }, local);
     if (refused) return answer(refused.status, refused.message);
-    const endpoints = this.tellPeerEndpoints(viewOfInfo(m.mover), m.mover.id, local, m.tunnelId);
-    // Only the endpoints are read by the mover's DC; the rest says who they lead to.
-    const info = infoOf(local);
-    const route: Route = {
-      tunnelId: m.tunnelId,
-      peerId: info.id,
-      peerPublicKey: info.publicKey,
-      peerV4: info.v4,
-      peerV6: info.v6,
-      peerName: info.name,
-      kind: endpoints.length > 0 ? 'holepunch' : 'relay',
-      keepaliveS: 15,
-      initiator: false,
-      endpoints,
-    };
-    answer(Status.OK, '', route);
+    const plan = this.tellPeerEndpoints(viewOfInfo(m.mover), m.mover.id, local, m.tunnelId);
+    // The mover's DC reads only the route's endpoints (where the mover probes); no route: only the relay is left.
+    answer(Status.OK, '', plan ? this.routesFor(m.tunnelId, m.mover, infoOf(local), plan)[0] : undefined);
     dc.counts.inc('route-update');
+  }
+
+  /** Answers a peer DC's PEER_INFO_REQUEST or ROUTE_UPDATE (PEER_INFO_RESPONSE; a route only when there is one). */
+  private answerPeer(peer: PeerState, from: Endpoint, txid: bigint, status: number, message: string, route?: Route): void {
+    this.federation.answer(peer, from, { type: Peer.PEER_INFO_RESPONSE, txid, time: this.dc.clock.now(), status, message, ...(route ? { route } : {}) });
   }
 
   /** DC_CN's side: it has both ends now, so it computes the route and directs its terminal itself (saves a round trip). */
   peerInfo(peer: PeerState, from: Endpoint, m: PeerInfoRequest): void {
     const { dc } = this;
-    const answer = (status: number, message: string, route?: Route): void =>
-      this.federation.answer(peer, from, { type: Peer.PEER_INFO_RESPONSE, txid: m.txid, time: dc.clock.now(), status, message, ...(route ? { route } : {}) });
+    const answer = (status: number, message: string, route?: Route): void => this.answerPeer(peer, from, m.txid, status, message, route);
     const local = this.findLocal(m.target);
     const requesterId = formatId(m.requester.id);
     if (!local) return answer(Status.NOT_FOUND, 'unknown peer');

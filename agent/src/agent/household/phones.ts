@@ -32,6 +32,12 @@ interface EnrollmentRow {
   share_ports: string | null;
 }
 
+/** What an enrollment that is a share invitation (issue 13 part 1) grants: one device, on these ports. */
+export interface EnrollmentShare {
+  readonly deviceId: number;
+  readonly ports: readonly number[];
+}
+
 export class PhoneStore extends Part {
   private phoneView(r: PhoneRow): StoredPhone {
     return { id: r.ntm_id, name: r.name, enrolledAt: iso(r.enrolled_at) };
@@ -66,7 +72,7 @@ export class PhoneStore extends Part {
     name: unknown,
     secret: Uint8Array,
     expiresAt: number,
-    share?: { readonly deviceId: number; readonly ports: readonly number[] },
+    share?: EnrollmentShare,
   ): { id: number; name: string; expiresAt: string } {
     const n = validName(name);
     const ports = share ? validPorts(share.ports) : null;

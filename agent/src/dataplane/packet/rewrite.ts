@@ -73,13 +73,28 @@ export function rewriteAddress(buf: Uint8Array, info: PacketInfo, field: Address
   // Delta of the transport checksum field: from the pseudo-header, and (ICMP errors) from the embedded packet.
   let l4Delta = proto === PROTO_TCP || proto === PROTO_UDP || proto === PROTO_ICMPV6 ? delta : 0;
   if (innerOff >= 0) l4Delta += rewriteEmbedded(buf, innerOff, addr, len, delta, info.end);
-  if (l4Delta === 0) return OK;
+  if (l4Delta !== 0) adjustTransportChecksum(buf, at, proto, l4Delta);
+  return OK;
+}
+
+/** Adds `delta` to the transport checksum at `at` (RFC 1624); a UDP datagram without checksum (0) stays so. */
+function adjustTransportChecksum(buf: Uint8Array, at: number, proto: number, delta: number): void {
   const old = u16(buf, at);
-  if (proto === PROTO_UDP && old === 0) return OK;
-  let sum = adjustChecksum(old, l4Delta);
+  if (proto === PROTO_UDP && old === 0) return;
+  let sum = adjustChecksum(old, delta);
   if (proto === PROTO_UDP && sum === 0) sum = 0xffff;
   put16(buf, at, sum);
-  return OK;
+}
+
+/**
+ * Replaces the 16-bit word at `off` of the transport header (a port, or an ICMP echo identifier: RFC 5508 §3.1) with
+ * `v` and fixes the transport checksum, as rewriteAddress does for an address.
+ */
+export function rewritePort(buf: Uint8Array, info: PacketInfo, off: number, v: number): void {
+  const old = u16(buf, off);
+  put16(buf, off, v);
+  const at = l4ChecksumOffset(info);
+  if (at >= 0) adjustTransportChecksum(buf, at, info.protocol, wordDelta(old, v));
 }
 
 /**
