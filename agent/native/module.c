@@ -14,6 +14,7 @@ static napi_value init(napi_env env, napi_value exports) {
   aead_register(env, exports);
   udp_register(env, exports);
   keccak_register(env, exports);
+  hmac_register(env, exports);
   return exports;
 }
 

@@ -10,6 +10,7 @@
  *   udp.c      UdpSocket    recvmmsg / sendmmsg, UDP GSO and GRO, per-datagram TTL
  *   aead.c     ChaChaPoly   ChaCha20-Poly1305 (RFC 8439) on one reused OpenSSL context
  *   keccak.c   keccak256    Keccak-256 as Ethereum uses it
+ *   hmac.c     hmacSha256   HMAC-SHA256 in one OpenSSL call (a flood's mac1 checks and cookies)
  *   poll.c                  the poll helper (below)
  *   common.c                errors, stats objects, arenas handed to JavaScript, class definitions
  *   module.c                the addon's exports
@@ -127,5 +128,6 @@ void gso_register(napi_env env, napi_value exports);
 void udp_register(napi_env env, napi_value exports);
 void aead_register(napi_env env, napi_value exports);
 void keccak_register(napi_env env, napi_value exports);
+void hmac_register(napi_env env, napi_value exports);
 
 #endif

@@ -72,6 +72,8 @@ export interface NativeAddon {
   completeChecksum(packet: Uint8Array): number;
   /** Keccak-256 of `data` into `out` (≥ 32 bytes). */
   keccak256(data: Uint8Array, out: Uint8Array): void;
+  /** HMAC-SHA256 under `key` (≤ 64 bytes) of `data` into `out` (≥ 32 bytes). */
+  hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;
   ChaChaPoly: new () => {
     seal(key: Uint8Array, counter: number, src: Uint8Array, dst: Uint8Array, aad?: Uint8Array): number;
     open(key: Uint8Array, counter: number, src: Uint8Array, dst: Uint8Array, aad?: Uint8Array): number;

@@ -23,6 +23,7 @@ export async function benchFlood(o: { quick: boolean; log?: (line: string) => vo
         dc_read_pps: Math.round(f.dc.received / f.flood.seconds),
         dc_cpu_percent: f.dc.cpuPercent,
         dc_cookie_replies: f.dc.cookieReplies,
+        dc_cookie_repeats_unanswered: f.dc.cookieRepeats,
         dc_ecdh: f.dc.ecdh,
         registrations_served: f.served.registrations,
         registration_median_ms: f.served.registrationMs.median,

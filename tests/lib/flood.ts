@@ -152,7 +152,7 @@ type Counts = Record<string, number>;
 
 export interface RegistrationFloodFigure {
   readonly flood: { sent: number; seconds: number; pps: number; sources: number };
-  readonly dc: { received: number; cookieReplies: number; ecdh: number; sourceLimited: number; macFailures: number; cpuMs: number; cpuPercent: number };
+  readonly dc: { received: number; cookieReplies: number; cookieRepeats: number; ecdh: number; sourceLimited: number; macFailures: number; cpuMs: number; cpuPercent: number };
   readonly served: {
     registrations: number;
     registrationMs: { median: number; p99: number; max: number };
@@ -206,6 +206,7 @@ export async function registrationFlood(
     dc: {
       received: d('rx'),
       cookieReplies: d('reg-cookie-sent'),
+      cookieRepeats: d('reg-cookie-repeat', 'drops'),
       ecdh: d('reg-ecdh'),
       sourceLimited: d('reg-source-limit', 'drops'),
       macFailures: d('reg-mac', 'drops'),

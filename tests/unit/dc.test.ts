@@ -27,6 +27,7 @@ import { IntegrityError, RegistrationRefusedError, RejectedError, StickyRevocati
 import type { Clock } from '../../agent/src/types/net.js';
 import { buildPacket } from '../../agent/src/dataplane/packet/testing/build.js';
 import { ip4ToBytes } from '../../agent/src/protocol/ip.js';
+import { COOKIE_REPEAT_MS } from '../../agent/src/crypto/source-cookie.js';
 import { REGISTRATION_COOKIE, encodeRegistrationRequest, mac1Key, registrationKey } from '../../agent/src/protocol/registration.js';
 
 const RETRY = { initialMs: 100, maxMs: 400, deadlineMs: 4000 };
@@ -534,7 +535,8 @@ void describe('the DC on a fake network', () => {
       assert.equal(count(d.dc, 'reg-cookie-sent'), 1);
 
       // Forged requests: a valid Node Transaction and mac1 (anyone knowing the DC's key can make them), a MAC under a
-      // wrong K_ss. Each gets a cookie reply, none an ECDH; one with a broken mac1 gets nothing.
+      // wrong K_ss. None costs an ECDH; the source gets one cookie reply, its 49 repeats within the second none, and a
+      // second source its own; one with a broken mac1 gets nothing.
       const key = Identity.generate();
       const nt = NT.encode(NT.sign(key, { dcId: d.identity.id, revoked: false, timestamp: Date.now() }));
       const forged = (i: number) =>
@@ -547,12 +549,24 @@ void describe('the DC on a fake network', () => {
       const garbage = forged(99);
       garbage[50] = garbage[50]! ^ 1;
       forger.send(garbage, d.endpoint);
-      await until('the cookie replies', () => answers.length >= 50);
+      const other = net.open(['10.0.7.8']);
+      const otherAnswers: number[] = [];
+      other.onMessage((m) => otherAnswers.push(m[0]!));
+      other.send(forged(51), d.endpoint);
+      await until('the cookie replies', () => answers.length >= 1 && otherAnswers.length >= 1);
       await new Promise((r) => setTimeout(r, 50));
-      assert.deepEqual([...new Set(answers)], [REGISTRATION_COOKIE]);
-      assert.equal(answers.length, 50, 'one cookie reply per forged request, nothing for garbage');
+      await other.close();
+      assert.deepEqual([...new Set([...answers, ...otherAnswers])], [REGISTRATION_COOKIE]);
+      assert.equal(answers.length, 1, 'one cookie reply to the source, none to its repeats, nothing for garbage');
+      assert.equal(otherAnswers.length, 1, 'another source gets its own');
+      assert.equal(d.dc.drops.toJSON()['reg-cookie-repeat'], 49);
       assert.equal(count(d.dc, 'reg-ecdh'), 1, 'no EC operation for any forged request');
       assert.equal(d.dc.drops.toJSON()['reg-mac1'], 1);
+      // A second later the source is answered again (a true sender whose cookie was lost waits at most that).
+      await new Promise((r) => setTimeout(r, 2 * COOKIE_REPEAT_MS + 50));
+      forger.send(forged(52), d.endpoint);
+      await until('a cookie again', () => answers.length >= 2);
+      assert.equal(count(d.dc, 'reg-ecdh'), 1);
     } finally {
       await forger.close();
       await closeAll([d], [alice]);

@@ -3,7 +3,7 @@
 // borrowed buffers, close). The NFQUEUE source runs the shared compliance suite in tests/netns/nfqueue-compliance.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import { nativeAddon, nativeLoadError } from '../../agent/src/native.js';
 import { nobleAead, ntmdpAead, defaultAead } from '../../agent/src/crypto/aead.js';
@@ -38,6 +38,21 @@ test('native Keccak-256 (Ethereum padding) equals @noble/hashes for every length
     addon.keccak256(data, out);
     assert.equal(out.toString('hex'), Buffer.from(keccak_256(data)).toString('hex'), `length ${len}`);
   }
+});
+
+test('native HMAC-SHA256 equals node:crypto for keys of 0 to 64 bytes and messages around the 64-byte block; a longer key is refused', () => {
+  const addon = nativeAddon()!;
+  const out = Buffer.alloc(32);
+  for (let klen = 0; klen <= 64; klen += 8) {
+    for (let len = 0; len <= 3 * 64 + 1; len++) {
+      const key = randomBytes(klen);
+      const data = randomBytes(len);
+      addon.hmacSha256(key, data, out);
+      assert.equal(out.toString('hex'), createHmac('sha256', key).update(data).digest('hex'), `key ${klen}, length ${len}`);
+    }
+  }
+  assert.throws(() => addon.hmacSha256(randomBytes(65), Buffer.alloc(1), out), TypeError);
+  assert.throws(() => addon.hmacSha256(randomBytes(32), Buffer.alloc(1), Buffer.alloc(31)), TypeError);
 });
 
 test('native open refuses forgeries and wipes what it decrypted', () => {

@@ -72,11 +72,14 @@ export class Registration {
     let rec = dc.terminals.byId.get(idHex);
     // An ID we do not know costs an ECDH before its MAC can be checked. Under load (WireGuard §5.4.7) that is done only
     // for a sender that echoed our cookie: a flood from spoofed sources costs a cookie reply each (an HMAC, 40 bytes
-    // back, less than came in), before even a decode, and no EC operation.
+    // back, less than came in; none to a source answered in the last second), before even a decode, and no EC
+    // operation.
     // (A request back from the EC workers passed this, and the per-source limit below, on its first pass.)
     if (!rec && !pre && dc.unknownLoad.note(dc.clock.monotonic()) && !this.cookieEchoed(data, from)) {
+      const cookie = dc.cookies.issueOnce(from);
+      if (!cookie) return dc.drops.inc('reg-cookie-repeat');
       dc.counts.inc('reg-cookie-sent');
-      return dc.send(encodeRegistrationCookie(data.readUInt32BE(4), dc.cookies.issue(from), requestMac1(data)), from, bind);
+      return dc.send(encodeRegistrationCookie(data.readUInt32BE(4), cookie, requestMac1(data)), from, bind);
     }
     const d = decodeRegistrationRequest(data);
     if (!d.ok) return dc.drops.inc('reg-malformed');
