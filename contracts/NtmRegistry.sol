@@ -5,7 +5,9 @@
 // Per terminal ID it keeps the managing DC, the Node Transaction's timestamp and the revocation flag; the Node
 // Transaction itself lives in the NodeTransaction event (148 bytes of log cost a fraction of 5 storage slots).
 // Per DC: its ID (= the account that sends its transactions), public key, signed directory record (endpoints), and
-// the virtual address blocks it claims. Byte layouts: docs/protocol.md §1-§2; operation: docs/ledger.md.
+// the virtual address blocks it claims. Per Relay Server: the DC it serves, its public key and signed record (paper §3.1:
+// RSs that come and go with load announce themselves to their DC here). Byte layouts: docs/protocol.md §1-§2;
+// operation: docs/ledger.md.
 pragma solidity 0.8.37;
 
 contract NtmRegistry {
@@ -79,6 +81,26 @@ contract NtmRegistry {
     error BlockOverlaps(uint8 family, uint128 base, uint8 len, address holder);
     error NoFreeBlock();
     error NotManagingDc(address id, address sender);
+    error UnknownDc(address dc);
+    error NotARelay(address sender);
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Relay Servers (paper §3.1): each RS names the one DC it serves; that DC routes through it while it is here.
+
+    struct Relay {
+        address dc;
+        bytes publicKey; // 33-byte compressed secp256k1 key; its ID is the RS's account
+        bytes record; // the RS's signed record (protocol.md "NTM1 dc-record", role RS): its endpoints
+        uint64 updatedAt; // block number of the last announcement
+    }
+
+    mapping(address => Relay) internal relays;
+    address[] internal relayList;
+    /** Position in relayList plus one (0: not announced), so a withdrawal removes in constant time. */
+    mapping(address => uint256) internal relayIndex;
+
+    event RelayRecord(address indexed rs, address indexed dc, bytes publicKey, bytes record);
+    event RelayWithdrawn(address indexed rs, address indexed dc);
 
     modifier onlyDc() {
         if (dcs[msg.sender].updatedAt == 0) revert NotADc(msg.sender);
@@ -122,14 +144,47 @@ contract NtmRegistry {
      * the sender's address (so nobody publishes a key for an account it does not hold); `record` is opaque here.
      */
     function registerDc(bytes calldata publicKey, bytes calldata record) external {
-        if (publicKey.length != 64 || address(uint160(uint256(keccak256(publicKey)))) != msg.sender) revert BadPublicKey();
         Dc storage d = dcs[msg.sender];
+        d.publicKey = _senderKey(publicKey);
         if (d.updatedAt == 0) dcList.push(msg.sender);
-        uint8 prefix = uint8(publicKey[63]) & 1 == 1 ? 0x03 : 0x02;
-        d.publicKey = abi.encodePacked(prefix, publicKey[0:32]);
         d.record = record;
         d.updatedAt = uint64(block.number);
         emit DcRecord(msg.sender, d.publicKey, record);
+    }
+
+    /**
+     * Announces the sender as a Relay Server of the registered DC `dcId`, or updates its announcement (another DC, new
+     * endpoints). `publicKey` as for registerDc; `record` is opaque here (the DC verifies its signature).
+     */
+    function announceRelay(bytes calldata publicKey, address dcId, bytes calldata record) external {
+        bytes memory key = _senderKey(publicKey);
+        if (dcs[dcId].updatedAt == 0) revert UnknownDc(dcId);
+        Relay storage r = relays[msg.sender];
+        // Moving to another DC: the old one sees it withdrawn, as if it had left.
+        if (relayIndex[msg.sender] != 0 && r.dc != dcId) emit RelayWithdrawn(msg.sender, r.dc);
+        if (relayIndex[msg.sender] == 0) {
+            relayList.push(msg.sender);
+            relayIndex[msg.sender] = relayList.length;
+        }
+        r.dc = dcId;
+        r.publicKey = key;
+        r.record = record;
+        r.updatedAt = uint64(block.number);
+        emit RelayRecord(msg.sender, dcId, key, record);
+    }
+
+    /** The sender stops relaying (drained, retired, shut down): its DC no longer routes through it. */
+    function withdrawRelay() external {
+        uint256 i = relayIndex[msg.sender];
+        if (i == 0) revert NotARelay(msg.sender);
+        address last = relayList[relayList.length - 1];
+        relayList[i - 1] = last;
+        relayIndex[last] = i;
+        relayList.pop();
+        delete relayIndex[msg.sender];
+        address dcId = relays[msg.sender].dc;
+        delete relays[msg.sender];
+        emit RelayWithdrawn(msg.sender, dcId);
     }
 
     /** Claims exactly this block; reverts if it overlaps any claimed block (another DC's or the sender's own). */
@@ -186,6 +241,19 @@ contract NtmRegistry {
         return dcList[i];
     }
 
+    function relay(address id) external view returns (address servedDc, bytes memory publicKey, bytes memory record, uint64 updatedAt) {
+        Relay storage r = relays[id];
+        return (r.dc, r.publicKey, r.record, r.updatedAt);
+    }
+
+    function relayCount() external view returns (uint256) {
+        return relayList.length;
+    }
+
+    function relayAt(uint256 i) external view returns (address) {
+        return relayList[i];
+    }
+
     function blockCount() external view returns (uint256) {
         return blocks.length;
     }
@@ -197,6 +265,16 @@ contract NtmRegistry {
 
     // ---------------------------------------------------------------------------------------------------------
     // Internals.
+
+    /**
+     * The sender's 33-byte compressed key from its 64-byte X‖Y, whose keccak hash must end in the sender's address (so
+     * nobody publishes a key, or announces a server, for an account it does not hold).
+     */
+    function _senderKey(bytes calldata publicKey) internal view returns (bytes memory) {
+        if (publicKey.length != 64 || address(uint160(uint256(keccak256(publicKey)))) != msg.sender) revert BadPublicKey();
+        uint8 prefix = uint8(publicKey[63]) & 1 == 1 ? 0x03 : 0x02;
+        return abi.encodePacked(prefix, publicKey[0:32]);
+    }
 
     /** The checks of NodeTransaction.check() (agent/src/protocol/node-transaction.ts), then the ledger's own rules. */
     function _record(bytes calldata nt) internal returns (Status) {

@@ -53,6 +53,16 @@ export interface DcEntry {
   readonly updatedAt: number;
 }
 
+/** A Relay Server's announcement (paper §3.1): the DC it serves, and its signed record (protocol/dc-record.ts, role RS). */
+export interface RelayEntry {
+  readonly id: string;
+  readonly dc: string;
+  /** 33-byte compressed key. */
+  readonly publicKey: Buffer;
+  readonly record: Buffer;
+  readonly updatedAt: number;
+}
+
 /** A virtual address block claimed by a DC. */
 export interface AddressBlock {
   readonly dc: string;
@@ -73,7 +83,9 @@ export type LedgerEvent =
   | { readonly kind: 'node'; readonly block: number; readonly logIndex: number; readonly id: string; readonly dc: string; readonly timestamp: number; readonly revoked: boolean; readonly nt: Buffer }
   | { readonly kind: 'revoked-by-dc'; readonly block: number; readonly logIndex: number; readonly id: string; readonly dc: string }
   | { readonly kind: 'dc'; readonly block: number; readonly logIndex: number; readonly id: string; readonly publicKey: Buffer; readonly record: Buffer }
-  | { readonly kind: 'block'; readonly block: number; readonly logIndex: number; readonly dc: string; readonly cidr: string };
+  | { readonly kind: 'block'; readonly block: number; readonly logIndex: number; readonly dc: string; readonly cidr: string }
+  | { readonly kind: 'relay'; readonly block: number; readonly logIndex: number; readonly id: string; readonly dc: string; readonly publicKey: Buffer; readonly record: Buffer }
+  | { readonly kind: 'relay-withdrawn'; readonly block: number; readonly logIndex: number; readonly id: string; readonly dc: string };
 
 export interface ContractClientOptions {
   readonly rpcUrl: string;
@@ -113,6 +125,8 @@ export function maxBatch(blockGasLimit: bigint): number {
 }
 
 const lower = (a: string): string => a.toLowerCase();
+/** The contract's 64-byte X‖Y from a 65-byte uncompressed key (or X‖Y already). */
+const xyHex = (publicKey: Uint8Array): Hex => toHex(publicKey.length === 65 ? publicKey.subarray(1) : publicKey) as Hex;
 const bytes = (h: Hex): Buffer => Buffer.from(h.slice(2), 'hex');
 
 /** The compiled artifact written by the build (scripts/contracts.ts), for its creation code. */
@@ -220,8 +234,20 @@ export class RegistryContract {
 
   /** Publishes the sender as a DC: its 65-byte uncompressed key (or X‖Y) and its signed directory record. */
   async registerDc(publicKeyUncompressed: Uint8Array, record: Uint8Array): Promise<TransactionReceipt> {
-    const xy = publicKeyUncompressed.length === 65 ? publicKeyUncompressed.subarray(1) : publicKeyUncompressed;
-    return this.write('registerDc', [toHex(xy) as Hex, toHex(record) as Hex]);
+    return this.write('registerDc', [xyHex(publicKeyUncompressed), toHex(record) as Hex]);
+  }
+
+  /**
+   * Announces the sender as a Relay Server of DC `dc` (paper §3.1), with its key (as registerDc) and its signed record;
+   * ContractRevertError('UnknownDc') when `dc` is not registered, ('BadPublicKey') when the key is not the sender's.
+   */
+  async announceRelay(publicKeyUncompressed: Uint8Array, dc: string, record: Uint8Array): Promise<TransactionReceipt> {
+    return this.write('announceRelay', [xyHex(publicKeyUncompressed), getAddress(dc), toHex(record) as Hex]);
+  }
+
+  /** The sender stops relaying; ContractRevertError('NotARelay') when it has no announcement. */
+  async withdrawRelay(): Promise<TransactionReceipt> {
+    return this.write('withdrawRelay', []);
   }
 
   /** Claims exactly `cidr`; ContractRevertError('BlockOverlaps') when it overlaps a claimed block. */
@@ -308,6 +334,32 @@ export class RegistryContract {
     return { id: lower(id), publicKey: bytes(publicKey), record: bytes(record), updatedAt: Number(updatedAt) };
   }
 
+  async relay(id: string, deadlineMs?: number): Promise<RelayEntry | undefined> {
+    const [dc, publicKey, record, updatedAt] = await this.retry(
+      'relay',
+      () => this.client.readContract({ address: this.address, abi: NtmRegistryAbi, functionName: 'relay', args: [getAddress(id)] }),
+      deadlineMs,
+    );
+    if (updatedAt === 0n) return undefined;
+    return { id: lower(id), dc: lower(dc), publicKey: bytes(publicKey), record: bytes(record), updatedAt: Number(updatedAt) };
+  }
+
+  /** Every Relay Server announced now, and the block the list was read at. */
+  async relays(): Promise<{ relays: RelayEntry[]; block: number }> {
+    const block = await this.blockNumber();
+    const at = { blockNumber: BigInt(block) };
+    const n = await this.retry('relayCount', () => this.client.readContract({ address: this.address, abi: NtmRegistryAbi, functionName: 'relayCount', ...at }));
+    const out: RelayEntry[] = [];
+    for (let i = 0n; i < n; i++) {
+      const id = await this.retry('relayAt', () => this.client.readContract({ address: this.address, abi: NtmRegistryAbi, functionName: 'relayAt', args: [i], ...at }));
+      const [dc, publicKey, record, updatedAt] = await this.retry('relay', () =>
+        this.client.readContract({ address: this.address, abi: NtmRegistryAbi, functionName: 'relay', args: [id], ...at }),
+      );
+      out.push({ id: lower(id), dc: lower(dc), publicKey: bytes(publicKey), record: bytes(record), updatedAt: Number(updatedAt) });
+    }
+    return { relays: out, block };
+  }
+
   async blocks(): Promise<AddressBlock[]> {
     const n = await this.retry('blockCount', () => this.client.readContract({ address: this.address, abi: NtmRegistryAbi, functionName: 'blockCount' }));
     const out: AddressBlock[] = [];
@@ -350,6 +402,12 @@ export class RegistryContract {
         case 'BlockClaimed':
           out.push({ kind: 'block', ...at, dc: lower(l.args.dc!), cidr: blockToCidr(l.args.family!, l.args.base!, l.args.len!) });
           break;
+        case 'RelayRecord':
+          out.push({ kind: 'relay', ...at, id: lower(l.args.rs!), dc: lower(l.args.dc!), publicKey: bytes(l.args.publicKey!), record: bytes(l.args.record!) });
+          break;
+        case 'RelayWithdrawn':
+          out.push({ kind: 'relay-withdrawn', ...at, id: lower(l.args.rs!), dc: lower(l.args.dc!) });
+          break;
         default:
           break; // NodeTransactionRefused: the submitter reads it from its receipt
       }
@@ -390,7 +448,7 @@ export class RegistryContract {
   // ---------------------------------------------------------------------------------------------------------------
   // Transactions.
 
-  private write<F extends 'submit' | 'registerDc' | 'claimBlock' | 'claimFreeBlock' | 'revokeByDc'>(
+  private write<F extends 'submit' | 'registerDc' | 'announceRelay' | 'withdrawRelay' | 'claimBlock' | 'claimFreeBlock' | 'revokeByDc'>(
     functionName: F,
     args: readonly unknown[],
   ): Promise<TransactionReceipt> {
