@@ -86,6 +86,15 @@ function f<T>(def: T, parse: Parser<T>, doc: string): Field<T> {
   return { def, parse, doc };
 }
 
+/** Where the EVM ledger is: the same keys for a DC and an RS (their `--chain-*` flags). */
+function chainKeys(deployBlockDoc: string) {
+  return {
+    chainRpc: f('', str, 'JSON-RPC URL of the EVM chain (ledger "evm").'),
+    chainContract: f('', (v, k) => (v === '' ? '' : idP(v, k)), 'Address of the NtmRegistry contract (ledger "evm").'),
+    chainDeployBlock: f(0, num(0, 2 ** 53), deployBlockDoc),
+  };
+}
+
 /** The schema: section → key → field. Defaults are what a single-host deployment needs. */
 export const SCHEMA = {
   dc: {
@@ -124,10 +133,8 @@ export const SCHEMA = {
     relayQuotaBytes: f(10 * 1024 ** 3, num(0, 2 ** 53), 'Bytes an RS may relay for one tunnel (written into the ticket).'),
     relayQuotaPackets: f(20_000_000, num(0, 2 ** 53), 'Packets an RS may relay for one tunnel.'),
     relayTicketS: f(24 * 3600, num(10, 30 * 86400), 'Lifetime of a relay ticket (seconds).'),
-    ledger: f<'sqlite' | 'evm'>('sqlite', oneOf(['sqlite', 'evm'] as const), 'Where Node Transactions are recorded: "sqlite" (a hash chain in the DC\'s database: one household) or "evm" (the NtmRegistry contract at chainContract on chainRpc: DCs find each other and their address blocks there, docs/ledger.md).'),
-    chainRpc: f('', str, 'JSON-RPC URL of the EVM chain (ledger "evm").'),
-    chainContract: f('', (v, k) => (v === '' ? '' : idP(v, k)), 'Address of the NtmRegistry contract (ledger "evm").'),
-    chainDeployBlock: f(0, num(0, 2 ** 53), 'Block the contract was deployed in: where a DC with an empty cache starts reading its events.'),
+    ledger: f<'sqlite' | 'evm'>('sqlite', oneOf(['sqlite', 'evm'] as const), 'Where Node Transactions are recorded: "sqlite" (a hash chain in the DC\'s database: one household) or "evm" (the NtmRegistry contract at chainContract on chainRpc: DCs find each other, their address blocks and the Relay Servers that announce themselves to them there, docs/ledger.md).'),
+    ...chainKeys('Block the contract was deployed in: where a DC with an empty cache starts reading its events.'),
   },
   rs: {
     listen: f('[::]:7200', str, 'UDP address the Relay Server listens on (dual-stack).'),
@@ -135,6 +142,9 @@ export const SCHEMA = {
     dataDir: f('/var/lib/ntm/rs', str, 'Directory for the RS key.'),
     trust: f<string[]>([], list(idP), 'IDs of DCs whose tickets this RS honours (no open relay). Empty: the DCs in reportTo.'),
     reportTo: f<PeerRef[]>([], list(peerRef), 'DCs this RS reports its load to ("0xID@addr:port").'),
+    ledger: f<'none' | 'evm'>('none', oneOf(['none', 'evm'] as const), 'Where this RS announces itself (paper §3.1): "none" (its HELLOs alone: the DC takes it if its ID is in dc.acceptRelays) or "evm" (also on the NtmRegistry contract, from its own account, for the DC `dc`: a DC on that ledger takes it without acceptRelays; withdrawn at a clean stop, docs/ledger.md).'),
+    dc: f('', (v, k) => (v === '' ? '' : idP(v, k)), 'The DC this RS announces itself to on the chain (ledger "evm"); empty: the first reportTo DC. Not in reportTo: it reports to the first address of the DC\'s record on the chain.'),
+    ...chainKeys('Accepted for the same flags as `ntm dc`; the RS reads the contract\'s state, not its events.'),
     reportS: f(5, num(1, 600), 'Load report period (seconds).'),
     capacityTunnels: f(10_000, num(1, 10_000_000), 'Tunnels this RS accepts; its load is reported as a fraction of it.'),
     activeS: f(30, num(1, 86400), 'A tunnel counts toward the reported load while it relayed a frame (or bound) within this many seconds: what the DC weighs, and what tells an autoscaler the RS is idle.'),

@@ -77,8 +77,11 @@ export interface PeerState {
 
 export interface RelayState {
   readonly id: string;
-  /** Configured (dc.relays: kept) or announced by the RS itself (dc.acceptRelays: forgotten when it falls silent). */
-  readonly source: 'config' | 'announced';
+  /**
+   * Configured (dc.relays: kept), announced by the RS itself (dc.acceptRelays: forgotten when it falls silent), or
+   * listed for this DC on the ledger (EVM: the contract's announceRelay; kept until withdrawn there).
+   */
+  readonly source: 'config' | 'announced' | 'ledger';
   v4?: Endpoint;
   v6?: Endpoint;
   publicKey?: Buffer;

@@ -39,6 +39,11 @@ export class Federation {
     dc.commit.onCommitted = (nts) => this.announce(nts);
   }
 
+  /** A HELLO with our record to a server just learnt of (an RS the ledger lists), asking for its own. */
+  greet(to: Endpoint): void {
+    this.dc.send(encodeHello(this.record, true), to);
+  }
+
   /**
    * A DC record from the ledger's directory (EVM: the contract, issue 12): the DC becomes a peer with the key and
    * endpoint it published, no --peer needed. Its signature is checked, and it must be that DC's own record.

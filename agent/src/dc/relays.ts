@@ -1,10 +1,13 @@
 // The DC's Relay Servers (paper §3.1: relays that come and go with load; §2.4: choosing one by distance and load):
-// which RSs it knows (configured, or announced by the RS itself: a signed HELLO, then sealed load reports, from an ID
-// the DC accepts), forgetting an announced one that falls silent; its own RTT to each (RS_PING, answered by the RS's
+// which RSs it knows (configured; announced by the RS itself: a signed HELLO, then sealed load reports, from an ID
+// the DC accepts; or listed for it on the ledger: the EVM contract's announceRelay), forgetting an announced one that
+// falls silent and a listed one withdrawn; its own RTT to each (RS_PING, answered by the RS's
 // pong); what the route rule sees of each (dc/route.ts RelayView: the reported load plus the tunnels directed there
 // since); and the record of each relayed route's choice (status), so the rule can be checked on real figures.
 import type { Endpoint } from '../types/net.js';
-import type { ServerRecord } from '../protocol/dc-record.js';
+import type { RelayAnnouncement } from '../types/registry.js';
+import { decodeServerRecord, type ServerRecord } from '../protocol/dc-record.js';
+import { formatId } from '../crypto/secp256k1.js';
 import { randomBytes } from 'node:crypto';
 import { decodeRsPing, encodeRsPing } from '../protocol/relay.js';
 import { formatEndpoint } from '../protocol/endpoint.js';
@@ -45,14 +48,51 @@ export class Relays {
   onRecord(rec: ServerRecord, id: string, from: Endpoint): RelayState | undefined {
     const r = this.known(id);
     if (!r) return undefined;
-    r.publicKey = Buffer.from(rec.publicKey);
-    const eps = rec.endpoints.length > 0 ? rec.endpoints : [from];
-    for (const e of eps) {
-      // A configured address stays; an announced RS's addresses follow what it says.
-      if (e.family === 4 && (!r.v4 || r.source === 'announced')) r.v4 = e;
-      if (e.family === 6 && (!r.v6 || r.source === 'announced')) r.v6 = e;
-    }
+    this.takeRecord(r, rec, [from]);
     r.heardAt = this.dc.clock.monotonic();
+    return r;
+  }
+
+  private takeRecord(r: RelayState, rec: ServerRecord, fallback: readonly Endpoint[]): void {
+    r.publicKey = Buffer.from(rec.publicKey);
+    const eps = rec.endpoints.length > 0 ? rec.endpoints : fallback;
+    for (const e of eps) {
+      // A configured address stays; an announced or listed RS's addresses follow what it says.
+      if (e.family === 4 && (!r.v4 || r.source !== 'config')) r.v4 = e;
+      if (e.family === 6 && (!r.v6 || r.source !== 'config')) r.v6 = e;
+    }
+  }
+
+  /**
+   * An RS the ledger lists for this DC, or no longer lists (no record). Write access to the ledger is the trust here
+   * (docs/ledger.md: the ISP's permissioned chain; the contract takes an announcement only from the RS's own
+   * account): a listed RS is taken without dc.acceptRelays, at the addresses of its signed record (none: where its
+   * HELLO comes from), greeted and pinged at once (the caller sends the HELLO), and kept until it withdraws, however long it is silent (silent, it is ranked
+   * as full). A withdrawn one is forgotten, and its HELLOs are taken again only if the configuration accepts it.
+   */
+  onLedger(a: RelayAnnouncement): RelayState | undefined {
+    const { dc } = this;
+    const have = dc.relays.get(a.id);
+    if (!a.record) {
+      if (have?.source !== 'ledger') return undefined;
+      dc.relays.delete(a.id);
+      dc.log.info('relay server withdrawn on the ledger: forgotten', { id: a.id });
+      return undefined;
+    }
+    const rec = decodeServerRecord(a.record);
+    if (!rec.ok || rec.value.role !== 'rs' || formatId(rec.value.id) !== a.id) {
+      dc.drops.inc('ledger-relay-record');
+      dc.log.warn('relay server on the ledger with a record that does not verify: not taken', { id: a.id, reason: rec.ok ? 'not its own RS record' : rec.reason });
+      return undefined;
+    }
+    const r = have ?? newRelay(a.id, 'ledger');
+    if (!have) {
+      dc.relays.set(a.id, r);
+      dc.log.info('relay server found in the ledger', { id: a.id, endpoints: rec.value.endpoints.map(formatEndpoint) });
+    }
+    this.takeRecord(r, rec.value, []);
+    // Pinged with the next tick: its RTT is known before the first route through it.
+    this.lastPing = -Infinity;
     return r;
   }
 

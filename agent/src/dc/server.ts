@@ -137,7 +137,19 @@ export class DcServer {
     core.commit.flush();
     // DCs in the ledger's directory are peers too (the EVM ledger's: found through the contract, no --peer).
     for (const e of core.registry.directory()) dc.federation.learnPeer(e);
-    dc.unsubscribe = core.registry.onChange((e) => dc.federation.learnPeer(e));
+    const unPeers = core.registry.onChange((e) => dc.federation.learnPeer(e));
+    // RSs listed for this DC on the ledger (EVM: announceRelay, paper §3.1) are taken without dc.acceptRelays.
+    // Greeted at once (HELLO, answer wanted): the RS answers with its record and its load, without waiting for its
+    // next report period; its own HELLOs may have come before the DC read the chain, and were not taken then.
+    const unRelays = core.registry.onRelays?.((a) => {
+      const r = dc.relays.onLedger(a);
+      const to = r?.v4 ?? r?.v6;
+      if (to) dc.federation.greet(to);
+    });
+    dc.unsubscribe = () => {
+      unPeers();
+      unRelays?.();
+    };
     dc.timers.push(setInterval(() => dc.tick(), 1000));
     dc.federation.sayHello();
     dc.channel.hintRestart();

@@ -79,7 +79,8 @@ export class RsServer {
   private readonly sealer: PeerSealer;
   private readonly log: Logger;
   private readonly clock: Clock;
-  private readonly record: Uint8Array;
+  /** Its signed record (role RS, its advertised endpoints): in its HELLOs, and on the chain (rs/ledger.ts). */
+  readonly record: Uint8Array;
   private timers: NodeJS.Timeout[] = [];
   private packetsSinceReport = 0;
   private readonly cookies: SourceCookies;

@@ -81,6 +81,15 @@ export interface Registry {
    */
   onChange(handler: (entry: RegistryEntry) => void): () => void;
 
+  /**
+   * The Relay Servers the ledger lists for this DC (paper §3.1: RSs that come and go announce themselves to their DC;
+   * EVM: the contract's announceRelay, from the RS's own account). The handler gets each one listed now, then every
+   * change: a new or updated announcement with the RS's signed record (protocol/dc-record.ts, role RS, not yet
+   * verified), a withdrawal without one. Handlers run on the event loop. Absent where the ledger lists no RSs (SQLite:
+   * the DC takes RSs from its configuration and their HELLOs). Returns the unsubscribe function.
+   */
+  onRelays?(handler: (r: RelayAnnouncement) => void): () => void;
+
   /** Stops background work (an EVM backend's batcher and event watch). Idempotent. The database stays the caller's. */
   close(): Promise<void>;
 
@@ -89,6 +98,14 @@ export interface Registry {
    * was sent since this process started (the DC's status). Absent where staging is committing (SQLite).
    */
   backlog?(): RegistryBacklog;
+}
+
+/** A Relay Server the ledger lists for this DC, or (no record) one it no longer lists. */
+export interface RelayAnnouncement {
+  /** The RS's ID (its account): `0x` + 40 lowercase hex digits. */
+  readonly id: string;
+  /** Its signed record as announced; absent: withdrawn (drained, retired, shut down, or moved to another DC). */
+  readonly record?: Uint8Array;
 }
 
 export interface RegistryBacklog {

@@ -4,14 +4,16 @@
 // disk before the answer leaves. A batcher commits the outbox to the contract in batches and deletes rows only after
 // their receipt (kill -9 at any point: the rows are still there, or on the chain; a resubmission is 'duplicate').
 // A follower reads the contract's events into the same view (others' Node Transactions, revocations, DC records) and
-// the change feed. latest() reads the view only; lookup() asks the contract on a miss.
+// the change feed. latest() reads the view only; lookup() asks the contract on a miss. The Relay Servers announced
+// for this DC (announceRelay) are read from the contract's state at each connection, then kept by the same follower's
+// RelayRecord / RelayWithdrawn events; they live in memory only (the chain is where they are, a restart reads it).
 //
 // Threading: everything runs on the DC's event loop. The follower and batcher write the database between the DC's
 // turns (better-sqlite3 is synchronous, a DC turn never spans an await), each in its own transaction.
 import type { Db, Migrations } from '../../store/db.js';
 import { migrate } from '../../store/db.js';
 import type { Identity } from '../../protocol/identity.js';
-import type { Registry, RegistryBacklog, RegistryEntry, RegistryKind, RegistryReport } from '../../types/registry.js';
+import type { Registry, RegistryBacklog, RegistryEntry, RegistryKind, RegistryReport, RelayAnnouncement } from '../../types/registry.js';
 import { silentLogger, type Logger, Counters } from '../../util/log.js';
 import { checkEntry, checkId, ntRevoked, sameBytes } from '../entry.js';
 import { maxBatch, NT_STATUSES, RegistryContract, type LedgerEvent } from './contract.js';
@@ -79,6 +81,9 @@ export class EvmRegistry implements Registry {
   private readonly log: Logger;
   private readonly stmt;
   private readonly handlers = new Set<(e: RegistryEntry) => void>();
+  /** RSs announced for this DC: ID → signed record (from the contract, not yet verified: the DC does). */
+  private readonly relays = new Map<string, Uint8Array>();
+  private readonly relayHandlers = new Set<(r: RelayAnnouncement) => void>();
   private client: RegistryContract | undefined;
   private connecting: Promise<RegistryContract> | undefined;
   private stopFollow: (() => void) | undefined;
@@ -202,8 +207,36 @@ export class EvmRegistry implements Registry {
   private connected(c: RegistryContract): void {
     if (this.closed) return c.close();
     this.client = c;
-    this.stopFollow = c.follow(Number(this.meta('next_block') ?? '0'), (evs, next) => this.apply(evs, next));
+    // The RSs listed now first; the follower's events from next_block on replay what changed since in order, so
+    // the set ends as the chain's (an older event replayed over the list read is undone by the newer one after it).
+    // A contract without relay records (an older deployment) reverts the read: the DC follows it all the same.
+    void c
+      .relays()
+      .then(({ relays }) => {
+        for (const r of relays) if (r.dc === this.self && !this.closed) this.relayChanged(r.id, r.record);
+      })
+      .catch((e: unknown) => {
+        if (!(e instanceof ClientClosedError)) this.log.error('relay servers not read from the chain', { err: e });
+      })
+      .finally(() => {
+        if (!this.closed) this.stopFollow = c.follow(Number(this.meta('next_block') ?? '0'), (evs, next) => this.apply(evs, next));
+      });
     this.scheduleDrain(0);
+  }
+
+  onRelays(handler: (r: RelayAnnouncement) => void): () => void {
+    this.relayHandlers.add(handler);
+    for (const [id, record] of this.relays) handler({ id, record });
+    return () => this.relayHandlers.delete(handler);
+  }
+
+  /** An RS announced for this DC (record) or no longer (undefined): the set, and the handlers when it changed. */
+  private relayChanged(id: string, record: Uint8Array | undefined): void {
+    const have = this.relays.get(id);
+    if (record ? have && sameBytes(have, record) : !have) return;
+    if (record) this.relays.set(id, record);
+    else this.relays.delete(id);
+    for (const h of this.relayHandlers) h(record ? { id, record } : { id });
   }
 
   stage(entry: RegistryEntry): void {
@@ -323,11 +356,16 @@ export class EvmRegistry implements Registry {
   private apply(events: LedgerEvent[], next: number): void {
     if (this.closed) return;
     const news: RegistryEntry[] = [];
+    const relays: Array<[string, Uint8Array | undefined]> = [];
     this.db.transaction(() => {
       for (const e of events) {
         let entry: RegistryEntry | undefined;
         if (e.kind === 'revoked-by-dc') {
           this.stmt.revokedOnChain.run(e.id, e.dc);
+          continue;
+        }
+        if (e.kind === 'relay' || e.kind === 'relay-withdrawn') {
+          if (e.dc === this.self) relays.push([e.id, e.kind === 'relay' ? e.record : undefined]);
           continue;
         }
         if (e.kind === 'node' && e.dc !== this.self) entry = { kind: 'node', id: e.id, bytes: e.nt };
@@ -346,6 +384,7 @@ export class EvmRegistry implements Registry {
       this.stmt.setMeta.run('next_block', String(next));
     })();
     for (const e of news) for (const h of this.handlers) h(e);
+    for (const [id, record] of relays) this.relayChanged(id, record);
   }
 
   /**
