@@ -4,8 +4,8 @@
 //   node dist/tests/lib/chain-read.js --rpc URL --contract 0xADDR [--from BLOCK] [--ids FILE]
 //
 // Prints one JSON line (ChainView): per terminal ID, how many NodeTransaction events the contract emitted for it
-// (an ID on the chain once has exactly one), refusals by status, the IDs revoked by a DC, and for each ID of FILE (a
-// JSON array) the contract's own state of it (managing DC, revoked).
+// (an ID on the chain once has exactly one), refusals by status, the IDs revoked by a DC, the Relay Servers announced
+// and their events, and for each ID of FILE (a JSON array) the contract's own state of it (managing DC, revoked).
 import { readFileSync } from 'node:fs';
 import { createPublicClient, getAddress, http, type Hex } from 'viem';
 import { NtmRegistryAbi } from '../../agent/src/registry/evm/abi.js';
@@ -21,6 +21,10 @@ export interface ChainView {
   readonly revokedByDc: Array<[string, string]>;
   /** The contract's state of each ID asked for. */
   readonly terminals: Record<string, { dc: string; revoked: boolean }>;
+  /** The Relay Servers announced now: [RS ID, the DC it serves]. */
+  readonly relays: Array<[string, string]>;
+  /** RelayRecord and RelayWithdrawn events, in chain order: [kind, RS ID, DC ID]. */
+  readonly relayEvents: Array<['announced' | 'withdrawn', string, string]>;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -61,7 +65,19 @@ async function main(argv: string[]): Promise<void> {
       }),
     );
   }
-  const view: ChainView = { head: Number(head), nodeTransactions, refused, revokedByDc, terminals };
+  const relays: Array<[string, string]> = [];
+  const relayCount = await client.readContract({ address, abi: NtmRegistryAbi, functionName: 'relayCount', blockNumber: head });
+  for (let i = 0n; i < relayCount; i++) {
+    const rs = await client.readContract({ address, abi: NtmRegistryAbi, functionName: 'relayAt', args: [i], blockNumber: head });
+    const [dc] = await client.readContract({ address, abi: NtmRegistryAbi, functionName: 'relay', args: [rs], blockNumber: head });
+    relays.push([lower(rs), lower(dc)]);
+  }
+  const relayEvents: ChainView['relayEvents'] = [];
+  for (const l of await client.getContractEvents({ address, abi: NtmRegistryAbi, fromBlock, toBlock: head })) {
+    if (l.eventName === 'RelayRecord') relayEvents.push(['announced', lower(l.args.rs!), lower(l.args.dc!)]);
+    if (l.eventName === 'RelayWithdrawn') relayEvents.push(['withdrawn', lower(l.args.rs!), lower(l.args.dc!)]);
+  }
+  const view: ChainView = { head: Number(head), nodeTransactions, refused, revokedByDc, terminals, relays, relayEvents };
   process.stdout.write(`${JSON.stringify(view)}\n`);
 }
 
