@@ -56,7 +56,8 @@ Several DCs: give each a disjoint --pool and the others as --peer 0xID@ADDR:PORT
 verified at every start; the DC refuses to start on one that does not verify.
 
 On an EVM chain (docs/ledger.md): Node Transactions go to the NtmRegistry contract, the DC finds the other
-DCs and claims its address blocks there, no --peer needed. The DC's ID is its chain account.
+DCs and claims its address blocks there, no --peer needed, and takes the RSs that announce themselves to it
+there (ntm rs --ledger evm … --dc <this DC's ID>), no --accept-relay needed. Its ID is its chain account.
   ntm dc --data-dir DIR --advertise 192.0.2.2:7100 --ledger evm --chain-rpc http://10.0.0.1:8545 \
          --chain-contract 0xCONTRACT [--chain-deploy-block N]
 
