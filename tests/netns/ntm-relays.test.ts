@@ -183,7 +183,13 @@ void describe('relays that scale with load (issue 13 part 3, paper §3.1)', () =
       const scaler = async () => (await dc.status()).autoscaler as { started: number; retired: number; instances: Array<{ id: string; running: boolean; draining: boolean }> };
       const first = await waitFor('the first instance (rsscale.min) announces itself', async () => ((await relaysOf(dc)).length === 1 ? (await relaysOf(dc))[0] : undefined), 20_000, 200);
       const { a, b } = await terminals(tb, dir, started, dcId.publicKey);
-      await waitFor('a measured its RTT to the RS', async () => Object.keys((await a.status()).rsRttMs as object).length === 1, 10_000);
+      await waitFor('both ends measured their RTT to the RS', async () => {
+        const [sa, sb] = await Promise.all([a.status(), b.status()]);
+        return Object.keys(sa.rsRttMs as object).length === 1 && Object.keys(sb.rsRttMs as object).length === 1;
+      }, 10_000);
+      // The RTT reports reach the DC from a timer of each terminal, 1.5 s after the first ping (as in the first case;
+      // a clean-clone run under load once saw B's not yet there).
+      await new Promise((r) => setTimeout(r, 3000));
       // Relayed load: two tunnels of four on the one instance (the first is replaced but stays active for activeS).
       for (let i = 0; i < 2; i++) await a.call({ cmd: 'connect', target: 'b.ntm', fresh: true }, 30_000);
       const second = await waitFor(
