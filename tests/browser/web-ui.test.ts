@@ -113,6 +113,11 @@ describe('household page in Chromium (fake agent)', () => {
     const unknown = desktop.locator('#found-list li.card', { hasText: '192.168.1.21' });
     await unknown.getByRole('button', { name: 'Pair' }).click();
     await unknown.getByRole('alert').filter({ hasText: 'name' }).waitFor();
+    // A live update (another device found) re-renders the list: what the page said, and the field it marked, stay.
+    fake.discover([LAMP, PRINTER, UNKNOWN, CAMERA]);
+    await desktop.locator('#found-list li.card', { hasText: 'Hall Camera' }).waitFor();
+    assert.ok(await unknown.getByRole('alert').filter({ hasText: 'name' }).isVisible(), 'the error survives the re-render');
+    assert.equal(await unknown.getByLabel('Name this device').getAttribute('aria-invalid'), 'true');
   });
 
   test('phones: "add a phone" shows a QR code and the token; the phone appears once enrolled', async () => {

@@ -56,8 +56,23 @@ export function replaceKeepingFocus(el: Element, children: (Child | Child[])[]):
   for (const i of el.querySelectorAll<HTMLInputElement>('input[id]:not([readonly])')) {
     if (i.dataset['dirty'] === '1') values.set(i.id, i.type === 'checkbox' ? i.checked : i.value);
   }
+  // What the person was told stays told: an error shown in the list, and the field it marks wrong, survive a live
+  // update (a device found or paired elsewhere re-renders every card; a CI run saw "give it a name" vanish so).
+  const alerts = new Map<string, string>();
+  for (const a of el.querySelectorAll<HTMLElement>('[role="alert"][id]')) if (!a.hidden && a.textContent) alerts.set(a.id, a.textContent);
+  const invalid = [...el.querySelectorAll<HTMLElement>('[aria-invalid="true"][id]')].map((x) => x.id);
   el.replaceChildren();
   append(el, children);
+  for (const [id, text] of alerts) {
+    const a = document.getElementById(id);
+    if (!a || !el.contains(a) || !a.hidden) continue;
+    a.textContent = text;
+    a.hidden = false;
+  }
+  for (const id of invalid) {
+    const x = document.getElementById(id);
+    if (x && el.contains(x)) x.setAttribute('aria-invalid', 'true');
+  }
   for (const [id, v] of values) {
     const i = document.getElementById(id);
     if (!(i instanceof HTMLInputElement) || !el.contains(i)) continue;
