@@ -15,6 +15,7 @@ static napi_value init(napi_env env, napi_value exports) {
   udp_register(env, exports);
   keccak_register(env, exports);
   hmac_register(env, exports);
+  rxkeys_register(env, exports);
   return exports;
 }
 

@@ -8,6 +8,7 @@
  *   inject.c   RawInjector  a decrypted IP packet handed to the kernel as this host's own
  *   tun.c      TunWriter    decrypted TCP segments of a flow coalesced (as GRO does), written to a TUN with a vnet header
  *   udp.c      UdpSocket    recvmmsg / sendmmsg, UDP GSO and GRO, per-datagram TTL
+ *   rxopen.c   rxKey*       received DATA opened on a thread of its own, ahead of JavaScript (the receive keys by index)
  *   aead.c     ChaChaPoly   ChaCha20-Poly1305 (RFC 8439) on one reused OpenSSL context
  *   keccak.c   keccak256    Keccak-256 as Ethereum uses it
  *   hmac.c     hmacSha256   HMAC-SHA256 in one OpenSSL call (a flood's mac1 checks and cookies)
@@ -15,8 +16,9 @@
  *   common.c                errors, stats objects, arenas handed to JavaScript, class definitions
  *   module.c                the addon's exports
  *
- * Threading: everything runs on the JS thread that created it (uv_poll on the default loop). Buffers passed in are
- * borrowed for the duration of the call only.
+ * Threading: everything runs on the JS thread that created it (uv_poll on the default loop), except a UdpSocket's
+ * opening thread (rxopen.c, which says what it shares and how). Buffers passed in are borrowed for the duration of
+ * the call only.
  */
 #ifndef NTMDP_H
 #define NTMDP_H
@@ -25,6 +27,7 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -100,6 +103,8 @@ void poller_release(poller *p);
 /* Calls the callback with (count) in a handle scope of its own. A throw is caught and cleared here (the loop must go on:
  * the caller fails closed); 0, or -1 when the call failed. `what` names the unit in NTMDP_DEBUG's message. */
 int poller_call(poller *p, int count, const char *what);
+/* The same with a second argument `arg` (≥ 0). */
+int poller_call2(poller *p, int count, int arg, const char *what);
 
 /* gso.c. One segment of a GSO packet: where it was written in the output, and its length. */
 typedef struct {
@@ -120,6 +125,33 @@ void ip4_checksum(uint8_t *ip);
 /* How many SYNs taught an MSS, and how many GSO packets were cut at the default MSS (their flow's SYN was not seen). */
 void gso_stats(double *learnt, double *defaulted);
 
+/* rxopen.c. The thread that opens a UdpSocket's received DATA datagrams, one half of its arena at a time (rxopen.c). */
+enum { RX_FREE = 0, RX_QUEUED, RX_OPENED };
+typedef struct {
+  const uint8_t *arena; /* the received datagrams (both halves) */
+  uint8_t *plain;       /* plaintexts, at each datagram's offset + 16 */
+  int32_t *meta;        /* half h's entries start at h * half_entries * umeta */
+  size_t half_entries;
+  int umeta;
+  int state[2], count[2], stop, running, async_live;
+  double stats[2]; /* opened, failed (written by the thread; read racily for stats()) */
+  void *ctx;       /* the thread's EVP_CIPHER_CTX */
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  uv_async_t done; /* done.data: the owner */
+} rxpipe;
+/* Starts the thread; `on_opened` runs on the loop after a half was opened. 0, or -1. */
+int rxpipe_start(rxpipe *p, uv_loop_t *loop, uv_async_cb on_opened, void *owner);
+/* Hands half `half` (count datagrams, received) to the thread. */
+void rxpipe_submit(rxpipe *p, int half, int count);
+/* RX_FREE, RX_QUEUED or RX_OPENED. */
+int rxpipe_state(rxpipe *p, int half);
+/* JavaScript is done with the half: it may be received into again. */
+void rxpipe_release(rxpipe *p, int half);
+/* Stops and joins the thread, then closes the async handle (`on_closed` runs once libuv let go of it). */
+void rxpipe_stop(rxpipe *p, uv_close_cb on_closed);
+
 /* The units' registration on the addon's exports. */
 void nfqueue_register(napi_env env, napi_value exports);
 void inject_register(napi_env env, napi_value exports);
@@ -129,5 +161,6 @@ void udp_register(napi_env env, napi_value exports);
 void aead_register(napi_env env, napi_value exports);
 void keccak_register(napi_env env, napi_value exports);
 void hmac_register(napi_env env, napi_value exports);
+void rxkeys_register(napi_env env, napi_value exports);
 
 #endif

@@ -51,15 +51,18 @@ void poller_release(poller *p) {
   napi_async_destroy(p->env, p->actx);
 }
 
-int poller_call(poller *p, int count, const char *what) {
+int poller_call(poller *p, int count, const char *what) { return poller_call2(p, count, -1, what); }
+
+int poller_call2(poller *p, int count, int arg, const char *what) {
   napi_env env = p->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  napi_value cb, recv, argv[1], result;
+  napi_value cb, recv, argv[2], result;
   napi_get_reference_value(env, p->cb, &cb);
   napi_get_global(env, &recv); /* napi_make_callback needs an object as the receiver */
   napi_create_int32(env, count, &argv[0]);
-  napi_status st = napi_make_callback(env, p->actx, recv, cb, 1, argv, &result);
+  if (arg >= 0) napi_create_int32(env, arg, &argv[1]);
+  napi_status st = napi_make_callback(env, p->actx, recv, cb, arg >= 0 ? 2 : 1, argv, &result);
   if (st != napi_ok) {
     const napi_extended_error_info *ei = NULL;
     napi_get_last_error_info(env, &ei);

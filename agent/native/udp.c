@@ -2,8 +2,14 @@
  * udp.c: UdpSocket, the terminal's one UDP socket (dual-stack "[::]:port", or IPv4), read with recvmmsg in bursts into
  * a shared arena (one JS call per burst) and written with synchronous sendto (no per-datagram request object, unlike
  * node:dgram), or queued and flushed with one sendmmsg. Its TypeScript side is agent/src/dataplane/conn/native-udp.ts.
- * meta per datagram (int32 × UMETA): arena offset, length, port, family (4 or 6); addresses: 16 bytes each in `addrs`
- * (IPv4 as ::ffff:a.b.c.d).
+ * meta per datagram (int32 × UMETA): arena offset, length, port, family (4 or 6), opened (0 not, 1 authentic, 2 the tag
+ * did not verify), the generation of the key that opened it; addresses: 16 bytes each in `addrs` (IPv4 as
+ * ::ffff:a.b.c.d).
+ *
+ * Receiving in two halves (issue 15): started with `open` set, the socket receives each burst into one half of its
+ * arena (and of meta and addrs) and hands it to its opening thread (rxopen.c), which opens the DATA datagrams into
+ * `plain` while this thread receives into the other half or runs JavaScript; JavaScript is called with (count, half)
+ * once a half is opened, in the order received. With both halves busy, reading pauses until JavaScript had one.
  *
  * Segmentation offload (Linux ≥ 4.18 / 5.0; kernel docs: Documentation/networking/segmentation-offloads.rst, "UDP
  * GSO", and udp(7) UDP_SEGMENT / UDP_GRO): queue() collects datagrams and flush() sends them in one sendmmsg, each run
@@ -25,7 +31,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define UMETA 4
+#define UMETA 6
 /* Messages per recvmmsg: each slot is 64 KiB (a GRO'd run fills it), so this bounds the arena's resident size. */
 #define UBATCH 32
 /* Datagrams one GRO'd message can carry (the kernel's UDP_MAX_SEGMENTS: 64, 128 since Linux 6.x). */
@@ -46,8 +52,12 @@ typedef struct {
 typedef struct {
   poller io; /* io.fd: the socket, closed here */
   int closed;
-  uint8_t *arena;
-  size_t slot; /* bytes per datagram slot */
+  uint8_t *arena, *plain; /* two halves of UBATCH slots each; plain: opened datagrams' plaintexts */
+  size_t slot;            /* bytes per datagram slot */
+  rxpipe rx;
+  int piped;           /* the opening thread runs: bursts alternate between the halves */
+  int next_rx, next_js; /* the half the next recvmmsg fills; the half JavaScript gets next */
+  int paused;          /* both halves busy: polling stopped until JavaScript had one */
   int32_t *meta;
   uint8_t *addrs;
   int family_v6;
@@ -58,6 +68,7 @@ typedef struct {
   txent *tx;
   int ntx;
   double stats[8]; /* received, bursts, send errors, receive errors, GSO sends, GRO messages, queued, flushes */
+  /* and rx.stats: opened, openFailed */
 } udpsock;
 
 static void udp_release(udpsock *u) {
@@ -70,6 +81,7 @@ static void udp_release(udpsock *u) {
 static napi_value udp_abandon(udpsock *u, napi_value ret) {
   if (u->io.fd >= 0) close(u->io.fd);
   free(u->arena);
+  free(u->plain);
   free(u->meta);
   free(u->addrs);
   free(u->txbuf);
@@ -83,12 +95,19 @@ static void on_udp_closed(uv_handle_t *h) {
   close(u->io.fd);
   u->io.fd = -1;
   u->io.handle_live = 0;
-  if (u->io.finalized) udp_release(u);
+  if (u->io.finalized && !u->rx.async_live) udp_release(u);
 }
 
-/* Stops reading; the socket is closed at once, or by on_udp_closed once libuv let go of it. */
+static void on_rx_closed(uv_handle_t *h) {
+  udpsock *u = h->data;
+  u->rx.async_live = 0;
+  if (u->io.finalized && !u->io.handle_live) udp_release(u);
+}
+
+/* Stops reading (and the opening thread); the socket is closed at once, or by on_udp_closed once libuv let go of it. */
 static void udp_shut(udpsock *u) {
   u->closed = 1;
+  rxpipe_stop(&u->rx, on_rx_closed);
   if (u->io.polling) poller_stop(&u->io, on_udp_closed);
   else if (u->io.fd >= 0) {
     close(u->io.fd);
@@ -102,8 +121,8 @@ static void udp_free(napi_env env, void *data, void *hint) {
   udpsock *u = data;
   u->io.finalized = 1;
   if (!u->closed) udp_shut(u);
-  /* Still in libuv's hands (closing): on_udp_closed frees it. */
-  if (u->io.handle_live) return;
+  /* Still in libuv's hands (closing): on_udp_closed / on_rx_closed frees it. */
+  if (u->io.handle_live || u->rx.async_live) return;
   udp_release(u);
 }
 
@@ -119,9 +138,17 @@ static void on_udp_poll(uv_poll_t *handle, int status, int events) {
     struct cmsghdr align;
   } ctl[UBATCH];
   for (;;) {
+    /* The half this burst goes to: with the opening thread, the next one in turn once JavaScript is done with it. */
+    int h = u->piped ? u->next_rx : 0;
+    if (u->piped && rxpipe_state(&u->rx, h) != RX_FREE) {
+      uv_poll_stop(&u->io.handle);
+      u->paused = 1;
+      return;
+    }
+    size_t base = (size_t)h * UBATCH * u->slot, ebase = (size_t)h * UMAXD;
     memset(msgs, 0, sizeof msgs);
     for (int i = 0; i < UBATCH; i++) {
-      iov[i].iov_base = u->arena + (size_t)i * u->slot;
+      iov[i].iov_base = u->arena + base + (size_t)i * u->slot;
       iov[i].iov_len = u->slot;
       msgs[i].msg_hdr.msg_iov = &iov[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
@@ -181,20 +208,41 @@ static void on_udp_poll(uv_poll_t *handle, int status, int events) {
           u->stats[3]++; /* cannot happen within UDP_MAX_SEGMENTS; counted, never written past the arrays */
           break;
         }
-        int32_t *m = u->meta + (size_t)kept * UMETA;
-        memcpy(u->addrs + (size_t)kept * 16, a, 16);
-        m[0] = (int32_t)((size_t)i * u->slot + off);
+        int32_t *m = u->meta + (ebase + (size_t)kept) * UMETA;
+        memcpy(u->addrs + (ebase + (size_t)kept) * 16, a, 16);
+        m[0] = (int32_t)(base + (size_t)i * u->slot + off);
         m[1] = (int32_t)(len - off < seg ? len - off : seg);
         m[2] = port;
         m[3] = fam;
+        m[4] = m[5] = 0;
         kept++;
         off += seg;
       } while (off < len);
     }
     u->stats[0] += kept;
     u->stats[1]++;
-    if (kept > 0 && poller_call(&u->io, kept, "udp callback") != 0) u->stats[3]++;
+    if (kept > 0 && u->piped) {
+      rxpipe_submit(&u->rx, h, kept);
+      u->next_rx ^= 1;
+    } else if (kept > 0 && poller_call2(&u->io, kept, 0, "udp callback") != 0)
+      u->stats[3]++;
     if (u->closed || n < UBATCH) return;
+  }
+}
+
+/* The opening thread finished a half (or two): JavaScript gets them in the order they were received. */
+static void on_rx_opened(uv_async_t *a) {
+  udpsock *u = a->data;
+  while (!u->closed && rxpipe_state(&u->rx, u->next_js) == RX_OPENED) {
+    int h = u->next_js;
+    if (poller_call2(&u->io, u->rx.count[h], h, "udp callback") != 0) u->stats[3]++;
+    if (u->closed) return;
+    rxpipe_release(&u->rx, h);
+    u->next_js ^= 1;
+    if (u->paused) {
+      u->paused = 0;
+      uv_poll_start(&u->io.handle, UV_READABLE, on_udp_poll);
+    }
   }
 }
 
@@ -218,12 +266,13 @@ static napi_value udp_new(napi_env env, napi_callback_info info) {
   u->io.env = env;
   u->io.fd = -1;
   u->slot = 65536;
-  u->arena = malloc(u->slot * UBATCH);
-  u->meta = calloc(UMAXD, sizeof(int32_t) * UMETA);
-  u->addrs = calloc(UMAXD, 16);
+  u->arena = malloc(u->slot * UBATCH * 2);
+  u->plain = malloc(u->slot * UBATCH * 2);
+  u->meta = calloc((size_t)UMAXD * 2, sizeof(int32_t) * UMETA);
+  u->addrs = calloc((size_t)UMAXD * 2, 16);
   u->txbuf = malloc(TXBYTES);
   u->tx = calloc(TXMAX, sizeof(txent));
-  if (!u->arena || !u->meta || !u->addrs || !u->txbuf || !u->tx) return udp_abandon(u, throw_errno(env, "ntmdp: malloc", ENOMEM));
+  if (!u->arena || !u->plain || !u->meta || !u->addrs || !u->txbuf || !u->tx) return udp_abandon(u, throw_errno(env, "ntmdp: malloc", ENOMEM));
   struct in_addr a4;
   struct in6_addr a6;
   int v4 = inet_pton(AF_INET, addr, &a4) == 1;
@@ -258,9 +307,10 @@ static napi_value udp_new(napi_env env, napi_callback_info info) {
   uint32_t bound = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port) : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
   CHECK(napi_wrap(env, self, u, udp_free, NULL, NULL));
   napi_value pv, fv;
-  CHECK(expose_buffer(env, self, "arena", u->arena, u->slot * UBATCH));
-  CHECK(expose_array(env, self, "meta", u->meta, (size_t)UMAXD * UMETA, napi_int32_array));
-  CHECK(expose_array(env, self, "addrs", u->addrs, (size_t)UMAXD * 16, napi_uint8_array));
+  CHECK(expose_buffer(env, self, "arena", u->arena, u->slot * UBATCH * 2));
+  CHECK(expose_buffer(env, self, "plain", u->plain, u->slot * UBATCH * 2));
+  CHECK(expose_array(env, self, "meta", u->meta, (size_t)UMAXD * 2 * UMETA, napi_int32_array));
+  CHECK(expose_array(env, self, "addrs", u->addrs, (size_t)UMAXD * 2 * 16, napi_uint8_array));
   CHECK(napi_create_uint32(env, bound, &pv));
   CHECK(napi_create_int32(env, v4 ? 4 : 6, &fv));
   CHECK(napi_set_named_property(env, self, "port", pv));
@@ -269,13 +319,28 @@ static napi_value udp_new(napi_env env, napi_callback_info info) {
   return self;
 }
 
+/* start(onBurst(count, half)[, open]) → whether the opening thread runs (open: start it, the first time). */
 static napi_value udp_start(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2], ret;
   udpsock *u = unwrap_this(env, info, &argc, argv);
   if (!u || argc < 1 || u->closed) return NULL;
+  bool open = false;
+  if (argc > 1) napi_get_value_bool(env, argv[1], &open);
+  if (open && !u->piped && !u->io.polling) {
+    uv_loop_t *loop;
+    napi_get_uv_event_loop(env, &loop);
+    u->rx.arena = u->arena;
+    u->rx.plain = u->plain;
+    u->rx.meta = u->meta;
+    u->rx.half_entries = UMAXD;
+    u->rx.umeta = UMETA;
+    u->piped = rxpipe_start(&u->rx, loop, on_rx_opened, u) == 0;
+    if (!u->piped) rxpipe_stop(&u->rx, on_rx_closed); /* what did start is undone; JavaScript opens everything */
+  }
   CHECK(poller_start(&u->io, argv[0], u, on_udp_poll));
-  return NULL;
+  CHECK(napi_get_boolean(env, u->piped, &ret));
+  return ret;
 }
 
 /* send(data, address, port[, ttl]) → 0 or -errno. IPv4 addresses go out as ::ffff:a.b.c.d on a dual-stack socket. With
@@ -505,8 +570,12 @@ static napi_value udp_stats(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   udpsock *u = unwrap_this(env, info, &argc, NULL);
   if (!u) return NULL;
-  static const char *const names[8] = {"received", "bursts", "sendErrors", "receiveErrors", "gsoSends", "groMessages", "queued", "flushes"};
-  return stats_object(env, names, u->stats, 8);
+  static const char *const names[10] = {"received", "bursts", "sendErrors", "receiveErrors", "gsoSends", "groMessages", "queued", "flushes", "opened", "openFailed"};
+  double all[10];
+  memcpy(all, u->stats, sizeof u->stats);
+  all[8] = u->rx.stats[0];
+  all[9] = u->rx.stats[1];
+  return stats_object(env, names, all, 10);
 }
 
 void udp_register(napi_env env, napi_value exports) {

@@ -38,12 +38,17 @@ export interface NativeTunWriter {
 }
 
 export interface NativeUdpSocket {
+  /** Two halves; a burst is in one (`half` of onBurst): meta's and addrs' entries from half × (their length / 2). */
   readonly arena: ArrayBuffer;
+  /** Plaintexts of the DATA datagrams the opening thread opened, at each datagram's arena offset + 16. */
+  readonly plain: ArrayBuffer;
+  /** Per datagram: arena offset, length, port, family, opened (0 not, 1 authentic, 2 tag failed), key generation. */
   readonly meta: Int32Array;
   readonly addrs: Uint8Array;
   readonly port: number;
   readonly family: 4 | 6;
-  start(onBurst: (count: number) => void): void;
+  /** `open`: start the opening thread (agent/native/rxopen.c); returns whether it runs. */
+  start(onBurst: (count: number, half: number) => void, open?: boolean): boolean;
   /** 0 or -errno; `ttl` (1..255) sets the datagram's TTL / hop limit. Sends what is queued first. */
   send(data: Uint8Array, address: string, port: number, ttl?: number): number;
   /** Copies the datagram for the next flush() (UDP GSO runs in one sendmmsg); 0 or -errno. */
@@ -74,6 +79,12 @@ export interface NativeAddon {
   keccak256(data: Uint8Array, out: Uint8Array): void;
   /** HMAC-SHA256 under `key` (≤ 64 bytes) of `data` into `out` (≥ 32 bytes). */
   hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;
+  /** rxopen.c: the receive key of a DATA keypair by its local index for the opening thread; its generation (0: not taken). */
+  rxKeyAdd(index: number, key: Uint8Array): number;
+  /** Wipes the key of `index` if it is still generation `gen`'s. */
+  rxKeyRemove(index: number, gen: number): void;
+  /** Keys held (tests). */
+  rxKeyCount(): number;
   ChaChaPoly: new () => {
     seal(key: Uint8Array, counter: number, src: Uint8Array, dst: Uint8Array, aad?: Uint8Array): number;
     open(key: Uint8Array, counter: number, src: Uint8Array, dst: Uint8Array, aad?: Uint8Array): number;

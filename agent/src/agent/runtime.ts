@@ -218,7 +218,7 @@ export class AgentRuntime implements AgentApi {
         log: o.log,
       });
     }
-    const bind = await UdpBind.open({ listen: o.agent.listen });
+    const bind = await UdpBind.open({ listen: o.agent.listen, openData: true });
     const locals = (): Endpoint[] => advertise.map((a) => ({ family: ipFamily(a) as 4 | 6, address: a, port: bind.port }));
     const handshakeClock = new HandshakeClock(join(o.agent.dataDir, HANDSHAKE_CLOCK_FILE), o.log);
     const host = new TerminalHost({

@@ -84,7 +84,7 @@ export async function runUp(argv: readonly string[]): Promise<void> {
   const identity = await loadOrCreateIdentity(resolveIn(cfg.dataDir, cfg.key));
   const ntPath = join(cfg.dataDir, 'node-transaction.bin');
   const handshakeClock = new HandshakeClock(join(cfg.dataDir, HANDSHAKE_CLOCK_FILE), log);
-  const bind = await UdpBind.open({ listen: cfg.listen });
+  const bind = await UdpBind.open({ listen: cfg.listen, openData: true });
   const watch = new NetWatch(
     () => [dc.endpoint],
     (now, before, at) => host.moved({ pathChanged: pathChanged(now, before), at }),

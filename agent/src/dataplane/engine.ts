@@ -15,7 +15,7 @@
 //
 // Threading: everything runs on the JS thread that created the engine; NFQUEUE handlers and socket messages are
 // delivered there one at a time, so the scratch buffers below are reused without locks.
-import type { Bind, Endpoint } from '../types/net.js';
+import type { Bind, Endpoint, OpenedDatagram } from '../types/net.js';
 import type { PacketHandler, PacketSource, QueuedPacket } from '../types/packet-source.js';
 import { NO_NODE, type DataTunnel, type InnerWriter, type OutboundResult, type TunnelTable, type Via } from '../types/tunnels.js';
 import type { OpenDrop } from '../crypto/session.js';
@@ -99,7 +99,7 @@ export class DataEngine {
     this.writer = o.writer;
     this.mtu = o.mtu ?? 65_535;
     this.log = (o.log ?? silentLogger).child({ role: 'dataplane' });
-    o.bind.onMessage((d, from) => this.onDatagram(d, from));
+    o.bind.onMessage((d, from, opened) => this.onDatagram(d, from, opened));
   }
 
   /** A whole new policy, in force from the next packet (tailscale's Engine.Reconfig). */
@@ -144,10 +144,13 @@ export class DataEngine {
   // ---------------------------------------------------------------------------------------------------------------
   // Tunnel → LAN.
 
-  /** The socket's reader: DATA (straight or framed by the RS) takes the data path; the rest is signalling. */
-  private onDatagram(d: Buffer, from: Endpoint): void {
+  /**
+   * The socket's reader: DATA (straight or framed by the RS) takes the data path; the rest is signalling. `opened`:
+   * the socket's opening thread opened this datagram already (only straight DATA: a relayed frame is opened here).
+   */
+  private onDatagram(d: Buffer, from: Endpoint, opened?: OpenedDatagram): void {
     try {
-      if (d.length >= 4 && d[0] === DATA_TYPE) return this.receive(d, from, 'direct');
+      if (d.length >= 4 && d[0] === DATA_TYPE) return this.receive(d, from, 'direct', opened);
       if (d.length >= RELAY_HEADER + 4 && d[0] === RELAY_FRAME && d[RELAY_HEADER] === DATA_TYPE) return this.receive(d.subarray(RELAY_HEADER), from, 'relay');
     } catch (e) {
       // A bug, not a bad packet (those are counted above): keep serving.
@@ -158,7 +161,7 @@ export class DataEngine {
   }
 
   /** One DATA datagram (borrowed) from the socket. */
-  private receive(d: Buffer, from: Endpoint, via: Via): void {
+  private receive(d: Buffer, from: Endpoint, via: Via, opened?: OpenedDatagram): void {
     this.counts.inc(C.DATA_RX);
     // Lookup: the receiver index names both the tunnel and the keypair (wireguard-go's receive.go).
     const idx = TunnelKeypair.receiverIndex(d);
@@ -167,7 +170,7 @@ export class DataEngine {
     const kp = t.keypairs.byIndex(idx);
     if (kp === undefined) return this.counts.inc(C.DATA_STALE_INDEX);
     // Crypto: open, replay window, roaming (the peer's new address is learnt from authentic packets only).
-    const inner = t.onData(d, kp, from, via, this.openScratch);
+    const inner = t.onData(d, kp, from, via, this.openScratch, opened);
     if (typeof inner === 'string') return this.counts.inc(DATA_OPEN[inner as OpenDrop] ?? C.DATA_INVALID);
     this.tunnels.heard(t);
     if (inner.length === 0 || (inner.length === 1 && inner[0] === 0)) return; // a keep-alive or a probe (the tunnel answered)

@@ -4,7 +4,7 @@
 // and while relayed, the RS's liveness (a dead RS: another relay) and re-probing of a direct path to move to (§3.5,
 // "Failover" and "Upgrade": Tailscale's disco and ICE's checks, issue 13 #3).
 // Sockets belong to the host: a tunnel only decides what to send where, through the `TunnelIo` it is given.
-import type { Endpoint } from '../types/net.js';
+import type { Endpoint, OpenedDatagram } from '../types/net.js';
 import type { Route } from '../protocol/control.js';
 import type { Identity } from '../protocol/identity.js';
 import { formatId } from '../crypto/secp256k1.js';
@@ -454,8 +454,8 @@ export class Tunnel {
    * given) or a drop reason. Learns the peer's new address from authentic packets (roaming, paper §1: the real
    * address changes, the virtual one not).
    */
-  onData(packet: Buffer, kp: TunnelKeypair, from: Endpoint, via: PathNow, out?: Buffer): Buffer | string {
-    const pt = kp.open(packet, out);
+  onData(packet: Buffer, kp: TunnelKeypair, from: Endpoint, via: PathNow, out?: Buffer, opened?: OpenedDatagram): Buffer | string {
+    const pt = kp.open(packet, out, undefined, opened);
     if (typeof pt === 'string') {
       this.stats.drops++;
       return pt;

@@ -19,9 +19,26 @@ export interface Bind {
    * must not reuse it (Node's dgram keeps a reference until the write callback).
    */
   send(data: Uint8Array, to: Endpoint): void;
-  /** The one handler for arriving datagrams; `data` is borrowed: valid only during the call. */
-  onMessage(handler: (data: Buffer, from: Endpoint) => void): void;
+  /**
+   * The one handler for arriving datagrams; `data` is borrowed: valid only during the call. `opened`, when the bind
+   * opened a DATA datagram ahead of the handler (the native socket's opening thread, agent/native/rxopen.c), says how
+   * (borrowed likewise).
+   */
+  onMessage(handler: (data: Buffer, from: Endpoint, opened?: OpenedDatagram) => void): void;
   close(): Promise<void>;
+}
+
+/**
+ * A DATA datagram (docs/protocol.md §3.3) a bind opened before its handler ran, on a thread of its own: only the AEAD
+ * (RFC 8439); the header checks, limits and replay window are the keypair's, as for any other packet
+ * (crypto/session.ts). Borrowed: valid during the handler's call only, and reused for the next datagram.
+ */
+export interface OpenedDatagram {
+  /** The generation of the receive key that opened it (crypto/rx-keys.ts): it counts only for that keypair. */
+  readonly gen: number;
+  /** The tag verified and `plain` is the plaintext; false: it did not. */
+  readonly ok: boolean;
+  readonly plain: Buffer;
 }
 
 /** Wall-clock and monotonic time in milliseconds, injectable for tests. */

@@ -2,7 +2,7 @@
 // tunnels (terminal/host.ts: identities, directions, handshakes): the engine looks tunnels up here and seals and opens
 // through them; the host never sees an inner packet. Per packet: decide without awaiting and without throwing.
 // No dependencies.
-import type { Endpoint } from './net.js';
+import type { Endpoint, OpenedDatagram } from './net.js';
 
 /** How a datagram reached us: straight from the peer, or framed by the RS. */
 export type Via = 'direct' | 'relay' | 'none';
@@ -25,9 +25,10 @@ export interface DataTunnel<K = unknown> {
   readonly keypairs: { byIndex(index: number): K | undefined };
   /**
    * Crypto, tunnel → LAN: opens a DATA datagram (borrowed) sealed under `kp`, checks its replay window, and learns the
-   * peer's new address from it (roaming). Returns the inner packet (borrowed: a subarray of `out`) or a drop reason.
+   * peer's new address from it (roaming). Returns the inner packet (borrowed: a subarray of `out`, or of `opened`'s
+   * plaintext when the bind opened it ahead) or a drop reason.
    */
-  onData(packet: Buffer, kp: K, from: Endpoint, via: Via, out: Buffer): Buffer | string;
+  onData(packet: Buffer, kp: K, from: Endpoint, via: Via, out: Buffer, opened?: OpenedDatagram): Buffer | string;
   /** Crypto and write, LAN → tunnel: seals the inner packet (borrowed) and sends it, or queues it for keys. */
   sendInner(inner: Buffer): OutboundResult;
 }

@@ -6,11 +6,25 @@
 // Sends are batched: send() copies the datagram into the addon's queue, and the queue goes out at the end of the
 // current JavaScript job (a microtask), so everything one burst of packets produced leaves in one sendmmsg, runs of
 // equal-sized datagrams to one peer as single UDP GSO sends. Order is kept (sendWithTtl sends the queue first).
-import type { Bind, Endpoint } from '../../types/net.js';
+//
+// Received DATA is opened off the JavaScript thread (issue 15): the addon's opening thread (agent/native/rxopen.c)
+// opens each burst's DATA datagrams under the receive keys the keypairs lent it (crypto/rx-keys.ts) while this thread
+// handles the burst before; the handler gets the verdict and plaintext as its `opened` argument.
+import type { Bind, Endpoint, OpenedDatagram } from '../../types/net.js';
 import { nativeAddon, type NativeUdpSocket } from '../../native.js';
 import { bytesToIp4, bytesToIp6, ipFamily } from '../../protocol/ip.js';
+import { receiveKeysLent } from '../../crypto/rx-keys.js';
 
-const UMETA = 4;
+const UMETA = 6;
+const SEALED_HEADER = 16;
+const TAG = 16;
+
+/** The handler's `opened` argument: one object, rewritten per datagram (borrowed by the handler for its call). */
+class Opened implements OpenedDatagram {
+  gen = 0;
+  ok = false;
+  plain: Buffer = Buffer.alloc(0);
+}
 
 /** The 16-byte address slots at `x` and `y` of the addon's address array hold the same address. */
 function sameAddress(a: Uint8Array, x: number, y: number): boolean {
@@ -19,9 +33,15 @@ function sameAddress(a: Uint8Array, x: number, y: number): boolean {
 }
 
 export class NativeUdpBind implements Bind {
-  private handler: (data: Buffer, from: Endpoint) => void = () => {};
+  private handler: (data: Buffer, from: Endpoint, opened?: OpenedDatagram) => void = () => {};
   private closed = false;
   private readonly arena: Buffer;
+  private readonly plain: Buffer;
+  private readonly opened = new Opened();
+  /** Entries per half of meta (and addrs). */
+  private readonly halfEntries: number;
+  /** Whether the opening thread runs. */
+  readonly opening: boolean;
   /** Datagrams the kernel refused to send: counted, never thrown (those refused at a flush are in stats()). */
   sendErrors = 0;
   /** send() copies the datagram before it returns: the caller may reuse its buffer at once (TerminalHost does). */
@@ -32,23 +52,29 @@ export class NativeUdpBind implements Bind {
     if (!this.closed) this.sock.flush();
   };
 
-  private constructor(private readonly sock: NativeUdpSocket) {
+  private constructor(
+    private readonly sock: NativeUdpSocket,
+    openData: boolean,
+  ) {
     this.arena = Buffer.from(sock.arena);
-    sock.start((n) => this.burst(n));
+    this.plain = Buffer.from(sock.plain);
+    this.halfEntries = sock.meta.length / UMETA / 2;
+    this.opening = sock.start((n, half) => this.burst(n, half), openData && receiveKeysLent());
   }
 
   get port(): number {
     return this.sock.port;
   }
 
-  private burst(n: number): void {
+  private burst(n: number, half: number): void {
     const m = this.sock.meta;
     const a = this.sock.addrs;
+    const opened = this.opened;
     // Datagrams of a burst mostly come from one peer (a GRO'd run always does): the sender's Endpoint (immutable) is
     // reused while address, port and family stay the same, instead of a new string and object per datagram.
     let from: Endpoint | undefined;
     let fromAt = -1;
-    for (let i = 0; i < n; i++) {
+    for (let i = half * this.halfEntries, end = i + n; i < end; i++) {
       const o = i * UMETA;
       const family = m[o + 3] === 4 ? 4 : 6;
       const port = m[o + 2]!;
@@ -57,13 +83,21 @@ export class NativeUdpBind implements Bind {
         fromAt = i;
       }
       const off = m[o]!;
-      this.handler(this.arena.subarray(off, off + m[o + 1]!), from);
+      const len = m[o + 1]!;
+      const verdict = m[o + 4]!;
+      if (verdict === 0) this.handler(this.arena.subarray(off, off + len), from);
+      else {
+        opened.ok = verdict === 1;
+        opened.gen = m[o + 5]! >>> 0;
+        opened.plain = this.plain.subarray(off + SEALED_HEADER, off + len - TAG);
+        this.handler(this.arena.subarray(off, off + len), from, opened);
+      }
       if (this.closed) return;
     }
   }
 
   /** "[::]:port", "0.0.0.0:port" or "[addr]:port"; null when the addon is not built. */
-  static open(listen: string, o: { recvBufferSize?: number; sendBufferSize?: number } = {}): NativeUdpBind | null {
+  static open(listen: string, o: { recvBufferSize?: number; sendBufferSize?: number; openData?: boolean } = {}): NativeUdpBind | null {
     const addon = nativeAddon();
     if (!addon) return null;
     const m = /^\[([^\]]*)\]:(\d+)$/.exec(listen) ?? /^([^:]*):(\d+)$/.exec(listen);
@@ -71,10 +105,10 @@ export class NativeUdpBind implements Bind {
     const host = m[1] === '' ? '::' : m[1]!;
     if (ipFamily(host) === 0) throw new RangeError(`not an IP address: ${host}`);
     try {
-      return new NativeUdpBind(new addon.UdpSocket(host, Number(m[2]), o.recvBufferSize ?? 4 << 20, o.sendBufferSize ?? 4 << 20));
+      return new NativeUdpBind(new addon.UdpSocket(host, Number(m[2]), o.recvBufferSize ?? 4 << 20, o.sendBufferSize ?? 4 << 20), o.openData ?? false);
     } catch (e) {
       // A host without IPv6: fall back to IPv4 for the wildcard address.
-      if (host === '::') return new NativeUdpBind(new addon.UdpSocket('0.0.0.0', Number(m[2]), o.recvBufferSize ?? 4 << 20, o.sendBufferSize ?? 4 << 20));
+      if (host === '::') return new NativeUdpBind(new addon.UdpSocket('0.0.0.0', Number(m[2]), o.recvBufferSize ?? 4 << 20, o.sendBufferSize ?? 4 << 20), o.openData ?? false);
       throw e;
     }
   }
@@ -109,7 +143,7 @@ export class NativeUdpBind implements Bind {
     return true;
   }
 
-  onMessage(handler: (data: Buffer, from: Endpoint) => void): void {
+  onMessage(handler: (data: Buffer, from: Endpoint, opened?: OpenedDatagram) => void): void {
     this.handler = handler;
   }
 

@@ -15,6 +15,11 @@ export interface UdpBindOptions {
   readonly listen: string;
   readonly recvBufferSize?: number;
   readonly sendBufferSize?: number;
+  /**
+   * The data path reads this socket (a DataEngine's bind): the native socket opens received DATA on a thread of its
+   * own ahead of the handler (agent/native/rxopen.c). Off for signalling-only sockets (DC, RS).
+   */
+  readonly openData?: boolean;
 }
 
 /**
