@@ -6,7 +6,9 @@
 // A key lent is wiped from the table when its keypair is destroyed, or at the latest when the keypair is collected.
 import { nativeAddon } from '../native.js';
 
-const addon = process.env.NTM_NO_RX_THREAD === '1' ? null : nativeAddon();
+const native = process.env.NTM_NO_RX_THREAD === '1' ? null : nativeAddon();
+// An addon built before rxopen.c (a stale build: `npm run build:native` makes it current) has no table to lend to.
+const addon = native && typeof native.rxKeyAdd === 'function' ? native : null;
 
 const lent = new FinalizationRegistry<{ index: number; gen: number }>(({ index, gen }) => addon?.rxKeyRemove(index, gen));
 

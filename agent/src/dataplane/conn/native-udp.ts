@@ -99,7 +99,8 @@ export class NativeUdpBind implements Bind {
   /** "[::]:port", "0.0.0.0:port" or "[addr]:port"; null when the addon is not built. */
   static open(listen: string, o: { recvBufferSize?: number; sendBufferSize?: number; openData?: boolean } = {}): NativeUdpBind | null {
     const addon = nativeAddon();
-    if (!addon) return null;
+    // A stale build of the addon (before the two-half arena, rxopen.c: its meta has another layout): node:dgram.
+    if (!addon || typeof addon.rxKeyAdd !== 'function') return null;
     const m = /^\[([^\]]*)\]:(\d+)$/.exec(listen) ?? /^([^:]*):(\d+)$/.exec(listen);
     if (!m) throw new RangeError(`listen address must be addr:port or [v6]:port, got ${listen}`);
     const host = m[1] === '' ? '::' : m[1]!;
