@@ -29,6 +29,12 @@ void describe('NTMobile on the paper topology (MN IPv6-only, CN behind NAT)', ()
         assert.equal(cn.ready.behindNat, true);
         assert.equal(mn.ready.behindNat, false);
 
+        // Each end pings the RS as it registers, and the pong brings the RS's cookie for its address; a connect sent
+        // before that pong would be challenged (a loaded machine once got there first).
+        await waitFor('both ends have pinged the RS', async () => {
+          const [a, b] = await Promise.all([mn.status(), cn.status()]);
+          return Object.keys(a.rsRttMs as object).length > 0 && Object.keys(b.rsRttMs as object).length > 0;
+        }, 10_000);
         const conn = (await mn.call({ cmd: 'connect', target: String(cn.ready.id) }, 20_000)) as { ms: number; tunnel: { path: string; state: string } };
         assert.equal(conn.tunnel.state, 'up');
         assert.equal(conn.tunnel.path, 'relayed', 'IPv6-only MN and IPv4-only CN can only meet at the dual-stack RS');
