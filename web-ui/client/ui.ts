@@ -24,8 +24,11 @@ export function showError(where: HTMLElement, e: unknown, fieldIds: Record<strin
     return;
   }
   const msg = e instanceof ApiError ? e.message : 'something went wrong; try again';
-  where.textContent = msg.charAt(0).toUpperCase() + msg.slice(1) + '.';
-  where.hidden = false;
+  // A live update may have re-rendered the list while the request ran (a clean-clone CI run lost "give it a name"
+  // into the replaced card's box): write where the page shows that box now.
+  const box = where.isConnected || !where.id ? where : (document.getElementById(where.id) ?? where);
+  box.textContent = msg.charAt(0).toUpperCase() + msg.slice(1) + '.';
+  box.hidden = false;
   const id = e instanceof ApiError && e.field ? fieldIds[e.field] : undefined;
   const input = id ? document.getElementById(id) : null;
   if (input instanceof HTMLElement) {
