@@ -43,6 +43,9 @@ typedef struct {
 
 static rxkey keys[RXKEY_SLOTS];
 static int keys_live;
+/* Slots of removed keys: a lookup walks past them to the next empty slot, so they are cleared out before a
+ * long-running agent's rekeys (one key in, one out, every two minutes per tunnel) leave no empty slot at all. */
+static int keys_gone;
 static uint32_t keys_gen;
 static pthread_mutex_t keys_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -60,6 +63,23 @@ static uint32_t key_find(uint32_t index, uint8_t key[32]) {
   return 0;
 }
 
+/* Puts the live keys back in a table with no removed slots (each keeps its index, key and generation). Called with
+ * keys_mu held, when removed slots are a quarter of the table. */
+static void keys_rebuild(void) {
+  static rxkey live[RXKEY_SLOTS / 2];
+  int n = 0;
+  for (int s = 0; s < RXKEY_SLOTS; s++)
+    if (keys[s].state == SLOT_LIVE && n < RXKEY_SLOTS / 2) live[n++] = keys[s];
+  memset(keys, 0, sizeof keys);
+  for (int i = 0; i < n; i++) {
+    uint32_t s = slot_of(live[i].index);
+    while (keys[s].state == SLOT_LIVE) s = (s + 1) & (RXKEY_SLOTS - 1);
+    keys[s] = live[i];
+  }
+  memset(live, 0, sizeof live);
+  keys_gone = 0;
+}
+
 static void key_remove(uint32_t index, uint32_t gen) {
   for (uint32_t s = slot_of(index), k = 0; k < RXKEY_SLOTS; k++, s = (s + 1) & (RXKEY_SLOTS - 1)) {
     if (keys[s].state == SLOT_EMPTY) return;
@@ -67,6 +87,7 @@ static void key_remove(uint32_t index, uint32_t gen) {
       memset(keys[s].key, 0, 32);
       keys[s].state = SLOT_GONE;
       keys_live--;
+      if (++keys_gone >= RXKEY_SLOTS / 4) keys_rebuild();
       return;
     }
   }
@@ -78,6 +99,7 @@ static uint32_t key_add(uint32_t index, const uint8_t key[32]) {
   if (keys_live >= RXKEY_SLOTS / 2) return 0;
   uint32_t s = slot_of(index);
   while (keys[s].state == SLOT_LIVE) s = (s + 1) & (RXKEY_SLOTS - 1);
+  if (keys[s].state == SLOT_GONE) keys_gone--;
   if (++keys_gen == 0) keys_gen = 1;
   keys[s].index = index;
   keys[s].gen = keys_gen;

@@ -162,3 +162,28 @@ test('opening thread: many bursts in both halves stay in order under a steady fl
   rx.destroy();
   await a.close();
 });
+
+test('opening thread: after the rekeys of a long-running agent (20,000 keys in, 20,000 out: the table of keys is cleared of removed slots many times) the live key still opens its packets', async () => {
+  const addon = nativeAddon()!;
+  const before = addon.rxKeyCount();
+  const { tx, rx } = keypairs(0x5eed_0100);
+  // Each rekey lends a new key and wipes the old one: removed slots pile up in the table unless it is cleared out.
+  const key = randomBytes(32);
+  for (let i = 0; i < 20_000; i++) {
+    const index = 0x6000_0000 + i;
+    const gen = addon.rxKeyAdd(index, key);
+    assert.ok(gen > 0, `key ${i} taken`);
+    addon.rxKeyRemove(index, gen);
+  }
+  assert.equal(addon.rxKeyCount(), before + 1, 'only the live keypair is left');
+  const b = NativeUdpBind.open('127.0.0.1:0', { openData: true })!;
+  const a = NativeUdpBind.open('127.0.0.1:0')!;
+  const arriving = collect(b, 1);
+  a.send(tx.seal(randomBytes(40)) as Buffer, { family: 4, address: '127.0.0.1', port: b.port });
+  const [g] = await arriving;
+  assert.ok(g?.opened?.ok, 'the live keypair\'s packet was opened by the thread');
+  assert.equal((rx.open(g.data, Buffer.alloc(2048), undefined, g.opened) as Buffer).length, 40);
+  rx.destroy();
+  await a.close();
+  await b.close();
+});
