@@ -37,14 +37,14 @@ export class SourceCookies {
     this.rotatedAt = now;
   }
 
-  private mac(secret: Buffer, from: Endpoint | string): Buffer {
-    return hmacSha256(secret, Buffer.from(typeof from === 'string' ? from : sourceOf(from))).subarray(0, COOKIE_BYTES);
+  private mac(secret: Buffer, source: string): Buffer {
+    return hmacSha256(secret, Buffer.from(source)).subarray(0, COOKIE_BYTES);
   }
 
   /** The cookie `from` must echo. */
   issue(from: Endpoint): Buffer {
     this.rotate();
-    return this.mac(this.current, from);
+    return this.mac(this.current, sourceOf(from));
   }
 
   /**
@@ -71,7 +71,8 @@ export class SourceCookies {
   valid(cookie: Buffer | undefined, from: Endpoint): boolean {
     if (!cookie || cookie.length !== COOKIE_BYTES) return false;
     this.rotate();
-    return timingSafeEqual(cookie, this.mac(this.current, from)) || timingSafeEqual(cookie, this.mac(this.previous, from));
+    const source = sourceOf(from);
+    return timingSafeEqual(cookie, this.mac(this.current, source)) || timingSafeEqual(cookie, this.mac(this.previous, source));
   }
 
   /**
@@ -80,9 +81,10 @@ export class SourceCookies {
    */
   validKeyed(from: Endpoint, macOf: (cookie: Buffer) => Buffer, mac: Uint8Array): boolean {
     this.rotate();
-    const a = macOf(this.mac(this.current, from));
+    const source = sourceOf(from);
+    const a = macOf(this.mac(this.current, source));
     if (a.length === mac.length && timingSafeEqual(a, mac)) return true;
-    const b = macOf(this.mac(this.previous, from));
+    const b = macOf(this.mac(this.previous, source));
     return b.length === mac.length && timingSafeEqual(b, mac);
   }
 }

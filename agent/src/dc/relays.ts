@@ -67,8 +67,9 @@ export class Relays {
    * An RS the ledger lists for this DC, or no longer lists (no record). Write access to the ledger is the trust here
    * (docs/ledger.md: the ISP's permissioned chain; the contract takes an announcement only from the RS's own
    * account): a listed RS is taken without dc.acceptRelays, at the addresses of its signed record (none: where its
-   * HELLO comes from), greeted and pinged at once (the caller sends the HELLO), and kept until it withdraws, however long it is silent (silent, it is ranked
-   * as full). A withdrawn one is forgotten, and its HELLOs are taken again only if the configuration accepts it.
+   * HELLO comes from), greeted and pinged at once (the caller sends the HELLO), and kept until it withdraws, however
+   * long it is silent (silent, it is ranked as full). A withdrawn one is forgotten, and its HELLOs are taken again only
+   * if the configuration accepts it.
    */
   onLedger(a: RelayAnnouncement): RelayState | undefined {
     const { dc } = this;
