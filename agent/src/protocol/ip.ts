@@ -1,16 +1,51 @@
 // IP address text <-> bytes (RFC 4291 §2.2 text forms, RFC 5952 canonical output) and CIDR prefixes.
 // Used by signalling and configuration; the per-packet path works on bytes and never formats text.
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv6 } from 'node:net';
 
 export function ipFamily(text: string): 4 | 6 | 0 {
-  return isIPv4(text) ? 4 : isIPv6(text) ? 6 : 0;
+  return parseIp4(text) >= 0 ? 4 : isIPv6(text) ? 6 : 0;
 }
 
+/**
+ * Dotted-quad text → 4 bytes, read character by character (the DC writes an address into every answer, and a regular
+ * expression then a split cost more than the rest of the encoding). Accepts exactly what node:net's isIPv4 accepts:
+ * four decimal octets 0–255, no leading zeros, nothing else (tests/unit/ip.test.ts holds it to that).
+ */
 export function ip4ToBytes(text: string, out: Uint8Array = new Uint8Array(4), off = 0): Uint8Array {
-  if (!isIPv4(text)) throw new RangeError(`not an IPv4 address: ${text}`);
-  const parts = text.split('.');
-  for (let i = 0; i < 4; i++) out[off + i] = Number(parts[i]);
+  const q = parseIp4(text);
+  if (q < 0) throw new RangeError(`not an IPv4 address: ${text}`);
+  out[off] = q >>> 24;
+  out[off + 1] = (q >>> 16) & 0xff;
+  out[off + 2] = (q >>> 8) & 0xff;
+  out[off + 3] = q & 0xff;
   return out;
+}
+
+/** The address as an unsigned 32-bit number, or −1 when `text` is not one (isIPv4's grammar). */
+function parseIp4(text: string): number {
+  const n = text.length;
+  if (n < 7 || n > 15) return -1;
+  let q = 0;
+  let parts = 0;
+  let i = 0;
+  while (i < n) {
+    let v = 0;
+    const start = i;
+    for (; i < n; i++) {
+      const c = text.charCodeAt(i) - 48;
+      if (c < 0 || c > 9) break;
+      v = v * 10 + c;
+    }
+    const len = i - start;
+    if (len === 0 || len > 3 || v > 255 || (len > 1 && text.charCodeAt(start) === 48)) return -1;
+    q = q * 256 + v;
+    parts++;
+    if (i === n) break;
+    if (text.charCodeAt(i) !== 46 || parts === 4) return -1;
+    i++;
+    if (i === n) return -1;
+  }
+  return parts === 4 ? q : -1;
 }
 
 export function ip6ToBytes(text: string, out: Uint8Array = new Uint8Array(16), off = 0): Uint8Array {
@@ -56,28 +91,37 @@ export function bytesToIp4(b: Uint8Array, off = 0): string {
   return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
 }
 
-/** RFC 5952: lowercase, leading zeros dropped, the longest run (>1) of zero groups as "::". */
+/** RFC 5952: lowercase, leading zeros dropped, the longest run (>1) of zero groups as "::" (the first of equals). */
 export function bytesToIp6(b: Uint8Array, off = 0): string {
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push((b[off + 2 * i]! << 8) | b[off + 2 * i + 1]!);
+  const group = (i: number): number => (b[off + 2 * i]! << 8) | b[off + 2 * i + 1]!;
   let bestStart = -1;
   let bestLen = 0;
   for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
+    if (group(i) !== 0) {
       i++;
       continue;
     }
     let j = i;
-    while (j < 8 && g[j] === 0) j++;
+    while (j < 8 && group(j) === 0) j++;
     if (j - i > bestLen && j - i > 1) {
       bestStart = i;
       bestLen = j - i;
     }
     i = j;
   }
-  const hex = (xs: number[]): string => xs.map((x) => x.toString(16)).join(':');
-  if (bestStart < 0) return hex(g);
-  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
+  // One string built in place (the DC formats an address for every new terminal).
+  let text = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      text += '::';
+      i += bestLen - 1;
+      continue;
+    }
+    // A separator, except first and right after the "::".
+    if (text.length > 0 && text.charCodeAt(text.length - 1) !== 58) text += ':';
+    text += group(i).toString(16);
+  }
+  return text;
 }
 
 export function bytesToIp(b: Uint8Array): string {
