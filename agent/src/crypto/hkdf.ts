@@ -11,6 +11,8 @@ import { nativeAddon } from '../native.js';
 
 export const HASH_LENGTH = 32;
 const EMPTY = Buffer.alloc(0);
+/** RFC 5869's default salt: HashLen zeros (read only). */
+const ZERO_SALT = Buffer.alloc(HASH_LENGTH);
 const MAX_OKM = 255 * HASH_LENGTH;
 const ONE = Buffer.from([1]);
 const TWO = Buffer.from([2]);
@@ -34,20 +36,26 @@ export function hmacSha256(key: Uint8Array, ...data: Uint8Array[]): Buffer {
 
 /** RFC 5869 §2.2: PRK = HMAC-Hash(salt, IKM); an absent or empty salt means HashLen zero bytes. */
 export function hkdfExtract(salt: Uint8Array | undefined, ikm: Uint8Array): Buffer {
-  return hmacSha256(salt === undefined || salt.length === 0 ? Buffer.alloc(HASH_LENGTH) : salt, ikm);
+  return hmacSha256(salt === undefined || salt.length === 0 ? ZERO_SALT : salt, ikm);
 }
 
 /** RFC 5869 §2.3: OKM = T(1) ‖ T(2) ‖ … truncated to `length` (≤ 255 × 32) bytes. */
 export function hkdfExpand(prk: Uint8Array, info: Uint8Array, length: number): Buffer {
   if (!Number.isInteger(length) || length < 0 || length > MAX_OKM) throw new BufferLengthError('HKDF output', MAX_OKM, length);
   const okm = Buffer.allocUnsafe(length);
-  let t: Buffer = EMPTY;
-  const counter = Buffer.alloc(1);
+  // T(i) = HMAC(PRK, T(i−1) ‖ info ‖ i), from one input buffer rewritten per round (T(0) is empty: the first round
+  // starts after it).
+  const input = Buffer.allocUnsafe(HASH_LENGTH + info.length + 1);
+  input.set(info, HASH_LENGTH);
+  let from = HASH_LENGTH;
   for (let off = 0, i = 1; off < length; i++) {
-    counter[0] = i;
-    t = hmacSha256(prk, t, info, counter);
+    input[input.length - 1] = i;
+    const t = hmacSha256(prk, input.subarray(from));
+    t.copy(input, 0);
+    from = 0;
     off += t.copy(okm, off);
   }
+  input.fill(0);
   return okm;
 }
 

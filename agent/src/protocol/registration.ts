@@ -40,9 +40,12 @@ export function mac1Key(dcPublicKey: Uint8Array): Buffer {
   return createHash('sha256').update('NTM1 mac1').update(publicKeyBytes(dcPublicKey)).digest();
 }
 
+const INFO_REG = Buffer.from('NTM1 reg');
+const INFO_CHAN = Buffer.from('NTM1 chan');
+
 /** K_ss: the paper's Diffie-Hellman of the two long-term keys, bound to its purpose. */
 export function registrationKey(sharedX: Uint8Array): Buffer {
-  return hkdf(sharedX, undefined, 'NTM1 reg', 32);
+  return hkdf(sharedX, undefined, INFO_REG, 32);
 }
 
 /**
@@ -50,7 +53,7 @@ export function registrationKey(sharedX: Uint8Array): Buffer {
  * so that the channel's counters can start at 0 without ever reusing a nonce.
  */
 export function channelKeys(kss: Uint8Array, nonceT: Uint8Array, nonceDc: Uint8Array): [Buffer, Buffer, Buffer] {
-  const okm = hkdf(kss, Buffer.concat([nonceT, nonceDc]), 'NTM1 chan', 96);
+  const okm = hkdf(kss, Buffer.concat([nonceT, nonceDc]), INFO_CHAN, 96);
   return [okm.subarray(0, 32), okm.subarray(32, 64), okm.subarray(64, 96)];
 }
 
@@ -203,13 +206,16 @@ export interface RegistrationResult {
   readonly relays: readonly RelayEntry[];
 }
 
-export function encodeRegistrationBody(b: RegistrationResult): Buffer {
+/** What encodeRegistrationBody takes: a result whose addresses may be bytes already (4 and 16; the DC's are). */
+export type RegistrationBodyFields = Omit<RegistrationResult, 'v4' | 'v6'> & { readonly v4: string | Uint8Array; readonly v6: string | Uint8Array };
+
+export function encodeRegistrationBody(b: RegistrationBodyFields): Buffer {
   const w = new Writer(128)
     .u64(b.txid)
     .u8(b.status)
-    .bytes(ip4ToBytes(b.v4))
+    .fixed(typeof b.v4 === 'string' ? ip4ToBytes(b.v4) : b.v4, 4)
     .u8(b.v4Len)
-    .bytes(ip6ToBytes(b.v6))
+    .fixed(typeof b.v6 === 'string' ? ip6ToBytes(b.v6) : b.v6, 16)
     .u8(b.v6Len);
   writeEndpoint(w, b.observed);
   w.u8(b.behindNat ? 1 : 0).u16(b.keepaliveS).u64(b.dcTime);
