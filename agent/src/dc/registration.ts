@@ -6,8 +6,8 @@ import { randomPublicBytes } from '../crypto/random.js';
 import type { Bind, Endpoint } from '../types/net.js';
 import * as NT from '../protocol/node-transaction.js';
 import { CONTROL_LIMITS, CONTROL_TYPE, TunnelKeypair } from '../crypto/session.js';
-import { defaultAead } from '../crypto/aead.js';
-import { formatId, tryIdFromPublicKey } from '../crypto/secp256k1.js';
+import { AEAD_TAG_LENGTH, defaultAead } from '../crypto/aead.js';
+import { PUBLIC_KEY_UNCOMPRESSED_LENGTH, formatId, idFromUncompressed } from '../crypto/secp256k1.js';
 import {
   channelKeys,
   checkMac1,
@@ -26,6 +26,7 @@ import {
   encodeRegistrationRefusal,
   encodeRegistrationResponseHeader,
   registrationKey,
+  RESPONSE_HEADER,
   type DecodedRegistrationRequest,
   type RefusalReason,
   type RelayEntry,
@@ -36,13 +37,21 @@ import { formatEndpoint, sameEndpoint } from '../protocol/endpoint.js';
 import type { TerminalRecord } from './terminals.js';
 import type { DcCore } from './core.js';
 import type { ControlChannel } from './channel.js';
-import { keep } from '../util/keep.js';
+import { keep, keepRoom } from '../util/keep.js';
 import type { EcResult } from './ec-workers.js';
 
 /** A request handled again with its EC work done on a worker (ec-workers.ts), and what the first pass decided. */
 interface Prepared extends EcResult {
   readonly overLimit: boolean;
 }
+
+/**
+ * Scratch of the event loop (nothing here awaits between writing and reading them): a new ID's key uncompressed (its
+ * ID check needs X‖Y, and its ECDH then parses it without a square root), and an answer's addresses as bytes.
+ */
+const scratchKey = Buffer.alloc(PUBLIC_KEY_UNCOMPRESSED_LENGTH);
+const scratchV4 = new Uint8Array(4);
+const scratchV6 = new Uint8Array(16);
 
 interface Probe {
   mapping?: Endpoint;
@@ -115,12 +124,19 @@ export class Registration {
 
     const ntChanged = !rec || !rec.nt.equals(req.nt);
     let nt: NT.NodeTransaction | undefined;
+    /** A new ID's key, uncompressed (scratchKey): what its ECDH below is given. */
+    let fullKey: Buffer | undefined;
     if (ntChanged) {
       const d = NT.decode(req.nt);
       if (d instanceof NT.NodeTransactionDecodeError) return dc.drops.inc('nt-malformed');
       if (!d.dcId.equals(dc.identity.id)) return dc.drops.inc('nt-wrong-dc');
       // The ID is the hash of the key: the same ID with another key, or a key that does not hash to the ID, is forged.
-      if (rec ? !d.publicKey.equals(rec.publicKey) : !tryIdFromPublicKey(d.publicKey)?.equals(d.id)) return dc.drops.inc('nt-signature');
+      if (rec) {
+        if (!d.publicKey.equals(rec.publicKey)) return dc.drops.inc('nt-signature');
+      } else {
+        fullKey = dc.identity.impl.publicKeyConvert(d.publicKey, false, scratchKey) ?? undefined;
+        if (!fullKey || !idFromUncompressed(fullKey).equals(d.id)) return dc.drops.inc('nt-signature');
+      }
       nt = d;
     }
     const publicKey = rec?.publicKey ?? nt!.publicKey;
@@ -171,7 +187,7 @@ export class Registration {
       return;
     }
     if (!kss) {
-      const x = pre ? pre.kss : dc.identity.dh(publicKey);
+      const x = pre ? pre.kss : dc.identity.dh(fullKey ?? publicKey);
       if (!x) return dc.drops.inc('reg-key');
       kss = pre ? x : registrationKey(x);
       // K_ss depends on the two keys only: kept whether or not this request's MAC holds, so that after a restart
@@ -220,7 +236,8 @@ export class Registration {
       }
     }
     if (ntChanged) {
-      rec.nt = keep(req.nt);
+      // A new record holds its own copy already.
+      if (!first) rec.nt = keep(req.nt);
       dc.commit.stage({ kind: 'node', id: idHex, bytes: rec.nt });
       dc.commit.announce(rec.nt);
     }
@@ -246,12 +263,13 @@ export class Registration {
           limits: CONTROL_LIMITS,
         }),
     );
+    dc.terminals.addressBytes(rec, scratchV4, scratchV6);
     const body = encodeRegistrationBody({
       txid: req.txid,
       status: Status.OK,
-      v4: rec.v4,
+      v4: scratchV4,
       v4Len: dc.terminals.pools.v4.length,
-      v6: rec.v6,
+      v6: scratchV6,
       v6Len: dc.terminals.pools.v6.length,
       observed: from,
       behindNat: rec.nat !== 'none',
@@ -259,9 +277,11 @@ export class Registration {
       dcTime: now,
       relays: this.relayEntries(),
     });
-    const header = encodeRegistrationResponseHeader(req.terminalIndex, dcIndex, nonceDc);
-    const response = Buffer.concat([header, defaultAead.seal(kResp, 0, body)]);
-    rec.lastReg = { txid: req.txid, time: req.time, src, response: keep(response) };
+    // Written once into kept memory (the cached answer for retransmissions), and sent from there.
+    const response = keepRoom(RESPONSE_HEADER + body.length + AEAD_TAG_LENGTH);
+    encodeRegistrationResponseHeader(req.terminalIndex, dcIndex, nonceDc).copy(response);
+    defaultAead.seal(kResp, 0, body, undefined, response.subarray(RESPONSE_HEADER));
+    rec.lastReg = { txid: req.txid, time: req.time, src, response };
     rec.keepaliveDue = dc.clock.monotonic() + dc.config.keepaliveS * 1000;
     dc.counts.inc(first ? 'registrations-new' : 'registrations-renewed');
     dc.sendAfterCommit(response, from, bind);

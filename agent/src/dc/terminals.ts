@@ -11,7 +11,7 @@ import type { Db, Migrations } from '../store/db.js';
 import { migrate } from '../store/db.js';
 import { PoolExhaustedError } from '../types/errors.js';
 import type { Cidr } from '../protocol/ip.js';
-import { bytesToIp4, bytesToIp6, cidrContainsText, parseCidr } from '../protocol/ip.js';
+import { bytesToIp4, bytesToIp6, cidrContainsText, ip4ToBytes, ip6ToBytes, parseCidr } from '../protocol/ip.js';
 import { formatEndpoint, parseEndpoint } from '../protocol/endpoint.js';
 import type { NatKind } from './route.js';
 import type { TunnelKeypair } from '../crypto/session.js';
@@ -50,6 +50,11 @@ export interface TerminalRecord {
   readonly publicKey: Buffer;
   readonly v4: string;
   readonly v6: string;
+  /**
+   * The pools' slot both addresses are at (network + slot): their bytes without parsing the text. −1 when they are
+   * not (a record loaded from a table written with other pools).
+   */
+  readonly slot: number;
   name: string;
   /** The latest Node Transaction bytes this DC accepted for it. */
   nt: Buffer;
@@ -95,20 +100,21 @@ interface Row {
   revoked: number;
 }
 
-type Persistent = Omit<TerminalRecord, 'seenSaved' | 'kss' | 'channel' | 'lastReg' | 'probe' | 'rsRtt' | 'replies' | 'keepaliveDue'>;
+type Persistent = Omit<TerminalRecord, 'slot' | 'seenSaved' | 'kss' | 'channel' | 'lastReg' | 'probe' | 'rsRtt' | 'replies' | 'keepaliveDue'>;
 
 /**
  * Every record is this one complete literal, volatile fields included, so V8 gives all of them one compact shape. A
  * record built with a spread and given kss/channel/lastReg later carried a ~800-byte property array of its own:
  * ~70 MB more heap at 100,000 terminals (tests/bench, dc_capacity).
  */
-function newRecord(f: Persistent): TerminalRecord {
+function newRecord(f: Persistent, slot: number): TerminalRecord {
   return {
     id: f.id,
     idBytes: f.idBytes,
     publicKey: f.publicKey,
     v4: f.v4,
     v6: f.v6,
+    slot,
     name: f.name,
     nt: f.nt,
     lastReqTime: f.lastReqTime,
@@ -129,17 +135,30 @@ function newRecord(f: Persistent): TerminalRecord {
   };
 }
 
+/** The locals column: "addr:port" joined by commas. */
+function formatLocals(locals: readonly Endpoint[]): string {
+  if (locals.length === 0) return '';
+  if (locals.length === 1) return formatEndpoint(locals[0]!);
+  return locals.map(formatEndpoint).join(',');
+}
+
 /** Shared by every record that has reported no RS round trips yet (most): replaced by its own map on the first report. */
 export const NO_RTTS: ReadonlyMap<string, number> = new Map();
 
-function ipAt(pool: Cidr, index: number): string {
-  const b = Uint8Array.from(pool.network);
+/** The address at `index` in `pool`, written into `out` (the pool's length: 4 or 16 bytes). */
+function slotBytes(pool: Cidr, index: number, out: Uint8Array): Uint8Array {
+  out.set(pool.network);
   let carry = index;
-  for (let i = b.length - 1; i >= 0 && carry > 0; i--) {
-    const v = b[i]! + (carry & 0xff);
-    b[i] = v & 0xff;
+  for (let i = out.length - 1; i >= 0 && carry > 0; i--) {
+    const v = out[i]! + (carry & 0xff);
+    out[i] = v & 0xff;
     carry = (carry >>> 8) + (v >> 8);
   }
+  return out;
+}
+
+function ipAt(pool: Cidr, index: number): string {
+  const b = slotBytes(pool, index, new Uint8Array(pool.network.length));
   return pool.family === 4 ? bytesToIp4(b) : bytesToIp6(b);
 }
 
@@ -187,7 +206,7 @@ export class TerminalTable {
     this.pool6 = parseCidr(pool6);
     this.upsert = db.prepare(`INSERT INTO dc_terminals
       (id, public_key, v4, v6, name, nt, last_req_time, observed, locals, nat, last_seen, seen_service, revoked)
-      VALUES (@id, @public_key, @v4, @v6, @name, @nt, @last_req_time, @observed, @locals, @nat, @last_seen, @seen_service, @revoked)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT(id) DO UPDATE SET name = excluded.name, nt = excluded.nt, last_req_time = excluded.last_req_time,
         observed = excluded.observed, locals = excluded.locals, nat = excluded.nat, last_seen = excluded.last_seen,
         seen_service = excluded.seen_service, revoked = excluded.revoked`);
@@ -272,6 +291,7 @@ export class TerminalTable {
   }
 
   private load(r: Row): void {
+    const at = this.indexOf(r.v4);
     const rec = newRecord({
       id: r.id,
       idBytes: keep(Buffer.from(r.id.slice(2), 'hex')),
@@ -287,18 +307,29 @@ export class TerminalTable {
       lastSeen: r.last_seen,
       seenService: r.seen_service,
       revoked: r.revoked === 1,
-    });
-    this.index(rec);
+    }, at >= 0 && ipAt(this.pool6, at) === r.v6 ? at : -1);
+    this.index(rec, at);
   }
 
-  private index(rec: TerminalRecord): void {
+  /** `idx`: the slot of rec.v4 in the v4 pool (taken), or −1 when it lies outside. */
+  private index(rec: TerminalRecord, idx: number): void {
     this.byId.set(rec.id, rec);
     this.byV4.set(rec.v4, rec);
     this.byV6.set(rec.v6, rec);
     if (rec.name) this.byName.set(rec.name.toLowerCase(), rec);
     if (rec.observed) this.byObserved.set(formatEndpoint(rec.observed), rec);
-    const idx = this.indexOf(rec.v4);
     if (idx >= 0) this.used.add(idx);
+  }
+
+  /** The terminal's virtual addresses as bytes, into `v4` (4 bytes) and `v6` (16): from its slot, no text parsed. */
+  addressBytes(rec: TerminalRecord, v4: Uint8Array, v6: Uint8Array): void {
+    if (rec.slot >= 0) {
+      slotBytes(this.pool4, rec.slot, v4);
+      slotBytes(this.pool6, rec.slot, v6);
+    } else {
+      ip4ToBytes(rec.v4, v4);
+      ip6ToBytes(rec.v6, v6);
+    }
   }
 
   private indexOf(v4: string): number {
@@ -336,8 +367,8 @@ export class TerminalTable {
       lastSeen: init.now,
       seenService: this.serviceNow(),
       revoked: false,
-    });
-    this.index(rec);
+    }, idx);
+    this.index(rec, idx);
     this.dirty.add(rec);
     return rec;
   }
@@ -406,21 +437,22 @@ export class TerminalTable {
     this.revokedDirty.clear();
     this.revokedAt.clear();
     for (const rec of this.dirty) {
-      this.upsert.run({
-        id: rec.id,
-        public_key: rec.publicKey,
-        v4: rec.v4,
-        v6: rec.v6,
-        name: rec.name,
-        nt: rec.nt,
-        last_req_time: rec.lastReqTime,
-        observed: rec.observed ? formatEndpoint(rec.observed) : null,
-        locals: rec.locals.map(formatEndpoint).join(','),
-        nat: rec.nat,
-        last_seen: rec.lastSeen,
-        seen_service: Math.round(rec.seenService),
-        revoked: rec.revoked ? 1 : 0,
-      });
+      // Positional, in the column order above (binding a named object costs a property lookup per column and row).
+      this.upsert.run(
+        rec.id,
+        rec.publicKey,
+        rec.v4,
+        rec.v6,
+        rec.name,
+        rec.nt,
+        rec.lastReqTime,
+        rec.observed ? formatEndpoint(rec.observed) : null,
+        formatLocals(rec.locals),
+        rec.nat,
+        rec.lastSeen,
+        Math.round(rec.seenService),
+        rec.revoked ? 1 : 0,
+      );
       rec.seenSaved = rec.seenService;
     }
     this.dirty.clear();

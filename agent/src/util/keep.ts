@@ -14,18 +14,19 @@ let used = 0;
 
 /** A copy of `src` for keeping (its own bytes; changing one never changes the other). */
 export function keep(src: Uint8Array): Buffer {
-  const n = src.length;
-  if (n > OWN) {
-    const own = Buffer.allocUnsafeSlow(n);
-    own.set(src);
-    return own;
-  }
+  const b = keepRoom(src.length);
+  b.set(src);
+  return b;
+}
+
+/** Room for `n` bytes to keep, uninitialised: for the caller to write once (instead of building them and copying). */
+export function keepRoom(n: number): Buffer {
+  if (n > OWN) return Buffer.allocUnsafeSlow(n);
   if (used + n > SLAB) {
     slab = Buffer.allocUnsafeSlow(SLAB);
     used = 0;
   }
   const b = slab.subarray(used, used + n);
-  b.set(src);
   // 8-byte aligned, as Node's own pool keeps them.
   used += (n + 7) & ~7;
   return b;
