@@ -4,14 +4,18 @@
 // Two implementations behind one interface: `native` (libsecp256k1 through the `secp256k1` npm binding: the fast path,
 // ~11–16k verifies or recoveries/s on the target) and `noble` (@noble/curves: the audited reference, ~300–450/s).
 // Tests prove they agree (identical RFC 6979 signatures, recoveries, shared secrets, refusals).
-// The binding is loaded from `secp256k1/bindings.js`, not the package root: the root silently falls back to a pure-JS
-// `elliptic` port when the addon fails to load, which would hide a 30× slowdown behind the name "native".
+// The binding is loaded as `secp256k1/bindings.js` loads it, not from the package root: the root silently falls back
+// to a pure-JS `elliptic` port when the addon fails to load, which would hide a 30× slowdown behind the name "native".
+// The three calls a DC makes per new terminal (publicKeyConvert, ecdh, ecdsaRecover) go to the addon itself: the
+// package's JavaScript layer re-checks what this module checked already and builds its error messages on every call
+// (~1–3 µs each, issue 15).
 //
 // Every function that takes bytes off the wire (verify, recover, ecdh, isValidPublicKey, publicKeyConvert) returns
 // false/null on bad input and never throws. Functions fed by our own configuration (sign, publicKeyCreate with a
 // private key) throw typed errors, because a bad private key there is a bug, not an attack.
 
 import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { secp256k1 as nobleCurve } from '@noble/curves/secp256k1.js';
@@ -100,22 +104,31 @@ function sigArgsOk(signature: Uint8Array, digest: Uint8Array): boolean {
 
 type NativeApi = typeof NativeSecp256k1Api;
 
-function loadNative(): { api: NativeApi | null; error: Error | null } {
+/** The addon under the package's JavaScript layer: output first, a status back (0: done), nothing checked. */
+interface RawSecp256k1 {
+  publicKeyConvert(output: Uint8Array, publicKey: Uint8Array): number;
+  ecdsaRecover(output: Uint8Array, signature: Uint8Array, recid: number, digest: Uint8Array): number;
+  ecdh(output: Uint8Array, publicKey: Uint8Array, privateKey: Uint8Array, data: undefined, hashfn: (x: Uint8Array) => Uint8Array, xbuf: Uint8Array, ybuf: Uint8Array): number;
+}
+
+function loadNative(): { api: NativeApi | null; raw: RawSecp256k1 | null; error: Error | null } {
   try {
-    const req = createRequire(import.meta.url);
-    return { api: req('secp256k1/bindings.js') as NativeApi, error: null };
+    // What secp256k1/bindings.js does, keeping the addon's instance (one context for both layers).
+    const req = createRequire(createRequire(import.meta.url).resolve('secp256k1/bindings.js'));
+    const addon = (req('node-gyp-build') as (dir: string) => { Secp256k1: new () => RawSecp256k1 })(dirname(req.resolve('./bindings.js')));
+    const raw = new addon.Secp256k1();
+    return { api: (req('./lib/index.js') as (raw: RawSecp256k1) => NativeApi)(raw), raw, error: null };
   } catch (e) {
-    return { api: null, error: e instanceof Error ? e : new Error(String(e)) };
+    return { api: null, raw: null, error: e instanceof Error ? e : new Error(String(e)) };
   }
 }
 
-function makeNative(api: NativeApi): Secp256k1 {
+function makeNative(api: NativeApi, raw: RawSecp256k1): Secp256k1 {
   // Scratch for the ECDH callback: the binding copies x and y here, then copies the callback's return value
   // (x itself) into the caller's output. Wiped after each call; single-threaded, so sharing is safe.
   const xbuf = new Uint8Array(32);
   const ybuf = new Uint8Array(32);
   const returnX = (x: Uint8Array): Uint8Array => x;
-  const ecdhOpts = { hashfn: returnX, xbuf, ybuf };
 
   const impl: Secp256k1 = {
     name: 'native',
@@ -139,12 +152,8 @@ function makeNative(api: NativeApi): Secp256k1 {
     publicKeyConvert(publicKey, compressed, out) {
       if (!(publicKey instanceof Uint8Array) || !hasValidPrefix(publicKey)) return null;
       const dst = checkOut(out, compressed ? PUBLIC_KEY_LENGTH : PUBLIC_KEY_UNCOMPRESSED_LENGTH, 'public key output');
-      try {
-        api.publicKeyConvert(publicKey, compressed, dst);
-        return dst;
-      } catch {
-        return null;
-      }
+      // The output's length says which form (as the package's own layer passes it).
+      return raw.publicKeyConvert(dst, publicKey) === 0 ? dst : null;
     },
     sign(digest, privateKey, out) {
       if (digest.length !== DIGEST_LENGTH) throw new BufferLengthError('digest', DIGEST_LENGTH, digest.length);
@@ -169,22 +178,14 @@ function makeNative(api: NativeApi): Secp256k1 {
     recover(signature, digest, compressed = true, out) {
       if (signature.length !== SIGNATURE_LENGTH || !sigArgsOk(signature, digest)) return null;
       const dst = checkOut(out, compressed ? PUBLIC_KEY_LENGTH : PUBLIC_KEY_UNCOMPRESSED_LENGTH, 'public key output');
-      try {
-        api.ecdsaRecover(signature.subarray(0, 64), signature[64]! - 27, digest, compressed, dst);
-        return dst;
-      } catch {
-        return null;
-      }
+      return raw.ecdsaRecover(dst, signature.subarray(0, 64), signature[64]! - 27, digest) === 0 ? dst : null;
     },
     ecdh(publicKey, privateKey, out) {
       if (!(publicKey instanceof Uint8Array) || !hasValidPrefix(publicKey)) return null;
       if (!(privateKey instanceof Uint8Array) || privateKey.length !== PRIVATE_KEY_LENGTH) return null;
       const dst = checkOut(out, SHARED_SECRET_LENGTH, 'shared secret output');
       try {
-        api.ecdh(publicKey, privateKey, ecdhOpts, dst);
-        return dst;
-      } catch {
-        return null;
+        return raw.ecdh(dst, publicKey, privateKey, undefined, returnX, xbuf, ybuf) === 0 ? dst : null;
       } finally {
         xbuf.fill(0);
         ybuf.fill(0);
@@ -285,7 +286,7 @@ const loaded = loadNative();
 /** The reference implementation; always available. */
 export const nobleSecp256k1: Secp256k1 = makeNoble();
 /** The libsecp256k1 implementation, or null when the addon did not load (see nativeSecp256k1LoadError). */
-export const nativeSecp256k1: Secp256k1 | null = loaded.api ? makeNative(loaded.api) : null;
+export const nativeSecp256k1: Secp256k1 | null = loaded.api && loaded.raw ? makeNative(loaded.api, loaded.raw) : null;
 /** Why the native binding is missing, for the startup log. */
 export const nativeSecp256k1LoadError: Error | null = loaded.error;
 /** What the rest of the agent uses: native when available, else noble (slow but correct). */
