@@ -7,12 +7,17 @@
 // V8 sizes the heap when the process starts; setting the flag later (v8.setFlagsFromString) has no effect.
 // A standalone DC runs without it for now (withdrawn on a suspicion that proved wrong, tests/bench/README.md "DC
 // memory"); without it the DC still holds 100,000 terminals in ~447 MiB, with it ~440 MiB.
+//
+// The DC: garbage collection on its own thread (--single-threaded-gc). Its work is one event loop, run on a core of
+// its own (tests/bench dc_capacity pins it so); V8's parallel and concurrent GC helper threads then share that core
+// and cost more CPU than they save: side by side, a first-time registration cost the DC less CPU without them, and
+// its event loop no more (tests/bench/README.md, issue 15, 2026-12-06 evening).
 
 export type Role = 'agent' | 'dc' | 'rs' | 'up';
 
 export const NODE_FLAGS: Readonly<Record<Role, readonly string[]>> = Object.freeze({
   agent: ['--max-semi-space-size=2'],
-  dc: [],
+  dc: ['--single-threaded-gc'],
   rs: [],
   up: [],
 });

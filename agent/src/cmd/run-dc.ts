@@ -92,7 +92,7 @@ export async function runDc(argv: readonly string[]): Promise<void> {
   const op = loadSection('operator', file, ov);
   const log = createLogger(loadSection('log', file).level);
   const missing = missingNodeFlags('dc');
-  if (missing.length > 0 && !has(p, 'print-id')) log.warn('started without the DC\'s Node.js flags: its memory will be larger than it need be', { missing: missing.join(' ') });
+  if (missing.length > 0 && !has(p, 'print-id')) log.warn('started without the DC\'s Node.js flags: it will spend more CPU on garbage collection than it need', { missing: missing.join(' ') });
   securedDataDir(fileCfg.dataDir, log);
   const identity = await loadOrCreateIdentity(resolveIn(fileCfg.dataDir, fileCfg.key));
   if (has(p, 'print-id')) return announce({ id: identity.idHex, publicKey: identity.publicKey.toString('hex') });
