@@ -52,6 +52,7 @@ interface Prepared extends EcResult {
 const scratchKey = Buffer.alloc(PUBLIC_KEY_UNCOMPRESSED_LENGTH);
 const scratchV4 = new Uint8Array(4);
 const scratchV6 = new Uint8Array(16);
+const NO_RELAYS: readonly RelayEntry[] = [];
 
 interface Probe {
   mapping?: Endpoint;
@@ -93,7 +94,6 @@ export class Registration {
     const d = decodeRegistrationRequest(data);
     if (!d.ok) return dc.drops.inc('reg-malformed');
     const req = d.value;
-    const idBytes = req.nt.subarray(1, 21);
     const src = formatEndpoint(from);
     if (rec?.lastReg && rec.lastReg.txid === req.txid && rec.lastReg.time === req.time) {
       if (rec.lastReg.src !== src) return dc.drops.inc('reg-replay');
@@ -227,8 +227,11 @@ export class Registration {
 
     const first = !rec;
     if (!rec) {
+      // One kept copy of the Node Transaction; the record's ID and key are views of it (they never change, and a later
+      // Node Transaction of the same ID carries the same ones).
+      const ntKept = keep(req.nt);
       try {
-        rec = dc.terminals.create({ id: idHex, idBytes: keep(idBytes), publicKey: keep(publicKey), nt: keep(req.nt), lastReqTime: req.time, now });
+        rec = dc.terminals.create({ id: idHex, idBytes: ntKept.subarray(1, 21), publicKey: ntKept.subarray(21, 54), nt: ntKept, lastReqTime: req.time, now });
       } catch (e) {
         if (!(e instanceof PoolExhaustedError)) throw e;
         dc.refusals.warn('reg-pool-full', 'registration refused: the address pool is full', { id: idHex, from: src, pool: dc.terminals.pools.v4.text, capacity: dc.terminals.capacity });
@@ -244,7 +247,7 @@ export class Registration {
     if (rec.kss !== kss) rec.kss = keep(kss);
     rec.lastReqTime = req.time;
     dc.terminals.seen(rec, now);
-    this.learnLocation(rec, from, req.locals, req.txid);
+    this.learnLocation(rec, from, req.locals, req.txid, src);
     if (req.name) dc.terminals.setName(rec, req.name);
     dc.terminals.touch(rec);
 
@@ -329,9 +332,10 @@ export class Registration {
   }
 
   /** Where the terminal is and what is in front of it: NAT if the observed address is none of its own. */
-  learnLocation(rec: TerminalRecord, from: Endpoint, locals: readonly Endpoint[], txid: bigint | undefined): void {
-    this.dc.terminals.observe(rec, from);
-    rec.locals = [...locals];
+  learnLocation(rec: TerminalRecord, from: Endpoint, locals: readonly Endpoint[], txid: bigint | undefined, fromText?: string): void {
+    this.dc.terminals.observe(rec, from, fromText);
+    // The decoded message's own array (each decode makes a new one): kept as it is.
+    rec.locals = locals;
     const behindNat = !locals.some((l) => sameEndpoint(l, from));
     if (!behindNat) rec.nat = 'none';
     else {
@@ -367,10 +371,14 @@ export class Registration {
   /** Forgets half-finished probes (called every second). */
   expire(): void {
     const mono = this.dc.clock.monotonic();
-    for (const [k, p] of this.probes) if (mono - p.at > 10_000) this.probes.delete(k);
+    // forEach, not for…of: no [key, value] array per probe (a busy DC holds up to 100,000 of them).
+    this.probes.forEach((p, k) => {
+      if (mono - p.at > 10_000) this.probes.delete(k);
+    });
   }
 
-  private relayEntries(): RelayEntry[] {
+  private relayEntries(): readonly RelayEntry[] {
+    if (this.dc.relays.size === 0) return NO_RELAYS;
     return [...this.dc.relays.values()].map((r) => ({
       id: Buffer.from(r.id.slice(2), 'hex'),
       ...(r.v4 ? { v4: r.v4 } : {}),

@@ -60,7 +60,7 @@ export interface TerminalRecord {
   nt: Buffer;
   lastReqTime: number;
   observed: Endpoint | undefined;
-  locals: Endpoint[];
+  locals: readonly Endpoint[];
   nat: NatKind;
   /** Wall-clock ms of the last authentic packet. */
   lastSeen: number;
@@ -386,14 +386,14 @@ export class TerminalTable {
     return true;
   }
 
-  /** Records where the terminal is now (every change of `observed` goes through here). */
-  observe(rec: TerminalRecord, at: Endpoint): void {
+  /** Records where the terminal is now (every change of `observed` goes through here); `atText`: formatEndpoint(at). */
+  observe(rec: TerminalRecord, at: Endpoint, atText = formatEndpoint(at)): void {
     if (rec.observed) {
       const old = formatEndpoint(rec.observed);
       if (this.byObserved.get(old) === rec) this.byObserved.delete(old);
     }
     rec.observed = at;
-    this.byObserved.set(formatEndpoint(at), rec);
+    this.byObserved.set(atText, rec);
     this.dirty.add(rec);
   }
 
