@@ -84,8 +84,15 @@ export interface TestbedStatus {
 export const DEFAULT_PREFIX = 'ntb';
 const GENERATED_PREFIX_RE = /^nt[0-9a-f]{6}$/;
 
+/**
+ * "nt" + 6 hex digits, or NTM_TESTBED_PREFIX + 6 hex digits: people sharing a machine tell their namespaces apart
+ * (and `ip netns` shows whose they are) by starting them with a name of their own.
+ */
 export function uniquePrefix(): string {
-  return `nt${randomBytes(3).toString('hex')}`;
+  const base = process.env.NTM_TESTBED_PREFIX || 'nt';
+  const prefix = `${base}${randomBytes(3).toString('hex')}`;
+  if (!PREFIX_RE.test(prefix)) throw new TestbedError(`NTM_TESTBED_PREFIX "${base}" does not make a valid prefix (${PREFIX_RE.source})`);
+  return prefix;
 }
 
 function requireRoot(): void {
