@@ -10,6 +10,10 @@
  * arena (and of meta and addrs) and hands it to its opening thread (rxopen.c), which opens the DATA datagrams into
  * `plain` while this thread receives into the other half or runs JavaScript; JavaScript is called with (count, half)
  * once a half is opened, in the order received. With both halves busy, reading pauses until JavaScript had one.
+ * A burst without DATA (signalling: registration, control, handshakes, binds) that arrives while neither half is
+ * with the thread or waiting for JavaScript goes to JavaScript at once, as without the thread: the hand-over and
+ * back (two thread wake-ups) would only delay it, on the critical path of registration and tunnel set-up. Order is
+ * kept: nothing received before it is still on its way.
  *
  * Segmentation offload (Linux ≥ 4.18 / 5.0; kernel docs: Documentation/networking/segmentation-offloads.rst, "UDP
  * GSO", and udp(7) UDP_SEGMENT / UDP_GRO): queue() collects datagrams and flush() sends them in one sendmmsg, each run
@@ -67,7 +71,8 @@ typedef struct {
   size_t txused;
   txent *tx;
   int ntx;
-  double stats[8]; /* received, bursts, send errors, receive errors, GSO sends, GRO messages, queued, flushes */
+  double stats[9]; /* received, bursts, send errors, receive errors, GSO sends, GRO messages, queued, flushes, bursts
+                     past the opening thread (signalling only, handed to JavaScript at once) */
   /* and rx.stats: opened, openFailed */
 } udpsock;
 
@@ -124,6 +129,16 @@ static void udp_free(napi_env env, void *data, void *hint) {
   /* Still in libuv's hands (closing): on_udp_closed / on_rx_closed frees it. */
   if (u->io.handle_live || u->rx.async_live) return;
   udp_release(u);
+}
+
+/* Whether none of the burst's `kept` datagrams (meta from entry `ebase`) is DATA (type 0x04, docs/protocol.md §3.3):
+ * registration answers, control frames, handshakes and binds, which the opening thread has nothing to do for. */
+static int signalling_only(const udpsock *u, size_t ebase, int kept) {
+  for (int i = 0; i < kept; i++) {
+    const int32_t *m = u->meta + (ebase + (size_t)i) * UMETA;
+    if (m[1] > 0 && u->arena[m[0]] == 0x04) return 0;
+  }
+  return 1;
 }
 
 static void on_udp_poll(uv_poll_t *handle, int status, int events) {
@@ -221,10 +236,15 @@ static void on_udp_poll(uv_poll_t *handle, int status, int events) {
     }
     u->stats[0] += kept;
     u->stats[1]++;
-    if (kept > 0 && u->piped) {
+    int piped = kept > 0 && u->piped;
+    if (piped && signalling_only(u, ebase, kept) && rxpipe_state(&u->rx, h ^ 1) == RX_FREE) {
+      piped = 0;
+      u->stats[8]++;
+    }
+    if (piped) {
       rxpipe_submit(&u->rx, h, kept);
       u->next_rx ^= 1;
-    } else if (kept > 0 && poller_call2(&u->io, kept, 0, "udp callback") != 0)
+    } else if (kept > 0 && poller_call2(&u->io, kept, h, "udp callback") != 0)
       u->stats[3]++;
     if (u->closed || n < UBATCH) return;
   }
@@ -570,12 +590,12 @@ static napi_value udp_stats(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   udpsock *u = unwrap_this(env, info, &argc, NULL);
   if (!u) return NULL;
-  static const char *const names[10] = {"received", "bursts", "sendErrors", "receiveErrors", "gsoSends", "groMessages", "queued", "flushes", "opened", "openFailed"};
-  double all[10];
+  static const char *const names[11] = {"received", "bursts", "sendErrors", "receiveErrors", "gsoSends", "groMessages", "queued", "flushes", "atOnce", "opened", "openFailed"};
+  double all[11];
   memcpy(all, u->stats, sizeof u->stats);
-  all[8] = u->rx.stats[0];
-  all[9] = u->rx.stats[1];
-  return stats_object(env, names, all, 10);
+  all[9] = u->rx.stats[0];
+  all[10] = u->rx.stats[1];
+  return stats_object(env, names, all, 11);
 }
 
 void udp_register(napi_env env, napi_value exports) {

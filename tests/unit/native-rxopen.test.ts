@@ -1,7 +1,8 @@
 // The opening thread (agent/native/rxopen.c, issue 15) against the JavaScript reference: DATA datagrams sealed by a
 // TunnelKeypair, opened by the native UDP socket's thread ahead of the handler, give the keypair the same results
 // (plaintext or drop reason: auth, replay, counter) as a twin keypair that opens everything itself with @noble/ciphers
-// (RFC 8439); datagrams it has no key for reach the handler unopened; a destroyed keypair's key is wiped.
+// (RFC 8439); datagrams it has no key for reach the handler unopened; a destroyed keypair's key is wiped; bursts with
+// no DATA skip the thread when nothing is on its way through it, in order with the rest.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -161,6 +162,42 @@ test('opening thread: many bursts in both halves stay in order under a steady fl
   await b.close(); // joins the thread whatever it is opening
   rx.destroy();
   await a.close();
+});
+
+test('opening thread: a burst without DATA, with nothing on its way through the thread, goes to JavaScript at once; order is kept among DATA bursts', async () => {
+  const { tx, rx } = keypairs(0x5eed_0005);
+  const a = NativeUdpBind.open('127.0.0.1:0', { openData: true })!;
+  const b = NativeUdpBind.open('127.0.0.1:0', { openData: true })!;
+  const to: Endpoint = { family: 4, address: '127.0.0.1', port: b.port };
+  const control = (i: number) => Buffer.from([0x10, 0, 0, 0, i & 0xff, i >> 8, 0, 0]); // a CONTROL frame's first bytes
+  // Idle: a lone signalling datagram (a registration answer, a Route Direction) is not handed to the thread and back.
+  const first = collect(b, 1);
+  a.send(control(0), to);
+  const [one] = await first;
+  assert.deepEqual(one!.data, control(0));
+  assert.equal(one!.opened, undefined);
+  assert.equal(b.stats().atOnce, 1);
+  // Signalling among DATA, in many bursts: whichever way each burst goes, the handler sees them as sent, and every
+  // DATA datagram opened by the thread.
+  const sent: Buffer[] = [];
+  for (let i = 0; i < 600; i++) sent.push(i % 3 === 0 ? control(i) : Buffer.from(tx.seal(Buffer.alloc(300, i & 0xff)) as Buffer));
+  const arriving = collect(b, sent.length);
+  for (let i = 0; i < sent.length; i++) {
+    a.send(sent[i]!, to);
+    if (i % 5 === 4) await new Promise((r) => setImmediate(r));
+  }
+  const got = await arriving;
+  assert.equal(got.length, sent.length);
+  const out = Buffer.alloc(2000);
+  for (let i = 0; i < got.length; i++) {
+    assert.deepEqual(got[i]!.data, sent[i], `datagram ${i} in order`);
+    if (i % 3 === 0) continue;
+    assert.ok(got[i]!.opened?.ok, `DATA datagram ${i} opened by the thread`);
+    assert.ok(Buffer.isBuffer(rx.open(got[i]!.data, out, undefined, got[i]!.opened)));
+  }
+  rx.destroy();
+  await a.close();
+  await b.close();
 });
 
 test('opening thread: after the rekeys of a long-running agent (20,000 keys in, 20,000 out: the table of keys is cleared of removed slots many times) the live key still opens its packets', async () => {
