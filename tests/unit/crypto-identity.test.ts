@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { IdentityFileError, InvalidHexError, InvalidPrivateKeyError } from '../../agent/src/crypto/errors.js';
 import { keccak256 } from '../../agent/src/crypto/hex.js';
 import { nobleSecp256k1, requireNativeSecp256k1 } from '../../agent/src/crypto/secp256k1.js';
-import { domainDigest, DomainTag, Identity, recoverSigner, verifyBySigner, verifyDomain } from '../../agent/src/protocol/identity.js';
+import { domainDigest, DomainTag, Identity, recoverSigner, STATIC_DH_PEERS, verifyBySigner, verifyDomain } from '../../agent/src/protocol/identity.js';
 import * as NT from '../../agent/src/protocol/node-transaction.js';
 
 const N = BigInt('0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141');
@@ -48,6 +48,21 @@ void describe('Identity signing', () => {
       assert.equal(verifyBySigner(DomainTag.relayBind, body, s, id.id), false);
     }
     assert.equal(verifyBySigner(DomainTag.relayBind, body, id.sign(DomainTag.relayBind, body), Buffer.alloc(19)), false);
+  });
+
+  void it('staticDh: the ECDH with a peer, kept per peer (a copy each time), at most STATIC_DH_PEERS peers', () => {
+    const me = Identity.generate();
+    const peer = Identity.generate();
+    const x = me.staticDh(peer.publicKey);
+    assert.ok(x);
+    assert.deepEqual(x, me.dh(peer.publicKey));
+    assert.deepEqual(x, peer.staticDh(me.publicKey));
+    x.fill(0); // the caller's copy: wiping it leaves the kept one
+    assert.deepEqual(me.staticDh(peer.publicKey), me.dh(peer.publicKey));
+    assert.equal(me.staticDh(Buffer.alloc(33, 9)), null);
+    const others = Array.from({ length: STATIC_DH_PEERS + 1 }, () => Identity.generate());
+    for (const o of others) assert.deepEqual(me.staticDh(o.publicKey), me.dh(o.publicKey));
+    assert.deepEqual(me.staticDh(peer.publicKey), me.dh(peer.publicKey), 'dropped, then made again');
   });
 
   void it('fromPrivateKey: bytes or hex; bad keys are typed errors', () => {

@@ -13,6 +13,8 @@ import {
   createRequest,
   createResponse,
   parseRequestHeader,
+  precomputeResponse,
+  takeEphemeral,
   tai64n,
   tai64nAfter,
   TUNNEL_REQUEST_LENGTH,
@@ -232,5 +234,53 @@ void describe('Noise KK handshake', () => {
     assert.ok(typeof hs !== 'string');
     const res = createResponse(hs, { senderIndex: 4 });
     assert.ok(typeof consumeResponse(req.state, res.packet) !== 'string');
+  });
+
+  void it('a response precomputed for the initiator (ephemeral and se made before the request) completes the handshake, once', () => {
+    const si = KeyPair.generate();
+    const sr = KeyPair.generate();
+    const pre = precomputeResponse(si.publicKey);
+    assert.ok(pre);
+    const handshake = () => {
+      const req = createRequest({ localStatic: si, remoteStatic: sr.publicKey, tunnelId: randomBytes(8), senderIndex: 5 });
+      const hs = consumeRequest(req.packet, { localStatic: sr, remoteStatic: si.publicKey });
+      assert.ok(typeof hs !== 'string');
+      const res = createResponse(hs, { senderIndex: 6, precomputed: pre });
+      const fin = consumeResponse(req.state, res.packet);
+      assert.ok(typeof fin !== 'string', String(fin));
+      assert.deepEqual(fin.keys.send, res.keys.receive);
+      assert.deepEqual(fin.keys.handshakeHash, res.keys.handshakeHash);
+      return res.packet.subarray(12, 45); // the responder's ephemeral
+    };
+    const e1 = handshake();
+    // Used up: the next answer makes its own ephemeral (never the same one twice).
+    const e2 = handshake();
+    assert.notDeepEqual(e2, e1);
+    pre.discard();
+  });
+
+  void it('a response precomputed for another initiator is not used: the handshake still completes', () => {
+    const si = KeyPair.generate();
+    const sr = KeyPair.generate();
+    const pre = precomputeResponse(KeyPair.generate().publicKey);
+    assert.ok(pre);
+    const req = createRequest({ localStatic: si, remoteStatic: sr.publicKey, tunnelId: randomBytes(8), senderIndex: 7 });
+    const hs = consumeRequest(req.packet, { localStatic: sr, remoteStatic: si.publicKey });
+    assert.ok(typeof hs !== 'string');
+    const res = createResponse(hs, { senderIndex: 8, precomputed: pre });
+    assert.ok(typeof consumeResponse(req.state, res.packet) !== 'string');
+    pre.discard();
+    assert.equal(precomputeResponse(Buffer.alloc(33, 7)), null, 'not a point');
+  });
+
+  void it('ephemerals made ahead are fresh every time', async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const e = takeEphemeral();
+      seen.add(e.publicKey.toString('hex'));
+      e.destroy();
+      if (i % 2 === 0) await new Promise((r) => setImmediate(r)); // one made ahead, taken next time
+    }
+    assert.equal(seen.size, 20);
   });
 });

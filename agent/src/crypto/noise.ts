@@ -16,6 +16,11 @@
 // change the caller's state: a forged TUNNEL_RESPONSE cannot spoil a pending initiator handshake.
 // Ephemeral private keys this module generates are wiped as soon as their last DH is done; injected ones
 // (deterministic test vectors) belong to the caller.
+//
+// Work done before it is needed (issue 15: tunnel set-up is on the user's critical path): the next ephemeral key pair
+// is generated while the event loop is idle (takeEphemeral), and a responder, whose KK pattern names the initiator's
+// static key beforehand, may compute its ephemeral and se = DH(e_r, s_i) when the route arrives, before the request
+// (precomputeResponse). Neither changes a byte on the wire: each ephemeral is still fresh, random and used once.
 
 import { createHash } from 'node:crypto';
 import { defaultAead, type Aead, AEAD_TAG_LENGTH } from './aead.js';
@@ -188,6 +193,36 @@ export function tai64nAfter(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Ephemeral keys made ahead of need.
+
+/** One key pair per implementation, made after the last was taken; only this module ever holds it unused. */
+const reserved = new Map<Secp256k1, KeyPair>();
+const refilling = new Set<Secp256k1>();
+
+/**
+ * A fresh ephemeral key pair for one handshake, the caller's to wipe (KeyPair.destroy). It was generated ahead, at the
+ * event loop's first idle moment (setImmediate: after the datagrams of the handshake before had left), so the
+ * handshake does not wait for a CSPRNG call and a point multiplication; without one in reserve it is generated now.
+ * Either way the next is made ahead.
+ */
+export function takeEphemeral(secp: Secp256k1 = defaultSecp256k1): KeyPair {
+  const k = reserved.get(secp);
+  reserved.delete(secp);
+  reserveEphemeral(secp);
+  return k ?? KeyPair.generate(secp);
+}
+
+/** Has an ephemeral key pair made at the next idle moment (a process that will handshake calls it at start). */
+export function reserveEphemeral(secp: Secp256k1 = defaultSecp256k1): void {
+  if (refilling.has(secp)) return;
+  refilling.add(secp);
+  setImmediate(() => {
+    refilling.delete(secp);
+    if (!reserved.has(secp)) reserved.set(secp, KeyPair.generate(secp));
+  }).unref();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Initiator.
 
 export interface InitiatorParams {
@@ -260,7 +295,7 @@ export function createRequest(p: InitiatorParams): { packet: Buffer; state: Init
   const senderIndex = u32(p.senderIndex, 'sender index');
   const timestamp = Buffer.from(p.timestamp ?? tai64n());
   checkLen(timestamp, TAI64N_LENGTH, 'timestamp');
-  const e = p.ephemeral ?? KeyPair.generate(suite.secp);
+  const e = p.ephemeral ?? takeEphemeral(suite.secp);
 
   const s = initialState(suite.aead, p.tunnelId, p.localStatic.publicKey, p.remoteStatic);
   s.mixHash(e.publicKey); // e
@@ -447,22 +482,76 @@ export function consumeRequest(packet: Uint8Array, p: ResponderParams): Responde
 }
 
 /**
+ * The responder's part of `<- e, ee, se` that does not depend on the request: its ephemeral key pair and
+ * se = DH(e_r, s_i). In KK the responder knows the initiator's static key beforehand (from the Route Direction), so it
+ * can make these while the request is still on its way; answering then costs es and ee only. Used by at most one
+ * createResponse, and only for a request from `remoteStatic`; wiped there, or by discard().
+ */
+export class ResponderPrecompute {
+  #ephemeral: KeyPair | undefined;
+  #se: Buffer | undefined;
+  /** @internal */
+  constructor(
+    readonly remoteStatic: Buffer,
+    readonly secp: Secp256k1,
+    ephemeral: KeyPair,
+    se: Buffer,
+  ) {
+    this.#ephemeral = ephemeral;
+    this.#se = se;
+  }
+
+  /** @internal The ephemeral and se for a request from `remoteStatic` (once); undefined when not for it, or used. */
+  take(remoteStatic: Uint8Array, secp: Secp256k1): { e: KeyPair; se: Buffer } | undefined {
+    if (!this.#ephemeral || !this.#se || secp !== this.secp || !this.remoteStatic.equals(remoteStatic)) return undefined;
+    const r = { e: this.#ephemeral, se: this.#se };
+    this.#ephemeral = undefined;
+    this.#se = undefined;
+    return r;
+  }
+
+  /** Wipes what was not used. */
+  discard(): void {
+    this.#ephemeral?.destroy();
+    this.#se?.fill(0);
+    this.#ephemeral = undefined;
+    this.#se = undefined;
+  }
+}
+
+/** Makes a ResponderPrecompute for requests from `remoteStatic`; null when that is not a valid point. */
+export function precomputeResponse(remoteStatic: Uint8Array, suite: NoiseSuite = defaultNoiseSuite): ResponderPrecompute | null {
+  if (!(remoteStatic instanceof Uint8Array) || remoteStatic.length !== PUBLIC_KEY_LENGTH) return null;
+  const e = takeEphemeral(suite.secp);
+  const se = e.dh(remoteStatic); // se: DH(e_r, s_i)
+  if (se === null) {
+    e.destroy();
+    return null;
+  }
+  return new ResponderPrecompute(Buffer.from(remoteStatic), suite.secp, e, se);
+}
+
+/**
  * Builds TUNNEL_RESPONSE (`<- e, ee, se` with an empty payload) and returns the responder's transport keys.
  * The responder should not send DATA before the initiator's first packet confirms the keys (docs/protocol.md §3.4).
- * Throws HandshakeStateError when called twice for one request.
+ * `precomputed`, when it was made for this request's initiator and not used yet, gives e and se (then used up);
+ * otherwise both are made here. Throws HandshakeStateError when called twice for one request.
  */
 export function createResponse(
   hs: ResponderHandshake,
-  p: { readonly senderIndex: number; readonly ephemeral?: KeyPair },
+  p: { readonly senderIndex: number; readonly ephemeral?: KeyPair; readonly precomputed?: ResponderPrecompute },
 ): { packet: Buffer; keys: TransportKeys } {
   const senderIndex = u32(p.senderIndex, 'sender index');
   const s = hs.take();
-  const e = p.ephemeral ?? KeyPair.generate(hs.suite.secp);
+  const pre = p.ephemeral === undefined ? p.precomputed?.take(hs.remoteStatic, hs.suite.secp) : undefined;
+  const e = p.ephemeral ?? pre?.e ?? takeEphemeral(hs.suite.secp);
   s.mixHash(e.publicKey); // e
   const ee = e.dh(hs.remoteEphemeral); // ee (already validated as a point in consumeRequest)
-  const se = ee === null ? null : e.dh(hs.remoteStatic); // se: DH(e_r, s_i)
+  const se = ee === null ? null : (pre?.se ?? e.dh(hs.remoteStatic)); // se: DH(e_r, s_i)
   if (ee === null || se === null) {
     s.wipe();
+    pre?.se.fill(0);
+    if (p.ephemeral === undefined) e.destroy();
     throw new HandshakeStateError('DH with a key that was valid in consumeRequest failed');
   }
   s.mixKey(ee);

@@ -89,7 +89,13 @@ export interface LoadOptions {
 }
 
 /** An NTM identity: terminal, DC or RS. A KeyPair (so Noise can use it as a static key) plus NTM signing and files. */
+/** Peers whose static-static DH an identity keeps (Identity.staticDh): 32 bytes and a 66-character key each. */
+export const STATIC_DH_PEERS = 1024;
+
 export class Identity extends KeyPair {
+  /** staticDh's results by the peer key's hex, oldest first. */
+  readonly #staticDh = new Map<string, Buffer>();
+
   static override generate(impl: Secp256k1 = defaultSecp256k1): Identity {
     const k = randomPrivateKey(impl);
     try {
@@ -108,6 +114,35 @@ export class Identity extends KeyPair {
     } finally {
       k.fill(0);
     }
+  }
+
+  /**
+   * DH(our static key, a peer's static key), kept per peer as wireguard-go keeps each peer's precomputedStaticStatic
+   * (device/peer.go, device/noise-protocol.go): every new tunnel to the same peer (one per Direction Request) and every registration with the
+   * same DC would compute the same ECDH again. At most STATIC_DH_PEERS peers are kept, the first one kept dropped
+   * first. Returns a copy, the caller's to wipe; null when the peer's key is not a valid point.
+   */
+  staticDh(peerPublicKey: Uint8Array): Buffer | null {
+    const key = Buffer.from(peerPublicKey.buffer, peerPublicKey.byteOffset, peerPublicKey.byteLength).toString('hex');
+    let x = this.#staticDh.get(key);
+    if (x === undefined) {
+      const d = this.dh(peerPublicKey);
+      if (d === null) return null;
+      if (this.#staticDh.size >= STATIC_DH_PEERS) {
+        const [oldest, secret] = this.#staticDh.entries().next().value!;
+        secret.fill(0);
+        this.#staticDh.delete(oldest);
+      }
+      this.#staticDh.set(key, d);
+      x = d;
+    }
+    return Buffer.from(x);
+  }
+
+  override destroy(): void {
+    for (const x of this.#staticDh.values()) x.fill(0);
+    this.#staticDh.clear();
+    super.destroy();
   }
 
   /** 65-byte signature of keccak256(tag ‖ body). */

@@ -8,7 +8,7 @@ import type { Bind, Endpoint } from '../types/net.js';
 import { NO_NODE, type DataTunnel, type LocalEnd, type OutboundResult, type TunnelTable } from '../types/tunnels.js';
 import type { Identity } from '../protocol/identity.js';
 import { CONTROL_TYPE, DATA_TYPE, TunnelKeypair } from '../crypto/session.js';
-import { parseRequestHeader, TUNNEL_REQUEST_TYPE, TUNNEL_RESPONSE_TYPE } from '../crypto/noise.js';
+import { parseRequestHeader, reserveEphemeral, TUNNEL_REQUEST_TYPE, TUNNEL_RESPONSE_TYPE } from '../crypto/noise.js';
 import { HINT, NAT_PROBE, REGISTRATION_COOKIE, REGISTRATION_RESPONSE, decodeHint } from '../protocol/registration.js';
 import { RELAY_BIND_ACK, RELAY_CHALLENGE, RELAY_FRAME, RELAY_HEADER, RS_PING, decodeRelayBindAck, decodeRelayChallenge } from '../protocol/relay.js';
 import type { Target } from '../protocol/control.js';
@@ -97,6 +97,8 @@ export class TerminalHost implements TunnelTable {
       () => new Set(opts.locals().map((l) => l.family)),
     );
     this.timer = setInterval(() => this.tick(), TUNNEL_TICK_MS);
+    // The first tunnel's handshake, like every later one, takes an ephemeral key made ahead (crypto/noise.ts).
+    reserveEphemeral();
   }
 
   get bind(): Bind {

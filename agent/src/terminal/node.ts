@@ -139,7 +139,7 @@ export class Node {
   register(): Promise<RegistrationResult> {
     if (this.registering) return this.registering;
     if (!this.dcPublicKey) return Promise.reject(new RejectedError('registration', 'DC public key unknown'));
-    const x = this.identity.dh(this.dcPublicKey);
+    const x = this.identity.staticDh(this.dcPublicKey);
     if (!x) return Promise.reject(new RejectedError('registration', 'DC public key invalid'));
     this.kss = registrationKey(x);
     this.regStarted = performance.now();

@@ -10,7 +10,16 @@ import type { Identity } from '../protocol/identity.js';
 import { formatId } from '../crypto/secp256k1.js';
 import { KeypairSet, TunnelKeypair, DATA_TYPE, DEFAULT_SESSION_LIMITS, SEALED_OVERHEAD, type SessionLimits } from '../crypto/session.js';
 import { TokenBucket } from '../util/source-limit.js';
-import { createRequest, consumeRequest, consumeResponse, createResponse, tai64n, type InitiatorHandshake } from '../crypto/noise.js';
+import {
+  createRequest,
+  consumeRequest,
+  consumeResponse,
+  createResponse,
+  precomputeResponse,
+  tai64n,
+  type InitiatorHandshake,
+  type ResponderPrecompute,
+} from '../crypto/noise.js';
 import { RELAY_HEADER, encodeRelayBind, writeRelayHeader } from '../protocol/relay.js';
 import { formatEndpoint, sameEndpoint } from '../protocol/endpoint.js';
 import { ip4ToBytes, ip6ToBytes } from '../protocol/ip.js';
@@ -163,7 +172,8 @@ export class Tunnel {
   private directRetryMs = DIRECT_RETRY_MS;
   /** The RS was reported lost once (another relay is on its way). */
   private relayLostReported = false;
-  private ss: Buffer | undefined;
+  /** As responder: the ephemeral and se made while the first request was on its way (noise.ts precomputeResponse). */
+  private precomputed: ResponderPrecompute | undefined;
   private readonly requests: TokenBucket;
 
   constructor(
@@ -191,9 +201,21 @@ export class Tunnel {
     return 'none';
   }
 
+  /** DH(s, s_peer), kept per peer by the identity; a copy (the handshake wipes it). */
   private staticDh(): Buffer | undefined {
-    if (!this.ss) this.ss = this.me.dh(this.route.peerPublicKey) ?? undefined;
-    return this.ss ? Buffer.from(this.ss) : undefined;
+    return this.me.staticDh(this.route.peerPublicKey) ?? undefined;
+  }
+
+  /**
+   * The responder's work that does not need the request (its ephemeral, se, and ss for a peer not met before), done
+   * while the request is on its way: after this turn's datagrams (our bind) have left, so it delays none of them.
+   */
+  private prepareResponse(): void {
+    setImmediate(() => {
+      if (this.state !== 'connecting' || this.precomputed) return;
+      this.precomputed = precomputeResponse(this.route.peerPublicKey) ?? undefined;
+      this.staticDh()?.fill(0);
+    });
   }
 
   /**
@@ -219,6 +241,7 @@ export class Tunnel {
     this.attempts = 0;
     this.relayLostReported = false;
     this.usingRelay = this.route.kind === 'relay';
+    if (!this.route.initiator && this.state === 'connecting') this.prepareResponse();
     if (this.usingRelay) {
       this.bindRelay();
       if (this.route.initiator) this.initiate();
@@ -354,6 +377,8 @@ export class Tunnel {
     clearTimeout(this.holdTimer);
     if (this.state === 'failed') return;
     this.state = 'failed';
+    this.precomputed?.discard();
+    this.precomputed = undefined;
     this.failure = why;
     this.io.onFailed(this, why);
   }
@@ -361,6 +386,8 @@ export class Tunnel {
   close(): void {
     clearTimeout(this.timer);
     clearTimeout(this.holdTimer);
+    this.precomputed?.discard();
+    this.precomputed = undefined;
     if (this.initiator) this.io.freeIndex(this.initiator.index);
     for (const kp of [this.keypairs.current, this.keypairs.previous, this.keypairs.next]) if (kp) this.io.freeIndex(kp.localIndex);
     this.keypairs.clear();
@@ -407,7 +434,9 @@ export class Tunnel {
     if (typeof hs === 'string') return hs;
     this.lastTimestamp = Buffer.from(hs.timestamp);
     const index = this.io.allocIndex(this);
-    const { packet: resp, keys } = createResponse(hs, { senderIndex: index });
+    const { packet: resp, keys } = createResponse(hs, { senderIndex: index, ...(this.precomputed ? { precomputed: this.precomputed } : {}) });
+    this.precomputed?.discard();
+    this.precomputed = undefined;
     this.install(keys.send, keys.receive, index, hs.remoteIndex, false);
     this.stats.handshakes++;
     // The responder's RTT: from its response to the initiator's first packet (the confirming keep-alive).
