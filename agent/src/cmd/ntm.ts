@@ -14,6 +14,7 @@ import { runAgent, AGENT_HELP } from './run-agent.js';
 import { runEnroll, ENROLL_HELP } from './run-enroll.js';
 import { runProvision, PROVISION_HELP } from './run-provision.js';
 import { runKeys, KEYS_HELP } from './run-keys.js';
+import { setDaemonV8Flags } from './node-flags.js';
 
 const HELP = `ntm — NTMobile (Network Traversal with Mobility) for the vCPE
 
@@ -94,8 +95,11 @@ async function connect(argv: readonly string[]): Promise<void> {
   process.stdout.write(JSON.stringify(r) + '\n');
 }
 
+const DAEMONS: ReadonlySet<string | undefined> = new Set(['dc', 'rs', 'up', 'agent']);
+
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
+  if (DAEMONS.has(cmd)) setDaemonV8Flags();
   switch (cmd) {
     case 'dc':
       return runDc(rest);
