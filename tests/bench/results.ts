@@ -224,6 +224,15 @@ export function goalRows(f: ResultsFile): GoalRow[] {
         ? { figure: `registration, ${col}`, measured: `median ${fmt(g.median_ms, 2)} ms (paper ${g.paper_ms})`, goal: `≤ bound ${g.bound_ms} + 1 ms`, met: g.median_ms <= g.bound_ms + 1 }
         : { figure: `registration, ${col}`, measured: why('registration'), goal: 'within 1 ms of one MN–DC_MN RTT', met: null },
     );
+    // Issue 15: the bound cannot be met by any Node process on this testbed; its own floor (a trivial echo) can.
+    if (g?.echo_rtt_ms !== undefined) {
+      rows.push({
+        figure: `  the same over the testbed's echo, ${col}`,
+        measured: `${fmt(g.median_ms - g.echo_rtt_ms, 2)} ms (echo ${fmt(g.echo_rtt_ms, 2)})`,
+        goal: '≤ 1 ms',
+        met: g.median_ms - g.echo_rtt_ms <= 1,
+      });
+    }
   }
   for (const col of ['today', 'vcpe'] as const) {
     const g = r.communication_start?.[col];
