@@ -3,11 +3,11 @@
 // replacement, failure), answers every signalling datagram by type and index, and notices moves. It is the data-path
 // engine's TunnelTable (dataplane/engine.ts reads the socket and handles DATA itself); the routing tables are in
 // routes.ts, RS round trips in relay-probe.ts.
-import { randomBytes } from 'node:crypto';
 import type { Bind, Endpoint } from '../types/net.js';
 import { NO_NODE, type DataTunnel, type LocalEnd, type OutboundResult, type TunnelTable } from '../types/tunnels.js';
 import type { Identity } from '../protocol/identity.js';
 import { CONTROL_TYPE, DATA_TYPE, TunnelKeypair } from '../crypto/session.js';
+import { randomU32 } from '../crypto/random.js';
 import { parseRequestHeader, reserveEphemeral, TUNNEL_REQUEST_TYPE, TUNNEL_RESPONSE_TYPE } from '../crypto/noise.js';
 import { HINT, NAT_PROBE, REGISTRATION_COOKIE, REGISTRATION_RESPONSE, decodeHint } from '../protocol/registration.js';
 import { RELAY_BIND_ACK, RELAY_CHALLENGE, RELAY_FRAME, RELAY_HEADER, RS_PING, decodeRelayBindAck, decodeRelayChallenge } from '../protocol/relay.js';
@@ -166,11 +166,13 @@ export class TerminalHost implements TunnelTable {
   }
 
   // ---------------------------------------------------------------------------------------------------------------
-  // Indexes (control channels, handshakes, keypairs) share one random uint32 space.
+  // Indexes (control channels, handshakes, keypairs) share one random uint32 space. They are public (every packet
+  // names one), so they come from the pooled CSPRNG output (crypto/random.ts), as the DC's do: a CSPRNG call each
+  // cost tens of microseconds on the way of every registration and handshake.
 
   private allocIndex(owner: Node | Tunnel): number {
     for (;;) {
-      const i = randomBytes(4).readUInt32BE(0);
+      const i = randomU32();
       if (i !== 0 && !this.indexes.has(i)) {
         this.indexes.set(i, owner);
         return i;

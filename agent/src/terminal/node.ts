@@ -1,13 +1,13 @@
 // One NTM identity's life with its DC (paper §2.2–2.3): Registration Request/Response with the NAT probe, the sealed
 // control channel (keep-alives, Direction Requests, Route Directions from the DC, name resolution, RTT reports), and
 // re-registration when the DC restarts or the terminal moves. A phone has one Node; the agent has one per appliance.
-import { randomBytes } from 'node:crypto';
 import type { Endpoint } from '../types/net.js';
 import { RegistrationRefusedError, RejectedError } from '../types/errors.js';
 import type { Identity } from '../protocol/identity.js';
 import * as NT from '../protocol/node-transaction.js';
 import { CONTROL_LIMITS, CONTROL_TYPE, TunnelKeypair } from '../crypto/session.js';
 import { defaultAead } from '../crypto/aead.js';
+import { randomPublicBytes } from '../crypto/random.js';
 import { formatId } from '../crypto/secp256k1.js';
 import {
   channelKeys,
@@ -144,7 +144,7 @@ export class Node {
     this.kss = registrationKey(x);
     this.regStarted = performance.now();
     const txid = newTxid();
-    const nonce = randomBytes(16);
+    const nonce = randomPublicBytes(16); // sent in the clear (docs/protocol.md §3.2)
     const oldIndex = this.channelIndex;
     const index = this.io.allocIndex(this);
     // Strictly increasing even when two registrations fall in one millisecond: the DC drops a request no newer than
