@@ -22,6 +22,16 @@
  * set, receives the run whole (split here into the datagrams it carries). A kernel or route that refuses GSO gets the
  * run as separate datagrams. Only the data path's bulk sends are queued; the TTL-limited sends (IP_TTL, ip(7);
  * IPV6_HOPLIMIT, RFC 3542 §6.3) are not.
+ *
+ * Sealing on a thread of its own (issue 15): queueSeal() takes a DATA datagram still in plaintext, its prefix (the
+ * relay header if any and the sealed header the keypair wrote: type, receiver index, counter; docs/protocol.md §3.3),
+ * the send key and the counter; the key is copied into the queue entry and wiped once the datagram is sealed. The
+ * socket keeps two queues: JavaScript fills one while the sealing thread seals the other's datagrams in place
+ * (ChaCha20-Poly1305, RFC 8439 §2.8, nonce 0x00000000 ‖ counter LE) and sends them as flush() did. A flush hands the
+ * filled queue over and waits only while the thread still has the one before (a burst's worth). send() waits until
+ * the thread sent everything (order is kept). Without the thread (NTM_NO_TX_THREAD=1, or it could not start), the
+ * flush seals and sends on the calling thread. The keypair's checks, limits and counters stay in JavaScript
+ * (crypto/session.ts TunnelKeypair.sealVia).
  */
 #define _GNU_SOURCE
 #include "ntmdp.h"
@@ -30,6 +40,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -50,8 +61,29 @@
 typedef struct {
   uint32_t off, len;
   struct sockaddr_in6 to; /* a sockaddr_in on an IPv4 socket */
-  socklen_t tolen;
+  socklen_t tolen;        /* 0: not to be sent (its sealing failed) */
+  /* queueSeal()'s: sealed in place at flush, after `plen` bytes of prefix; the key wiped once it is done. */
+  int seal;
+  uint32_t plen;
+  uint64_t counter;
+  uint8_t key[32];
 } txent;
+
+/* A queue of datagrams for one sendmmsg: their bytes contiguous in buf. */
+typedef struct {
+  uint8_t *buf;
+  size_t used;
+  txent *ent;
+  int n;
+} txq;
+
+/* The sealing thread: `busy` while it has queue `which` (set by the loop thread, cleared by the sealing thread). */
+typedef struct {
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int running, stop, busy, which;
+} sealer;
 
 typedef struct {
   poller io; /* io.fd: the socket, closed here */
@@ -67,18 +99,35 @@ typedef struct {
   int family_v6;
   int gro; /* UDP_GRO is on: a message may carry a run of datagrams */
   int gso; /* UDP_SEGMENT works (cleared at the first refusal of the kind that will not change) */
-  uint8_t *txbuf;
-  size_t txused;
-  txent *tx;
-  int ntx;
+  txq q[2];
+  int cur;        /* the queue JavaScript fills */
+  int want_sealer; /* start the sealing thread at the first queueSeal() */
+  sealer st;
+  void *sctx;     /* EVP_CIPHER_CTX sealing queueSeal()'s datagrams: used by whichever thread sends a queue */
+  /* The last destination queued: a burst mostly goes to one peer (its address string is parsed once). */
+  char last_addr[64];
+  uint32_t last_port;
+  struct sockaddr_in6 last_to;
+  socklen_t last_tolen;
+  int last_v4;
   double stats[9]; /* received, bursts, send errors, receive errors, GSO sends, GRO messages, queued, flushes, bursts
                      past the opening thread (signalling only, handed to JavaScript at once) */
-  /* and rx.stats: opened, openFailed */
+  /* and rx.stats: opened, openFailed; txstats (under st.mu): send errors, GSO sends, flushes, sealed of the queues sent */
+  double txstats[4];
 } udpsock;
 
+static void txq_free(txq *q) {
+  if (q->ent) memset(q->ent, 0, TXMAX * sizeof(txent)); /* keys of datagrams never sent */
+  free(q->buf);
+  free(q->ent);
+}
+
 static void udp_release(udpsock *u) {
-  free(u->txbuf);
-  free(u->tx);
+  txq_free(&u->q[0]);
+  txq_free(&u->q[1]);
+  if (u->sctx) EVP_CIPHER_CTX_free(u->sctx);
+  pthread_mutex_destroy(&u->st.mu);
+  pthread_cond_destroy(&u->st.cv);
   free(u);
 }
 
@@ -89,9 +138,7 @@ static napi_value udp_abandon(udpsock *u, napi_value ret) {
   free(u->plain);
   free(u->meta);
   free(u->addrs);
-  free(u->txbuf);
-  free(u->tx);
-  free(u);
+  udp_release(u);
   return ret;
 }
 
@@ -109,9 +156,13 @@ static void on_rx_closed(uv_handle_t *h) {
   if (u->io.finalized && !u->io.handle_live) udp_release(u);
 }
 
-/* Stops reading (and the opening thread); the socket is closed at once, or by on_udp_closed once libuv let go of it. */
+static void sealer_stop(udpsock *u);
+
+/* Stops reading (and the opening and sealing threads: the latter sends what it has first); the socket is closed at
+ * once, or by on_udp_closed once libuv let go of it. */
 static void udp_shut(udpsock *u) {
   u->closed = 1;
+  sealer_stop(u);
   rxpipe_stop(&u->rx, on_rx_closed);
   if (u->io.polling) poller_stop(&u->io, on_udp_closed);
   else if (u->io.fd >= 0) {
@@ -290,9 +341,15 @@ static napi_value udp_new(napi_env env, napi_callback_info info) {
   u->plain = malloc(u->slot * UBATCH * 2);
   u->meta = calloc((size_t)UMAXD * 2, sizeof(int32_t) * UMETA);
   u->addrs = calloc((size_t)UMAXD * 2, 16);
-  u->txbuf = malloc(TXBYTES);
-  u->tx = calloc(TXMAX, sizeof(txent));
-  if (!u->arena || !u->plain || !u->meta || !u->addrs || !u->txbuf || !u->tx) return udp_abandon(u, throw_errno(env, "ntmdp: malloc", ENOMEM));
+  pthread_mutex_init(&u->st.mu, NULL);
+  pthread_cond_init(&u->st.cv, NULL);
+  u->want_sealer = !getenv("NTM_NO_TX_THREAD");
+  for (int k = 0; k < 2; k++) {
+    u->q[k].buf = malloc(TXBYTES);
+    u->q[k].ent = calloc(TXMAX, sizeof(txent));
+  }
+  if (!u->arena || !u->plain || !u->meta || !u->addrs || !u->q[0].buf || !u->q[0].ent || !u->q[1].buf || !u->q[1].ent)
+    return udp_abandon(u, throw_errno(env, "ntmdp: malloc", ENOMEM));
   struct in_addr a4;
   struct in6_addr a6;
   int v4 = inet_pton(AF_INET, addr, &a4) == 1;
@@ -398,20 +455,47 @@ static socklen_t udp_dest(const udpsock *u, const char *addr, uint32_t port, str
   return 0;
 }
 
-/* The arguments send() and queue() share: (Uint8Array data, string address, uint32 port, …). 0, or -1 with a
- * TypeError thrown saying `usage`. */
-static inline int udp_args(napi_env env, napi_value *argv, uint8_t **data, size_t *len, char addr[64], uint32_t *port, const char *usage) {
+/* (address string, port) → where to send, for queue() and queueSeal(): the last one is kept, since a burst mostly goes
+ * to one peer. 0 when the family cannot be reached from this socket. */
+static socklen_t udp_dest_cached(udpsock *u, const char *addr, uint32_t port, struct sockaddr_in6 *out) {
+  if (u->last_tolen != 0 && port == u->last_port && strcmp(addr, u->last_addr) == 0) {
+    memcpy(out, &u->last_to, u->last_tolen);
+    return u->last_tolen;
+  }
+  int to_v4;
+  socklen_t sl = udp_dest(u, addr, port, out, &to_v4);
+  if (sl != 0) {
+    memcpy(u->last_addr, addr, 64);
+    u->last_port = port;
+    memcpy(&u->last_to, out, sl);
+    u->last_tolen = sl;
+  }
+  return sl;
+}
+
+/* The destination of a datagram at argv[0] (string address) and argv[1] (uint32 port); 0, or -1 with a TypeError thrown
+ * saying `usage`. */
+static inline int udp_to(napi_env env, napi_value *argv, char addr[64], uint32_t *port, const char *usage) {
   size_t alen;
   memset(addr, 0, 64);
-  if (bytes_of(env, argv[0], data, len) || napi_get_value_string_utf8(env, argv[1], addr, 64, &alen) != napi_ok ||
-      napi_get_value_uint32(env, argv[2], port) != napi_ok) {
+  if (napi_get_value_string_utf8(env, argv[0], addr, 64, &alen) != napi_ok || napi_get_value_uint32(env, argv[1], port) != napi_ok) {
     napi_throw_type_error(env, NULL, usage);
     return -1;
   }
   return 0;
 }
 
-static void udp_flush(udpsock *u);
+/* The arguments send() and queue() share: (Uint8Array data, string address, uint32 port, …). 0, or -1 with a
+ * TypeError thrown saying `usage`. */
+static inline int udp_args(napi_env env, napi_value *argv, uint8_t **data, size_t *len, char addr[64], uint32_t *port, const char *usage) {
+  if (bytes_of(env, argv[0], data, len)) {
+    napi_throw_type_error(env, NULL, usage);
+    return -1;
+  }
+  return udp_to(env, argv + 1, addr, port, usage);
+}
+
+static void udp_drain(udpsock *u);
 
 static napi_value udp_send(napi_env env, napi_callback_info info) {
   size_t argc = 4;
@@ -432,7 +516,7 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
   int to_v4 = 0;
   socklen_t sl = udp_dest(u, addr, port, &ss, &to_v4);
   /* What was queued before leaves before this one. */
-  if (u->ntx > 0 && !u->closed) udp_flush(u);
+  if (!u->closed) udp_drain(u);
   int rc;
   if (u->closed) rc = -EBADF;
   else if (sl == 0) rc = -EAFNOSUPPORT;
@@ -459,8 +543,35 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
   return ret;
 }
 
-/* Sends everything queued: one sendmmsg, a GSO message per run of equal-sized datagrams to one destination. */
-static void udp_flush(udpsock *u) {
+
+/* Seals queueSeal()'s datagrams of q in place (the tag after each plaintext) and wipes their keys. A datagram whose
+ * sealing failed (OpenSSL could not: not expected) is zeroed and not sent. Returns how many were sealed. */
+static int txq_seal(udpsock *u, txq *q) {
+  uint8_t nonce[12] = {0};
+  int sealed = 0;
+  for (int i = 0; i < q->n; i++) {
+    txent *e = &q->ent[i];
+    if (!e->seal) continue;
+    for (int k = 0; k < 8; k++) nonce[4 + k] = (uint8_t)(e->counter >> (8 * k));
+    uint8_t *p = q->buf + e->off + e->plen;
+    int n = (int)(e->len - e->plen - 16), a = 0, f = 0;
+    if (EVP_EncryptInit_ex(u->sctx, NULL, NULL, e->key, nonce) == 1 && EVP_EncryptUpdate(u->sctx, p, &a, p, n) == 1 &&
+        EVP_EncryptFinal_ex(u->sctx, p + a, &f) == 1 && EVP_CIPHER_CTX_ctrl(u->sctx, EVP_CTRL_AEAD_GET_TAG, 16, p + n) == 1)
+      sealed++;
+    else {
+      memset(q->buf + e->off, 0, e->len); /* a plaintext never leaves */
+      e->tolen = 0;
+    }
+    memset(e->key, 0, 32);
+    e->seal = 0;
+  }
+  return sealed;
+}
+
+/* Seals and sends everything in q: one sendmmsg, a GSO message per run of equal-sized datagrams to one destination.
+ * st: send errors, GSO sends, flushes, sealed, added to. Runs on the sealing thread, or on the loop thread when there
+ * is none (never both at once: the loop thread hands a queue over and takes it back under st.mu). */
+static void txq_send(udpsock *u, txq *q, double st[4]) {
   struct mmsghdr mm[TXMAX];
   struct iovec iov[TXMAX];
   union {
@@ -469,21 +580,27 @@ static void udp_flush(udpsock *u) {
   } ctl[TXMAX];
   int first[TXMAX + 1]; /* message k carries queue entries first[k] .. first[k+1]-1 */
   int m = 0;
+  st[3] += txq_seal(u, q);
   memset(mm, 0, sizeof mm);
-  for (int i = 0; i < u->ntx;) {
-    const txent *e = &u->tx[i];
+  for (int i = 0; i < q->n;) {
+    const txent *e = &q->ent[i];
+    if (e->tolen == 0) {
+      st[0]++;
+      i++;
+      continue;
+    }
     int j = i + 1;
     size_t total = e->len;
     if (u->gso) {
       /* Equal sizes, one destination; a shorter datagram may end the run (GSO's last segment). */
-      while (j < u->ntx && j - i < GSO_MAX_SEGS && u->tx[j].len <= e->len && u->tx[j].len > 0 && total + u->tx[j].len <= GSO_MAX_BYTES &&
-             u->tx[j].tolen == e->tolen && memcmp(&u->tx[j].to, &e->to, e->tolen) == 0) {
-        total += u->tx[j].len;
+      while (j < q->n && j - i < GSO_MAX_SEGS && q->ent[j].len <= e->len && q->ent[j].len > 0 && total + q->ent[j].len <= GSO_MAX_BYTES &&
+             q->ent[j].tolen == e->tolen && memcmp(&q->ent[j].to, &e->to, e->tolen) == 0) {
+        total += q->ent[j].len;
         j++;
-        if (u->tx[j - 1].len < e->len) break;
+        if (q->ent[j - 1].len < e->len) break;
       }
     }
-    iov[m].iov_base = u->txbuf + e->off; /* entries are contiguous in txbuf */
+    iov[m].iov_base = q->buf + e->off; /* entries are contiguous in buf */
     iov[m].iov_len = total;
     mm[m].msg_hdr.msg_name = (void *)&e->to;
     mm[m].msg_hdr.msg_namelen = e->tolen;
@@ -501,15 +618,15 @@ static void udp_flush(udpsock *u) {
       memcpy(CMSG_DATA(c), &g, sizeof g);
     }
     first[m] = i;
+    first[m + 1] = j;
     m++;
     i = j;
   }
-  first[m] = u->ntx;
   for (int k = 0; k < m;) {
     int r = sendmmsg(u->io.fd, mm + k, (unsigned)(m - k), 0);
     if (r > 0) {
-      for (int q = k; q < k + r; q++)
-        if (first[q + 1] - first[q] > 1) u->stats[4]++;
+      for (int x = k; x < k + r; x++)
+        if (first[x + 1] - first[x] > 1) st[1]++;
       k += r;
       continue;
     }
@@ -517,28 +634,147 @@ static void udp_flush(udpsock *u) {
     if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
       /* The socket's send buffer is full: the rest of this flush is dropped at once (counted), as a full queue drops,
        * rather than asked for again datagram by datagram. */
-      u->stats[2] += (double)(u->ntx - first[k]);
+      for (int x = k; x < m; x++) st[0] += first[x + 1] - first[x];
       break;
     }
     if (first[k + 1] - first[k] > 1) {
       /* The run was refused as a GSO send: send its datagrams one by one, and stop asking when GSO is not there. */
       if (e == EIO || e == ENOPROTOOPT || e == EOPNOTSUPP) u->gso = 0;
-      for (int q = first[k]; q < first[k + 1]; q++)
-        if (sendto(u->io.fd, u->txbuf + u->tx[q].off, u->tx[q].len, 0, (struct sockaddr *)&u->tx[q].to, u->tx[q].tolen) < 0) u->stats[2]++;
+      for (int x = first[k]; x < first[k + 1]; x++)
+        if (sendto(u->io.fd, q->buf + q->ent[x].off, q->ent[x].len, 0, (struct sockaddr *)&q->ent[x].to, q->ent[x].tolen) < 0) st[0]++;
     } else
-      u->stats[2]++;
+      st[0]++;
     k++;
   }
-  u->stats[7]++;
-  u->ntx = 0;
-  u->txused = 0;
+  st[2]++;
+  q->n = 0;
+  q->used = 0;
+}
+
+static void txstats_add(udpsock *u, const double st[4]) {
+  pthread_mutex_lock(&u->st.mu);
+  for (int k = 0; k < 4; k++) u->txstats[k] += st[k];
+  pthread_mutex_unlock(&u->st.mu);
+}
+
+static void *sealer_main(void *arg) {
+  udpsock *u = arg;
+  pthread_mutex_lock(&u->st.mu);
+  for (;;) {
+    while (!u->st.busy && !u->st.stop) pthread_cond_wait(&u->st.cv, &u->st.mu);
+    if (!u->st.busy) break; /* stopped, with nothing left to send */
+    txq *q = &u->q[u->st.which];
+    pthread_mutex_unlock(&u->st.mu);
+    double st[4] = {0};
+    txq_send(u, q, st);
+    pthread_mutex_lock(&u->st.mu);
+    for (int k = 0; k < 4; k++) u->txstats[k] += st[k];
+    u->st.busy = 0;
+    pthread_cond_broadcast(&u->st.cv);
+  }
+  pthread_mutex_unlock(&u->st.mu);
+  return NULL;
+}
+
+/* The context queueSeal()'s datagrams are sealed with, and the sealing thread unless it is turned off (or cannot
+ * start: then the loop thread seals at each flush). 0, or -1 when OpenSSL has no ChaCha20-Poly1305. */
+static int sealer_start(udpsock *u) {
+  if (!u->sctx) {
+    u->sctx = EVP_CIPHER_CTX_new();
+    if (!u->sctx || EVP_EncryptInit_ex(u->sctx, EVP_chacha20_poly1305(), NULL, NULL, NULL) != 1) return -1;
+  }
+  if (u->want_sealer && !u->st.running) {
+    u->want_sealer = 0;
+    u->st.running = pthread_create(&u->st.thread, NULL, sealer_main, u) == 0;
+  }
+  return 0;
+}
+
+/* Joins the sealing thread once it sent the queue it has. */
+static void sealer_stop(udpsock *u) {
+  if (!u->st.running) return;
+  pthread_mutex_lock(&u->st.mu);
+  u->st.stop = 1;
+  pthread_cond_broadcast(&u->st.cv);
+  pthread_mutex_unlock(&u->st.mu);
+  pthread_join(u->st.thread, NULL);
+  u->st.running = 0;
+}
+
+/* Sends what JavaScript queued: hands the queue to the sealing thread (waiting only while it still has the one before)
+ * and fills the other from now on; without the thread, seals and sends it here. */
+static void udp_flush(udpsock *u) {
+  txq *q = &u->q[u->cur];
+  if (q->n == 0) return;
+  if (!u->st.running) {
+    double st[4] = {0};
+    txq_send(u, q, st);
+    txstats_add(u, st);
+    return;
+  }
+  pthread_mutex_lock(&u->st.mu);
+  while (u->st.busy) pthread_cond_wait(&u->st.cv, &u->st.mu);
+  u->st.busy = 1;
+  u->st.which = u->cur;
+  pthread_cond_broadcast(&u->st.cv);
+  pthread_mutex_unlock(&u->st.mu);
+  u->cur ^= 1;
+}
+
+/* Everything queued is sent (the sealing thread included) when this returns. */
+static void udp_drain(udpsock *u) {
+  udp_flush(u);
+  if (!u->st.running) return;
+  pthread_mutex_lock(&u->st.mu);
+  while (u->st.busy) pthread_cond_wait(&u->st.cv, &u->st.mu);
+  pthread_mutex_unlock(&u->st.mu);
+}
+
+/* The next entry of the current queue for a datagram of `len` bytes to (addr, port), its place and destination set
+ * (the queue flushed first when it is full): 0, or -errno and nothing queued. The caller writes the bytes at
+ * buf + off, then calls udp_enqueued(). */
+static int udp_enqueue(udpsock *u, size_t len, const char *addr, uint32_t port, txent **out) {
+  struct sockaddr_in6 to;
+  socklen_t tolen;
+  if (u->closed) return -EBADF;
+  if (len > 65535) return -EMSGSIZE;
+  if ((tolen = udp_dest_cached(u, addr, port, &to)) == 0) return -EAFNOSUPPORT;
+  txq *q = &u->q[u->cur];
+  if (q->n >= TXMAX || q->used + len > TXBYTES) {
+    udp_flush(u);
+    q = &u->q[u->cur];
+  }
+  txent *e = &q->ent[q->n];
+  e->off = (uint32_t)q->used;
+  e->len = (uint32_t)len;
+  e->seal = 0;
+  memcpy(&e->to, &to, tolen);
+  e->tolen = tolen;
+  *out = e;
+  return 0;
+}
+
+/* The entry udp_enqueue() gave is written: it is part of the queue. */
+static void udp_enqueued(udpsock *u, size_t len) {
+  txq *q = &u->q[u->cur];
+  q->used += len;
+  q->n++;
+  u->stats[6]++;
+}
+
+/* JavaScript's answer to a queueing call: rc, a refusal counted as a send error. */
+static napi_value udp_queued_rc(napi_env env, udpsock *u, int rc) {
+  napi_value ret;
+  if (rc < 0) u->stats[2]++;
+  napi_create_int32(env, rc, &ret);
+  return ret;
 }
 
 /* queue(data, address, port) → 0 or -errno: copies the datagram for the next flush() (which happens first when the
  * queue is full). Errors of the send itself are counted in stats().sendErrors. */
 static napi_value udp_queue(napi_env env, napi_callback_info info) {
   size_t argc = 3;
-  napi_value argv[3], ret;
+  napi_value argv[3];
   udpsock *u = unwrap_this(env, info, &argc, argv);
   if (!u || argc < 3) return NULL;
   uint8_t *data;
@@ -546,33 +782,59 @@ static napi_value udp_queue(napi_env env, napi_callback_info info) {
   char addr[64];
   uint32_t port = 0;
   if (udp_args(env, argv, &data, &len, addr, &port, "ntmdp: queue(Uint8Array, address, port)")) return NULL;
-  int rc = 0;
-  if (u->closed) rc = -EBADF;
-  else if (len > 65535) rc = -EMSGSIZE;
-  else {
-    if (u->ntx >= TXMAX || u->txused + len > TXBYTES) udp_flush(u);
-    txent *e = &u->tx[u->ntx];
-    int to_v4;
-    e->tolen = udp_dest(u, addr, port, &e->to, &to_v4);
-    if (e->tolen == 0) rc = -EAFNOSUPPORT;
-    else {
-      memcpy(u->txbuf + u->txused, data, len);
-      e->off = (uint32_t)u->txused;
-      e->len = (uint32_t)len;
-      u->txused += len;
-      u->ntx++;
-      u->stats[6]++;
-    }
+  txent *e;
+  int rc = udp_enqueue(u, len, addr, port, &e);
+  if (rc == 0) {
+    memcpy(u->q[u->cur].buf + e->off, data, len);
+    udp_enqueued(u, len);
   }
-  if (rc < 0) u->stats[2]++;
-  napi_create_int32(env, rc, &ret);
-  return ret;
+  return udp_queued_rc(env, u, rc);
+}
+
+/* queueSeal(prefix, key32, counter, plaintext, address, port) → 0 or -errno: queues prefix ‖ plaintext, sealed at the
+ * flush (ChaCha20-Poly1305 under key32 with the counter's nonce; the 16-byte tag appended). The prefix ends in the
+ * sealed header the keypair wrote for this counter (docs/protocol.md §3.3). */
+static napi_value udp_queue_seal(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  udpsock *u = unwrap_this(env, info, &argc, argv);
+  if (!u) return NULL;
+  static const char usage[] = "ntmdp: queueSeal(prefix, key32, counter, plaintext, address, port)";
+  uint8_t *pre, *key, *pt;
+  size_t plen, klen, tlen;
+  double counter = -1;
+  char addr[64];
+  uint32_t port = 0;
+  if (argc < 6 || bytes_of(env, argv[0], &pre, &plen) || bytes_of(env, argv[1], &key, &klen) || klen != 32 ||
+      napi_get_value_double(env, argv[2], &counter) != napi_ok || bytes_of(env, argv[3], &pt, &tlen)) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  if (udp_to(env, argv + 4, addr, &port, usage)) return NULL;
+  if (!(counter >= 0 && counter <= 9007199254740991.0)) {
+    napi_throw_range_error(env, NULL, "ntmdp: counter out of range");
+    return NULL;
+  }
+  size_t len = plen + tlen + 16;
+  txent *e;
+  int rc = u->closed ? -EBADF : sealer_start(u) != 0 ? -ENOPROTOOPT : udp_enqueue(u, len, addr, port, &e);
+  if (rc == 0) {
+    uint8_t *d = u->q[u->cur].buf + e->off;
+    memcpy(d, pre, plen);
+    memcpy(d + plen, pt, tlen);
+    e->seal = 1;
+    e->plen = (uint32_t)plen;
+    e->counter = (uint64_t)counter;
+    memcpy(e->key, key, 32);
+    udp_enqueued(u, len);
+  }
+  return udp_queued_rc(env, u, rc);
 }
 
 static napi_value udp_flush_js(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   udpsock *u = unwrap_this(env, info, &argc, NULL);
-  if (u && !u->closed && u->ntx > 0) udp_flush(u);
+  if (u && !u->closed) udp_flush(u);
   return NULL;
 }
 
@@ -580,7 +842,7 @@ static napi_value udp_close(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   udpsock *u = unwrap_this(env, info, &argc, NULL);
   if (!u || u->closed) return NULL;
-  if (u->ntx > 0) udp_flush(u);
+  udp_flush(u); /* udp_shut joins the sealing thread once it sent it */
   poller_release(&u->io);
   udp_shut(u);
   return NULL;
@@ -590,12 +852,20 @@ static napi_value udp_stats(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   udpsock *u = unwrap_this(env, info, &argc, NULL);
   if (!u) return NULL;
-  static const char *const names[11] = {"received", "bursts", "sendErrors", "receiveErrors", "gsoSends", "groMessages", "queued", "flushes", "atOnce", "opened", "openFailed"};
-  double all[11];
+  static const char *const names[13] = {"received", "bursts",  "sendErrors", "receiveErrors", "gsoSends", "groMessages", "queued",
+                                        "flushes",  "atOnce",  "opened",     "openFailed",    "sealed",   "sealThread"};
+  double all[13];
   memcpy(all, u->stats, sizeof u->stats);
+  pthread_mutex_lock(&u->st.mu);
+  all[2] += u->txstats[0];
+  all[4] += u->txstats[1];
+  all[7] += u->txstats[2];
+  all[11] = u->txstats[3];
+  pthread_mutex_unlock(&u->st.mu);
   all[9] = u->rx.stats[0];
   all[10] = u->rx.stats[1];
-  return stats_object(env, names, all, 11);
+  all[12] = u->st.running;
+  return stats_object(env, names, all, 13);
 }
 
 void udp_register(napi_env env, napi_value exports) {
@@ -603,6 +873,7 @@ void udp_register(napi_env env, napi_value exports) {
       {"start", NULL, udp_start, NULL, NULL, NULL, napi_default, NULL},
       {"send", NULL, udp_send, NULL, NULL, NULL, napi_default, NULL},
       {"queue", NULL, udp_queue, NULL, NULL, NULL, napi_default, NULL},
+      {"queueSeal", NULL, udp_queue_seal, NULL, NULL, NULL, napi_default, NULL},
       {"flush", NULL, udp_flush_js, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, udp_close, NULL, NULL, NULL, napi_default, NULL},
       {"stats", NULL, udp_stats, NULL, NULL, NULL, napi_default, NULL},

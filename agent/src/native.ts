@@ -53,6 +53,11 @@ export interface NativeUdpSocket {
   send(data: Uint8Array, address: string, port: number, ttl?: number): number;
   /** Copies the datagram for the next flush() (UDP GSO runs in one sendmmsg); 0 or -errno. */
   queue(data: Uint8Array, address: string, port: number): number;
+  /**
+   * Queues prefix ‖ plaintext to be sealed at the flush (ChaCha20-Poly1305 under key32 and the counter's nonce, the tag
+   * appended), on the socket's sealing thread unless NTM_NO_TX_THREAD is set; 0 or -errno. Absent in a stale build.
+   */
+  queueSeal?(prefix: Uint8Array, key: Uint8Array, counter: number, plaintext: Uint8Array, address: string, port: number): number;
   flush(): void;
   close(): void;
   stats(): Record<string, number>;

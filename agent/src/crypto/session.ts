@@ -209,16 +209,48 @@ export class TunnelKeypair {
     // Encrypt first: when plaintext sits at out[16..] the header bytes are not part of it, but being strict about
     // order costs nothing.
     this.#aead.seal(this.#sendKey, counter, plaintext, undefined, dst.subarray(SEALED_HEADER_LENGTH));
-    dst[0] = this.packetType;
-    dst[1] = 0;
-    dst[2] = 0;
-    dst[3] = 0;
-    dst.writeUInt32BE(this.remoteIndex, 4);
-    dst.writeUInt32BE(Math.floor(counter / TWO32), 8);
-    dst.writeUInt32BE(counter >>> 0, 12);
+    this.writeHeader(dst, 0, counter);
     this.#sendCounter = counter + 1;
     this.#lastSendAt = now;
     return dst;
+  }
+
+  /**
+   * seal() with the AEAD left to the socket (issue 15: the native socket seals on a thread of its own,
+   * agent/native/udp.c): the same checks, the same counter taken, the 16-byte header written into `prefix` at `at`;
+   * then `sink` gets prefix[0 .. at + 16), the send key, the counter and the plaintext (all borrowed for the call) and
+   * must seal the plaintext under that key and counter (RFC 8439, this keypair's nonce) after the prefix. Refused
+   * like seal(), and 'unsupported' for a keypair given its own AEAD (tests, the reference): seal() it is then.
+   */
+  sealVia<T>(
+    plaintext: Uint8Array,
+    prefix: Buffer,
+    at: number,
+    now: number,
+    sink: (prefix: Buffer, key: Uint8Array, counter: number, plaintext: Uint8Array, to: T) => void,
+    to: T,
+  ): SealRefusal | 'unsupported' | undefined {
+    if (this.#aead !== defaultAead) return 'unsupported';
+    if (now - this.createdAt >= this.limits.rejectAfterMs) return 'expired';
+    const counter = this.#sendCounter;
+    if (counter >= this.limits.rejectAfterMessages || counter >= Number.MAX_SAFE_INTEGER) return 'exhausted';
+    if (plaintext.length > MAX_SEALED_PLAINTEXT || prefix.length < at + SEALED_HEADER_LENGTH) return 'too-big';
+    this.writeHeader(prefix, at, counter);
+    this.#sendCounter = counter + 1;
+    this.#lastSendAt = now;
+    sink(prefix.length === at + SEALED_HEADER_LENGTH ? prefix : prefix.subarray(0, at + SEALED_HEADER_LENGTH), this.#sendKey, counter, plaintext, to);
+    return undefined;
+  }
+
+  /** The sealed header (docs/protocol.md §3.3) of the packet under `counter`, at out[at .. at + 16). */
+  private writeHeader(out: Buffer, at: number, counter: number): void {
+    out[at] = this.packetType;
+    out[at + 1] = 0;
+    out[at + 2] = 0;
+    out[at + 3] = 0;
+    out.writeUInt32BE(this.remoteIndex, at + 4);
+    out.writeUInt32BE(Math.floor(counter / TWO32), at + 8);
+    out.writeUInt32BE(counter >>> 0, at + 12);
   }
 
   /**

@@ -194,6 +194,9 @@ export class TerminalHost implements TunnelTable {
     // A bind that can set a datagram's TTL (the real UdpBind) enables short-TTL punches; fakes simply lack it.
     const ttlBind = this.opts.bind as Bind & { sendWithTtl?: (d: Uint8Array, to: Endpoint, ttl: number) => boolean };
     const withTtl = typeof ttlBind.sendWithTtl === 'function' ? ttlBind.sendWithTtl.bind(ttlBind) : undefined;
+    // A bind that seals DATA on a thread of its own (the native one, issue 15) gets the packets unsealed.
+    const sealing = this.opts.bind as Bind & { seals?: boolean; sendSealing?: NonNullable<TunnelIo['sendSealing']> };
+    const sendSealing = sealing.seals === true && sealing.sendSealing ? sealing.sendSealing.bind(sealing) : undefined;
     return {
       send: (d: Uint8Array, to: Endpoint) => this.send(d, to),
       ...(withTtl
@@ -211,6 +214,14 @@ export class TerminalHost implements TunnelTable {
       relayCookie: (rs: Endpoint) => this.relays.cookieFor(rs),
       requestAllowed: (from: Endpoint, via: PathNow) => via !== 'direct' || this.handshakesPerSource.take(from, performance.now()),
       ...(this.opts.handshakeTime ? { handshakeTime: this.opts.handshakeTime } : {}),
+      ...(sendSealing
+        ? {
+            sendSealing: (prefix: Buffer, key: Uint8Array, counter: number, plaintext: Uint8Array, to: Endpoint): void => {
+              this.counts.inc('tx');
+              sendSealing(prefix, key, counter, plaintext, to);
+            },
+          }
+        : {}),
       // Where tunnels seal DATA packets, when the socket copies each datagram at send (the native one does).
       ...((this.opts.bind as Bind & { copiesOnSend?: boolean }).copiesOnSend === true ? { sealScratch: Buffer.allocUnsafe(65_536) } : {}),
     };

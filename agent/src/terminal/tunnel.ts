@@ -8,7 +8,7 @@ import type { Endpoint, OpenedDatagram } from '../types/net.js';
 import type { Route } from '../protocol/control.js';
 import type { Identity } from '../protocol/identity.js';
 import { formatId } from '../crypto/secp256k1.js';
-import { KeypairSet, TunnelKeypair, DATA_TYPE, DEFAULT_SESSION_LIMITS, SEALED_OVERHEAD, type SessionLimits } from '../crypto/session.js';
+import { KeypairSet, TunnelKeypair, DATA_TYPE, DEFAULT_SESSION_LIMITS, SEALED_HEADER_LENGTH, SEALED_OVERHEAD, type SessionLimits } from '../crypto/session.js';
 import { TokenBucket } from '../util/source-limit.js';
 import {
   createRequest,
@@ -67,7 +67,20 @@ export interface TunnelIo {
    * datagram before `send` returns); without it each packet gets a buffer of its own.
    */
   readonly sealScratch?: Buffer;
+  /**
+   * Optional: seals `plaintext` after `prefix` under `key` and `counter` and sends it to `to`, off this thread (the
+   * native socket's sealing thread, issue 15); everything borrowed for the call. Only the default AEAD's keypairs use
+   * it (TunnelKeypair.sealVia).
+   */
+  sendSealing?(prefix: Buffer, key: Uint8Array, counter: number, plaintext: Uint8Array, to: Endpoint): void;
 }
+
+/**
+ * Where a DATA packet's header (and the relay header before it) is written for the socket that seals it (sendSealing
+ * copies it before returning): one per framing, shared by every tunnel of this thread.
+ */
+const PREFIX_DIRECT = Buffer.alloc(SEALED_HEADER_LENGTH);
+const PREFIX_RELAYED = Buffer.alloc(RELAY_HEADER + SEALED_HEADER_LENGTH);
 
 /** A tunnel that sent within this window but received nothing for this long is stale (asks for a new direction). */
 export const STALE_MS = 6000;
@@ -556,9 +569,7 @@ export class Tunnel {
     }
     const relay = this.path === 'relay' && this.route.relay;
     const now = this.io.now();
-    const out = this.seal(kp, inner, !!relay, now);
-    if (!out) return 'dropped';
-    this.io.send(out, relay ? this.route.relay!.endpoint : (to ?? this.endpoint!));
+    if (!this.transmit(kp, inner, !!relay, now, relay ? this.route.relay!.endpoint : (to ?? this.endpoint!))) return 'dropped';
     this.stats.txPackets++;
     this.stats.txBytes += inner.length;
     this.lastTx = now;
@@ -569,6 +580,32 @@ export class Tunnel {
     return 'sent';
   }
 
+  /**
+   * Seals `inner` under `kp` and sends it to `to`, framed for the RS when `relay`: on the socket's sealing thread when
+   * the host has one (issue 15), else here. False: the keypair refused (counted).
+   */
+  private transmit(kp: TunnelKeypair, inner: Buffer, relay: boolean, now: number, to: Endpoint): boolean {
+    const sink = this.io.sendSealing;
+    if (sink !== undefined) {
+      const prefix = relay ? PREFIX_RELAYED : PREFIX_DIRECT;
+      if (relay) writeRelayHeader(prefix, this.tunnelId);
+      const refused = kp.sealVia(inner, prefix, relay ? RELAY_HEADER : 0, now, sink, to);
+      if (refused === undefined) return true;
+      if (refused !== 'unsupported') return this.refused(kp, now);
+    }
+    const out = this.seal(kp, inner, relay, now);
+    if (!out) return false;
+    this.io.send(out, to);
+    return true;
+  }
+
+  /** A keypair refused to seal (too old, too many messages): counted, and a rekey started when it is due. */
+  private refused(kp: TunnelKeypair, now: number): false {
+    this.stats.drops++;
+    if (this.rekeyDue(kp, now)) this.initiate();
+    return false;
+  }
+
   /** `inner` sealed under `kp` (in the host's scratch when it lends one), framed for the RS when `relay`. */
   private seal(kp: TunnelKeypair, inner: Buffer, relay: boolean, now: number): Buffer | undefined {
     const head = relay ? RELAY_HEADER : 0;
@@ -577,8 +614,7 @@ export class Tunnel {
     const out = scratch !== undefined && scratch.length >= size ? scratch.subarray(0, size) : Buffer.allocUnsafe(size);
     const sealed = kp.seal(inner, out.subarray(head), now);
     if (typeof sealed === 'string') {
-      this.stats.drops++;
-      if (this.rekeyDue(kp, now)) this.initiate();
+      this.refused(kp, now);
       return undefined;
     }
     if (relay) writeRelayHeader(out, this.tunnelId);
@@ -591,9 +627,7 @@ export class Tunnel {
    */
   private sendDirect(inner: Buffer, to: Endpoint): void {
     const kp = this.keypairs.current;
-    const out = kp && this.seal(kp, inner, false, this.io.now());
-    if (!out) return;
-    this.io.send(out, to);
+    if (!kp || !this.transmit(kp, inner, false, this.io.now(), to)) return;
     this.stats.txPackets++;
   }
 

@@ -7,6 +7,10 @@
 // current JavaScript job (a microtask), so everything one burst of packets produced leaves in one sendmmsg, runs of
 // equal-sized datagrams to one peer as single UDP GSO sends. Order is kept (sendWithTtl sends the queue first).
 //
+// DATA is sealed off the JavaScript thread too (issue 15): sendSealing() queues a datagram still in plaintext with the
+// keypair's header, key and counter (crypto/session.ts sealVia), and the addon's sealing thread seals each flushed
+// queue in place and sends it while this thread fills the next one (agent/native/udp.c).
+//
 // Received DATA is opened off the JavaScript thread (issue 15): the addon's opening thread (agent/native/rxopen.c)
 // opens each burst's DATA datagrams under the receive keys the keypairs lent it (crypto/rx-keys.ts) while this thread
 // handles the burst before; the handler gets the verdict and plaintext as its `opened` argument.
@@ -46,6 +50,8 @@ export class NativeUdpBind implements Bind {
   sendErrors = 0;
   /** send() copies the datagram before it returns: the caller may reuse its buffer at once (TerminalHost does). */
   readonly copiesOnSend = true;
+  /** Whether sendSealing() works: a stale build of the addon has no sealing queue. */
+  readonly seals: boolean;
   private flushScheduled = false;
   private readonly flushNow = (): void => {
     this.flushScheduled = false;
@@ -60,6 +66,7 @@ export class NativeUdpBind implements Bind {
     this.plain = Buffer.from(sock.plain);
     this.halfEntries = sock.meta.length / UMETA / 2;
     this.opening = sock.start((n, half) => this.burst(n, half), openData && receiveKeysLent());
+    this.seals = typeof sock.queueSeal === 'function';
   }
 
   get port(): number {
@@ -120,6 +127,24 @@ export class NativeUdpBind implements Bind {
       this.sendErrors++;
       return;
     }
+    this.scheduleFlush();
+  }
+
+  /**
+   * A DATA datagram to seal and send (issue 15): `prefix` (the relay header, if any, and the sealed header the keypair
+   * wrote) then `plaintext` sealed under `key` with `counter`'s nonce, on the addon's sealing thread. All borrowed:
+   * copied before this returns. Only where `seals` says the addon can.
+   */
+  sendSealing(prefix: Uint8Array, key: Uint8Array, counter: number, plaintext: Uint8Array, to: Endpoint): void {
+    if (this.closed) return;
+    if (this.sock.queueSeal!(prefix, key, counter, plaintext, to.address, to.port) < 0) {
+      this.sendErrors++;
+      return;
+    }
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(this.flushNow);
