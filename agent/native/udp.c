@@ -109,7 +109,6 @@ typedef struct {
   uint32_t last_port;
   struct sockaddr_in6 last_to;
   socklen_t last_tolen;
-  int last_v4;
   double stats[9]; /* received, bursts, send errors, receive errors, GSO sends, GRO messages, queued, flushes, bursts
                      past the opening thread (signalling only, handed to JavaScript at once) */
   /* and rx.stats: opened, openFailed; txstats (under st.mu): send errors, GSO sends, flushes, sealed of the queues sent */

@@ -197,10 +197,9 @@ export class TunnelKeypair {
    * 'too-big' when it cannot hold plaintext.length + 32 bytes) or why it refused. Never throws.
    */
   seal(plaintext: Uint8Array, out?: Buffer, now: number = this.#clock()): Buffer | SealRefusal {
-    if (now - this.createdAt >= this.limits.rejectAfterMs) return 'expired';
+    const refused = this.sealRefusal(plaintext, now);
+    if (refused !== undefined) return refused;
     const counter = this.#sendCounter;
-    if (counter >= this.limits.rejectAfterMessages || counter >= Number.MAX_SAFE_INTEGER) return 'exhausted';
-    if (plaintext.length > MAX_SEALED_PLAINTEXT) return 'too-big';
     const len = plaintext.length + SEALED_OVERHEAD;
     let dst: Buffer;
     if (out === undefined) dst = Buffer.allocUnsafe(len);
@@ -218,7 +217,7 @@ export class TunnelKeypair {
   /**
    * seal() with the AEAD left to the socket (issue 15: the native socket seals on a thread of its own,
    * agent/native/udp.c): the same checks, the same counter taken, the 16-byte header written into `prefix` at `at`;
-   * then `sink` gets prefix[0 .. at + 16), the send key, the counter and the plaintext (all borrowed for the call) and
+   * then `sink` gets `prefix` (exactly `at` + 16 bytes), the send key, the counter and the plaintext (all borrowed for the call) and
    * must seal the plaintext under that key and counter (RFC 8439, this keypair's nonce) after the prefix. Refused
    * like seal(), and 'unsupported' for a keypair given its own AEAD (tests, the reference): seal() it is then.
    */
@@ -231,14 +230,23 @@ export class TunnelKeypair {
     to: T,
   ): SealRefusal | 'unsupported' | undefined {
     if (this.#aead !== defaultAead) return 'unsupported';
-    if (now - this.createdAt >= this.limits.rejectAfterMs) return 'expired';
+    const refused = this.sealRefusal(plaintext, now);
+    if (refused !== undefined) return refused;
+    if (prefix.length !== at + SEALED_HEADER_LENGTH) return 'too-big';
     const counter = this.#sendCounter;
-    if (counter >= this.limits.rejectAfterMessages || counter >= Number.MAX_SAFE_INTEGER) return 'exhausted';
-    if (plaintext.length > MAX_SEALED_PLAINTEXT || prefix.length < at + SEALED_HEADER_LENGTH) return 'too-big';
     this.writeHeader(prefix, at, counter);
     this.#sendCounter = counter + 1;
     this.#lastSendAt = now;
-    sink(prefix.length === at + SEALED_HEADER_LENGTH ? prefix : prefix.subarray(0, at + SEALED_HEADER_LENGTH), this.#sendKey, counter, plaintext, to);
+    sink(prefix, this.#sendKey, counter, plaintext, to);
+    return undefined;
+  }
+
+  /** Why seal() or sealVia() may not seal `plaintext` now (age, message count, size); undefined when it may. */
+  private sealRefusal(plaintext: Uint8Array, now: number): SealRefusal | undefined {
+    if (now - this.createdAt >= this.limits.rejectAfterMs) return 'expired';
+    const counter = this.#sendCounter;
+    if (counter >= this.limits.rejectAfterMessages || counter >= Number.MAX_SAFE_INTEGER) return 'exhausted';
+    if (plaintext.length > MAX_SEALED_PLAINTEXT) return 'too-big';
     return undefined;
   }
 
