@@ -24,6 +24,7 @@ import { be32 } from '../util/bytes.js';
 import { RouteTable } from './routes.js';
 import { RelayProbe } from './relay-probe.js';
 import { TunnelLifecycle, type HostEvent } from './lifecycle.js';
+import { jobNow } from '../util/job-clock.js';
 
 export interface TerminalHostOptions {
   readonly bind: Bind;
@@ -210,7 +211,8 @@ export class TerminalHost implements TunnelTable {
         : {}),
       allocIndex: (t: Tunnel) => this.allocIndex(t),
       freeIndex: (i: number) => this.freeIndex(i),
-      now: () => performance.now(),
+      // Read once per job: a burst of packets is one job (util/job-clock.ts).
+      now: jobNow,
       relayCookie: (rs: Endpoint) => this.relays.cookieFor(rs),
       requestAllowed: (from: Endpoint, via: PathNow) => via !== 'direct' || this.handshakesPerSource.take(from, performance.now()),
       ...(this.opts.handshakeTime ? { handshakeTime: this.opts.handshakeTime } : {}),
