@@ -212,6 +212,9 @@ export interface GoalRow {
 }
 
 const fmt = (x: number | undefined, digits = 1): string => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(digits));
+/** ", per round 0.97": the median of each round's agent / wireguard-go, where the bench measured it. */
+const perRound = (t: { tcp_ratio_vs_wireguard_go_per_round?: number }): string =>
+  t.tcp_ratio_vs_wireguard_go_per_round === undefined ? '' : `, per round ${fmt(t.tcp_ratio_vs_wireguard_go_per_round, 2)}`;
 
 export function goalRows(f: ResultsFile): GoalRow[] {
   const r = f.results;
@@ -289,7 +292,7 @@ export function goalRows(f: ResultsFile): GoalRow[] {
     t
       ? {
           figure: 'TCP throughput vs wireguard-go',
-          measured: `${fmt(t.tcp_ratio_vs_wireguard_go, 2)} (${fmt(t.tcp_mbps.agent, 0)} / ${fmt(t.tcp_mbps.wireguard_go, 0)} Mbit/s)`,
+          measured: `${fmt(t.tcp_ratio_vs_wireguard_go, 2)} (${fmt(t.tcp_mbps.agent, 0)} / ${fmt(t.tcp_mbps.wireguard_go, 0)} Mbit/s${perRound(t)})`,
           goal: '≥ 1.0',
           met: t.tcp_ratio_vs_wireguard_go >= 1,
         }
@@ -389,7 +392,7 @@ export function summaryTable(f: ResultsFile): string {
     const paths = (x: { agent: number; wireguard_go: number; wireguard_go_debian?: number; plain: number }) =>
       [x.agent, x.wireguard_go, ...(deb ? [x.wireguard_go_debian ?? NaN] : []), x.plain].map((v) => fmt(v, 0)).join(' / ');
     const names = `agent / wireguard-go${deb ? ' / Debian wireguard-go' : ''} / plain`;
-    const ratios = `agent / wireguard-go ${fmt(t.tcp_ratio_vs_wireguard_go, 2)}${t.tcp_ratio_vs_wireguard_go_debian === undefined ? '' : `, agent / Debian's ${fmt(t.tcp_ratio_vs_wireguard_go_debian, 2)}`}`;
+    const ratios = `agent / wireguard-go ${fmt(t.tcp_ratio_vs_wireguard_go, 2)}${perRound(t)}${t.tcp_ratio_vs_wireguard_go_debian === undefined ? '' : `, agent / Debian's ${fmt(t.tcp_ratio_vs_wireguard_go_debian, 2)}`}`;
     other.push([`TCP Mbit/s ${names}`, `${paths(t.tcp_mbps)} (${ratios})`]);
     other.push([
       `UDP Mbit/s received ${names}`,

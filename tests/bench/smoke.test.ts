@@ -99,6 +99,7 @@ void describe('benchmarks (smoke)', () => {
         assert.ok(t.udp_mbps[p] > 0, `UDP through ${p} carried data`);
       }
       finite(t.tcp_ratio_vs_wireguard_go, 'throughput.tcp_ratio_vs_wireguard_go');
+      finite(t.tcp_ratio_vs_wireguard_go_per_round, 'throughput.tcp_ratio_vs_wireguard_go_per_round');
       const pv = f.results.provisioning;
       assert.ok(pv, `provisioning: ${f.notes?.provisioning}`);
       assert.equal(pv.subscribers, 200);
