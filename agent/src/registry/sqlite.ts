@@ -2,6 +2,11 @@
 // §2.2's chain, kept locally; the default for a single household). Every entry stores keccak256(prevHash ‖ kind ‖
 // bytes); the chain is verified at start, so a changed, removed or reordered entry is found. One writer (this DC): the
 // change feed never fires. Entries are verified by the DC (signatures) before they are staged.
+//
+// The table has no index by ID (issue 15): one keyed by the random ID put every new terminal's entry on a random page
+// of its own, written to the WAL and again at the checkpoint. The latest entry of each ID is found through a map in
+// memory (ID → seq), built from the table when it opens and kept with every staged entry: right because this DC is
+// the table's only writer (as the chain's head in memory already assumes).
 import { keccak256 } from '../crypto/hex.js';
 import type { Registry, RegistryEntry, RegistryKind, RegistryReport } from '../types/registry.js';
 import type { Db, Migrations } from '../store/db.js';
@@ -22,6 +27,8 @@ export const REGISTRY_MIGRATIONS: Migrations = {
     // Append-only, enforced by the database itself.
     `CREATE TRIGGER registry_no_update BEFORE UPDATE ON registry BEGIN SELECT RAISE(ABORT, 'registry is append-only'); END`,
     `CREATE TRIGGER registry_no_delete BEFORE DELETE ON registry BEGIN SELECT RAISE(ABORT, 'registry is append-only'); END`,
+    // latest() is answered from memory (see the header); the entries and their chain stay as they are.
+    `DROP INDEX registry_by_id`,
   ],
 };
 
@@ -52,19 +59,24 @@ export class SqliteRegistry implements Registry {
   /** The hash of the last entry written, committed or staged (reloaded from the table after a rollback). */
   private head: Uint8Array;
   private readonly stmt;
+  /** The seq of the latest entry of every ID, per kind, staged entries included. */
+  private readonly latestSeq: Record<RegistryKind, Map<string, number>> = { node: new Map(), dc: new Map() };
+  /** What this transaction's stage calls replaced in latestSeq (ID, kind, the seq before or 0), for a rollback. */
+  private readonly undo: Array<[RegistryKind, string, number]> = [];
+  private readonly db: Db;
 
   /** `db` stays the caller's: the DC's database, so staging joins the DC's transaction. */
   constructor(db: Db) {
     migrate(db, REGISTRY_MIGRATIONS);
+    this.db = db;
     this.stmt = {
       insert: db.prepare('INSERT INTO registry (kind, id, bytes, prev_hash, hash) VALUES (?, ?, ?, ?, ?)'),
-      latest: db.prepare('SELECT kind, id, bytes FROM registry WHERE kind = ? AND id = ? ORDER BY seq DESC LIMIT 1'),
+      bySeq: db.prepare('SELECT kind, id, bytes FROM registry WHERE seq = ?'),
       head: db.prepare('SELECT hash FROM registry ORDER BY seq DESC LIMIT 1'),
       all: db.prepare('SELECT * FROM registry ORDER BY seq'),
-      directory: db.prepare(
-        "SELECT r.kind, r.id, r.bytes FROM registry r JOIN (SELECT MAX(seq) AS seq FROM registry WHERE kind = 'dc' GROUP BY id) l ON r.seq = l.seq",
-      ),
     };
+    for (const r of db.prepare('SELECT seq, kind, id FROM registry ORDER BY seq').iterate() as IterableIterator<Pick<Row, 'seq' | 'kind' | 'id'>>)
+      this.latestSeq[r.kind].set(r.id, r.seq);
     this.head = this.readHead();
   }
 
@@ -96,20 +108,34 @@ export class SqliteRegistry implements Registry {
     const latest = this.latest(entry.kind, entry.id);
     if (latest && sameBytes(latest.bytes, entry.bytes)) return;
     const hash = chainHash(this.head, entry.kind, entry.bytes);
-    this.stmt.insert.run(entry.kind, entry.id, entry.bytes, this.head, hash);
+    const seq = Number(this.stmt.insert.run(entry.kind, entry.id, entry.bytes, this.head, hash).lastInsertRowid);
+    const seqs = this.latestSeq[entry.kind];
+    // Outside a transaction the row is committed already: nothing to undo.
+    if (this.db.inTransaction) this.undo.push([entry.kind, entry.id, seqs.get(entry.id) ?? 0]);
+    seqs.set(entry.id, seq);
     this.head = hash;
   }
 
   committed(): void {
-    // The rows are the ledger: nothing more to do once they are committed.
+    // The rows are the ledger; the map already holds them.
+    this.undo.length = 0;
   }
 
   rolledBack(): void {
     this.head = this.readHead();
+    // Newest first: an ID staged twice in the transaction gets back the seq it had before the first.
+    for (let i = this.undo.length - 1; i >= 0; i--) {
+      const [kind, id, seq] = this.undo[i]!;
+      if (seq > 0) this.latestSeq[kind].set(id, seq);
+      else this.latestSeq[kind].delete(id);
+    }
+    this.undo.length = 0;
   }
 
   latest(kind: RegistryKind, id: string): RegistryEntry | undefined {
-    const r = this.stmt.latest.get(kind, id) as Row | undefined;
+    const seq = this.latestSeq[kind].get(id);
+    if (seq === undefined) return undefined;
+    const r = this.stmt.bySeq.get(seq) as Row | undefined;
     return r ? toEntry(r) : undefined;
   }
 
@@ -119,7 +145,12 @@ export class SqliteRegistry implements Registry {
   }
 
   directory(): RegistryEntry[] {
-    return (this.stmt.directory.all() as Row[]).map(toEntry);
+    const out: RegistryEntry[] = [];
+    for (const seq of this.latestSeq.dc.values()) {
+      const r = this.stmt.bySeq.get(seq) as Row | undefined;
+      if (r) out.push(toEntry(r));
+    }
+    return out;
   }
 
   revokeByDc(): void {
