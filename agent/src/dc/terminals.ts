@@ -6,6 +6,11 @@
 // row goes, the addresses return to the pool, and the terminal's Node Transactions stay in the registry (the ledger's
 // history is not this table). "Not renewed for" is measured in service time: milliseconds the DC has been running,
 // persisted with every commit, so neither a wall clock set years ahead (issue 11 #3) nor a long outage expires anyone.
+//
+// Rows are keyed by `row`, a number the table hands out in creation order, not by the terminal's random ID (issue 15):
+// a key by ID put every new terminal on a random page of its own, written to the WAL and again at the checkpoint; in
+// creation order new rows fill the last page. The ID's uniqueness is the map in memory's (byId), this table's only
+// reader: the rows are read once, at start.
 import type { Endpoint } from '../types/net.js';
 import type { Db, Migrations } from '../store/db.js';
 import { migrate } from '../store/db.js';
@@ -41,10 +46,35 @@ export const DC_MIGRATIONS: Migrations = {
     // Address leases: the service time a terminal was last heard at, and the DC's service clock (see the header).
     `ALTER TABLE dc_terminals ADD COLUMN seen_service INTEGER NOT NULL DEFAULT 0;
      CREATE TABLE dc_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);`,
+    // Keyed in creation order (see the header): the table is rebuilt, its rows in the order they were made (rowid).
+    `CREATE TABLE dc_terminals_by_row (
+       row INTEGER PRIMARY KEY,
+       id TEXT NOT NULL,
+       public_key BLOB NOT NULL,
+       v4 TEXT NOT NULL UNIQUE,
+       v6 TEXT NOT NULL UNIQUE,
+       name TEXT NOT NULL DEFAULT '',
+       nt BLOB NOT NULL,
+       last_req_time INTEGER NOT NULL,
+       observed TEXT,
+       locals TEXT NOT NULL DEFAULT '',
+       nat TEXT NOT NULL DEFAULT 'unknown',
+       last_seen INTEGER NOT NULL,
+       revoked INTEGER NOT NULL DEFAULT 0,
+       seen_service INTEGER NOT NULL DEFAULT 0);
+     INSERT INTO dc_terminals_by_row
+       (row, id, public_key, v4, v6, name, nt, last_req_time, observed, locals, nat, last_seen, revoked, seen_service)
+       SELECT rowid, id, public_key, v4, v6, name, nt, last_req_time, observed, locals, nat, last_seen, revoked, seen_service
+       FROM dc_terminals ORDER BY rowid;
+     DROP TABLE dc_terminals;
+     ALTER TABLE dc_terminals_by_row RENAME TO dc_terminals;
+     CREATE INDEX dc_terminals_name ON dc_terminals (name) WHERE name <> '';`,
   ],
 };
 
 export interface TerminalRecord {
+  /** Its row in dc_terminals (see the header), given when the record is made. */
+  readonly row: number;
   readonly id: string;
   readonly idBytes: Buffer;
   readonly publicKey: Buffer;
@@ -85,6 +115,7 @@ export interface TerminalRecord {
 }
 
 interface Row {
+  row: number;
   id: string;
   public_key: Buffer;
   v4: string;
@@ -109,6 +140,7 @@ type Persistent = Omit<TerminalRecord, 'slot' | 'seenSaved' | 'kss' | 'channel' 
  */
 function newRecord(f: Persistent, slot: number): TerminalRecord {
   return {
+    row: f.row,
     id: f.id,
     idBytes: f.idBytes,
     publicKey: f.publicKey,
@@ -185,7 +217,9 @@ export class TerminalTable {
   private readonly revokedInsert;
   private readonly revokedDelete;
   /** Rows of released leases to delete with the next flush (before any upsert: an address may be reused at once). */
-  private readonly released = new Set<string>();
+  private readonly released = new Set<number>();
+  /** The highest row in the table or handed out since (a new record takes the next: no row is in use twice). */
+  private lastRow = 0;
   private readonly rowDelete;
   private readonly serviceSave;
   /** Service time persisted at start, and the monotonic time it was read at. */
@@ -205,18 +239,19 @@ export class TerminalTable {
     this.pool4 = parseCidr(pool4);
     this.pool6 = parseCidr(pool6);
     this.upsert = db.prepare(`INSERT INTO dc_terminals
-      (id, public_key, v4, v6, name, nt, last_req_time, observed, locals, nat, last_seen, seen_service, revoked)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-      ON CONFLICT(id) DO UPDATE SET name = excluded.name, nt = excluded.nt, last_req_time = excluded.last_req_time,
+      (row, id, public_key, v4, v6, name, nt, last_req_time, observed, locals, nat, last_seen, seen_service, revoked)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT(row) DO UPDATE SET name = excluded.name, nt = excluded.nt, last_req_time = excluded.last_req_time,
         observed = excluded.observed, locals = excluded.locals, nat = excluded.nat, last_seen = excluded.last_seen,
         seen_service = excluded.seen_service, revoked = excluded.revoked`);
-    this.rowDelete = db.prepare('DELETE FROM dc_terminals WHERE id = ?');
+    this.rowDelete = db.prepare('DELETE FROM dc_terminals WHERE row = ?');
     this.serviceSave = db.prepare(`INSERT INTO dc_meta (key, value) VALUES ('service_ms', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
     this.serviceBase = (db.prepare(`SELECT value FROM dc_meta WHERE key = 'service_ms'`).get() as { value: number } | undefined)?.value ?? 0;
     this.serviceStart = monotonic();
     this.revokedInsert = db.prepare('INSERT OR REPLACE INTO dc_revoked (id, at) VALUES (?, ?)');
     this.revokedDelete = db.prepare('DELETE FROM dc_revoked WHERE id = ?');
-    for (const r of db.prepare('SELECT * FROM dc_terminals').iterate() as IterableIterator<Row>) this.load(r);
+    // In row order: were an ID ever in two rows, the later would be the one kept (load).
+    for (const r of db.prepare('SELECT * FROM dc_terminals ORDER BY row').iterate() as IterableIterator<Row>) this.load(r);
     for (const r of db.prepare('SELECT id FROM dc_revoked').iterate() as IterableIterator<{ id: string }>) this.revokedIds.add(r.id);
   }
 
@@ -286,13 +321,18 @@ export class TerminalTable {
       if (idx < this.nextHint) this.nextHint = idx;
     }
     this.dirty.delete(rec);
-    this.released.add(rec.id);
+    this.released.add(rec.row);
     if (rec.revoked) this.revokeId(rec.id, now);
   }
 
   private load(r: Row): void {
+    this.lastRow = Math.max(this.lastRow, r.row);
+    // Nothing writes an ID twice (create() is for IDs without a record); were it there twice, the later row stands.
+    const older = this.byId.get(r.id);
+    if (older) this.release(older, 0);
     const at = this.indexOf(r.v4);
     const rec = newRecord({
+      row: r.row,
       id: r.id,
       idBytes: keep(Buffer.from(r.id.slice(2), 'hex')),
       publicKey: keep(r.public_key),
@@ -353,6 +393,7 @@ export class TerminalTable {
     if (idx < 0) throw new PoolExhaustedError(`virtual address pool ${this.pool4.text} is exhausted (${this.capacity} terminals)`);
     this.nextHint = idx + 1;
     const rec = newRecord({
+      row: ++this.lastRow,
       id: init.id,
       idBytes: init.idBytes,
       publicKey: init.publicKey,
@@ -407,7 +448,7 @@ export class TerminalTable {
    * at once (outside the per-turn commit: the DC calls this at start, before it serves) and its addresses.
    */
   forget(rec: TerminalRecord): void {
-    this.db.prepare('DELETE FROM dc_terminals WHERE id = ?').run(rec.id);
+    this.rowDelete.run(rec.row);
     this.byId.delete(rec.id);
     this.byV4.delete(rec.v4);
     this.byV6.delete(rec.v6);
@@ -426,7 +467,7 @@ export class TerminalTable {
   flushSync(): number {
     const n = this.dirty.size + this.revokedDirty.size + this.released.size;
     // Deletes first: a released address may already be another terminal's in this same turn (v4 and v6 are UNIQUE).
-    for (const id of this.released) this.rowDelete.run(id);
+    for (const row of this.released) this.rowDelete.run(row);
     this.released.clear();
     this.serviceSave.run(Math.round(this.serviceNow()));
     this.serviceDirty = false;
@@ -439,6 +480,7 @@ export class TerminalTable {
     for (const rec of this.dirty) {
       // Positional, in the column order above (binding a named object costs a property lookup per column and row).
       this.upsert.run(
+        rec.row,
         rec.id,
         rec.publicKey,
         rec.v4,
