@@ -3,16 +3,18 @@
 // disk verifies (checked here with code independent of the DC's), and the restarted DC holds both registrations; it
 // invites the terminals it knows to re-register (HINT), they do so by themselves within seconds and keep their
 // virtual addresses, and a new tunnel through the restarted DC works. Then tampering: a changed registry row, or Node
-// Transactions cut off the end of the chain, and the DC refuses to start with a clear error.
+// Transactions cut off the end of the chain, and the DC refuses to start with a clear error. And a kill -9 in a burst of
+// first-time registrations: nothing the DC answered is lost.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import { withTestbed } from '../lib/testbed.js';
-import { NTM, startNatpair, startNtm, tunnelTo, waitFor, type Daemon, type NatpairRun, withDaemons } from '../lib/ntm.js';
+import { NTM, printId, startNatpair, startNtm, tunnelTo, waitFor, type Daemon, type NatpairRun, withDaemons } from '../lib/ntm.js';
+import { startBurst } from '../lib/dc-burst.js';
 import { probe, startEcho } from '../lib/probes.js';
 import * as NT from '../../agent/src/protocol/node-transaction.js';
 import type { Testbed } from '../../scripts/netns/index.js';
@@ -180,6 +182,45 @@ void describe('the DC killed with SIGKILL and restarted (natpair)', () => {
         // And the untouched database starts again.
         restore();
         started.push(await startNtm(tb, 'dc', 'dc', run.dcArgs, run.dirs.dc));
+      }),
+    );
+  });
+});
+
+void describe('the DC killed with SIGKILL in a burst of first-time registrations (SQLite ledger)', () => {
+  test('after a restart every terminal it answered is in its table once, with its Node Transaction on the chain once', async (t) => {
+    await withTestbed('natpair', {}, (tb) =>
+      withDaemons('ntm-dc-burst-', (line) => t.diagnostic(line), async ({ dir, started }) => {
+        const dcDir = join(dir, 'dc');
+        const dbPath = join(dcDir, 'dc.db');
+        const dcId = await printId(tb, 'dc', 'dc', dcDir);
+        // The generator plays every terminal from one loopback address: the per-source limit on newcomers is lifted.
+        const args = ['--advertise', '192.0.2.2:7100', '--pool', '198.18.16.0/20', '--operator-listen', '', '--set', 'dc.newPerSourceBurst=1000000', '--set', 'dc.newPerSourcePerMin=1000000'];
+        const dc = await startNtm(tb, 'dc', 'dc', args, dcDir, 60_000);
+        started.push(dc);
+        const answeredFile = join(dir, 'answered.json');
+        const burst = startBurst(tb, dcId, answeredFile);
+        await waitFor('300 registrations answered', async () => ((await dc.status()) as { terminals: number }).terminals >= 300, 60_000, 20);
+        await dc.stop('SIGKILL');
+        // What the killed DC left on disk: a chain that verifies (readChain), mid-burst.
+        const atKill = readChain(dbPath).terminals.length;
+        assert.ok(atKill < 1000, `the kill came in the middle of the burst (${atKill} registered)`);
+        // Restarted at once, as its supervisor would: the burst goes on against the new process (terminals whose
+        // request went to the dead one are not answered; the generator does not retry them).
+        const again = await startNtm(tb, 'dc', 'dc', args, dcDir, 60_000);
+        started.push(again);
+        const result = await burst.done;
+        const answered = JSON.parse(readFileSync(answeredFile, 'utf8')) as string[];
+        t.diagnostic(`kill -9 at ${atKill} registered; ${answered.length} answered in all, ${result.lost} unanswered`);
+        assert.ok(answered.length > atKill, 'the restarted DC answered the rest of the burst');
+        const { rows, terminals } = readChain(dbPath);
+        const inTable = new Map<string, number>();
+        for (const r of terminals) inTable.set(r.id, (inTable.get(r.id) ?? 0) + 1);
+        const onChain = new Map<string, Row[]>();
+        for (const r of rows) if (r.kind === 'node') onChain.set(r.id, [...(onChain.get(r.id) ?? []), r]);
+        assert.deepEqual(answered.filter((id) => inTable.get(id) !== 1), [], 'answered, and not in the terminal table exactly once');
+        assert.deepEqual(answered.filter((id) => onChain.get(id)?.length !== 1), [], 'answered, and not on the chain exactly once');
+        for (const r of terminals) assert.ok(onChain.get(r.id)?.at(-1)?.bytes.equals(r.nt), `${r.id}: its row holds its latest Node Transaction`);
       }),
     );
   });

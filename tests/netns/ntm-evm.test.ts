@@ -9,21 +9,19 @@
 //    chain itself, tests/lib/chain-read.ts).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { withTestbed } from '../lib/testbed.js';
-import { printId, ROOT, startNtm, startPaper, waitFor, withDaemons, type Daemon } from '../lib/ntm.js';
+import { startBurst } from '../lib/dc-burst.js';
+import { printId, startNtm, startPaper, waitFor, withDaemons, type Daemon } from '../lib/ntm.js';
 import type { ChainView } from '../lib/chain-read.js';
 import { ledgerArgs, readChain, startChainIn, stopChain, type Chain } from '../lib/testbed-chain.js';
 import type { Testbed } from '../../scripts/netns/index.js';
 
 const require = createRequire(import.meta.url);
 const Database = require('better-sqlite3') as typeof BetterSqlite3;
-
-const LOAD_JS = join(ROOT, 'dist/tests/bench/dc-load.js');
 
 interface DcStatus {
   terminals: number;
@@ -137,26 +135,6 @@ async function burstSetup(tb: Testbed, dir: string): Promise<{ chain: Chain; dcI
     ...ledgerArgs(chain),
   ];
   return { chain, dcId, args };
-}
-
-/** 1,000 first-time registrations from the DC's own host (loopback), 32 in flight; the IDs answered OK go to `out`. */
-function startBurst(tb: Testbed, dcId: { id: string; publicKey: string }, out: string): { proc: ChildProcess; done: Promise<{ answered: number; lost: number }> } {
-  const proc = tb.spawn(
-    'dc',
-    [process.execPath, LOAD_JS, '--dc-public-key', dcId.publicKey, '--dc-id', dcId.id, '--port', '7100', '--count', '1000', '--reregister', '0', '--window', '32', '--threads', '1', '--seconds', '300', '--answered', out],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let text = '';
-  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (text += d));
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (text += d));
-  const done = new Promise<{ answered: number; lost: number }>((resolve, reject) =>
-    proc.once('exit', (code) => {
-      const line = text.split('\n').find((l) => l.includes('"phase":"first"'));
-      if (code !== 0 || !line) return reject(new Error(`load generator failed (${code}): ${text.slice(-2000)}`));
-      resolve(JSON.parse(line) as { answered: number; lost: number });
-    }),
-  );
-  return { proc, done };
 }
 
 /** Every ID in `answered` has exactly one NodeTransaction event, and the contract says this DC manages it. */
