@@ -61,7 +61,7 @@ export class SqliteRegistry implements Registry {
   private readonly stmt;
   /** The seq of the latest entry of every ID, per kind, staged entries included. */
   private readonly latestSeq: Record<RegistryKind, Map<string, number>> = { node: new Map(), dc: new Map() };
-  /** What this transaction's stage calls replaced in latestSeq (ID, kind, the seq before or 0), for a rollback. */
+  /** What this transaction's stage calls replaced in latestSeq (kind, ID, the seq before or 0), for a rollback. */
   private readonly undo: Array<[RegistryKind, string, number]> = [];
   private readonly db: Db;
 
