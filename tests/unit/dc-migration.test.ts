@@ -1,6 +1,7 @@
 // The DC's database as an older release left it (issue 15's schema change): the terminal table keyed by the random
 // terminal ID and the registry indexed by it. A DC opening such a file migrates it in place and keeps every terminal
-// (same addresses, same name), the whole hash chain byte for byte, and goes on registering.
+// (same addresses, same name), the whole hash chain byte for byte, and goes on registering. And a row, numbered by the
+// one process that writes the file, is never overwritten by another terminal's.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,7 +11,8 @@ import { migrate, openDb, type Db } from '../../agent/src/store/db.js';
 import { loadSection } from '../../agent/src/config/schema.js';
 import { Identity } from '../../agent/src/protocol/identity.js';
 import { DcServer } from '../../agent/src/dc/server.js';
-import { DC_MIGRATIONS } from '../../agent/src/dc/terminals.js';
+import { DC_MIGRATIONS, TerminalTable } from '../../agent/src/dc/terminals.js';
+import { IntegrityError } from '../../agent/src/types/errors.js';
 import { REGISTRY_MIGRATIONS, SqliteRegistry } from '../../agent/src/registry/sqlite.js';
 import { TerminalHost } from '../../agent/src/terminal/host.js';
 import { FakeNetwork } from '../../agent/src/dataplane/conn/fake.js';
@@ -125,6 +127,30 @@ test('a DC database of the older schema (tables keyed by the terminal ID) opens:
   } finally {
     for (const h of hosts) await h.close();
     await dc?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a terminal row is never overwritten by another terminal: a second writer of the file makes the commit fail', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dc-rows-'));
+  const file = join(dir, 'dc.db');
+  const [a, b] = [openDb(file), openDb(file)];
+  try {
+    // Two processes' tables on one file (a configuration the DC does not make): both number their first new row 1.
+    const ta = new TerminalTable(a, '198.18.0.0/24', 'fd4e:544d::/120');
+    const tb = new TerminalTable(b, '198.18.1.0/24', 'fd4e:544d::100/120');
+    const made = (t: TerminalTable, n: number) => {
+      const nt = Buffer.alloc(148, n);
+      return t.create({ id: `0x${String(n).repeat(40)}`, idBytes: nt.subarray(1, 21), publicKey: nt.subarray(21, 54), nt, lastReqTime: 1, now: 1 });
+    };
+    assert.equal(made(ta, 1).row, 1);
+    assert.equal(made(tb, 2).row, 1);
+    a.transaction(() => ta.flushSync())();
+    assert.throws(() => b.transaction(() => tb.flushSync())(), (e: unknown) => e instanceof IntegrityError && /row 1 holds another terminal/.test(e.message));
+    assert.deepEqual(all(a, 'SELECT row, id FROM dc_terminals'), [{ row: 1, id: `0x${'1'.repeat(40)}` }], "the first terminal's row stands");
+  } finally {
+    a.close();
+    b.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

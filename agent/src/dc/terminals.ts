@@ -10,11 +10,12 @@
 // Rows are keyed by `row`, a number the table hands out in creation order, not by the terminal's random ID (issue 15):
 // a key by ID put every new terminal on a random page of its own, written to the WAL and again at the checkpoint; in
 // creation order new rows fill the last page. The ID's uniqueness is the map in memory's (byId), this table's only
-// reader: the rows are read once, at start.
+// reader: the rows are read once, at start. Rows are numbered by this process, so the file has one writer (the DC);
+// a row found holding another terminal is never overwritten: the commit fails instead (flushSync).
 import type { Endpoint } from '../types/net.js';
 import type { Db, Migrations } from '../store/db.js';
 import { migrate } from '../store/db.js';
-import { PoolExhaustedError } from '../types/errors.js';
+import { IntegrityError, PoolExhaustedError } from '../types/errors.js';
 import type { Cidr } from '../protocol/ip.js';
 import { bytesToIp4, bytesToIp6, cidrContainsText, ip4ToBytes, ip6ToBytes, parseCidr } from '../protocol/ip.js';
 import { formatEndpoint, parseEndpoint } from '../protocol/endpoint.js';
@@ -243,7 +244,8 @@ export class TerminalTable {
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT(row) DO UPDATE SET name = excluded.name, nt = excluded.nt, last_req_time = excluded.last_req_time,
         observed = excluded.observed, locals = excluded.locals, nat = excluded.nat, last_seen = excluded.last_seen,
-        seen_service = excluded.seen_service, revoked = excluded.revoked`);
+        seen_service = excluded.seen_service, revoked = excluded.revoked
+      WHERE dc_terminals.id = excluded.id`);
     this.rowDelete = db.prepare('DELETE FROM dc_terminals WHERE row = ?');
     this.serviceSave = db.prepare(`INSERT INTO dc_meta (key, value) VALUES ('service_ms', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
     this.serviceBase = (db.prepare(`SELECT value FROM dc_meta WHERE key = 'service_ms'`).get() as { value: number } | undefined)?.value ?? 0;
@@ -479,7 +481,7 @@ export class TerminalTable {
     this.revokedAt.clear();
     for (const rec of this.dirty) {
       // Positional, in the column order above (binding a named object costs a property lookup per column and row).
-      this.upsert.run(
+      const written = this.upsert.run(
         rec.row,
         rec.id,
         rec.publicKey,
@@ -494,7 +496,9 @@ export class TerminalTable {
         rec.lastSeen,
         Math.round(rec.seenService),
         rec.revoked ? 1 : 0,
-      );
+      ).changes;
+      // Only another writer of the file could have put another terminal at this row (see the header).
+      if (written === 0) throw new IntegrityError(`dc_terminals row ${rec.row} holds another terminal than ${rec.id}: the file has another writer`);
       rec.seenSaved = rec.seenService;
     }
     this.dirty.clear();
