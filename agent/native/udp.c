@@ -318,19 +318,20 @@ static void on_rx_opened(uv_async_t *a) {
 
 /* new UdpSocket(address, port, rcvbuf, sndbuf): address "::" (dual-stack), an IPv6 or an IPv4 address. */
 static napi_value udp_new(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4], self;
+  size_t argc = 5;
+  napi_value argv[5], self;
   CHECK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
   char addr[64] = {0};
   size_t alen = 0;
-  uint32_t port = 0, rcvbuf = 4 << 20, sndbuf = 4 << 20;
+  uint32_t port = 0, rcvbuf = 4 << 20, sndbuf = 4 << 20, reuseport = 0;
   if (argc < 2 || napi_get_value_string_utf8(env, argv[0], addr, sizeof addr, &alen) != napi_ok) {
-    napi_throw_type_error(env, NULL, "ntmdp: UdpSocket(address, port[, rcvbuf, sndbuf])");
+    napi_throw_type_error(env, NULL, "ntmdp: UdpSocket(address, port[, rcvbuf, sndbuf, reuseport])");
     return NULL;
   }
   napi_get_value_uint32(env, argv[1], &port);
   if (argc > 2) napi_get_value_uint32(env, argv[2], &rcvbuf);
   if (argc > 3) napi_get_value_uint32(env, argv[3], &sndbuf);
+  if (argc > 4) napi_get_value_uint32(env, argv[4], &reuseport);
   udpsock *u = calloc(1, sizeof *u);
   if (!u) return throw_errno(env, "ntmdp: calloc", ENOMEM);
   u->io.env = env;
@@ -363,6 +364,10 @@ static napi_value udp_new(napi_env env, napi_callback_info info) {
   if (!v4) setsockopt(u->io.fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
   if (setsockopt(u->io.fd, SOL_SOCKET, SO_RCVBUFFORCE, &rb, sizeof rb) < 0) setsockopt(u->io.fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
   if (setsockopt(u->io.fd, SOL_SOCKET, SO_SNDBUFFORCE, &sb, sizeof sb) < 0) setsockopt(u->io.fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof sb);
+  /* Several processes on one port (the DC's workers, issue 15): the kernel spreads datagrams by 4-tuple hash. */
+  int on = 1;
+  if (reuseport && setsockopt(u->io.fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0)
+    return udp_abandon(u, throw_errno(env, "ntmdp: SO_REUSEPORT", errno));
   int r;
   if (v4) {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr = a4};

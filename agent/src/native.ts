@@ -70,7 +70,8 @@ export interface NativeAddon {
   RawInjector: new () => NativeRawInjector;
   /** A TUN device with IFF_VNET_HDR and TSO offloads, up, for decrypted TCP (families: 1 IPv4, 2 IPv6, 3 both). */
   TunWriter: new (name: string, families: number) => NativeTunWriter;
-  UdpSocket: new (address: string, port: number, rcvbuf?: number, sndbuf?: number) => NativeUdpSocket;
+  /** `reuseport` 1: SO_REUSEPORT before bind (several processes share the port; the DC's workers). */
+  UdpSocket: new (address: string, port: number, rcvbuf?: number, sndbuf?: number, reuseport?: number) => NativeUdpSocket;
   /**
    * gso.c, as the GSO queue uses it (exposed for tests): cuts a TCP GSO packet into segments of at most `mtu` bytes and
    * the peer's MSS, written into `out`; [offset, length, …] of each, or null (not TCP, or no room).

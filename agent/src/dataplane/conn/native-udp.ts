@@ -104,7 +104,7 @@ export class NativeUdpBind implements Bind {
   }
 
   /** "[::]:port", "0.0.0.0:port" or "[addr]:port"; null when the addon is not built. */
-  static open(listen: string, o: { recvBufferSize?: number; sendBufferSize?: number; openData?: boolean } = {}): NativeUdpBind | null {
+  static open(listen: string, o: { recvBufferSize?: number; sendBufferSize?: number; openData?: boolean; reusePort?: boolean } = {}): NativeUdpBind | null {
     const addon = nativeAddon();
     // A stale build of the addon (before the two-half arena, rxopen.c: its meta has another layout): node:dgram.
     if (!addon || typeof addon.rxKeyAdd !== 'function') return null;
@@ -112,11 +112,12 @@ export class NativeUdpBind implements Bind {
     if (!m) throw new RangeError(`listen address must be addr:port or [v6]:port, got ${listen}`);
     const host = m[1] === '' ? '::' : m[1]!;
     if (ipFamily(host) === 0) throw new RangeError(`not an IP address: ${host}`);
+    const reuse = o.reusePort ? 1 : 0;
     try {
-      return new NativeUdpBind(new addon.UdpSocket(host, Number(m[2]), o.recvBufferSize ?? 4 << 20, o.sendBufferSize ?? 4 << 20), o.openData ?? false);
+      return new NativeUdpBind(new addon.UdpSocket(host, Number(m[2]), o.recvBufferSize ?? 4 << 20, o.sendBufferSize ?? 4 << 20, reuse), o.openData ?? false);
     } catch (e) {
       // A host without IPv6: fall back to IPv4 for the wildcard address.
-      if (host === '::') return new NativeUdpBind(new addon.UdpSocket('0.0.0.0', Number(m[2]), o.recvBufferSize ?? 4 << 20, o.sendBufferSize ?? 4 << 20), o.openData ?? false);
+      if (host === '::') return new NativeUdpBind(new addon.UdpSocket('0.0.0.0', Number(m[2]), o.recvBufferSize ?? 4 << 20, o.sendBufferSize ?? 4 << 20, reuse), o.openData ?? false);
       throw e;
     }
   }

@@ -5,6 +5,7 @@ import dgram from 'node:dgram';
 import type { Bind, Endpoint } from '../../types/net.js';
 import { ipFamily } from '../../protocol/ip.js';
 import { NativeUdpBind } from './native-udp.js';
+import { ConfigError } from '../../types/errors.js';
 
 const MAPPED = '::ffff:';
 /** What the kernel uses when nobody asks (net.ipv4.ip_default_ttl, net.ipv6.conf.*.hop_limit): restored after a short-TTL send. */
@@ -20,6 +21,12 @@ export interface UdpBindOptions {
    * own ahead of the handler (agent/native/rxopen.c). Off for signalling-only sockets (DC, RS).
    */
   readonly openData?: boolean;
+  /**
+   * SO_REUSEPORT: several processes bind the same port and the kernel spreads datagrams among them by 4-tuple hash
+   * (the DC's workers, issue 15). Only the native socket can (node:dgram has no reusePort before Node 23): without
+   * the addon, open() refuses.
+   */
+  readonly reusePort?: boolean;
 }
 
 /**
@@ -67,6 +74,7 @@ export class UdpBind implements Bind {
       const n = NativeUdpBind.open(opts.listen, opts);
       if (n) return n;
     }
+    if (opts.reusePort) throw new ConfigError('dc.workers', 'SO_REUSEPORT needs the native UDP socket (agent/native: npm run build:native; not NTM_DGRAM=1)');
     return UdpBind.openDgram(opts);
   }
 
