@@ -23,6 +23,12 @@ export class TurnCommit {
     private readonly registry: Registry,
     private readonly log: Logger,
     private readonly send: (data: Uint8Array, to: Endpoint, bind: Bind) => void,
+    /**
+     * Other processes write the same file (the DC's workers, issue 15): each turn takes the write lock when it begins
+     * (BEGIN IMMEDIATE, waiting up to the busy timeout), so what it read inside (the registry's head) is what it
+     * appends to. A deferred transaction would fail with SQLITE_BUSY when another worker wrote since its read.
+     */
+    private readonly shared = false,
   ) {}
 
   /** A verified entry for the registry, committed with this turn. */
@@ -62,11 +68,13 @@ export class TurnCommit {
     const revocations = this.revocations.splice(0);
     if (this.terminals.pendingWrites > 0 || entries.length > 0 || revocations.length > 0) {
       try {
-        this.db.transaction(() => {
+        const turn = this.db.transaction(() => {
           this.terminals.flushSync();
           for (const e of entries) this.registry.stage(e);
           for (const id of revocations) this.registry.revokeByDc(id);
-        })();
+        });
+        if (this.shared) turn.immediate();
+        else turn();
       } catch (e) {
         this.registry.rolledBack();
         this.log.error('commit failed; answers withheld (terminals will retransmit)', { err: e });

@@ -17,8 +17,16 @@ import { EvmRegistry } from './evm/registry.js';
  * The ledger the configuration names: the hash-chained SQLite registry in the DC's own database (the embedded
  * default), or the NtmRegistry contract (ledger "evm"), whose address blocks then become the DC's pools.
  */
-export async function openLedger(cfg: Readonly<SectionConfig<'dc'>>, db: Db, identity: Identity, log: Logger): Promise<{ registry: Registry; cfg: Readonly<SectionConfig<'dc'>> }> {
-  if (cfg.ledger === 'sqlite') return { registry: new SqliteRegistry(db), cfg };
+export async function openLedger(
+  cfg: Readonly<SectionConfig<'dc'>>,
+  db: Db,
+  identity: Identity,
+  log: Logger,
+  /** The DC's workers write the file together (dc.workers > 1, issue 15): only the SQLite ledger is built for that. */
+  shared = false,
+): Promise<{ registry: Registry; cfg: Readonly<SectionConfig<'dc'>> }> {
+  if (cfg.ledger === 'sqlite') return { registry: new SqliteRegistry(db, shared), cfg };
+  if (shared) throw new ConfigError('dc.workers', 'several DC workers need dc.ledger = sqlite (the EVM ledger\'s outbox is per process)');
   if (!cfg.chainRpc) throw new ConfigError('dc.chainRpc', 'is required with dc.ledger = evm');
   if (!cfg.chainContract) throw new ConfigError('dc.chainContract', 'is required with dc.ledger = evm');
   const registry = new EvmRegistry(db, { rpcUrl: cfg.chainRpc, contract: cfg.chainContract, deployBlock: cfg.chainDeployBlock, identity, log });

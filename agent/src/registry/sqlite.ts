@@ -6,7 +6,9 @@
 // The table has no index by ID (issue 15): one keyed by the random ID put every new terminal's entry on a random page
 // of its own, written to the WAL and again at the checkpoint. The latest entry of each ID is found through a map in
 // memory (ID → seq), built from the table when it opens and kept with every staged entry: right because this DC is
-// the table's only writer (as the chain's head in memory already assumes).
+// the table's only writer (as the chain's head in memory already assumes). `shared` (the DC's worker processes on one
+// file, issue 15; one transaction at a time, BEGIN IMMEDIATE): the map catches up with the rows appended since
+// (a range of seq) before it answers or appends, and the head is read from the table before each append.
 import { keccak256 } from '../crypto/hex.js';
 import type { Registry, RegistryEntry, RegistryKind, RegistryReport } from '../types/registry.js';
 import type { Db, Migrations } from '../store/db.js';
@@ -64,9 +66,18 @@ export class SqliteRegistry implements Registry {
   /** What this transaction's stage calls replaced in latestSeq (kind, ID, the seq before or 0), for a rollback. */
   private readonly undo: Array<[RegistryKind, string, number]> = [];
   private readonly db: Db;
+  /** Shared: the highest seq the map holds, and the seq of this transaction's first append (for a rollback). */
+  private seenSeq = 0;
+  private firstStaged = 0;
 
-  /** `db` stays the caller's: the DC's database, so staging joins the DC's transaction. */
-  constructor(db: Db) {
+  /**
+   * `db` stays the caller's: the DC's database, so staging joins the DC's transaction. `shared`: other processes
+   * append to the same file (see the header).
+   */
+  constructor(
+    db: Db,
+    private readonly shared = false,
+  ) {
     migrate(db, REGISTRY_MIGRATIONS);
     this.db = db;
     this.stmt = {
@@ -74,10 +85,18 @@ export class SqliteRegistry implements Registry {
       bySeq: db.prepare('SELECT kind, id, bytes FROM registry WHERE seq = ?'),
       head: db.prepare('SELECT hash FROM registry ORDER BY seq DESC LIMIT 1'),
       all: db.prepare('SELECT * FROM registry ORDER BY seq'),
+      since: db.prepare('SELECT seq, kind, id FROM registry WHERE seq > ? ORDER BY seq'),
     };
-    for (const r of db.prepare('SELECT seq, kind, id FROM registry ORDER BY seq').iterate() as IterableIterator<Pick<Row, 'seq' | 'kind' | 'id'>>)
-      this.latestSeq[r.kind].set(r.id, r.seq);
+    this.catchUp();
     this.head = this.readHead();
+  }
+
+  /** Takes the rows appended after the last one the map holds (all of them when it opens). */
+  private catchUp(): void {
+    for (const r of this.stmt.since.iterate(this.seenSeq) as IterableIterator<Pick<Row, 'seq' | 'kind' | 'id'>>) {
+      this.latestSeq[r.kind].set(r.id, r.seq);
+      this.seenSeq = r.seq;
+    }
   }
 
   private readHead(): Uint8Array {
@@ -107,8 +126,14 @@ export class SqliteRegistry implements Registry {
     checkEntry(entry);
     const latest = this.latest(entry.kind, entry.id);
     if (latest && sameBytes(latest.bytes, entry.bytes)) return;
+    // Shared: latest() caught up inside this transaction, which holds the write lock; the head is the table's.
+    if (this.shared) this.head = this.readHead();
     const hash = chainHash(this.head, entry.kind, entry.bytes);
     const seq = Number(this.stmt.insert.run(entry.kind, entry.id, entry.bytes, this.head, hash).lastInsertRowid);
+    if (this.shared) {
+      if (this.firstStaged === 0 && this.db.inTransaction) this.firstStaged = seq;
+      this.seenSeq = seq;
+    }
     const seqs = this.latestSeq[entry.kind];
     // Outside a transaction the row is committed already: nothing to undo.
     if (this.db.inTransaction) this.undo.push([entry.kind, entry.id, seqs.get(entry.id) ?? 0]);
@@ -119,6 +144,7 @@ export class SqliteRegistry implements Registry {
   committed(): void {
     // The rows are the ledger; the map already holds them.
     this.undo.length = 0;
+    this.firstStaged = 0;
   }
 
   rolledBack(): void {
@@ -130,9 +156,13 @@ export class SqliteRegistry implements Registry {
       else this.latestSeq[kind].delete(id);
     }
     this.undo.length = 0;
+    // Shared: the rows from this transaction's first append on were ours (it held the write lock): gone.
+    if (this.firstStaged > 0) this.seenSeq = this.firstStaged - 1;
+    this.firstStaged = 0;
   }
 
   latest(kind: RegistryKind, id: string): RegistryEntry | undefined {
+    if (this.shared) this.catchUp();
     const seq = this.latestSeq[kind].get(id);
     if (seq === undefined) return undefined;
     const r = this.stmt.bySeq.get(seq) as Row | undefined;
@@ -145,6 +175,7 @@ export class SqliteRegistry implements Registry {
   }
 
   directory(): RegistryEntry[] {
+    if (this.shared) this.catchUp();
     const out: RegistryEntry[] = [];
     for (const seq of this.latestSeq.dc.values()) {
       const r = this.stmt.bySeq.get(seq) as Row | undefined;
