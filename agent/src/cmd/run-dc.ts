@@ -9,7 +9,10 @@ import { parseArgs, one, has, overrides } from './args.js';
 import { missingNodeFlags } from './node-flags.js';
 import { announce, loadOrCreateIdentity, onShutdown, securedDataDir, processMemory, resolveIn } from './common.js';
 import { ControlServer } from './control-socket.js';
-import { InputError, IntegrityError } from '../types/errors.js';
+import { ConfigError, InputError, IntegrityError } from '../types/errors.js';
+import { IpcSiblings } from '../dc/siblings.js';
+import { Status } from '../protocol/control.js';
+import { serveWorkerControl, superviseDcWorkers, workerOf } from './dc-workers.js';
 import { openLedger } from '../registry/open.js';
 import { dcOperator } from './operator.js';
 import { startRsAutoscaler } from './rs-autoscale.js';
@@ -31,6 +34,9 @@ ID and public key; terminals need "<publicKey>@<address>:<port>" as their --dc.
 
   --print-id        create the key if needed, print {id, publicKey} and exit
   --keepalive S     keep-alive period towards terminals behind NATs (default 20 s)
+  --workers N       N DC processes on the same ports (SO_REUSEPORT) and the same dc.db (default 1):
+                    for a DC with cores to spare; needs a fixed --listen port and the native socket.
+                    No operator API, RS autoscaler or lease expiry then (README "A DC on several cores")
   --operator-listen ADDR:PORT  operator API and /metrics (default 127.0.0.1:9100; "" disables):
                     the ISP's side only; the bearer token is in DIR/operator-token
   --admission open|key         "key": a new terminal must present an enrollment key (\`ntm keys\`)
@@ -79,6 +85,7 @@ export async function runDc(argv: readonly string[]): Promise<void> {
         pool: 'dc.poolV4',
         pool6: 'dc.poolV6',
         keepalive: 'dc.keepaliveS',
+        workers: 'dc.workers',
         'operator-listen': 'operator.dcListen',
         admission: 'operator.admission',
         ledger: 'dc.ledger',
@@ -96,16 +103,25 @@ export async function runDc(argv: readonly string[]): Promise<void> {
   securedDataDir(fileCfg.dataDir, log);
   const identity = await loadOrCreateIdentity(resolveIn(fileCfg.dataDir, fileCfg.key));
   if (has(p, 'print-id')) return announce({ id: identity.idHex, publicKey: identity.publicKey.toString('hex') });
+  // Several workers on the ports (issue 15): this process supervises them (cmd/dc-workers.ts) and serves no packets.
+  const worker = workerOf();
+  if (fileCfg.workers > 1 && !worker) {
+    if (/:0$/.test(fileCfg.listen)) throw new ConfigError('dc.listen', 'needs a fixed port with dc.workers > 1 (every worker binds the same one)');
+    return superviseDcWorkers({ count: fileCfg.workers, dataDir: fileCfg.dataDir, id: identity.idHex, publicKey: identity.publicKey.toString('hex'), log });
+  }
   const dbPath = join(fileCfg.dataDir, 'dc.db');
   const db = openDb(dbPath);
-  const { registry, cfg } = await openLedger(fileCfg, db, identity, log);
+  const { registry, cfg } = await openLedger(fileCfg, db, identity, log, !!worker);
   const operator = dcOperator({ dc: cfg, op, db, identity, log });
-  const dc = await DcServer.start({ identity, db, registry, ...(await openDcBinds(cfg)), config: cfg, log, ...(operator.admit ? { admit: operator.admit } : {}) }).catch((e: unknown) => {
+  const siblings = worker ? new IpcSiblings(worker.index, worker.count, Status.NOT_FOUND, process as unknown as ConstructorParameters<typeof IpcSiblings>[3]) : undefined;
+  const binds = await openDcBinds(cfg, !!worker);
+  const dc = await DcServer.start({ identity, db, registry, ...binds, config: cfg, log, ...(operator.admit ? { admit: operator.admit } : {}), ...(siblings ? { worker: siblings } : {}) }).catch((e: unknown) => {
     db.close();
     if (e instanceof IntegrityError)
       throw new IntegrityError(`${dbPath}: ${e.message}. The DC refuses to start on a registry that does not verify; restore dc.db from a backup.`);
     throw e;
   });
+  if (worker) return serveAsWorker(dc, db, identity, log);
   // RS instances beside this DC, started and retired with the relayed load (paper §3.1; rsscale.max > 0).
   const dcAddr = cfg.advertise[0] ?? `127.0.0.1:${dc.port}`;
   const scaler = startRsAutoscaler({
@@ -118,17 +134,7 @@ export async function runDc(argv: readonly string[]): Promise<void> {
   });
   const ctl = await ControlServer.listen(join(cfg.dataDir, 'dc.sock'), (req) => {
     if (req.cmd === 'status') return { ...dc.status(), memory: processMemory(), autoscaler: scaler?.status() ?? null };
-    // A terminal's own signed revocation (the household agent holds it for an appliance it unpairs): it goes to the
-    // ledger like any Node Transaction, so every DC on an EVM ledger refuses the terminal too.
-    if (req.cmd === 'revoke' && req.nt !== undefined) return { revoked: dc.revoke(...revocation(req, identity)) };
-    // The operator's revocation: holds for an ID not registered yet too (it is refused when it comes).
-    if (req.cmd === 'revoke' || req.cmd === 'reinstate') {
-      const id = String(req.id ?? '').toLowerCase();
-      if (!/^0x[0-9a-f]{40}$/.test(id)) throw new InputError('id must be 0x and 40 hex digits');
-      if (req.cmd === 'reinstate') return dc.reinstate(id), { id, revoked: false };
-      return { id, revoked: true, known: dc.revoke(id) };
-    }
-    throw new Error(`unknown command ${String(req.cmd)}`);
+    return control(dc, identity, req);
   });
   const ops = await operator.start(dc);
   announce({ role: 'dc', ready: true, id: identity.idHex, publicKey: identity.publicKey.toString('hex'), port: dc.port, probePort: dc.probePort, operatorPort: ops?.port ?? null });
@@ -139,6 +145,37 @@ export async function runDc(argv: readonly string[]): Promise<void> {
     await dc.stop();
     db.close();
   });
+}
+
+/** The control socket's commands besides status (a lone DC's socket, or a worker's share of the supervisor's). */
+function control(dc: DcServer, identity: Identity, req: Record<string, unknown>): unknown {
+  // A terminal's own signed revocation (the household agent holds it for an appliance it unpairs): it goes to the
+  // ledger like any Node Transaction, so every DC on an EVM ledger refuses the terminal too.
+  if (req.cmd === 'revoke' && req.nt !== undefined) return { revoked: dc.revoke(...revocation(req, identity)) };
+  // The operator's revocation: holds for an ID not registered yet too (it is refused when it comes).
+  if (req.cmd === 'revoke' || req.cmd === 'reinstate') {
+    const id = String(req.id ?? '').toLowerCase();
+    if (!/^0x[0-9a-f]{40}$/.test(id)) throw new InputError('id must be 0x and 40 hex digits');
+    if (req.cmd === 'reinstate') return dc.reinstate(id), { id, revoked: false };
+    return { id, revoked: true, known: dc.revoke(id) };
+  }
+  throw new Error(`unknown command ${String(req.cmd)}`);
+}
+
+/**
+ * One of several workers (cmd/dc-workers.ts): no operator API, no RS autoscaler, no control socket of its own (the
+ * supervisor's asks it over IPC); it stops with its supervisor.
+ */
+function serveAsWorker(dc: DcServer, db: ReturnType<typeof openDb>, identity: Identity, log: ReturnType<typeof createLogger>): void {
+  serveWorkerControl((req) => (req.cmd === 'status' ? { ...dc.status(), memory: processMemory(), pid: process.pid } : control(dc, identity, req)));
+  announce({ role: 'dc', ready: true, id: identity.idHex, publicKey: identity.publicKey.toString('hex'), port: dc.port, probePort: dc.probePort, operatorPort: null, pid: process.pid });
+  const stop = async (): Promise<void> => {
+    await dc.stop();
+    db.close();
+  };
+  onShutdown(log, stop);
+  // The supervisor gone (killed): this worker goes too, committing what it holds.
+  process.on('disconnect', () => void stop().finally(() => process.exit(0)));
 }
 
 /**

@@ -125,6 +125,11 @@ export const SCHEMA = {
       num(0, 64),
       'Worker threads for a first-time registration\'s EC work (the ECDH for K_ss and the Node Transaction\'s signature, ~40% of the DC\'s CPU per new terminal), beside the event loop: for a DC with cores to spare. 0: on the event loop.',
     ),
+    workers: f(
+      1,
+      num(1, 64),
+      'DC processes sharing the listen and probe ports (SO_REUSEPORT: the kernel spreads terminals over them by address) and one ledger (dc.db in WAL mode, one writer at a time): for a DC with cores to spare (issue 15; README "A DC on several cores"). Each takes every N-th address of the pool. 1: one process, as before.',
+    ),
     peers: f<PeerRef[]>([], list(peerRef), 'Other DCs: "0xID@addr:port". Node Transactions are replicated to them; directions to their terminals go through them.'),
     relays: f<PeerRef[]>([], list(peerRef), 'Relay Servers this DC may route through: "0xID@addr:port" (one entry per address family).'),
     acceptRelays: f<string[]>([], list(idP), 'IDs of Relay Servers this DC takes when they announce themselves (their signed HELLO and load reports, paper §3.1): no static address needed; one silent for relayForgetS is forgotten.'),

@@ -16,6 +16,7 @@ import { LoadMeter, SourceLimiter, TokenBucket } from '../util/source-limit.js';
 import { SourceCookies } from '../crypto/source-cookie.js';
 import { mac1Key, type RefusalReason } from '../protocol/registration.js';
 import { EcWorkers } from './ec-workers.js';
+import type { Siblings } from './siblings.js';
 
 export interface DcServerOptions {
   readonly identity: Identity;
@@ -54,6 +55,13 @@ export interface DcServerOptions {
   readonly answerDns?: (from: string, query: Uint8Array) => Uint8Array | undefined;
   /** Events for the web UI's live view. */
   readonly onEvent?: (e: DcEvent) => void;
+  /**
+   * This process is one of the DC's workers (dc.workers > 1, issue 15; dc/siblings.ts): it shares its ports and its
+   * database with the others, takes every count-th address of the pool, commits with BEGIN IMMEDIATE, reads a
+   * terminal's row before it decides on its registration, and asks the others for a direction's target it does not
+   * serve. The registry handed in must be opened shared (SqliteRegistry's `shared`). Absent: the only process.
+   */
+  readonly worker?: Siblings;
 }
 
 /** An admission decision: true admits; false or a refusal reason refuses (the terminal is told which, §3.2). */
@@ -183,8 +191,9 @@ export class DcCore {
     this.config = opts.config;
     this.registry = opts.registry;
     const pools = defaultPools(opts.config, opts.identity.id);
-    this.terminals = new TerminalTable(opts.db, pools.v4, pools.v6, () => this.clock.monotonic());
-    this.commit = new TurnCommit(opts.db, this.terminals, this.registry, this.log, (d, to, b) => this.send(d, to, b));
+    const w = opts.worker;
+    this.terminals = new TerminalTable(opts.db, pools.v4, pools.v6, () => this.clock.monotonic(), w ? { index: w.index, count: w.count } : undefined);
+    this.commit = new TurnCommit(opts.db, this.terminals, this.registry, this.log, (d, to, b) => this.send(d, to, b), !!w);
     // helloAt -Infinity: the first HELLO goes at start (0 held it back until the process was 5 s old: monotonic time).
     for (const p of opts.config.peers) this.peers.set(p.id, { id: p.id, endpoint: p.endpoint, source: 'config', helloAt: -Infinity, answered: false });
     this.acceptedRelays = new Set(opts.config.acceptRelays);

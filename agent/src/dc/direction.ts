@@ -17,6 +17,7 @@ import type { Relays } from './relays.js';
 import type { DcCore, PeerState } from './core.js';
 import type { ControlChannel, ChannelRequests } from './channel.js';
 import type { Federation, PeerInfoRequest, RouteUpdate } from './federation.js';
+import type { PeerInfoResponse } from './siblings.js';
 
 function endView(rec: TerminalRecord): EndView {
   return { id: rec.id, observed: rec.observed!, nat: rec.nat, locals: rec.locals, rsRtt: rec.rsRtt };
@@ -200,6 +201,17 @@ export class Direction implements ChannelRequests {
     const tunnelId = randomPublicBytes(8).readBigUInt64BE(0);
     const tText = targetText(target);
     const local = this.findLocal(target);
+    // With workers (issue 15) a target without a channel here may be another worker's terminal: that worker answers.
+    if (dc.opts.worker && (!local || (local !== rec && !this.channel.online(local)))) {
+      const a = await dc.opts.worker.peerInfo({ type: Peer.PEER_INFO_REQUEST, txid: newTxid(), time: dc.clock.now(), tunnelId, target, requester: infoOf(rec) });
+      if (a?.status === Status.OK && a.route) {
+        dc.counts.inc('direction-via-worker');
+        this.channel.reply(rec, { type: Ctl.ROUTE_DIRECTION, txid, route: a.route });
+        this.routed(rec.id, formatId(a.route.peerId), a.route.kind, tunnelId);
+        return;
+      }
+      if (a && !local) return this.directionError(rec, txid, a.status, a.message, tText);
+    }
     if (local) {
       if (local === rec) return this.directionError(rec, txid, Status.BAD_REQUEST, 'a terminal cannot direct to itself', tText);
       if (local.revoked) return this.directionError(rec, txid, Status.REVOKED, 'peer revoked', tText);
@@ -339,8 +351,16 @@ export class Direction implements ChannelRequests {
 
   /** DC_CN's side: it has both ends now, so it computes the route and directs its terminal itself (saves a round trip). */
   peerInfo(peer: PeerState, from: Endpoint, m: PeerInfoRequest): void {
+    this.answerPeerInfo(m, (status, message, route) => this.answerPeer(peer, from, m.txid, status, message, route));
+  }
+
+  /** Another worker of this DC asks for a route to one of our terminals (issue 15, dc/siblings.ts): as a peer DC would. */
+  workerPeerInfo(m: PeerInfoRequest, reply: (r: PeerInfoResponse) => void): void {
+    this.answerPeerInfo(m, (status, message, route) => reply({ type: Peer.PEER_INFO_RESPONSE, txid: m.txid, time: this.dc.clock.now(), status, message, ...(route ? { route } : {}) }));
+  }
+
+  private answerPeerInfo(m: PeerInfoRequest, answer: (status: number, message: string, route?: Route) => void): void {
     const { dc } = this;
-    const answer = (status: number, message: string, route?: Route): void => this.answerPeer(peer, from, m.txid, status, message, route);
     const local = this.findLocal(m.target);
     const requesterId = formatId(m.requester.id);
     if (!local) return answer(Status.NOT_FOUND, 'unknown peer');

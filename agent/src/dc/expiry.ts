@@ -27,7 +27,9 @@ export class LeaseExpiry {
   tick(): void {
     const { dc } = this;
     const ttl = dc.config.expireAfterS * 1000;
-    if (ttl <= 0) return;
+    // With workers (issue 15) a worker's records of terminals another one serves are stale: it could end a lease that
+    // is being renewed elsewhere. Not built: leases do not expire while dc.workers > 1.
+    if (ttl <= 0 || dc.opts.worker) return;
     const mono = dc.clock.monotonic();
     if (mono >= this.nextSaveAt) {
       this.nextSaveAt = mono + SERVICE_SAVE_MS;

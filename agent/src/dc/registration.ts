@@ -79,7 +79,8 @@ export class Registration {
     if (data.length < REGISTRATION_REQUEST_MIN) return dc.drops.inc('reg-malformed');
     if (!checkMac1(data, dc.mac1Key)) return dc.drops.inc('reg-mac1');
     const idHex = formatId(data.subarray(REQUEST_ID_OFFSET, REQUEST_ID_OFFSET + 20));
-    let rec = dc.terminals.byId.get(idHex);
+    // A worker (issue 15) reads the row first: another worker may have written it since (a terminal sent here now).
+    let rec = dc.opts.worker ? dc.terminals.refresh(idHex) : dc.terminals.byId.get(idHex);
     // An ID we do not know costs an ECDH before its MAC can be checked. Under load (WireGuard §5.4.7) that is done only
     // for a sender that echoed our cookie: a flood from spoofed sources costs a cookie reply each (an HMAC, 40 bytes
     // back, less than came in; none to a source answered in the last second), before even a decode, and no EC
@@ -357,6 +358,14 @@ export class Registration {
     if (!d.ok || d.value.kind !== 0) return dc.drops.inc('probe-malformed');
     const { txid, id } = d.value;
     dc.send(encodeNatProbe(1, txid, id, from), from, this.probeBind);
+    // Its registration may have come to another worker (another port, so another 4-tuple): they are all told.
+    dc.opts.worker?.probeSeen(txid, id, from);
+    this.probeMapping(txid, id, from);
+  }
+
+  /** The mapping a probe port (ours or another worker's) saw for probe `txid` of terminal `id`. */
+  probeMapping(txid: bigint, id: Uint8Array, from: Endpoint): void {
+    const { dc } = this;
     const p = this.probes.get(txid);
     if (p?.rec && p.regMapping) {
       if (formatId(id) === p.rec.id && p.rec.nat === 'unknown' && sameEndpoint(p.rec.observed, p.regMapping)) {

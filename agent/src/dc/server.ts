@@ -76,6 +76,10 @@ export class DcServer {
     this.channel.handler = direction;
     this.federation.onPeerInfo = (peer, from, m) => direction.peerInfo(peer, from, m);
     this.federation.onRouteUpdate = (peer, from, m) => direction.routeUpdate(peer, from, m);
+    if (opts.worker) {
+      opts.worker.onPeerInfo = (m, reply) => direction.workerPeerInfo(m, reply);
+      opts.worker.onProbe = (txid, id, mapping) => this.registration.probeMapping(txid, id, mapping);
+    }
   }
 
   /**
@@ -91,28 +95,38 @@ export class DcServer {
       await closeAll();
       throw new IntegrityError(`registry chain broken at entry ${report.at}: ${report.reason}`);
     }
-    const dc = new DcServer(opts, opts.bind, opts.probeBind);
+    // A worker (issue 15) reads the table and the registry in one read transaction: the other workers commit meanwhile.
+    const snapshot = <T>(f: () => T): T => (opts.worker ? opts.db.transaction(f)() : f());
+    const [dc, failure] = snapshot((): [DcServer, string | undefined] => {
+      const dc = new DcServer(opts, opts.bind, opts.probeBind);
+      const { core } = dc;
+      // The terminal table and the registry are written in one transaction per turn, so each terminal's Node
+      // Transaction is the latest registry entry of its ID; one that is not was removed from the end of the chain
+      // (which the hash links alone cannot show) or changed in the table.
+      for (const rec of [...core.terminals.byId.values()]) {
+        const entry = core.registry.latest('node', rec.id);
+        if (entry && movedAway(entry.bytes, rec.nt, dc.idHex)) {
+          // The terminal registered at another DC since (a shared ledger carried its newer Node Transaction here):
+          // it is that DC's now, not a tampered table.
+          core.log.info('terminal moved to another dc; its record here is dropped', { id: rec.id });
+          core.terminals.forget(rec);
+          continue;
+        }
+        if (!entry || !rec.nt.equals(entry.bytes)) {
+          return [
+            dc,
+            entry
+              ? `terminal ${rec.id}: its Node Transaction in the terminal table differs from its latest registry entry`
+              : `terminal ${rec.id} is in the terminal table but has no Node Transaction in the registry`,
+          ];
+        }
+      }
+      return [dc, undefined];
+    });
     const { core } = dc;
-    // The terminal table and the registry are written in one transaction per turn, so each terminal's Node
-    // Transaction is the latest registry entry of its ID; one that is not was removed from the end of the chain
-    // (which the hash links alone cannot show) or changed in the table.
-    for (const rec of [...core.terminals.byId.values()]) {
-      const entry = core.registry.latest('node', rec.id);
-      if (entry && movedAway(entry.bytes, rec.nt, dc.idHex)) {
-        // The terminal registered at another DC since (a shared ledger carried its newer Node Transaction here):
-        // it is that DC's now, not a tampered table.
-        core.log.info('terminal moved to another dc; its record here is dropped', { id: rec.id });
-        core.terminals.forget(rec);
-        continue;
-      }
-      if (!entry || !rec.nt.equals(entry.bytes)) {
-        await closeAll();
-        throw new IntegrityError(
-          entry
-            ? `terminal ${rec.id}: its Node Transaction in the terminal table differs from its latest registry entry`
-            : `terminal ${rec.id} is in the terminal table but has no Node Transaction in the registry`,
-        );
-      }
+    if (failure) {
+      await closeAll();
+      throw new IntegrityError(failure);
     }
     dc.startReport = { entries: report.entries, head: report.head };
     dc.bind.onMessage((d, f) => dc.onPacket(d, f, dc.bind));
@@ -190,6 +204,7 @@ export class DcServer {
     this.federation.requests.cancelAll('dc stopping');
     this.core.terminals.saveService();
     this.core.commit.flush();
+    this.core.opts.worker?.close();
     await Promise.all([this.bind.close(), this.probeBind.close(), this.core.registry.close(), this.core.ec?.close()]);
   }
 

@@ -11,7 +11,9 @@
 // a key by ID put every new terminal on a random page of its own, written to the WAL and again at the checkpoint; in
 // creation order new rows fill the last page. The ID's uniqueness is the map in memory's (byId), this table's only
 // reader: the rows are read once, at start. Rows are numbered by this process, so the file has one writer (the DC);
-// a row found holding another terminal is never overwritten: the commit fails instead (flushSync).
+// a row found holding another terminal is never overwritten: the commit fails instead (flushSync). The DC's workers
+// (dc.workers, issue 15) share the file: worker k numbers only rows ≡ k (mod N), hands out only those pool slots, and
+// reads a row by ID (an index they add) before it decides on a terminal (refresh()).
 import type { Endpoint } from '../types/net.js';
 import type { Db, Migrations } from '../store/db.js';
 import { migrate } from '../store/db.js';
@@ -230,13 +232,26 @@ export class TerminalTable {
   /** The service clock is to be written with the next flush even if nothing else is. */
   private serviceDirty = false;
 
+  /** Reads one row (shared: refresh()). */
+  private readonly rowById;
+
+  /**
+   * `partition`: this process is worker `index` of `count` sharing the file (the DC's workers, issue 15). It takes only
+   * the pool slots ≡ index (mod count), so no two workers hand out one address, and reads a record from the file
+   * before it decides on it (refresh()).
+   */
   constructor(
     private readonly db: Db,
     pool4: string,
     pool6: string,
     private readonly monotonic: () => number = () => performance.now(),
+    private readonly partition: { readonly index: number; readonly count: number } = { index: 0, count: 1 },
   ) {
     migrate(db, DC_MIGRATIONS);
+    // Workers (issue 15) read a terminal's row by its ID before each registration (refresh()), and each numbers the
+    // rows it creates itself: an index by ID for them, made by the first worker (not a migration: one process has
+    // no reader by ID and goes without its page writes; see the header).
+    if (partition.count > 1) db.exec('CREATE INDEX IF NOT EXISTS dc_terminals_by_id ON dc_terminals (id)');
     this.pool4 = parseCidr(pool4);
     this.pool6 = parseCidr(pool6);
     this.upsert = db.prepare(`INSERT INTO dc_terminals
@@ -247,6 +262,7 @@ export class TerminalTable {
         seen_service = excluded.seen_service, revoked = excluded.revoked
       WHERE dc_terminals.id = excluded.id`);
     this.rowDelete = db.prepare('DELETE FROM dc_terminals WHERE row = ?');
+    this.rowById = db.prepare('SELECT * FROM dc_terminals WHERE id = ? ORDER BY row DESC LIMIT 1');
     this.serviceSave = db.prepare(`INSERT INTO dc_meta (key, value) VALUES ('service_ms', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
     this.serviceBase = (db.prepare(`SELECT value FROM dc_meta WHERE key = 'service_ms'`).get() as { value: number } | undefined)?.value ?? 0;
     this.serviceStart = monotonic();
@@ -385,8 +401,11 @@ export class TerminalTable {
   create(init: { id: string; idBytes: Buffer; publicKey: Buffer; nt: Buffer; lastReqTime: number; now: number }): TerminalRecord {
     const size = 2 ** (32 - this.pool4.length);
     let idx = -1;
-    // .0 is the network, .1 is kept for a future virtual gateway, the last is the broadcast address.
-    for (let i = this.nextHint; i < size - 1; i++) {
+    const { index, count } = this.partition;
+    // .0 is the network, .1 is kept for a future virtual gateway, the last is the broadcast address. A worker takes
+    // only its own slots (≡ index mod count).
+    const from = this.nextHint + ((index - (this.nextHint % count) + count) % count);
+    for (let i = from; i < size - 1; i += count) {
       if (!this.used.has(i)) {
         idx = i;
         break;
@@ -395,7 +414,7 @@ export class TerminalTable {
     if (idx < 0) throw new PoolExhaustedError(`virtual address pool ${this.pool4.text} is exhausted (${this.capacity} terminals)`);
     this.nextHint = idx + 1;
     const rec = newRecord({
-      row: ++this.lastRow,
+      row: this.nextRow(),
       id: init.id,
       idBytes: init.idBytes,
       publicKey: init.publicKey,
@@ -414,6 +433,71 @@ export class TerminalTable {
     this.index(rec, idx);
     this.dirty.add(rec);
     return rec;
+  }
+
+  /**
+   * The DC's workers share the file (issue 15): another worker may have written `id`'s row since this one read it (a
+   * terminal the kernel sends here now, after a worker came or went). The record as the file has it, in memory and
+   * indexed (undefined when there is none); a record with changes not yet written is this worker's newest and is kept.
+   */
+  refresh(id: string): TerminalRecord | undefined {
+    const mine = this.byId.get(id);
+    if (mine && this.dirty.has(mine)) return mine;
+    const r = this.rowById.get(id) as Row | undefined;
+    if (!r) {
+      // Released elsewhere: gone from memory here too (its slot stays taken until this worker restarts).
+      if (mine) this.unindex(mine);
+      return undefined;
+    }
+    if (!mine || mine.v4 !== r.v4) {
+      if (mine) this.unindex(mine);
+      this.load(r);
+      return this.byId.get(id);
+    }
+    if (!mine.nt.equals(r.nt)) mine.nt = keep(r.nt);
+    // Marks only go forward: the file's are older where this worker heard from the terminal since (seen() is not written).
+    mine.lastReqTime = Math.max(mine.lastReqTime, r.last_req_time);
+    mine.revoked = r.revoked === 1;
+    mine.nat = r.nat as NatKind;
+    mine.lastSeen = Math.max(mine.lastSeen, r.last_seen);
+    mine.seenService = Math.max(mine.seenService, r.seen_service);
+    if (r.name.toLowerCase() !== mine.name.toLowerCase()) {
+      if (mine.name && this.byName.get(mine.name.toLowerCase()) === mine) this.byName.delete(mine.name.toLowerCase());
+      mine.name = r.name;
+      if (r.name) this.byName.set(r.name.toLowerCase(), mine);
+    }
+    const observed = r.observed ? parseEndpoint(r.observed) : undefined;
+    if (observed && (!mine.observed || formatEndpoint(mine.observed) !== r.observed)) this.observeClean(mine, observed, r.observed!);
+    mine.locals = r.locals ? r.locals.split(',').map(parseEndpoint) : [];
+    return mine;
+  }
+
+  /** observe() without marking the record for writing (it comes from the file). */
+  private observeClean(rec: TerminalRecord, at: Endpoint, atText: string): void {
+    if (rec.observed) {
+      const old = formatEndpoint(rec.observed);
+      if (this.byObserved.get(old) === rec) this.byObserved.delete(old);
+    }
+    rec.observed = at;
+    this.byObserved.set(atText, rec);
+  }
+
+  /** Out of every index (its row and its pool slot are left as they are). */
+  private unindex(rec: TerminalRecord): void {
+    this.byId.delete(rec.id);
+    this.byV4.delete(rec.v4);
+    this.byV6.delete(rec.v6);
+    if (rec.name && this.byName.get(rec.name.toLowerCase()) === rec) this.byName.delete(rec.name.toLowerCase());
+    if (rec.observed && this.byObserved.get(formatEndpoint(rec.observed)) === rec) this.byObserved.delete(formatEndpoint(rec.observed));
+  }
+
+  /** The row a new record takes: the next after every row known here, ≡ index (mod count) for a worker (no two share one). */
+  private nextRow(): number {
+    const { index, count } = this.partition;
+    let r = this.lastRow + 1;
+    r += (index - (r % count) + count) % count;
+    this.lastRow = r;
+    return r;
   }
 
   /** Claims a name for the terminal if nobody else has it; returns whether it now has that name. */
