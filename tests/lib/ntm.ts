@@ -1,6 +1,7 @@
 // Starting real `ntm` processes (dc, rs, up, agent) inside testbed hosts and talking to them: wait for the ready
 // line, query the control socket, stop with a signal (or kill -9). Data directories live in one temp dir per test.
 import type { ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -435,4 +436,24 @@ export async function startPaper(tb: Testbed, root: string, o: { ledger?: (ids: 
     return ok(a) && ok(b) && (a.peers as unknown[]).length > 0 && (b.peers as unknown[]).length > 0;
   }, o.ledger ? 30_000 : 15_000);
   return { dcmn, dccn, rs, mn, cn, dirs, ids };
+}
+
+/**
+ * A UDP port free on loopback now with the next one (a DC's probe port) free too: for a DC whose workers must all be
+ * given one fixed port (dc.workers, SO_REUSEPORT).
+ */
+export async function freePortPair(): Promise<number> {
+  for (;;) {
+    const a = dgram.createSocket('udp4');
+    await new Promise<void>((r) => a.bind(0, '127.0.0.1', () => r()));
+    const port = a.address().port;
+    const b = dgram.createSocket('udp4');
+    const ok = port < 65535 && (await new Promise<boolean>((r) => {
+      b.once('error', () => r(false));
+      b.bind(port + 1, '127.0.0.1', () => r(true));
+    }));
+    a.close();
+    if (ok) b.close();
+    if (ok) return port;
+  }
 }
