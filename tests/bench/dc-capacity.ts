@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from '../../agent/src/cmd/control-socket.js';
-import { NTM, ROOT, firstJsonLine, tempDir } from '../lib/ntm.js';
+import { NTM, ROOT, firstJsonLine, freePortPair, tempDir } from '../lib/ntm.js';
 import type { RegistryBacklog } from '../../agent/src/types/registry.js';
 import { loadAverage, round, type DcCapacityFigures } from './results.js';
 import { processCpuSeconds } from './household.js';
@@ -36,6 +36,13 @@ export interface DcCapacityOptions {
   readonly ecWorkers?: number;
   /** With a ledger: how long to wait after the load for the outbox to drain (s; default 0). */
   readonly drainS?: number;
+  /**
+   * dc.workers (issue 15): this many DC processes on one port (SO_REUSEPORT) and one ledger; the generator then sends
+   * from `sockets` source ports (the kernel picks a worker per 4-tuple). Set (1 included) for the side-by-side figure:
+   * the DC may use every core, the generator's included, as with ecWorkers. CPU and memory are the workers' sums.
+   */
+  readonly workers?: number;
+  readonly sockets?: number;
 }
 
 /** The EVM ledger's outbox during the capacity run (DC status, registry.backlog). */
@@ -84,14 +91,28 @@ function mainThreadCpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
-/** The lowest VmRSS (MiB) over `ms`, sampled twice a second. */
-async function settledRss(pid: number, ms: number): Promise<number> {
+/** The lowest VmRSS (MiB, summed over `pids`) over `ms`, sampled twice a second. */
+async function settledRss(pids: readonly number[], ms: number): Promise<number> {
   let low = Infinity;
   for (const end = Date.now() + ms; Date.now() < end; ) {
-    low = Math.min(low, memoryMiB(pid).rss);
+    low = Math.min(low, pids.reduce((sum, p) => sum + memoryMiB(p).rss, 0));
     await new Promise((r) => setTimeout(r, 500));
   }
   return low;
+}
+
+interface DcStatus {
+  readonly terminals: number;
+  readonly counts: Record<string, number>;
+  readonly memory: Record<string, number>;
+}
+
+/** A DC's counters from its status; a DC of several workers (dc.workers) answers with each one's: summed. */
+function sumCounts(status: unknown): Record<string, number> {
+  const s = status as DcStatus & { workers?: DcStatus[] };
+  const out: Record<string, number> = {};
+  for (const w of s.workers ?? [s]) for (const [k, v] of Object.entries(w.counts)) out[k] = (out[k] ?? 0) + v;
+  return out;
 }
 
 function memoryMiB(pid: number): { rss: number; peak: number } {
@@ -146,10 +167,14 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     // open DC's per-source limit on newcomers (dc.newPerSource*) would hold all but ten: lifted, as if each had its own.
     // So is the cookie reply under load (dc.cookieAbovePerSec): this measures the DC's EC work, not a flood's refusal
     // (tests/bench/flood.ts measures that).
+    const workers = opts.workers;
+    const everyCore = !!opts.ecWorkers || workers !== undefined;
+    const listen = workers !== undefined ? `127.0.0.1:${await freePortPair()}` : '127.0.0.1:0';
     dc = spawn(
       'taskset',
       [
-        ...['-c', opts.ecWorkers ? `0-${cpu.dc}` : String(cpu.dc), process.execPath, ...NODE_FLAGS.dc, NTM, 'dc', '--data-dir', tmp.path, '--listen', '127.0.0.1:0', '--pool', '198.18.0.0/15'],
+        ...['-c', everyCore ? `0-${cpu.dc}` : String(cpu.dc), process.execPath, ...NODE_FLAGS.dc, NTM, 'dc', '--data-dir', tmp.path, '--listen', listen, '--pool', '198.18.0.0/15'],
+        ...(workers !== undefined && workers > 1 ? ['--workers', String(workers)] : []),
         // No operator API: its fixed loopback port would collide with any other DC on the host (the status used here
         // is the control socket's).
         ...['--operator-listen', ''],
@@ -162,16 +187,23 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     const ready = await firstJsonLine(dc, 20_000, 'ntm dc', (j) => !!j.ready);
     const port = Number(ready.port);
     const pid = dc.pid!;
+    // The processes that serve: the workers (the supervisor serves no packets), or the one DC.
+    const pids = Array.isArray(ready.pids) ? (ready.pids as number[]) : [pid];
+    const cpuOf = (f: (p: number) => number) => pids.reduce((sum, p) => sum + f(p), 0);
     const sock = join(tmp.path, 'dc.sock');
-    const backlog = async () => ((await request(sock, { cmd: 'status' })) as { registry: { backlog: RegistryBacklog | null } }).registry.backlog;
-    log(`dc capacity: DC pid ${pid} on core ${opts.ecWorkers ? `0-${cpu.dc} with ${opts.ecWorkers} EC workers` : cpu.dc}, port ${port}; generating ${terminals} identities`);
+    type WithBacklog = { registry: { backlog: RegistryBacklog | null } };
+    const backlog = async () => {
+      const st = (await request(sock, { cmd: 'status' })) as WithBacklog & { workers?: WithBacklog[] };
+      return (st.workers?.[0] ?? st).registry.backlog;
+    };
+    log(`dc capacity: DC pid ${pids.join(',')} on core ${everyCore ? `0-${cpu.dc}` : cpu.dc}${opts.ecWorkers ? ` with ${opts.ecWorkers} EC workers` : ''}${workers ? `, ${workers} worker(s)` : ''}, port ${port}; generating ${terminals} identities`);
 
     gen = spawn(
       process.execPath,
       [
         LOAD_JS,
         ...['--dc-public-key', publicKey, '--dc-id', id, '--port', String(port), '--count', String(terminals), '--reregister', String(reregister)],
-        ...['--seconds', String(seconds), '--pause', String(SETTLE_S), '--cpu', String(cpu.gen)],
+        ...['--seconds', String(seconds), '--pause', String(SETTLE_S), '--cpu', String(cpu.gen), '--sockets', String(opts.sockets ?? 1)],
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -193,7 +225,7 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     const cpuAt: Record<string, number> = {};
     const mainAt: Record<string, number> = {};
     const countsAt: Record<string, Promise<Record<string, number>>> = {};
-    const counts = async () => ((await request(sock, { cmd: 'status' })) as { counts: Record<string, number> }).counts;
+    const counts = async () => sumCounts(await request(sock, { cmd: 'status' }));
     // The outbox every 2 s: when it was first empty after the first-time phase, and how much was on the chain then.
     let emptied: { at: number; committed: number } | undefined;
     watch = ledger
@@ -217,13 +249,13 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
         if (j.phase === 'first' || j.phase === 'again') phases[j.phase] = j;
         if (j.phase === 'generated') loadStart = performance.now();
         if (j.phase === 'generated' || j.phase === 'first' || j.phase === 'again-start' || j.phase === 'again') {
-          cpuAt[j.phase] = processCpuSeconds(pid);
-          mainAt[j.phase] = mainThreadCpuSeconds(pid);
+          cpuAt[j.phase] = cpuOf(processCpuSeconds);
+          mainAt[j.phase] = cpuOf(mainThreadCpuSeconds);
           countsAt[j.phase] = counts();
         }
         if (j.phase === 'first') {
           firstDone = performance.now();
-          afterFirst = settledRss(pid, (SETTLE_S - 1) * 1000);
+          afterFirst = settledRss(pids, (SETTLE_S - 1) * 1000);
           pendingAtRss = afterFirst.then(backlog).then((b) => b?.pending ?? 0);
         }
       }
@@ -231,22 +263,23 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     const code = await exited;
     if (code !== 0 || !phases.first) throw new Error(`load generator failed (${code}): ${genErr.slice(-2000)}`);
     const rssFirst = await afterFirst;
-    const rssEnd = await settledRss(pid, SETTLE_S * 1000);
+    const rssEnd = await settledRss(pids, SETTLE_S * 1000);
     let outbox: OutboxFigures | undefined;
     if (ledger) {
       let b = (await backlog())!;
       for (const end = Date.now() + (opts.drainS ?? 0) * 1000; b.pending > 0 && Date.now() < end; b = (await backlog())!) await new Promise((r) => setTimeout(r, 500));
       clearInterval(watch);
-      const rssDrained = await settledRss(pid, (SETTLE_S * 1000) / 2);
+      const rssDrained = await settledRss(pids, (SETTLE_S * 1000) / 2);
       const upTo = emptied ?? { at: performance.now(), committed: b.committed };
       const rate = upTo.committed / ((upTo.at - loadStart) / 1000);
       outbox = { pending_at_rss: await pendingAtRss, committed: b.committed, pending_at_end: b.pending, refused: b.refused, drain_nt_per_s: round(rate, 1), drained: b.pending === 0, rss_mib_after_drain: round(rssDrained, 1) };
       log(`dc capacity: outbox ${JSON.stringify(outbox)}`);
     }
-    const status = (await request(sock, { cmd: 'status' })) as { terminals: number; memory: Record<string, number> };
-    const terminalsHeld = status.terminals;
-    log(`dc capacity: the DC's own view of its memory: ${JSON.stringify(status.memory)}`);
-    const memEnd = memoryMiB(pid);
+    const raw = (await request(sock, { cmd: 'status' })) as DcStatus & { workers?: DcStatus[] };
+    const statuses = raw.workers ?? [raw];
+    const terminalsHeld = statuses.reduce((n, w) => n + w.terminals, 0);
+    log(`dc capacity: the DC's own view of its memory: ${JSON.stringify(statuses.map((w) => w.memory))}`);
+    const memEnd = pids.map(memoryMiB).reduce((a, b) => ({ rss: a.rss + b.rss, peak: a.peak + b.peak }));
     await stop(dc);
     const floorAfter = await ecFloorPerSecond(cpu.dc);
     const floor = (floorBefore.wall + floorAfter.wall) / 2;

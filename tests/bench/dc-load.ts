@@ -6,7 +6,11 @@
 //
 //   node dist/tests/bench/dc-load.js --dc-public-key HEX --dc-id 0xHEX --port P [--host 127.0.0.1] [--count 100000]
 //        [--reregister 50000] [--seconds 300] [--pause 1] [--window 256] [--cpu 0] [--threads 2] [--answered FILE]
+//        [--sockets 1]
 //
+// --sockets K: terminal i sends from socket i mod K (K source ports), as terminals on many addresses would: a DC of
+// several workers sharing its port (dc.workers, SO_REUSEPORT) gets each 4-tuple at one worker, so one socket would
+// reach one worker only.
 // --answered FILE: every answer of phase "first" is decrypted and checked, and the IDs the DC registered (status OK)
 // are written to FILE as a JSON array: what a test then looks for on the ledger (tests/netns/ntm-evm.test.ts).
 // Prints JSON lines: {"phase":"generated",…}, then one {"phase":"first"|"again", answered, lost, seconds, perSecond,
@@ -83,6 +87,8 @@ interface LoadOptions {
   cpu: number | undefined;
   threads: number;
   answered: string | undefined;
+  /** Source sockets (ports) the terminals are spread over. */
+  sockets: number;
 }
 
 function parse(argv: string[]): LoadOptions {
@@ -114,6 +120,7 @@ function parse(argv: string[]): LoadOptions {
     cpu: cpu === undefined ? undefined : Number(cpu),
     threads: Math.max(1, num('threads', 2)),
     answered: get('answered'),
+    sockets: Math.max(1, num('sockets', 1)),
   };
 }
 
@@ -174,7 +181,7 @@ const CHUNK = 512;
 /**
  * Sends the phase's requests with `window` in flight. Resolves when all are answered or lost, or `seconds` passed.
  */
-function runPhase(sock: dgram.Socket, o: LoadOptions, ph: Phase, registered?: Registered): Promise<PhaseResult> {
+function runPhase(socks: readonly dgram.Socket[], o: LoadOptions, ph: Phase, registered?: Registered): Promise<PhaseResult> {
   const { n, base, name: phase } = ph;
   const sentAt = new Float64Array(n);
   const done = new Uint8Array(n);
@@ -195,6 +202,7 @@ function runPhase(sock: dgram.Socket, o: LoadOptions, ph: Phase, registered?: Re
         const [request, probe] = ph.datagrams(i);
         sentAt[i] = performance.now();
         inFlight++;
+        const sock = socks[i % socks.length]!;
         sock.send(request, o.port, o.host);
         // A terminal sends its NAT probe beside every request (docs/protocol.md §3.2): the DC's work includes it.
         sock.send(probe, probePort, o.host);
@@ -202,7 +210,7 @@ function runPhase(sock: dgram.Socket, o: LoadOptions, ph: Phase, registered?: Re
     };
     const finish = (): void => {
       clearInterval(sweeper);
-      sock.removeListener('message', onMessage);
+      for (const sock of socks) sock.removeListener('message', onMessage);
       const seconds = ((lastAnswerAt || performance.now()) - start) / 1000;
       resolve({ phase, sent: next, answered, lost, seconds, perSecond: answered / seconds, verified, verifyFailed });
     };
@@ -236,7 +244,7 @@ function runPhase(sock: dgram.Socket, o: LoadOptions, ph: Phase, registered?: Re
       if (now - start > o.seconds * 1000 || (next >= n && inFlight <= 0)) finish();
       else sendNext();
     }, 100);
-    sock.on('message', onMessage);
+    for (const sock of socks) sock.on('message', onMessage);
     sendNext();
   });
 }
@@ -252,9 +260,14 @@ async function main(): Promise<void> {
   // From here on one core: the DC has the other one.
   if (o.cpu !== undefined) execFileSync('taskset', ['-a', '-p', '-c', String(o.cpu), String(process.pid)], { stdio: 'ignore' });
 
-  const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 8 << 20, sendBufferSize: 8 << 20 });
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-  const local: Endpoint = { family: 4, address: '127.0.0.1', port: sock.address().port };
+  const socks = await Promise.all(
+    Array.from({ length: o.sockets }, async () => {
+      const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 8 << 20, sendBufferSize: 8 << 20 });
+      await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+      return sock;
+    }),
+  );
+  const locals: Endpoint[] = socks.map((sock) => ({ family: 4, address: '127.0.0.1', port: sock.address().port }));
 
   const phase = (name: string, count: number, base: number): Phase => {
     const requests: Buffer[] = [];
@@ -266,7 +279,7 @@ async function main(): Promise<void> {
         const nonce = randomBytes(NONCE_LENGTH);
         const txid = BigInt(base + i);
         nonces[i] = nonce;
-        const req = { terminalIndex: base + i, txid, nonce, time, nt: nt(i), locals: [local], name: '', token: new Uint8Array(0) };
+        const req = { terminalIndex: base + i, txid, nonce, time, nt: nt(i), locals: [locals[i % socks.length]!], name: '', token: new Uint8Array(0) };
         requests[i] = encodeRegistrationRequest(req, kss(i), macKey);
         probes[i] = encodeNatProbe(0, txid, nt(i).subarray(1, 21));
       }
@@ -297,7 +310,7 @@ async function main(): Promise<void> {
   };
 
   const registered: Registered = o.answered ? new Uint8Array(o.count) : undefined;
-  console.log(JSON.stringify(await runPhase(sock, o, phase('first', o.count, 1), registered)));
+  console.log(JSON.stringify(await runPhase(socks, o, phase('first', o.count, 1), registered)));
   if (o.answered && registered) {
     const ids: string[] = [];
     for (let i = 0; i < o.count; i++) if (registered[i]) ids.push(`0x${Buffer.from(nt(i).subarray(1, 21)).toString('hex')}`);
@@ -307,9 +320,9 @@ async function main(): Promise<void> {
     // Let the DC finish its last commit and settle before the next phase.
     await new Promise((r) => setTimeout(r, o.pause * 1000));
     console.log(JSON.stringify({ phase: 'again-start' }));
-    console.log(JSON.stringify(await runPhase(sock, o, phase('again', Math.min(o.reregister, o.count), o.count + 1))));
+    console.log(JSON.stringify(await runPhase(socks, o, phase('again', Math.min(o.reregister, o.count), o.count + 1))));
   }
-  sock.close();
+  for (const sock of socks) sock.close();
 }
 
 if (isMainThread && import.meta.filename === process.argv[1]) {

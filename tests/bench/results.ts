@@ -71,6 +71,13 @@ export interface DcCapacityFigures {
   readonly load_1m?: { readonly before: number; readonly after: number };
   /** The same run (first-time phase only) with dc.ecWorkers = 1 and the DC on both cores, the generator's included. */
   readonly ec_workers_1?: DcCapacityFigures;
+  /**
+   * Issue 15: the first-time phase with one DC process and with two workers on one port (dc.workers = 2,
+   * SO_REUSEPORT, one shared ledger), side by side: the generator sends from 16 source ports, the DC may use both
+   * cores (the generator's included); CPU, memory and counts are the workers' sums.
+   */
+  readonly workers_1?: DcCapacityFigures;
+  readonly workers_2?: DcCapacityFigures;
 }
 
 /** The DC under a flood of forged registrations from spoofed sources (tests/bench/flood.ts; issue 11 #4). */

@@ -146,7 +146,12 @@ export async function runBenchmarks(opts: RunOptions = {}): Promise<{ file: Resu
     const oneCore = await benchDcCapacity({ terminals: size.terminals, reregister: size.reregister, settleS: size.settleS, log });
     // The second figure (more cores): the EC work on a worker thread, a shorter run (the rate settles within seconds).
     const ecWorkers = await benchDcCapacity({ terminals: Math.min(size.terminals, 30_000), reregister: 0, settleS: size.settleS, ecWorkers: 1, log });
-    return { ...oneCore, ec_workers_1: ecWorkers };
+    // Issue 15's other second figure: one and two DC worker processes (dc.workers, SO_REUSEPORT) side by side, the
+    // same generator for both (16 source ports: the kernel picks a worker per 4-tuple), the DC on both cores.
+    const side = { terminals: Math.min(size.terminals, 20_000), reregister: 0, settleS: size.settleS, sockets: 16, log };
+    const workers1 = await benchDcCapacity({ ...side, workers: 1 });
+    const workers2 = await benchDcCapacity({ ...side, workers: 2 });
+    return { ...oneCore, ec_workers_1: ecWorkers, workers_1: workers1, workers_2: workers2 };
   });
   await attempt('agent_memory', () => benchAgentMemory({ quick: !!opts.quick, log }));
   await attempt('handover', () => benchHandover({ quick: !!opts.quick, log }));
