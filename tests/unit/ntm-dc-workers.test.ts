@@ -2,7 +2,7 @@
 // UDP port with SO_REUSEPORT and one dc.db) and terminals over real UDP on loopback (TerminalHost, in this process,
 // each from its own source port). Registrations spread over both workers (worker k hands out the pool slots ≡ k mod 2,
 // so a terminal's address says which one registered it); a direction between terminals of different workers gives a
-// tunnel that carries packets; the registry stays one chain that verifies; a worker killed with SIGKILL while
+// tunnel that carries packets, and its name resolves on the other worker; the registry stays one chain that verifies; a worker killed with SIGKILL while
 // registrations are in flight loses none that was answered, and is started again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -109,6 +109,8 @@ test('dc.workers = 2: spread, cross-worker direction, one chain, SIGKILL of a wo
     const [a, b, c] = [byWorker[0]![0]!, byWorker[1]![0]!, byWorker[1]![1] ?? byWorker[0]![1]!];
     const ra = results.get(a)!;
     const rb = results.get(b)!;
+    // The name another worker registered resolves here too (the row read from the shared file).
+    assert.equal((await a.node.resolve({ kind: 'name', name: `${b.name}.ntm` }))?.v4, rb.v4, 'RESOLVE of a terminal of the other worker');
     const tab = await a.host.connect(a.node, { kind: 'name', name: `${b.name}.ntm` });
     assert.equal(tab.state, 'up');
     assert.equal(tab.peerId, b.node.id);

@@ -252,8 +252,25 @@ export class Direction implements ChannelRequests {
     return this.directionError(rec, txid, Status.PEER_DC_UNREACHABLE, "the peer's DC did not answer", tText);
   }
 
+  /**
+   * With workers (issue 15): a target another worker registered since this one started is read from the shared file
+   * (its row; the name as it was written). Its channel stays with that worker.
+   */
+  private findInFile(t: Target): TerminalRecord | undefined {
+    const { terminals } = this.dc;
+    switch (t.kind) {
+      case 'id':
+        return terminals.refresh(formatId(t.id));
+      case 'v4':
+      case 'v6':
+        return terminals.refreshWhere(t.kind, t.address);
+      case 'name':
+        return terminals.refreshWhere('name', t.name.replace(/\.ntm\.?$/i, ''));
+    }
+  }
+
   resolve(rec: TerminalRecord, txid: bigint, target: Target): void {
-    const t = this.findLocal(target);
+    const t = this.findLocal(target) ?? (this.dc.opts.worker ? this.findInFile(target) : undefined);
     if (!t || t.revoked)
       return this.channel.reply(rec, { type: Ctl.RESOLVE_RESPONSE, txid, status: Status.NOT_FOUND, id: Buffer.alloc(20), v4: '0.0.0.0', v6: '::', name: '' });
     this.channel.reply(rec, { type: Ctl.RESOLVE_RESPONSE, txid, status: Status.OK, id: t.idBytes, v4: t.v4, v6: t.v6, name: t.name });

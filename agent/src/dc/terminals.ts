@@ -232,8 +232,9 @@ export class TerminalTable {
   /** The service clock is to be written with the next flush even if nothing else is. */
   private serviceDirty = false;
 
-  /** Reads one row (shared: refresh()). */
+  /** Reads one row (shared: refresh()), or finds its ID by an indexed column (refreshWhere()). */
   private readonly rowById;
+  private readonly idWhere;
 
   /**
    * `partition`: this process is worker `index` of `count` sharing the file (the DC's workers, issue 15). It takes only
@@ -263,6 +264,11 @@ export class TerminalTable {
       WHERE dc_terminals.id = excluded.id`);
     this.rowDelete = db.prepare('DELETE FROM dc_terminals WHERE row = ?');
     this.rowById = db.prepare('SELECT * FROM dc_terminals WHERE id = ? ORDER BY row DESC LIMIT 1');
+    this.idWhere = {
+      v4: db.prepare('SELECT id FROM dc_terminals WHERE v4 = ?'),
+      v6: db.prepare('SELECT id FROM dc_terminals WHERE v6 = ?'),
+      name: db.prepare("SELECT id FROM dc_terminals WHERE name = ? AND name <> ''"),
+    };
     this.serviceSave = db.prepare(`INSERT INTO dc_meta (key, value) VALUES ('service_ms', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
     this.serviceBase = (db.prepare(`SELECT value FROM dc_meta WHERE key = 'service_ms'`).get() as { value: number } | undefined)?.value ?? 0;
     this.serviceStart = monotonic();
@@ -470,6 +476,12 @@ export class TerminalTable {
     if (observed && (!mine.observed || formatEndpoint(mine.observed) !== r.observed)) this.observeClean(mine, observed, r.observed!);
     mine.locals = r.locals ? r.locals.split(',').map(parseEndpoint) : [];
     return mine;
+  }
+
+  /** refresh() of the terminal whose v4, v6 or name (as written) is `value` in the file, if any (indexed columns). */
+  refreshWhere(column: 'v4' | 'v6' | 'name', value: string): TerminalRecord | undefined {
+    const r = this.idWhere[column].get(value) as { id: string } | undefined;
+    return r ? this.refresh(r.id) : undefined;
   }
 
   /** observe() without marking the record for writing (it comes from the file). */
