@@ -2,12 +2,15 @@
 // UDP port with SO_REUSEPORT and one dc.db) and terminals over real UDP on loopback (TerminalHost, in this process,
 // each from its own source port). Registrations spread over both workers (worker k hands out the pool slots ≡ k mod 2,
 // so a terminal's address says which one registered it); a direction between terminals of different workers gives a
-// tunnel that carries packets, and its name resolves on the other worker; the registry stays one chain that verifies; a worker killed with SIGKILL while
-// registrations are in flight loses none that was answered, and is started again.
+// tunnel that carries packets, and its name resolves on the other worker; under 2,000 registrations from the capacity
+// benchmark's generator both workers commit at once and the registry stays one chain that verifies; a worker killed
+// with SIGKILL while registrations are in flight loses none that was answered, and is started again. The per-source
+// limits and the cookie under load are lifted: every terminal here comes from 127.0.0.1.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { openDb } from '../../agent/src/store/db.js';
 import { Identity } from '../../agent/src/protocol/identity.js';
 import { SqliteRegistry } from '../../agent/src/registry/sqlite.js';
@@ -20,7 +23,9 @@ import { request } from '../../agent/src/cmd/control-socket.js';
 import { nativeAddon } from '../../agent/src/native.js';
 import type { Endpoint } from '../../agent/src/types/net.js';
 import type { RegistrationResult } from '../../agent/src/protocol/registration.js';
-import { NTM, firstJsonLine, freePortPair, tempDir } from '../lib/ntm.js';
+import { NTM, ROOT, firstJsonLine, freePortPair, tempDir } from '../lib/ntm.js';
+
+const LOAD_JS = join(ROOT, 'dist/tests/bench/dc-load.js');
 
 type Status = { workers: Array<{ worker: number; pid: number; terminals: number; counts: Record<string, number>; error?: string }> };
 
@@ -83,7 +88,7 @@ test('dc.workers = 2: spread, cross-worker direction, one chain, SIGKILL of a wo
   let out = '';
   try {
     const port = await freePortPair();
-    dc = spawn(process.execPath, [NTM, 'dc', '--workers', '2', '--data-dir', tmp.path, '--listen', `127.0.0.1:${port}`, '--operator-listen', '', '--pool', '198.18.0.0/16', '--set', 'dc.newPerSourceBurst=1000'], {
+    dc = spawn(process.execPath, [NTM, 'dc', '--workers', '2', '--data-dir', tmp.path, '--listen', `127.0.0.1:${port}`, '--operator-listen', '', '--pool', '198.18.0.0/16', ...['--set', 'dc.newPerSourceBurst=1000000', '--set', 'dc.newPerSourcePerMin=1000000', '--set', 'dc.cookieAbovePerSec=1000000']], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     dc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -121,6 +126,23 @@ test('dc.workers = 2: spread, cross-worker direction, one chain, SIGKILL of a wo
     assert.equal(tba.state, 'up');
     const via = (await status()).workers.reduce((n, w) => n + (w.counts['direction-via-worker'] ?? 0), 0);
     assert.ok(via >= 1, `directions answered by the other worker: ${via}`);
+
+    // Both workers committing at once: 2,000 first-time registrations from the capacity benchmark's generator (16
+    // source ports, 64 in flight), every answer checked; then one chain holding each answered ID's Node Transaction.
+    const answeredFile = join(tmp.path, 'answered.json');
+    const gen = spawn(process.execPath, [LOAD_JS, '--dc-public-key', String(ready.publicKey), '--dc-id', String(ready.id), '--port', String(port), '--count', '2000', '--reregister', '0', '--window', '64', '--threads', '1', '--seconds', '60', '--sockets', '16', '--answered', answeredFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const genCode = await new Promise<number | null>((r) => gen.once('exit', r));
+    assert.equal(genCode, 0, 'the generator ran');
+    const loaded = JSON.parse(readFileSync(answeredFile, 'utf8')) as string[];
+    const perWorker = (await status()).workers.map((w) => w.counts['registrations-new'] ?? 0);
+    t.diagnostic(`generator: ${loaded.length} of 2000 answered OK; registrations per worker ${perWorker.join(' / ')}`);
+    assert.ok(loaded.length >= 1900, `most of the 2,000 were answered (${loaded.length})`);
+    assert.ok(perWorker.every((n) => n > 500), 'both workers took a share');
+    {
+      const l = await ledger(join(tmp.path, 'dc.db'));
+      assert.ok(l.ok, 'the chain verifies after both workers appended to it at once');
+      for (const id of loaded) assert.ok(l.rows.get(id) && l.latest(id)?.equals(l.rows.get(id)!.nt), `${id}: row and latest registry entry`);
+    }
 
     // SIGKILL one worker while 16 more terminals register: every one answered is in the file, with the address it was
     // told; the supervisor starts the worker again.
