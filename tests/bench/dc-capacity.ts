@@ -187,8 +187,8 @@ export async function benchDcCapacity(opts: DcCapacityOptions = {}): Promise<DcC
     const ready = await firstJsonLine(dc, 20_000, 'ntm dc', (j) => !!j.ready);
     const port = Number(ready.port);
     const pid = dc.pid!;
-    // The processes that serve: the workers (the supervisor serves no packets), or the one DC.
-    const pids = Array.isArray(ready.pids) ? (ready.pids as number[]) : [pid];
+    // The DC's processes: the supervisor and its workers, or the one DC.
+    const pids = Array.isArray(ready.pids) ? [pid, ...(ready.pids as number[])] : [pid];
     const cpuOf = (f: (p: number) => number) => pids.reduce((sum, p) => sum + f(p), 0);
     const sock = join(tmp.path, 'dc.sock');
     type WithBacklog = { registry: { backlog: RegistryBacklog | null } };

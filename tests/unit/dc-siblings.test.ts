@@ -1,6 +1,6 @@
 // The DC workers' messages to each other (dc/siblings.ts, issue 15) over an in-memory supervisor that routes them as
 // cmd/dc-workers.ts does: a direction's PEER_INFO_REQUEST reaches every other worker and the asker takes the route;
-// refusals and silence; a NAT probe's mapping reaches every other worker.
+// refusals and silence; a NAT probe's mapping reaches every other worker (a turn's probes in one message).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
@@ -70,10 +70,10 @@ test('a NAT probe seen by one worker reaches every other one', async () => {
   const got: Array<[number, bigint, string, string]> = [];
   w.forEach((x, k) => (x.onProbe = (txid, id, m) => got.push([k, txid, Buffer.from(id).toString('hex'), `${m.address}:${m.port}`])));
   w[1]!.probeSeen(42n, Buffer.alloc(20, 5), endpoint);
-  await new Promise((r) => setImmediate(r));
-  await new Promise((r) => setImmediate(r));
-  assert.deepEqual(got.map((g) => g[0]).sort(), [0, 2]);
-  for (const g of got) assert.deepEqual(g.slice(1), [42n, '05'.repeat(20), '192.0.2.7:4500']);
+  w[1]!.probeSeen(43n, Buffer.alloc(20, 6), endpoint);
+  for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+  assert.deepEqual(got.map((g) => `${g[0]}:${g[1]}`).sort(), ['0:42', '0:43', '2:42', '2:43'], 'both probes of the turn, to both others');
+  for (const g of got) assert.deepEqual(g.slice(2), [`0${g[1] - 37n}`.repeat(20), '192.0.2.7:4500']);
   for (const x of w) x.close();
 });
 

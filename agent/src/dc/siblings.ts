@@ -38,10 +38,11 @@ export interface Siblings {
 export type SiblingMessage =
   | { readonly ntmDc: 'ask'; readonly from: number; readonly seq: number; readonly frame: string }
   | { readonly ntmDc: 'answer'; readonly to: number; readonly seq: number; readonly frame: string }
-  | { readonly ntmDc: 'probe'; readonly from: number; readonly txid: string; readonly id: string; readonly mapping: string };
+  /** The probes one turn saw, each [txid, id (hex), mapping ("addr:port")]: one message a turn, not one a probe. */
+  | { readonly ntmDc: 'probes'; readonly from: number; readonly probes: ReadonlyArray<readonly [string, string, string]> };
 
 export function isSiblingMessage(m: unknown): m is SiblingMessage {
-  return typeof m === 'object' && m !== null && ['ask', 'answer', 'probe'].includes((m as { ntmDc?: string }).ntmDc ?? '');
+  return typeof m === 'object' && m !== null && ['ask', 'answer', 'probes'].includes((m as { ntmDc?: string }).ntmDc ?? '');
 }
 
 interface Asking {
@@ -65,6 +66,13 @@ export class IpcSiblings implements Siblings {
   onPeerInfo: Siblings['onPeerInfo'] = (_m, answer) => answer({ type: Peer.PEER_INFO_RESPONSE, txid: _m.txid, time: Date.now(), status: this.notFound, message: 'unknown peer' });
   onProbe: Siblings['onProbe'] = () => {};
   private readonly listener = (m: unknown): void => this.receive(m);
+  /** Probes seen this turn, sent together at its end. */
+  private probes: Array<readonly [string, string, string]> = [];
+  private readonly sendProbes = (): void => {
+    const probes = this.probes;
+    this.probes = [];
+    this.port.send({ ntmDc: 'probes', from: this.index, probes });
+  };
 
   constructor(
     readonly index: number,
@@ -93,7 +101,8 @@ export class IpcSiblings implements Siblings {
 
   probeSeen(txid: bigint, id: Uint8Array, mapping: Endpoint): void {
     if (this.count < 2) return;
-    this.port.send({ ntmDc: 'probe', from: this.index, txid: txid.toString(), id: Buffer.from(id).toString('hex'), mapping: formatEndpoint(mapping) });
+    if (this.probes.length === 0) setImmediate(this.sendProbes);
+    this.probes.push([txid.toString(), Buffer.from(id).toString('hex'), formatEndpoint(mapping)]);
   }
 
   private receive(m: unknown): void {
@@ -110,7 +119,7 @@ export class IpcSiblings implements Siblings {
       // A route ends the wait; otherwise every other worker has its say (or the timeout ends it).
       if (d.value.route || a.answers.length >= this.count - 1) a.done(best(a.answers, this.notFound));
     } else {
-      this.onProbe(BigInt(m.txid), Buffer.from(m.id, 'hex'), parseEndpoint(m.mapping));
+      for (const [txid, id, mapping] of m.probes) this.onProbe(BigInt(txid), Buffer.from(id, 'hex'), parseEndpoint(mapping));
     }
   }
 
