@@ -8,6 +8,11 @@ import type { Db } from '../store/db.js';
 import type { Logger } from '../util/log.js';
 import type { TerminalTable } from './terminals.js';
 
+/** The database's busy timeout (store/db.ts), restored after a commit tried without waiting. */
+const BUSY_TIMEOUT_MS = 5000;
+/** How long end-of-turn commits are tried without waiting before one waits for the lock. */
+const BUSY_WAIT_MS = 1000;
+
 export class TurnCommit {
   private readonly entries: RegistryEntry[] = [];
   private readonly revocations: string[] = [];
@@ -58,11 +63,23 @@ export class TurnCommit {
   schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => this.flush());
+    setImmediate(this.endOfTurn);
   }
 
-  /** Commits the turn's changes in one transaction, then releases the answers that depend on them. */
-  flush(): void {
+  /**
+   * Shared (the DC's workers): the end-of-turn commit does not wait for another worker's write lock. SQLite's busy
+   * handler would sleep (1, 2, 5, 10 ms…) with the event loop blocked; instead the turn's changes stay queued, packets
+   * go on being read, and the commit is tried again next turn (answers still wait for it). After BUSY_WAIT_MS of
+   * trying it waits for the lock as before (the busy timeout).
+   */
+  private busySince = -1;
+  private readonly endOfTurn = (): void => this.flush(!this.shared || (this.busySince >= 0 && performance.now() - this.busySince > BUSY_WAIT_MS));
+
+  /**
+   * Commits the turn's changes in one transaction, then releases the answers that depend on them. `wait` false
+   * (shared, end of turn): another writer's lock leaves everything queued for the next turn.
+   */
+  flush(wait = true): void {
     this.scheduled = false;
     const entries = this.entries.splice(0);
     const revocations = this.revocations.splice(0);
@@ -73,8 +90,17 @@ export class TurnCommit {
           for (const e of entries) this.registry.stage(e);
           for (const id of revocations) this.registry.revokeByDc(id);
         });
-        if (this.shared) turn.immediate();
-        else turn();
+        if (!this.shared) turn();
+        else if (wait) turn.immediate();
+        else if (!this.tryImmediate(turn)) {
+          // Nothing was written (BEGIN IMMEDIATE failed before the transaction's body ran): all of it again next turn.
+          this.entries.unshift(...entries);
+          this.revocations.unshift(...revocations);
+          if (this.busySince < 0) this.busySince = performance.now();
+          this.schedule();
+          return;
+        }
+        this.busySince = -1;
       } catch (e) {
         this.registry.rolledBack();
         this.log.error('commit failed; answers withheld (terminals will retransmit)', { err: e });
@@ -85,5 +111,19 @@ export class TurnCommit {
     }
     for (const [d, to, b] of this.outbox.splice(0)) this.send(d, to, b);
     if (this.announced.length > 0) this.onCommitted(this.announced.splice(0));
+  }
+
+  /** BEGIN IMMEDIATE without waiting: false when another process holds the write lock (SQLITE_BUSY at BEGIN). */
+  private tryImmediate(turn: { immediate(): void }): boolean {
+    this.db.pragma('busy_timeout = 0');
+    try {
+      turn.immediate();
+      return true;
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_BUSY' && !this.db.inTransaction) return false;
+      throw e;
+    } finally {
+      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
   }
 }

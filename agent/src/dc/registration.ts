@@ -99,6 +99,8 @@ export class Registration {
     if (rec?.lastReg && rec.lastReg.txid === req.txid && rec.lastReg.time === req.time) {
       if (rec.lastReg.src !== src) return dc.drops.inc('reg-replay');
       dc.counts.inc('reg-retransmission');
+      // A worker's commit may wait turns for another worker's write lock (dc/commit.ts): the copy waits for it too.
+      if (dc.opts.worker) return dc.sendAfterCommit(rec.lastReg.response, from, bind);
       return dc.send(rec.lastReg.response, from, bind);
     }
     const now = dc.clock.now();
