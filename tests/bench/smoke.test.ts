@@ -52,6 +52,8 @@ void describe('benchmarks (smoke)', () => {
       for (const k of ['registrations_per_dc_cpu_s', 'ec_floor_per_cpu_s', 'registrations_per_main_thread_cpu_s'] as const) finite(dc[k], `dc_capacity.${k}`);
       assert.ok(dc.ec_workers_1 && dc.ec_workers_1.registrations_per_s > 0 && dc.ec_workers_1.terminals >= 1000, `dc_capacity.ec_workers_1 ${JSON.stringify(dc.ec_workers_1)}`);
       finite(dc.ec_workers_1.registrations_per_main_thread_cpu_s, 'dc_capacity.ec_workers_1.registrations_per_main_thread_cpu_s');
+      // Issue 15: one DC process and two workers (dc.workers = 2), side by side.
+      for (const w of [dc.workers_1, dc.workers_2]) assert.ok(w && w.registrations_per_s > 0 && w.terminals >= 1000, `dc_capacity.workers_N ${JSON.stringify(w)}`);
       // The household benchmarks run for real in quick mode too: each produces its figures, not a null.
       for (const name of ['agent_memory', 'handover', 'throughput'] as const) {
         const v = f.results[name];
