@@ -139,7 +139,8 @@ void describe('relays that scale with load (issue 13 part 3, paper §3.1)', () =
           const [ra, rb] = c.a === aId ? [rtts.a, rtts.b] : [rtts.b, rtts.a];
           assert.ok(Math.abs(x.rttA - ra[x.id]!) <= 0.55 && Math.abs(x.rttB - rb[x.id]!) <= 0.55, `choice ${k}: the RTTs the terminals reported for ${host}`);
           assert.ok(x.rttA >= RS_RTT[host] - 0.5 && x.rttB >= RS_RTT[host] - 0.5, `choice ${k}: ${host}'s RTTs are real round trips (${x.rttA}, ${x.rttB} ms ≥ ${RS_RTT[host]})`);
-          // The load the DC weighed: the tunnels earlier choices put there (± one not yet reported or counted twice).
+          // The load the DC weighed: the tunnels earlier choices put there (± one: a report in flight, or a route that
+          // bound after its 5 s; the RS's count of tunnels made from the DC's tickets keeps a burst from counting twice).
           assert.ok(Math.abs(x.load * CAPACITY - count[x.id]!) <= 1.01, `choice ${k}: ${host}'s load ${x.load} vs ${count[x.id]} earlier tunnels of ${CAPACITY}`);
           assert.ok(Math.abs(x.score - (x.rttA + x.rttB) * (1 + x.load)) < 1e-6, `choice ${k}: score = (rttA + rttB) × (1 + load)`);
           sumRtt[x.id] = x.rttA + x.rttB;

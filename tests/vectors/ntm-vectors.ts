@@ -467,6 +467,12 @@ export function messageVectors(secp: Secp256k1, aead: Aead): { description: stri
       dc,
       { type: Peer.LOAD_REPORT, txid: tx(25), time: pt0 + 7, tunnels: 3, capacity: 10_000, packetsPerS: 120, v4: { family: 4, address: '192.0.2.66', port: 7200 }, v6: { family: 6, address: '2001:db8:2::2', port: 7200 } },
     ],
+    [
+      'LOAD_REPORT (RS → DC) with the tunnels made from the DC\'s tickets',
+      rs,
+      dc,
+      { type: Peer.LOAD_REPORT, txid: tx(26), time: pt0 + 8, tunnels: 4, capacity: 10_000, packetsPerS: 95, v4: { family: 4, address: '192.0.2.66', port: 7200 }, bound: 17 },
+    ],
   ];
   const sealers = new Map<Identity, PeerSealer>();
   for (const [what, from, to, m] of peers) {

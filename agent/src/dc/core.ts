@@ -106,6 +106,8 @@ export interface RelayState {
   heardAt?: number;
   /** Relayed routes this DC directed through it since its last load report (monotonic ms each): load it has not reported yet. */
   assigned: number[];
+  /** Its count of tunnels made from our tickets, at its last load report (absent: an RS that does not say). */
+  bound?: number;
   /** The DC's RTT to it (ms): the least of its last RTT_SAMPLES pongs. */
   dcRtt?: number;
   rttSamples: number[];

@@ -14,6 +14,8 @@ import { formatEndpoint } from '../protocol/endpoint.js';
 import { RTT_SAMPLES, newRelay, relaySilent, type DcCore, type RelayState } from './core.js';
 import type { RelayCandidate, RelayView } from './route.js';
 
+/** A relayed route directed through an RS whose ends have not bound there after this long (ms) counts no more. */
+const UNBOUND_MS = 5000;
 /** A load report older than this (ms) is no longer trusted (four periods of the default 5 s, and then some). */
 const LOAD_TRUST_MS = 60_000;
 /** Choices kept for the status. */
@@ -98,7 +100,7 @@ export class Relays {
   }
 
   /** A sealed load report from `id` (authenticated by the seal). */
-  onLoad(id: string, publicKey: Buffer, m: { tunnels: number; capacity: number; packetsPerS: number; v4?: Endpoint; v6?: Endpoint }, from: Endpoint): boolean {
+  onLoad(id: string, publicKey: Buffer, m: { tunnels: number; capacity: number; packetsPerS: number; v4?: Endpoint; v6?: Endpoint; bound?: number }, from: Endpoint): boolean {
     const r = this.known(id);
     if (!r) return false;
     const now = this.dc.clock.monotonic();
@@ -115,8 +117,15 @@ export class Relays {
     r.capacity = m.capacity;
     r.packetsPerS = m.packetsPerS;
     r.heardAt = now;
-    // The report counts what the RS has now; routes directed in the last moment may not have bound yet.
-    r.assigned = r.assigned.filter((t) => now - t < this.bindGraceMs(r));
+    // The report counts what the RS has now. An RS that counts the tunnels it made from our tickets says how many of
+    // the routes we directed there bound since its last report: the oldest of them, now in `tunnels`; one whose ends
+    // never bind stops counting after UNBOUND_MS. Without that count: routes directed in the last moment may not have
+    // bound yet, the others have.
+    if (m.bound !== undefined && r.bound !== undefined) {
+      r.assigned.splice(0, Math.min((m.bound - r.bound) >>> 0, r.assigned.length));
+      r.assigned = r.assigned.filter((t) => now - t < UNBOUND_MS);
+    } else r.assigned = r.assigned.filter((t) => now - t < this.bindGraceMs(r));
+    r.bound = m.bound;
     if (m.v4) r.v4 = m.v4;
     if (m.v6) r.v6 = m.v6;
     if (!r.v4 && !r.v6) {

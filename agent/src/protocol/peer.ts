@@ -90,6 +90,11 @@ export type PeerMessage =
       readonly packetsPerS: number;
       readonly v4?: Endpoint;
       readonly v6?: Endpoint;
+      /**
+       * Tunnels this RS created from tickets of the DC it reports to, since it started (mod 2^32). The DC takes that
+       * many of its directed-but-unreported routes as now in `tunnels` (docs/protocol.md §3.5). Absent from older RSs.
+       */
+      readonly bound?: number;
     }
   | { readonly type: typeof Peer.SYNC_REQUEST; readonly txid: bigint; readonly time: number; readonly since: number }
   | { readonly type: typeof Peer.ACK; readonly txid: bigint; readonly time: number }
@@ -130,6 +135,7 @@ export function encodePeer(m: PeerMessage): Buffer {
       w.u32(m.tunnels).u32(m.capacity).u32(Math.min(0xffffffff, Math.round(m.packetsPerS)));
       writeOptEndpoint(w, m.v4);
       writeOptEndpoint(w, m.v6);
+      if (m.bound !== undefined) w.u32(m.bound >>> 0);
       break;
     case Peer.SYNC_REQUEST:
       w.u64(m.since);
@@ -176,7 +182,8 @@ export function decodePeer(buf: Buffer): Decoded<PeerMessage> {
         const packetsPerS = r.u32();
         const v4 = readOptEndpoint(r);
         const v6 = readOptEndpoint(r);
-        m = { type, txid, time, tunnels, capacity, packetsPerS, ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}) };
+        const bound = r.remaining > 0 ? r.u32() : undefined;
+        m = { type, txid, time, tunnels, capacity, packetsPerS, ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}), ...(bound !== undefined ? { bound } : {}) };
         break;
       }
       case Peer.SYNC_REQUEST:

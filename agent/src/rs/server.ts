@@ -74,6 +74,8 @@ export class RsServer {
   readonly counts = new Counters();
   readonly idHex: string;
   private readonly tunnels = new Map<string, RelayedTunnel>();
+  /** Tunnels created from each DC's tickets since start (mod 2^32), reported to it (LOAD_REPORT `bound`). */
+  private readonly boundFrom = new Map<string, number>();
   private readonly trust: Set<string>;
   private readonly dcs: DcLink[];
   private readonly sealer: PeerSealer;
@@ -232,6 +234,7 @@ export class RsServer {
       };
       this.tunnels.set(key, tun);
       this.counts.inc('tunnels');
+      this.boundFrom.set(dcId, ((this.boundFrom.get(dcId) ?? 0) + 1) >>> 0);
     }
     if (b.role === 0) {
       if (tun.a && !sameEndpoint(tun.a, from)) this.counts.inc('rebinds');
@@ -304,6 +307,7 @@ export class RsServer {
         packetsPerS: pps,
         ...(v4 ? { v4 } : {}),
         ...(v6 ? { v6 } : {}),
+        bound: this.boundFrom.get(dc.id) ?? 0,
       });
       this.bind.send(this.sealer.seal(dc.publicKey, m), dc.endpoint);
     }
