@@ -32,17 +32,22 @@ function sqliteOn(dir: string, dc: Identity): RegistryUnderTest {
   return u;
 }
 
+/** sqliteOn, whose close (and that of every reopened one) removes the directory. */
+function removedOnClose(dir: string, u: RegistryUnderTest): RegistryUnderTest {
+  return {
+    ...u,
+    reopen: async () => removedOnClose(dir, await u.reopen()),
+    close: async () => {
+      await u.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 registryComplianceSuite('sqlite', {
   open: async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ntm-registry-'));
-    const u = sqliteOn(dir, Identity.generate());
-    return {
-      ...u,
-      close: async () => {
-        await u.close();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
+    return removedOnClose(dir, sqliteOn(dir, Identity.generate()));
   },
 });
 
