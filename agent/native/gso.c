@@ -173,12 +173,12 @@ void tcp_mss_learn(const uint8_t *p, size_t len) {
 }
 
 /* The MSS the destination of this packet announced in its SYN to the packet's source; the RFC default when unknown. */
-static uint32_t peer_mss(int v6, const uint8_t *src, const uint8_t *dst, uint32_t sport, uint32_t dport) {
+static uint32_t peer_mss(int v6, const uint8_t *src, const uint8_t *dst, uint32_t sport, uint32_t dport, int counted) {
   mss_entry *e = &mss_table[flow_hash(v6, dst, src, dport, sport)];
   size_t n = v6 ? 16 : 4;
   if (e->used && e->v6 == v6 && e->sport == dport && e->dport == sport && memcmp(e->src, dst, n) == 0 && memcmp(e->dst, src, n) == 0)
     return e->mss;
-  mss_stats[1]++;
+  if (counted) mss_stats[1]++;
   return v6 ? 1220 : 536;
 }
 
@@ -204,7 +204,7 @@ int gso_complete_checksum(uint8_t *p, size_t len) {
   return 0;
 }
 
-int gso_segment(const uint8_t *p, size_t len, uint32_t mtu, uint8_t *out, size_t room, int max_segs, gso_seg *segs) {
+int gso_plan_tcp(const uint8_t *p, size_t len, uint32_t mtu, gso_plan *g, int counted) {
   int v6 = 0;
   size_t t = tcp_offset(p, len, &v6);
   if (t == 0) return -1;
@@ -215,42 +215,54 @@ int gso_segment(const uint8_t *p, size_t len, uint32_t mtu, uint8_t *out, size_t
   const uint8_t *src = v6 ? p + 8 : p + 12, *dst = v6 ? p + 24 : p + 16;
   uint32_t sport = be16(p + t), dport = be16(p + t + 2);
   /* RFC 6691: the announced MSS counts data beside a 20-byte TCP header; options come out of it. */
-  uint32_t mss = peer_mss(v6, src, dst, sport, dport) + 20;
+  uint32_t mss = peer_mss(v6, src, dst, sport, dport, counted) + 20;
   size_t seg = mss > thl ? mss - thl : 0;
   if (mtu > hl && mtu - hl < seg) seg = mtu - hl;
   if (seg == 0) return -1;
-  int n = payload == 0 ? 1 : (int)((payload + seg - 1) / seg);
-  if (n > max_segs) return -1;
-  size_t need = 0;
-  for (int k = 0; k < n; k++) need += (hl + (k == n - 1 ? payload - seg * (size_t)k : seg) + 7) & ~(size_t)7;
-  if (need > room) return -1;
-  uint32_t seq = be32(p + t + 4);
-  uint32_t id = v6 ? 0 : be16(p + 4);
-  uint8_t flags = p[t + 13];
-  size_t at = 0;
-  for (int k = 0; k < n; k++) {
-    size_t chunk = k == n - 1 ? payload - seg * (size_t)k : seg;
-    uint8_t *o = out + at;
-    memcpy(o, p, hl);
-    memcpy(o + hl, p + hl + seg * (size_t)k, chunk);
-    uint8_t *th = o + t;
-    put32(th + 4, seq + (uint32_t)(seg * (size_t)k));
-    uint8_t f = flags;
-    if (k != n - 1) f &= (uint8_t)~(TCP_FIN | TCP_PSH);
-    if (k != 0) f &= (uint8_t)~TCP_CWR;
-    th[13] = f;
-    if (v6) put16(o + 4, (uint32_t)(thl + chunk));
-    else {
-      put16(o + 2, (uint32_t)(hl + chunk));
-      put16(o + 4, id + (uint32_t)k);
-      ip4_header_checksum(o, t);
-    }
-    l4_checksum(o, v6, PROTO_TCP, th, (uint32_t)(thl + chunk), th + 16);
-    segs[k].offset = at;
-    segs[k].length = hl + chunk;
-    at += (hl + chunk + 7) & ~(size_t)7;
+  g->v6 = v6;
+  g->t = t;
+  g->thl = thl;
+  g->hl = hl;
+  g->payload = payload;
+  g->seg = seg;
+  g->n = payload == 0 ? 1 : (int)((payload + seg - 1) / seg);
+  return 0;
+}
+
+size_t gso_write_segment(const uint8_t *p, const gso_plan *g, int k, uint8_t *o) {
+  size_t hl = g->hl, t = g->t;
+  size_t chunk = k == g->n - 1 ? g->payload - g->seg * (size_t)k : g->seg;
+  memcpy(o, p, hl);
+  memcpy(o + hl, p + hl + g->seg * (size_t)k, chunk);
+  uint8_t *th = o + t;
+  put32(th + 4, be32(p + t + 4) + (uint32_t)(g->seg * (size_t)k));
+  uint8_t f = p[t + 13];
+  if (k != g->n - 1) f &= (uint8_t)~(TCP_FIN | TCP_PSH);
+  if (k != 0) f &= (uint8_t)~TCP_CWR;
+  th[13] = f;
+  if (g->v6) put16(o + 4, (uint32_t)(g->thl + chunk));
+  else {
+    put16(o + 2, (uint32_t)(hl + chunk));
+    put16(o + 4, be16(p + 4) + (uint32_t)k);
+    ip4_header_checksum(o, t);
   }
-  return n;
+  l4_checksum(o, g->v6, PROTO_TCP, th, (uint32_t)(g->thl + chunk), th + 16);
+  return hl + chunk;
+}
+
+int gso_segment(const uint8_t *p, size_t len, uint32_t mtu, uint8_t *out, size_t room, int max_segs, gso_seg *segs) {
+  gso_plan g;
+  if (gso_plan_tcp(p, len, mtu, &g, 1) != 0 || g.n > max_segs) return -1;
+  size_t need = 0;
+  for (int k = 0; k < g.n; k++) need += (gso_segment_length(&g, k) + 7) & ~(size_t)7;
+  if (need > room) return -1;
+  size_t at = 0;
+  for (int k = 0; k < g.n; k++) {
+    segs[k].offset = at;
+    segs[k].length = gso_write_segment(p, &g, k, out + at);
+    at += (segs[k].length + 7) & ~(size_t)7;
+  }
+  return g.n;
 }
 
 void tcp_partial_checksum(uint8_t *ip, int v6, size_t l4len) {

@@ -6,7 +6,8 @@
  * Kernel interface: netfilter.org/projects/libnetfilter_queue/doxygen (nfq_set_verdict_batch: NFQA_VERDICT_BATCH,
  * every packet id ≤ the given one), include/uapi/linux/netfilter/nfnetlink_queue.h.
  *
- * meta, per packet (int32 × META): arena offset, length, packet id, mark, in ifindex, out ifindex.
+ * meta, per packet (int32 × META): arena offset, length, packet id, mark, in ifindex, out ifindex, whole (1: a TCP GSO
+ * packet handed over uncut, see below).
  * verdicts, per packet (int32 × VERD): verdict (0 drop, 1 accept, 2 accept with the payload at out[offset..+length],
  * 3 deferred: settled later with settle()), out offset, out length, mark (0: unchanged).
  *
@@ -18,6 +19,11 @@
  * its packets (the data plane's queue towards the tunnels): a segment cannot be replaced, re-marked or deferred.
  * Packets the kernel left with a partial checksum (NFQA_SKB_CSUMNOTREADY) get it completed before JavaScript sees
  * them, as they would on the wire.
+ *
+ * Whole (a GSO source opened with `whole` set, issue 15): a TCP GSO packet is handed over uncut, as one entry marked
+ * whole, for a handler that cuts it where it seals it (udp.c queueSealGso: one call into JavaScript and one keypair
+ * check per 64 KB instead of per segment, wireguard-go's TSO path). Its checksums are left as the kernel gave them:
+ * every segment's are computed when it is cut.
  */
 #define _GNU_SOURCE
 #include "ntmdp.h"
@@ -31,7 +37,7 @@
 
 #include <libnetfilter_queue/libnetfilter_queue.h>
 
-#define META 6
+#define META 7
 #define VERD 4
 /* A GSO source stops reading a burst when fewer entries or arena bytes than one 64 KB packet may need are left: 1,366
  * segments at Linux's smallest send MSS (48 bytes, net.ipv4.tcp_min_snd_mss), each with up to 120 bytes of headers. */
@@ -57,6 +63,7 @@ typedef struct {
   double stats[12];
   int closed;
   uint32_t gso_mtu; /* 0: the kernel segments (no NFQA_CFG_F_GSO) */
+  int whole;        /* GSO packets handed over uncut (meta whole = 1) */
   int32_t *group;   /* per entry: the index of the first entry of its packet (itself unless a segment) */
   gso_seg *segs;
 } nfqsrc;
@@ -71,7 +78,16 @@ static int on_nfq_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct n
   int len = nfq_get_payload(nfa, &payload);
   s->stats[0]++;
   uint32_t skb = s->gso_mtu ? nfq_get_skbinfo(nfa) : 0;
-  if (len >= 0 && (skb & NFQA_SKB_GSO)) {
+  if (len >= 0 && (skb & NFQA_SKB_GSO) && s->whole) {
+    s->stats[8]++;
+    gso_plan g;
+    if (gso_plan_tcp(payload, (size_t)len, s->gso_mtu, &g, 1) != 0) {
+      nfq_set_verdict(qh, id, NF_DROP, 0, NULL);
+      s->stats[10]++;
+      return 0;
+    }
+    s->stats[9] += g.n;
+  } else if (len >= 0 && (skb & NFQA_SKB_GSO)) {
     s->stats[8]++;
     int n = gso_segment(payload, (size_t)len, s->gso_mtu, s->arena + s->arena_used, s->arena_size - s->arena_used, s->max_batch - s->count,
                         s->segs);
@@ -91,6 +107,7 @@ static int on_nfq_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct n
       m[3] = (int32_t)mark;
       m[4] = (int32_t)in;
       m[5] = (int32_t)out;
+      m[6] = 0;
       s->group[s->count] = first;
       s->count++;
     }
@@ -105,7 +122,8 @@ static int on_nfq_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct n
     return 0;
   }
   memcpy(s->arena + s->arena_used, payload, (size_t)len);
-  if ((skb & NFQA_SKB_CSUMNOTREADY) && gso_complete_checksum(s->arena + s->arena_used, (size_t)len) == 0) s->stats[11]++;
+  int whole = (skb & NFQA_SKB_GSO) != 0;
+  if (!whole && (skb & NFQA_SKB_CSUMNOTREADY) && gso_complete_checksum(s->arena + s->arena_used, (size_t)len) == 0) s->stats[11]++;
   int32_t *m = s->meta + (size_t)s->count * META;
   m[0] = (int32_t)s->arena_used;
   m[1] = len;
@@ -113,6 +131,7 @@ static int on_nfq_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct n
   m[3] = (int32_t)nfq_get_nfmark(nfa);
   m[4] = (int32_t)nfq_get_indev(nfa);
   m[5] = (int32_t)nfq_get_outdev(nfa);
+  m[6] = whole;
   if (s->group) s->group[s->count] = s->count;
   s->arena_used += ((size_t)len + 7) & ~(size_t)7;
   s->count++;
@@ -246,18 +265,20 @@ static void nfq_free(napi_env env, void *data, void *hint) {
   free(s);
 }
 
-/* new NfqSource(queue, maxBatch, arenaBytes, rcvbufBytes, queueMaxlen, gsoMtu) */
+/* new NfqSource(queue, maxBatch, arenaBytes, rcvbufBytes, queueMaxlen, gsoMtu, whole) */
 static napi_value nfq_new(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6], self;
+  size_t argc = 7;
+  napi_value argv[7], self;
   CHECK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
   uint32_t queue = 0, max_batch = 256, arena = 1 << 20, rcvbuf = 8 << 20, maxlen = 4096, gso_mtu = 0;
+  bool whole = false;
   napi_get_value_uint32(env, argv[0], &queue);
   if (argc > 1) napi_get_value_uint32(env, argv[1], &max_batch);
   if (argc > 2) napi_get_value_uint32(env, argv[2], &arena);
   if (argc > 3) napi_get_value_uint32(env, argv[3], &rcvbuf);
   if (argc > 4) napi_get_value_uint32(env, argv[4], &maxlen);
   if (argc > 5) napi_get_value_uint32(env, argv[5], &gso_mtu);
+  if (argc > 6) napi_get_value_bool(env, argv[6], &whole);
   if (max_batch < 1 || max_batch > 65536 || arena < 65536) {
     napi_throw_range_error(env, NULL, "ntmdp: bad batch or arena size");
     return NULL;
@@ -299,7 +320,10 @@ static napi_value nfq_new(napi_env env, napi_callback_info info) {
   if (nfq_set_mode(s->qh, NFQNL_COPY_PACKET, 0xffff) < 0) return throw_errno(env, "ntmdp: nfq_set_mode", errno);
   nfq_set_queue_maxlen(s->qh, maxlen);
   /* Kernels without NFQA_CFG_F_GSO (before 3.10) refuse it: they segment first, as for a source without GSO. */
-  if (gso_mtu && nfq_set_queue_flags(s->qh, NFQA_CFG_F_GSO, NFQA_CFG_F_GSO) == 0) s->gso_mtu = gso_mtu;
+  if (gso_mtu && nfq_set_queue_flags(s->qh, NFQA_CFG_F_GSO, NFQA_CFG_F_GSO) == 0) {
+    s->gso_mtu = gso_mtu;
+    s->whole = whole;
+  }
   s->io.fd = nfq_fd(s->h);
   int one = 1;
   setsockopt(s->io.fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one);

@@ -113,6 +113,21 @@ typedef struct {
 /* Cuts the TCP GSO packet p[0..len) into segments no larger than the peer's MSS and `mtu`, written 8-byte aligned into
  * out[0..room); their places in segs (at most max_segs). The segment count, or -1: not TCP, or no room. */
 int gso_segment(const uint8_t *p, size_t len, uint32_t mtu, uint8_t *out, size_t room, int max_segs, gso_seg *segs);
+/* How a TCP GSO packet is cut (gso_plan_tcp): the TCP header at t, thl bytes long, hl bytes of headers in all,
+ * `payload` bytes of data in n segments of `seg` bytes (the last one shorter). */
+typedef struct {
+  int v6, n;
+  size_t t, thl, hl, payload, seg;
+} gso_plan;
+/* Plans the cut of p[0..len) as gso_segment() does: 0, or -1 when it is not TCP (or has IPv6 extension headers).
+ * `counted`: a flow without a learnt MSS counts in gso_stats' defaulted (once per packet: where it is handed over). */
+int gso_plan_tcp(const uint8_t *p, size_t len, uint32_t mtu, gso_plan *g, int counted);
+/* The length of segment k of a plan. */
+static inline size_t gso_segment_length(const gso_plan *g, int k) {
+  return g->hl + (k == g->n - 1 ? g->payload - g->seg * (size_t)k : g->seg);
+}
+/* Writes segment k of p (planned by g) at o, every checksum complete; returns its length. */
+size_t gso_write_segment(const uint8_t *p, const gso_plan *g, int k, uint8_t *o);
 /* Completes the TCP or UDP checksum of a packet the kernel left partial; 0, or -1 when it is neither. */
 int gso_complete_checksum(uint8_t *p, size_t len);
 /* Learns the MSS option of a TCP SYN (called with every packet injected towards the LAN / this host). */

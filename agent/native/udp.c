@@ -766,6 +766,15 @@ static void udp_enqueued(udpsock *u, size_t len) {
   u->stats[6]++;
 }
 
+/* The same for a datagram to seal at the flush: after `plen` bytes of prefix, under `key` and `counter`. */
+static void udp_enqueued_sealing(udpsock *u, txent *e, size_t len, size_t plen, uint64_t counter, const uint8_t *key) {
+  e->seal = 1;
+  e->plen = (uint32_t)plen;
+  e->counter = counter;
+  memcpy(e->key, key, 32);
+  udp_enqueued(u, len);
+}
+
 /* JavaScript's answer to a queueing call: rc, a refusal counted as a send error. */
 static napi_value udp_queued_rc(napi_env env, udpsock *u, int rc) {
   napi_value ret;
@@ -826,13 +835,59 @@ static napi_value udp_queue_seal(napi_env env, napi_callback_info info) {
     uint8_t *d = u->q[u->cur].buf + e->off;
     memcpy(d, pre, plen);
     memcpy(d + plen, pt, tlen);
-    e->seal = 1;
-    e->plen = (uint32_t)plen;
-    e->counter = (uint64_t)counter;
-    memcpy(e->key, key, 32);
-    udp_enqueued(u, len);
+    udp_enqueued_sealing(u, e, len, plen, (uint64_t)counter, key);
   }
   return udp_queued_rc(env, u, rc);
+}
+
+/* queueSealGso(prefix, key32, counter, packet, mtu, address, port) → segments queued, or -errno: the TCP GSO packet
+ * (nfqueue.c "whole") cut as gso.c cuts it (segments no larger than the peer's MSS and `mtu`, every checksum
+ * complete), each segment queued as queueSeal() queues a datagram, under counters counter, counter + 1, …: the prefix
+ * copied with its last 8 bytes (the sealed header's counter, docs/protocol.md §3.3) set to each segment's. Nothing is
+ * queued on an error: -EINVAL when it is not TCP, -EMSGSIZE for more than `maxSegs` segments (the counters the
+ * keypair let the caller take). The segments are cut here, into the queue, so each is copied once. */
+static napi_value udp_queue_seal_gso(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  udpsock *u = unwrap_this(env, info, &argc, argv);
+  if (!u) return NULL;
+  static const char usage[] = "ntmdp: queueSealGso(prefix, key32, counter, packet, mtu, maxSegs, address, port)";
+  uint8_t *pre, *key, *pt;
+  size_t plen, klen, tlen;
+  double counter = -1;
+  uint32_t mtu = 0, max_segs = 0;
+  char addr[64];
+  uint32_t port = 0;
+  if (argc < 8 || bytes_of(env, argv[0], &pre, &plen) || plen < 16 || bytes_of(env, argv[1], &key, &klen) || klen != 32 ||
+      napi_get_value_double(env, argv[2], &counter) != napi_ok || bytes_of(env, argv[3], &pt, &tlen) ||
+      napi_get_value_uint32(env, argv[4], &mtu) != napi_ok || napi_get_value_uint32(env, argv[5], &max_segs) != napi_ok) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  if (udp_to(env, argv + 6, addr, &port, usage)) return NULL;
+  if (!(counter >= 0 && counter + max_segs <= 9007199254740991.0)) {
+    napi_throw_range_error(env, NULL, "ntmdp: counter out of range");
+    return NULL;
+  }
+  gso_plan g;
+  int rc = u->closed ? -EBADF : sealer_start(u) != 0 ? -ENOPROTOOPT : 0;
+  if (rc == 0 && gso_plan_tcp(pt, tlen, mtu, &g, 0) != 0) rc = -EINVAL;
+  if (rc == 0 && (uint32_t)g.n > max_segs) rc = -EMSGSIZE;
+  for (int k = 0; rc == 0 && k < g.n; k++) {
+    size_t len = plen + gso_segment_length(&g, k) + 16;
+    txent *e;
+    rc = udp_enqueue(u, len, addr, port, &e);
+    if (rc != 0) break; /* only the first can fail: the destination is the same for all */
+    uint8_t *d = u->q[u->cur].buf + e->off;
+    uint64_t c = (uint64_t)counter + (uint64_t)k;
+    memcpy(d, pre, plen);
+    for (int b = 0; b < 8; b++) d[plen - 1 - b] = (uint8_t)(c >> (8 * b));
+    gso_write_segment(pt, &g, k, d + plen);
+    udp_enqueued_sealing(u, e, len, plen, c, key);
+  }
+  napi_value ret = udp_queued_rc(env, u, rc);
+  if (rc == 0) napi_create_int32(env, g.n, &ret);
+  return ret;
 }
 
 static napi_value udp_flush_js(napi_env env, napi_callback_info info) {
@@ -878,6 +933,7 @@ void udp_register(napi_env env, napi_value exports) {
       {"send", NULL, udp_send, NULL, NULL, NULL, napi_default, NULL},
       {"queue", NULL, udp_queue, NULL, NULL, NULL, napi_default, NULL},
       {"queueSeal", NULL, udp_queue_seal, NULL, NULL, NULL, napi_default, NULL},
+      {"queueSealGso", NULL, udp_queue_seal_gso, NULL, NULL, NULL, napi_default, NULL},
       {"flush", NULL, udp_flush_js, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, udp_close, NULL, NULL, NULL, napi_default, NULL},
       {"stats", NULL, udp_stats, NULL, NULL, NULL, napi_default, NULL},

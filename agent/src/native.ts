@@ -58,14 +58,22 @@ export interface NativeUdpSocket {
    * appended), on the socket's sealing thread unless NTM_NO_TX_THREAD is set; 0 or -errno. Absent in a stale build.
    */
   queueSeal?(prefix: Uint8Array, key: Uint8Array, counter: number, plaintext: Uint8Array, address: string, port: number): number;
+  /**
+   * A TCP GSO packet cut into segments (of at most the peer's MSS and `mtu`) and each queued as queueSeal() does, under
+   * counter, counter + 1, …; the segment count (at most maxSegs), or -errno (-EINVAL: not TCP) and nothing queued.
+   */
+  queueSealGso?(prefix: Uint8Array, key: Uint8Array, counter: number, packet: Uint8Array, mtu: number, maxSegs: number, address: string, port: number): number;
   flush(): void;
   close(): void;
   stats(): Record<string, number>;
 }
 
 export interface NativeAddon {
-  /** gsoMtu > 0: packets come unsegmented (NFQA_CFG_F_GSO) and TCP ones are cut into segments of at most gsoMtu bytes. */
-  NfqSource: new (queue: number, maxBatch: number, arenaBytes: number, rcvbufBytes: number, queueMaxlen: number, gsoMtu?: number) => NativeNfqSource;
+  /**
+   * gsoMtu > 0: packets come unsegmented (NFQA_CFG_F_GSO) and TCP ones are cut into segments of at most gsoMtu bytes;
+   * with `whole`, TCP GSO packets are handed over uncut instead (meta's 7th field 1).
+   */
+  NfqSource: new (queue: number, maxBatch: number, arenaBytes: number, rcvbufBytes: number, queueMaxlen: number, gsoMtu?: number, whole?: boolean) => NativeNfqSource;
   /** inject() sends at once; queue() copies and flush() sends everything queued with one sendmmsg per family run. */
   RawInjector: new () => NativeRawInjector;
   /** A TUN device with IFF_VNET_HDR and TSO offloads, up, for decrypted TCP (families: 1 IPv4, 2 IPv6, 3 both). */

@@ -7,6 +7,8 @@
 // The receiving end (a) hands its decrypted TCP to the kernel through its receive TUN (IFF_VNET_HDR, agent/native/tun.c):
 // consecutive segments of the flow coalesced into GSO packets (fewer writes than segments), the stream still intact;
 // with `terminal.receiveTun` empty the raw socket carries every packet (the fallback), and the stream is intact too.
+// b's socket cuts and seals the GSO packets whole (terminal.sealWholeGso, the default); the fallback run turns that off
+// and the queue cuts them, each segment sealed on its own.
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { withTestbed } from '../lib/testbed.js';
@@ -44,7 +46,8 @@ async function receiveTun(d: Daemon): Promise<ReceiveTun | null> {
 async function transfer(t: TestContext, family: 4 | 6, tun = true): Promise<void> {
   await withTestbed('natpair', {}, (tb) =>
     withDaemons('ntm-gso-', (line) => t.diagnostic(line), async ({ dir, started }) => {
-      const p = await startNatpair(tb, dir, started, tun ? {} : { terminalArgs: ['--set', 'terminal.receiveTun='] });
+      // The fallback run also has the GSO queue cut its packets (each segment sealed on its own).
+      const p = await startNatpair(tb, dir, started, tun ? {} : { terminalArgs: ['--set', 'terminal.receiveTun=', '--set', 'terminal.sealWholeGso=false'] });
       const target = String(family === 4 ? p.b.ready.v4 : p.b.ready.v6);
       await p.a.call({ cmd: 'connect', target: 'b.ntm' }, 30_000);
       const before = await gsoQueue(p.b);
@@ -67,6 +70,9 @@ async function transfer(t: TestContext, family: 4 | 6, tun = true): Promise<void
         assert.ok(q.mssLearnt > before.mssLearnt, "a's SYN-ACK taught b's data plane a's MSS");
         assert.equal(q.mssDefaulted, before.mssDefaulted, 'no segment fell back to the default MSS');
         assert.equal(st.dataplane?.counters?.['out-too-big'] ?? 0, 0, 'no segment was too big for the tunnel');
+        const whole = st.dataplane?.counters?.['out-gso-whole'] ?? 0;
+        if (tun) assert.ok(whole > 0 && whole <= packets, `b's socket cut and sealed GSO packets whole (${whole} of ${packets})`);
+        else assert.equal(whole, 0, 'sealWholeGso=false: every segment sealed on its own');
         if (!tun) assert.equal(rx?.device, undefined, 'no receive TUN: the raw socket carried every packet');
         else {
           assert.ok(rx && rxBefore, `a has a receive TUN: ${JSON.stringify(rx)}`);
@@ -86,5 +92,5 @@ async function transfer(t: TestContext, family: 4 | 6, tun = true): Promise<void
 void describe('TCP handed over unsegmented (GSO) and cut by the data plane', () => {
   test('IPv4: a fast transfer arrives intact, cut at the MSS the peer announced', (t) => transfer(t, 4));
   test('IPv6: a fast transfer arrives intact, cut at the MSS the peer announced', (t) => transfer(t, 6));
-  test('IPv4 without a receive TUN (raw socket fallback): the transfer arrives intact', (t) => transfer(t, 4, false));
+  test('IPv4 without a receive TUN (raw socket fallback) nor whole GSO sealing: the transfer arrives intact', (t) => transfer(t, 4, false));
 });

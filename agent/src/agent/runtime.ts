@@ -240,6 +240,7 @@ export class AgentRuntime implements AgentApi {
         queueIn: o.agent.queueIn,
         queueOut: o.agent.queueOut,
         queueTcp: o.agent.queueTcp,
+        sealWholeGso: o.agent.sealWholeGso,
         receiveTun: o.agent.receiveTun,
         rules: {
           chainPrefix: 'NTMA',

@@ -132,7 +132,7 @@ export async function runUp(argv: readonly string[]): Promise<void> {
   }
   writeFileSync(ntPath, node.nodeTransaction, { mode: 0o600 });
 
-  const dataplane = cfg.dataplane ? await startTerminalDataplane({ engine, reg, device: cfg.device, mtu: cfg.mtu, queueOut: cfg.queueOut, queueIn: cfg.queueIn, queueTcp: cfg.queueTcp, receiveTun: cfg.receiveTun, log }) : undefined;
+  const dataplane = cfg.dataplane ? await startTerminalDataplane({ engine, reg, device: cfg.device, mtu: cfg.mtu, queueOut: cfg.queueOut, queueIn: cfg.queueIn, queueTcp: cfg.queueTcp, sealWholeGso: cfg.sealWholeGso, receiveTun: cfg.receiveTun, log }) : undefined;
 
   let dns: NtmDns | undefined;
   let unrouteNtm: (() => Promise<void>) | undefined;

@@ -241,6 +241,35 @@ export class TunnelKeypair {
     return undefined;
   }
 
+  /**
+   * sealVia() for a TCP GSO packet the socket cuts into segments and seals (issue 15: one call per 64 KB instead of
+   * per segment): the header of the first segment written into `prefix` at `at`; `sink` cuts `packet` into at most
+   * `maxSegs` segments, seals them under counter, counter + 1, … and returns how many (its counters are taken), or a
+   * negative errno with nothing sent (this returns it). 'unsupported' also when the keypair could not take `maxSegs`
+   * more messages: the caller then cuts the packet and seals each segment, which refuses at the exact limit.
+   */
+  sealViaGso<T>(
+    packet: Uint8Array,
+    prefix: Buffer,
+    at: number,
+    now: number,
+    maxSegs: number,
+    sink: (prefix: Buffer, key: Uint8Array, counter: number, packet: Uint8Array, maxSegs: number, to: T) => number,
+    to: T,
+  ): number | SealRefusal | 'unsupported' {
+    if (this.#aead !== defaultAead) return 'unsupported';
+    if (now - this.createdAt >= this.limits.rejectAfterMs) return 'expired';
+    const counter = this.#sendCounter;
+    if (counter + maxSegs >= this.limits.rejectAfterMessages || counter + maxSegs >= Number.MAX_SAFE_INTEGER) return 'unsupported';
+    if (prefix.length !== at + SEALED_HEADER_LENGTH) return 'too-big';
+    this.writeHeader(prefix, at, counter);
+    const n = sink(prefix, this.#sendKey, counter, packet, maxSegs, to);
+    if (n <= 0) return n;
+    this.#sendCounter = counter + n;
+    this.#lastSendAt = now;
+    return n;
+  }
+
   /** Why seal() or sealVia() may not seal `plaintext` now (age, message count, size); undefined when it may. */
   private sealRefusal(plaintext: Uint8Array, now: number): SealRefusal | undefined {
     if (now - this.createdAt >= this.limits.rejectAfterMs) return 'expired';

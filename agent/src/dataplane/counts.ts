@@ -33,6 +33,8 @@ export const C = Object.freeze({
   OUT_SHARE_NOT_USER: at('out-share-not-user'),
   /** To a shared device: a packet the translation cannot carry (a fragment, an ICMP error, no free port). */
   OUT_SHARE_UNTRANSLATABLE: at('out-share-untranslatable'),
+  /** TCP GSO packets the tunnel's socket cut and sealed whole (issue 15); their segments count in out-sent. */
+  OUT_GSO_WHOLE: at('out-gso-whole'),
   // Tunnel → LAN, at the socket (a terminal's `drops` in `ntm status`).
   DATA_RX: at('rx'),
   DATA_UNKNOWN_INDEX: at('data-unknown-index'),
@@ -70,7 +72,7 @@ export const ICMP_RESULT = family('icmp-unreachable-', RESULTS);
 export const COUNT_NAMES: readonly string[] = Object.freeze(names);
 
 /** Outcomes that are not drops: what went through, and the ICMP answers sent. */
-const PASSED = new Set([C.DATA_RX, OUT_RESULT.sent, OUT_RESULT.queued, C.IN_DELIVERED, ICMP_RESULT.sent, ICMP_RESULT.queued]);
+const PASSED = new Set([C.DATA_RX, C.OUT_GSO_WHOLE, OUT_RESULT.sent, OUT_RESULT.queued, C.IN_DELIVERED, ICMP_RESULT.sent, ICMP_RESULT.queued]);
 /** Counted at the terminal's socket, before the inner packet is looked at (a terminal's `drops` beside the host's). */
 const SOCKET = new Set([C.DATA_RX, C.DATA_UNKNOWN_INDEX, C.DATA_STALE_INDEX, C.DATA_INTERNAL, C.DATA_INVALID, ...Object.values(DATA_OPEN), C.NO_REGISTRATION, C.INNER_SOURCE, C.INNER_DESTINATION, C.INNER_VERSION]);
 
@@ -78,8 +80,8 @@ const SOCKET = new Set([C.DATA_RX, C.DATA_UNKNOWN_INDEX, C.DATA_STALE_INDEX, C.D
 export class DataCounts {
   private readonly n = new Float64Array(COUNT_NAMES.length);
 
-  inc(outcome: number): void {
-    this.n[outcome]!++;
+  inc(outcome: number, n = 1): void {
+    this.n[outcome]! += n;
   }
 
   get(name: string): number {

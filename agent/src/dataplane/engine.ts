@@ -30,10 +30,13 @@ import { gsoSourceAvailable, openPacketSource } from './nfqueue/open.js';
 import { Reinjector } from './reinject.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import { be32 } from '../util/bytes.js';
+import { nativeAddon } from '../native.js';
 
 /** ICMP errors the engine may originate (RFC 4443 §2.4(f), RFC 1812 §4.3.2.8: rate-limited): a burst, then this many a second. */
 const ICMP_BURST = 10;
 const ICMP_PER_S = 10;
+/** A 64 KB GSO packet cut at the smallest MSS: 1,366 segments of up to 120 bytes of headers, 8-byte aligned. */
+const GSO_SCRATCH = 256 << 10;
 
 export interface EngineOptions {
   /** The host's UDP socket: the engine is its one reader. */
@@ -58,6 +61,11 @@ export interface EngineIo {
    * goes to queueOut, segmented by the kernel.
    */
   readonly queueTcp?: number;
+  /**
+   * With queueTcp: its GSO packets are handed over whole and the tunnel's socket cuts and seals them (issue 15;
+   * DataTunnel.sendGso). Default true; false: cut by the queue, each segment sealed on its own.
+   */
+  readonly sealWholeGso?: boolean;
   /**
    * Decrypted TCP goes back through a TUN device of this name (opened with a virtio-net header; "%d": the kernel
    * numbers it), its segments coalesced per flow as GRO does (dataplane/reinject.ts, agent/native/tun.c). '' or
@@ -90,6 +98,8 @@ export class DataEngine {
   private readonly openScratch = Buffer.allocUnsafe(65_536);
   /** Where ICMP answers are built (sealed before unreachable() returns; a queued one is copied by the tunnel). */
   private readonly icmpScratch = Buffer.allocUnsafe(Math.max(ICMP4_ERROR_MAX, ICMP6_ERROR_MAX));
+  /** Where a GSO packet no socket could take is cut (made at the first). */
+  private gsoScratch: Buffer | undefined;
   private icmpTokens = ICMP_BURST;
   private icmpRefilledAt = 0;
 
@@ -114,18 +124,45 @@ export class DataEngine {
    * One inner packet (borrowed; translated in place) from the LAN or this host, to a virtual address. Returns the
    * outcome it was counted under. The plaintext never leaves as it is: it is sealed, held for its tunnel, or dropped.
    */
-  fromLan(buf: Buffer): number {
+  fromLan(buf: Buffer, whole = false): number {
     const info = this.outInfo;
     // Parse.
     const r = parsePacket(buf, info);
     if (!r.ok) return this.count(OUT_MALFORMED[r.reason]);
-    if (info.totalLength > this.mtu) return this.count(C.OUT_TOO_BIG);
-    // Policy.
+    if (info.totalLength > this.mtu && !whole) return this.count(C.OUT_TOO_BIG);
+    // Policy: a GSO packet's headers are each of its segments' headers.
     const verdict = this.policy.outbound(buf, info);
     if (verdict !== C.PASS) return this.count(verdict);
     // Lookup, crypto, write.
+    if (whole) return this.wholeToTunnel(buf, info.version);
     const sent = this.toTunnel(buf, info.version);
     return this.count(sent === NO_NODE ? C.OUT_NO_NODE : OUT_RESULT[sent]);
+  }
+
+  /**
+   * A TCP GSO packet (nfqueue "whole", up to 64 KB; issue 15): the tunnel's socket cuts and seals it (one call for
+   * all its segments); where it cannot (no keys yet, a socket without it), it is cut here and each segment goes as any
+   * packet does. Counted per segment; returns the last outcome.
+   */
+  private wholeToTunnel(buf: Buffer, family: 4 | 6): number {
+    const t = this.tunnels.tunnelFor(buf, family);
+    if (t === NO_NODE) return this.count(C.OUT_NO_NODE);
+    const n = t?.sendGso?.(buf, this.mtu) ?? 'unsupported';
+    if (typeof n === 'number') {
+      this.counts.inc(C.OUT_GSO_WHOLE);
+      this.counts.inc(OUT_RESULT.sent, n);
+      return OUT_RESULT.sent;
+    }
+    if (n === 'dropped') return this.count(OUT_RESULT.dropped);
+    this.gsoScratch ??= Buffer.allocUnsafe(GSO_SCRATCH);
+    const segs = nativeAddon()?.gsoSegment(buf, this.mtu, this.gsoScratch);
+    if (!segs) return this.count(C.OUT_TOO_BIG);
+    let outcome: number = C.OUT_TOO_BIG;
+    for (let i = 0; i < segs.length; i += 2) {
+      const sent = this.toTunnel(this.gsoScratch.subarray(segs[i]!, segs[i]! + segs[i + 1]!), family);
+      outcome = this.count(sent === NO_NODE ? C.OUT_NO_NODE : OUT_RESULT[sent]);
+    }
+    return outcome;
   }
 
   /** The tunnel between the packet's virtual source and destination seals and sends it; none up yet: start one. */
@@ -137,7 +174,7 @@ export class DataEngine {
 
   /** NFQUEUE handler of queueOut: every packet is consumed here (the original is always dropped). */
   private readonly onQueued: PacketHandler = (pkt: QueuedPacket) => {
-    this.fromLan(asBuffer(pkt.data));
+    this.fromLan(asBuffer(pkt.data), pkt.whole);
     return 'drop';
   };
 
@@ -253,7 +290,7 @@ export class DataEngine {
       sources.push(out);
       out.onPacket(this.onQueued);
       if (queueTcp !== undefined) {
-        const tcp = openPacketSource({ queue: queueTcp, gsoMtu: Math.min(this.mtu, 65_535) });
+        const tcp = openPacketSource({ queue: queueTcp, gsoMtu: Math.min(this.mtu, 65_535), whole: o.sealWholeGso !== false });
         sources.push(tcp);
         tcp.onPacket(this.onQueued);
       }

@@ -196,8 +196,9 @@ export class TerminalHost implements TunnelTable {
     const ttlBind = this.opts.bind as Bind & { sendWithTtl?: (d: Uint8Array, to: Endpoint, ttl: number) => boolean };
     const withTtl = typeof ttlBind.sendWithTtl === 'function' ? ttlBind.sendWithTtl.bind(ttlBind) : undefined;
     // A bind that seals DATA on a thread of its own (the native one, issue 15) gets the packets unsealed.
-    const sealing = this.opts.bind as Bind & { seals?: boolean; sendSealing?: NonNullable<TunnelIo['sendSealing']> };
+    const sealing = this.opts.bind as Bind & { seals?: boolean; sealsGso?: boolean; sendSealing?: NonNullable<TunnelIo['sendSealing']>; sendSealingGso?: NonNullable<TunnelIo['sendSealingGso']> };
     const sendSealing = sealing.seals === true && sealing.sendSealing ? sealing.sendSealing.bind(sealing) : undefined;
+    const sendSealingGso = sendSealing && sealing.sealsGso === true && sealing.sendSealingGso ? sealing.sendSealingGso.bind(sealing) : undefined;
     return {
       send: (d: Uint8Array, to: Endpoint) => this.send(d, to),
       ...(withTtl
@@ -221,6 +222,15 @@ export class TerminalHost implements TunnelTable {
             sendSealing: (prefix: Buffer, key: Uint8Array, counter: number, plaintext: Uint8Array, to: Endpoint): void => {
               this.counts.inc('tx');
               sendSealing(prefix, key, counter, plaintext, to);
+            },
+          }
+        : {}),
+      ...(sendSealingGso
+        ? {
+            sendSealingGso: (prefix: Buffer, key: Uint8Array, counter: number, packet: Uint8Array, mtu: number, maxSegs: number, to: Endpoint): number => {
+              const n = sendSealingGso(prefix, key, counter, packet, mtu, maxSegs, to);
+              if (n > 0) this.counts.inc('tx', n);
+              return n;
             },
           }
         : {}),

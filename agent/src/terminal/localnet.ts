@@ -28,6 +28,8 @@ export interface TerminalDataplaneOptions {
   readonly queueIn: number;
   /** Outgoing TCP, unsegmented (GSO); 0 or absent: TCP shares queueOut. */
   readonly queueTcp?: number;
+  /** GSO packets of queueTcp sealed whole by the socket (engine.ts EngineIo.sealWholeGso); default true. */
+  readonly sealWholeGso?: boolean;
   /** Decrypted TCP through this TUN (engine.ts EngineIo.receiveTun); '' or absent: the raw socket. */
   readonly receiveTun?: string;
   readonly device?: string;
@@ -73,6 +75,7 @@ export async function startTerminalDataplane(o: TerminalDataplaneOptions): Promi
     queueIn: o.queueIn,
     queueOut: o.queueOut,
     ...(o.queueTcp ? { queueTcp: o.queueTcp } : {}),
+    ...(o.sealWholeGso !== undefined ? { sealWholeGso: o.sealWholeGso } : {}),
     ...(o.receiveTun ? { receiveTun: o.receiveTun } : {}),
     rules: { chainPrefix: o.chainPrefix ?? 'NTMT', virtualRanges: ranges, captureLocal: true },
   });

@@ -73,6 +73,12 @@ export interface TunnelIo {
    * it (TunnelKeypair.sealVia).
    */
   sendSealing?(prefix: Buffer, key: Uint8Array, counter: number, plaintext: Uint8Array, to: Endpoint): void;
+  /**
+   * Optional, with sendSealing: a TCP GSO packet cut into segments (of at most the peer's MSS and `mtu`) each sealed
+   * as sendSealing() seals, under counter, counter + 1, … (at most maxSegs of them). The segment count, or a negative
+   * errno with nothing sent.
+   */
+  sendSealingGso?(prefix: Buffer, key: Uint8Array, counter: number, packet: Uint8Array, mtu: number, maxSegs: number, to: Endpoint): number;
 }
 
 /**
@@ -81,6 +87,8 @@ export interface TunnelIo {
  */
 const PREFIX_DIRECT = Buffer.alloc(SEALED_HEADER_LENGTH);
 const PREFIX_RELAYED = Buffer.alloc(RELAY_HEADER + SEALED_HEADER_LENGTH);
+/** Segments one GSO packet may be cut into: 64 KB at Linux's smallest send MSS (48 bytes) is 1,366. */
+const MAX_GSO_SEGMENTS = 1400;
 
 /** A tunnel that sent within this window but received nothing for this long is stale (asks for a new direction). */
 export const STALE_MS = 6000;
@@ -578,6 +586,37 @@ export class Tunnel {
     if (inner === PROBE && this.probeAt === 0) this.probeAt = now;
     if (this.rekeyDue(kp, now)) this.initiate();
     return 'sent';
+  }
+
+  /**
+   * A TCP GSO packet (borrowed) cut into segments of at most the peer's MSS and `mtu` and sealed on the socket's
+   * thread (issue 15: the keypair's checks and one call per 64 KB, not per segment). The segments sent; 'unsupported'
+   * without a socket that does it, keys or a path: the caller cuts the packet and sends each segment with sendInner().
+   */
+  sendGso(packet: Buffer, mtu: number): number | 'dropped' | 'unsupported' {
+    const sink = this.io.sendSealingGso;
+    const kp = this.keypairs.current ?? this.keypairs.next;
+    if (sink === undefined || !kp || this.path === 'none') return 'unsupported';
+    const relay = this.path === 'relay' && this.route.relay;
+    const now = this.io.now();
+    const to = relay ? this.route.relay!.endpoint : this.endpoint!;
+    const prefix = relay ? PREFIX_RELAYED : PREFIX_DIRECT;
+    if (relay) writeRelayHeader(prefix, this.tunnelId);
+    const n = kp.sealViaGso(packet, prefix, relay ? RELAY_HEADER : 0, now, MAX_GSO_SEGMENTS, (p, key, counter, pkt, maxSegs, dest: Endpoint) => sink(p, key, counter, pkt, mtu, maxSegs, dest), to);
+    if (n === 'unsupported') return n;
+    if (typeof n === 'string') {
+      this.refused(kp, now);
+      return 'dropped';
+    }
+    if (n <= 0) return 'unsupported';
+    this.stats.txPackets += n;
+    // Each segment repeats the IP and TCP headers.
+    const ipHeader = packet[0]! >> 4 === 4 ? (packet[0]! & 15) * 4 : 40;
+    this.stats.txBytes += packet.length + (n - 1) * (ipHeader + (packet[ipHeader + 12]! >> 4) * 4);
+    this.lastTx = now;
+    if (this.unansweredSince === 0) this.unansweredSince = now;
+    if (this.rekeyDue(kp, now)) this.initiate();
+    return n;
   }
 
   /**

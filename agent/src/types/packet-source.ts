@@ -30,6 +30,11 @@ export interface QueuedPacket {
   readonly inIfindex: number;
   readonly outIfindex: number;
   /**
+   * A TCP GSO packet handed over uncut (a batch source opened with `whole`): up to 64 KB, longer than the MTU, for a
+   * handler that cuts it where it seals it (agent/native/udp.c queueSealGso). False from every other source.
+   */
+  readonly whole: boolean;
+  /**
    * With an 'accept' result: let these bytes continue instead of the original (the kernel re-routes them).
    * Borrowed until the verdict is issued; the source copies them to the kernel then.
    */

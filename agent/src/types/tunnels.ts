@@ -31,6 +31,12 @@ export interface DataTunnel<K = unknown> {
   onData(packet: Buffer, kp: K, from: Endpoint, via: Via, out: Buffer, opened?: OpenedDatagram): Buffer | string;
   /** Crypto and write, LAN → tunnel: seals the inner packet (borrowed) and sends it, or queues it for keys. */
   sendInner(inner: Buffer): OutboundResult;
+  /**
+   * LAN → tunnel for a TCP GSO packet (up to 64 KB, borrowed): cut into segments of at most the peer's MSS and `mtu`
+   * and sealed where the socket seals (issue 15). The segments sent; 'dropped' (the keys refused); 'unsupported' (no
+   * such socket, no keys yet): the engine cuts it and hands each segment to sendInner(). Optional.
+   */
+  sendGso?(packet: Buffer, mtu: number): number | 'dropped' | 'unsupported';
 }
 
 /** Our side of a tunnel: the identity it belongs to and that identity's virtual addresses (as the wire has them). */

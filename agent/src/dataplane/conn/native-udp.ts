@@ -52,6 +52,8 @@ export class NativeUdpBind implements Bind {
   readonly copiesOnSend = true;
   /** Whether sendSealing() works: a stale build of the addon has no sealing queue. */
   readonly seals: boolean;
+  /** Whether sendSealingGso() works (a build of the addon before it has not). */
+  readonly sealsGso: boolean;
   private flushScheduled = false;
   private readonly flushNow = (): void => {
     this.flushScheduled = false;
@@ -67,6 +69,7 @@ export class NativeUdpBind implements Bind {
     this.halfEntries = sock.meta.length / UMETA / 2;
     this.opening = sock.start((n, half) => this.burst(n, half), openData && receiveKeysLent());
     this.seals = typeof sock.queueSeal === 'function';
+    this.sealsGso = typeof sock.queueSealGso === 'function';
   }
 
   get port(): number {
@@ -143,6 +146,19 @@ export class NativeUdpBind implements Bind {
       return;
     }
     this.scheduleFlush();
+  }
+
+  /**
+   * A TCP GSO packet (nfqueue "whole") cut into segments of at most the peer's MSS and `mtu`, each sealed as
+   * sendSealing() seals, under counter, counter + 1, … (issue 15). Returns the segment count (≤ maxSegs), or -errno
+   * with nothing sent (-EINVAL: not TCP, the caller cuts it itself).
+   */
+  sendSealingGso(prefix: Uint8Array, key: Uint8Array, counter: number, packet: Uint8Array, mtu: number, maxSegs: number, to: Endpoint): number {
+    if (this.closed) return -9; // EBADF
+    const n = this.sock.queueSealGso!(prefix, key, counter, packet, mtu, maxSegs, to.address, to.port);
+    if (n < 0) return n;
+    this.scheduleFlush();
+    return n;
   }
 
   private scheduleFlush(): void {

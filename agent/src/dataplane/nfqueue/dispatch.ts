@@ -20,6 +20,7 @@ class View<T> implements QueuedPacket {
   mark = 0;
   inIfindex = 0;
   outIfindex = 0;
+  whole = false;
   token: T | null = null;
   newPayload: Uint8Array | null = null;
   newMark = 0;
@@ -103,7 +104,7 @@ export class Dispatcher<T> {
   }
 
   /** One packet arrived. `data` is lent to the handler under the rules of `QueuedPacket.data`. */
-  dispatch(token: T, id: number, data: Uint8Array, mark: number, inIfindex: number, outIfindex: number): void {
+  dispatch(token: T, id: number, data: Uint8Array, mark: number, inIfindex: number, outIfindex: number, whole = false): void {
     const c = this.counters;
     c.received++;
     const handler = this.handler;
@@ -119,6 +120,7 @@ export class Dispatcher<T> {
     v.mark = mark;
     v.inIfindex = inIfindex;
     v.outIfindex = outIfindex;
+    v.whole = whole;
     v.newPayload = null;
     v.newMark = 0;
     v.pending = null;

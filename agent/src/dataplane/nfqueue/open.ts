@@ -4,9 +4,10 @@ import type { PacketSource } from '../../types/packet-source.js';
 import { batchSourceAvailable, openBatchSource } from './batch-source.js';
 import { openNfqueueSource } from './source.js';
 
-export function openPacketSource(o: { readonly queue: number; readonly engine?: 'auto' | 'batch' | 'nfqueue'; readonly gsoMtu?: number }): PacketSource {
+export function openPacketSource(o: { readonly queue: number; readonly engine?: 'auto' | 'batch' | 'nfqueue'; readonly gsoMtu?: number; readonly whole?: boolean }): PacketSource {
   const engine = o.engine ?? 'auto';
-  if (engine === 'batch' || (engine === 'auto' && batchSourceAvailable())) return openBatchSource({ queue: o.queue, ...(o.gsoMtu ? { gsoMtu: o.gsoMtu } : {}) });
+  if (engine === 'batch' || (engine === 'auto' && batchSourceAvailable()))
+    return openBatchSource({ queue: o.queue, ...(o.gsoMtu ? { gsoMtu: o.gsoMtu, whole: o.whole === true } : {}) });
   return openNfqueueSource({ queue: o.queue });
 }
 
