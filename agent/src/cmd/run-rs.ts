@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { loadSection, readConfigFile, type SectionConfig } from '../config/schema.js';
 import { RsServer } from '../rs/server.js';
-import { RelayLedger } from '../rs/ledger.js';
+import type { RelayLedger } from '../rs/ledger.js';
 import { ConfigError } from '../types/errors.js';
 import { ClientClosedError } from '../registry/evm/errors.js';
 import type { Logger } from '../util/log.js';
@@ -110,6 +110,8 @@ async function openChain(cfg: Readonly<SectionConfig<'rs'>>, identity: Identity,
   if (!cfg.chainContract) throw new ConfigError('rs.chainContract', 'is required with rs.ledger = evm');
   const dc = cfg.dc || cfg.reportTo[0]?.id;
   if (!dc) throw new ConfigError('rs.dc', 'names no DC to announce this RS to (nor does rs.reportTo)');
+  // Loaded only with a chain: its client (viem) costs ~30 MB resident, and most RSs (the vCPEs' own) have none.
+  const { RelayLedger } = await import('../rs/ledger.js');
   const ledger = await RelayLedger.connect({ rpcUrl: cfg.chainRpc, contract: cfg.chainContract, identity, log });
   if (cfg.reportTo.some((r) => r.id === dc)) return { ledger, dc, cfg };
   let waited = false;

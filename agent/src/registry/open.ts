@@ -11,7 +11,6 @@ import { defaultPools } from '../dc/pools.js';
 import { parseCidr } from '../protocol/ip.js';
 import { toHex } from '../crypto/hex.js';
 import { SqliteRegistry } from './sqlite.js';
-import { EvmRegistry } from './evm/registry.js';
 
 /**
  * The ledger the configuration names: the hash-chained SQLite registry in the DC's own database (the embedded
@@ -29,6 +28,9 @@ export async function openLedger(
   if (shared) throw new ConfigError('dc.workers', 'several DC workers need dc.ledger = sqlite (the EVM ledger\'s outbox is per process)');
   if (!cfg.chainRpc) throw new ConfigError('dc.chainRpc', 'is required with dc.ledger = evm');
   if (!cfg.chainContract) throw new ConfigError('dc.chainContract', 'is required with dc.ledger = evm');
+  // Loaded only here: the chain client (viem) costs a process ~30 MB resident (agent_memory benchmark), and the
+  // embedded default never uses it.
+  const { EvmRegistry } = await import('./evm/registry.js');
   const registry = new EvmRegistry(db, { rpcUrl: cfg.chainRpc, contract: cfg.chainContract, deployBlock: cfg.chainDeployBlock, identity, log });
   const hint = defaultPools({ ...cfg, poolV4: '', poolV6: '' }, identity.id);
   const slot = (pool: string, range: string): number => {
