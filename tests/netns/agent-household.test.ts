@@ -3,6 +3,7 @@
 // Real processes, real packets: `ntm agent` in the vcpe namespace, `ntm up` on the phone, HTTP/UDP/ping to appliances.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { up, type Testbed } from '../../scripts/netns/index.js';
@@ -85,6 +86,24 @@ void describe('the household agent (issue 4)', () => {
     assert.ok(reqs.some((x) => x.event === 'request' && x.from === phoneV4 && x.url === '/'), c.lampLog());
     const st = (await c.phone.status()) as { tunnels: Array<{ peerName: string; path: string; state: string }> };
     assert.ok(st.tunnels.some((t) => t.peerName === 'lamp' && t.state === 'up' && t.path === 'direct'), JSON.stringify(st.tunnels));
+  });
+
+  test("a fast download from the lamp arrives intact; the agent sealed the lamp's TCP 64 KB at a time", async () => {
+    // The lamp's bytes: 0..255 over and over (its /download). The agent's TCP queue hands the lamp's GSO packets over
+    // whole, translates them once and its socket cuts and seals them (issue 15, agent.sealWholeGso).
+    const bytes = 16 << 20;
+    const chunk = Buffer.alloc(64 * 1024);
+    for (let i = 0; i < chunk.length; i++) chunk[i] = i & 0xff;
+    const want = createHash('sha256');
+    for (let n = 0; n < bytes; n += chunk.length) want.update(chunk.subarray(0, Math.min(chunk.length, bytes - n)));
+    const before = (await c.agent.status()) as { dataplane: { counters: Record<string, number> } };
+    const r = await c.tb.exec('phone', ['sh', '-c', `curl -sS --max-time 60 'http://${c.lampDev.virtualV4}/download?bytes=${bytes}' | sha256sum`], { timeoutMs: 70_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.split(' ')[0], want.digest('hex'), 'the bytes the lamp sent, in order');
+    const st = (await c.agent.status()) as { dataplane: { counters: Record<string, number> } };
+    const whole = (st.dataplane.counters['out-gso-whole'] ?? 0) - (before.dataplane.counters['out-gso-whole'] ?? 0);
+    assert.ok(whole > 0, `the agent sealed GSO packets whole: ${JSON.stringify(st.dataplane.counters)}`);
+    assert.equal(st.dataplane.counters['out-too-big'] ?? 0, 0, 'no segment too big for the tunnel');
   });
 
   test("the camera's UDP stream reaches the phone, and ping works across", async () => {
