@@ -600,8 +600,7 @@ export class Tunnel {
     const relay = this.path === 'relay' && this.route.relay;
     const now = this.io.now();
     const to = relay ? this.route.relay!.endpoint : this.endpoint!;
-    const prefix = relay ? PREFIX_RELAYED : PREFIX_DIRECT;
-    if (relay) writeRelayHeader(prefix, this.tunnelId);
+    const prefix = this.dataPrefix(!!relay);
     const n = kp.sealViaGso(packet, prefix, relay ? RELAY_HEADER : 0, now, MAX_GSO_SEGMENTS, (p, key, counter, pkt, maxSegs, dest: Endpoint) => sink(p, key, counter, pkt, mtu, maxSegs, dest), to);
     if (n === 'unsupported') return n;
     if (typeof n === 'string') {
@@ -626,8 +625,7 @@ export class Tunnel {
   private transmit(kp: TunnelKeypair, inner: Buffer, relay: boolean, now: number, to: Endpoint): boolean {
     const sink = this.io.sendSealing;
     if (sink !== undefined) {
-      const prefix = relay ? PREFIX_RELAYED : PREFIX_DIRECT;
-      if (relay) writeRelayHeader(prefix, this.tunnelId);
+      const prefix = this.dataPrefix(relay);
       const refused = kp.sealVia(inner, prefix, relay ? RELAY_HEADER : 0, now, sink, to);
       if (refused === undefined) return true;
       if (refused !== 'unsupported') return this.refused(kp, now);
@@ -636,6 +634,13 @@ export class Tunnel {
     if (!out) return false;
     this.io.send(out, to);
     return true;
+  }
+
+  /** The prefix a DATA packet is sealed after on the socket's thread: the relay header (ours) when relayed. */
+  private dataPrefix(relay: boolean): Buffer {
+    if (!relay) return PREFIX_DIRECT;
+    writeRelayHeader(PREFIX_RELAYED, this.tunnelId);
+    return PREFIX_RELAYED;
   }
 
   /** A keypair refused to seal (too old, too many messages): counted, and a rekey started when it is due. */

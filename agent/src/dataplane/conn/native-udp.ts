@@ -14,6 +14,7 @@
 // Received DATA is opened off the JavaScript thread (issue 15): the addon's opening thread (agent/native/rxopen.c)
 // opens each burst's DATA datagrams under the receive keys the keypairs lent it (crypto/rx-keys.ts) while this thread
 // handles the burst before; the handler gets the verdict and plaintext as its `opened` argument.
+import { constants } from 'node:os';
 import type { Bind, Endpoint, OpenedDatagram } from '../../types/net.js';
 import { nativeAddon, type NativeUdpSocket } from '../../native.js';
 import { bytesToIp4, bytesToIp6, ipFamily } from '../../protocol/ip.js';
@@ -154,7 +155,7 @@ export class NativeUdpBind implements Bind {
    * with nothing sent (-EINVAL: not TCP, the caller cuts it itself).
    */
   sendSealingGso(prefix: Uint8Array, key: Uint8Array, counter: number, packet: Uint8Array, mtu: number, maxSegs: number, to: Endpoint): number {
-    if (this.closed) return -9; // EBADF
+    if (this.closed) return -constants.errno.EBADF;
     const n = this.sock.queueSealGso!(prefix, key, counter, packet, mtu, maxSegs, to.address, to.port);
     if (n < 0) return n;
     this.scheduleFlush();
